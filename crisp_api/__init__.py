@@ -1,0 +1,42 @@
+"""crisp-api: a complete, resilient and fast client for the Crisp REST API v1.
+
+>>> from crisp_api import Crisp
+>>> client = Crisp()
+>>> client.set_tier("plugin")
+>>> client.authenticate(identifier, key)  # doctest: +SKIP
+>>> client.website.get_conversation(website_id, session_id)  # doctest: +SKIP
+"""
+
+from crisp_api._version import __version__
+from crisp_api.client import Crisp
+from crisp_api.errors import (
+    BadRequestError,
+    ForbiddenError,
+    InvalidResponseError,
+    NetworkError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    RouteError,
+    ServerError,
+    UnauthorizedError,
+)
+
+__all__ = [
+    "BadRequestError",
+    "Crisp",
+    "ForbiddenError",
+    "InvalidResponseError",
+    "NetworkError",
+    "NotFoundError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ResponseTooLargeError",
+    "RouteError",
+    "ServerError",
+    "UnauthorizedError",
+    "__version__",
+]

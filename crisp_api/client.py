@@ -1,0 +1,426 @@
+"""`Crisp`: the client. Holds the configuration and the pipeline; resources call through it."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+
+from crisp_api import defaults
+from crisp_api.envelope import decode
+from crisp_api.errors import (
+    NetworkError,
+    RateLimitedError,
+    RequestTimeoutError,
+    RouteError,
+)
+from crisp_api.errors import (
+    ResponseTooLargeError as TooLargeError,
+)
+from crisp_api.resources import (
+    BucketResource,
+    MediaResource,
+    PlanResource,
+    PluginResource,
+    PluginShortcuts,
+    WebsiteResource,
+)
+from crisp_api.routing import MATCHER, QueryValue, Route, encode_query
+from middleware import (
+    BasicAuth,
+    InMemoryBucket,
+    InMemoryCache,
+    Middleware,
+    Pipeline,
+    RateLimit,
+    RateLimitExceededError,
+    ReadTimeoutError,
+    Request,
+    ResponseCache,
+    ResponseTooLargeError,
+    Retry,
+    RetryBudget,
+    RetryPolicy,
+    StructuredLogging,
+    TransportError,
+    Urllib3Transport,
+)
+
+Body = Mapping[str, Any] | list[Any] | None
+Query = Mapping[str, QueryValue]
+
+_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
+class Crisp(PluginShortcuts):
+    """A Crisp REST API v1 client; thread-safe, reusable, one connection pool per client.
+
+    ``Crisp()`` then ``authenticate(identifier, key)`` is all the original library needed,
+    and still is. Keyword options tune the pipeline: ``timeout`` (seconds), ``max_retries``,
+    ``rate_limit`` (requests/s of our own, ``None`` = only obey the server's 429/420 pauses),
+    ``burst``, ``cache_ttl`` (seconds, ``0`` = no cache), ``cache_size``, ``pool_size``,
+    ``middleware`` (a whole custom stack, outermost first) and ``logger`` (any structlog
+    logger; by default the stdlib logger ``crisp_api``, silent until configured).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = defaults.TIMEOUT,
+        max_retries: int = defaults.MAX_RETRIES,
+        rate_limit: float | None = defaults.RATE_LIMIT,
+        burst: int = defaults.BURST,
+        cache_ttl: float = defaults.CACHE_TTL,
+        cache_size: int = defaults.CACHE_SIZE,
+        pool_size: int = defaults.POOL_SIZE,
+        max_body: int = defaults.MAX_BODY,
+        middleware: Iterable[Middleware] | None = None,
+        logger: Any = None,
+    ) -> None:
+        _check_seconds("timeout", timeout)
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+        if not isinstance(cache_ttl, int | float) or not 0 <= cache_ttl < math.inf:
+            raise ValueError(f"cache_ttl must be a number of seconds >= 0, got {cache_ttl!r}")
+        self._lock = threading.Lock()
+        self._origin, self._prefix = _split_host(defaults.REST_HOST)
+        self._base_path = defaults.REST_BASE_PATH
+        self._root = self._prefix + self._base_path
+        self._tier = defaults.TIER
+        self._identifier: str | None = None
+        self._partition: tuple[str | None, str] = (None, self._tier)
+        self._transport = Urllib3Transport(
+            timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
+        )
+        self.auth = BasicAuth(
+            headers={
+                "User-Agent": defaults.USER_AGENT,
+                "Accept": "application/json",
+                defaults.TIER_HEADER: self._tier,
+            }
+        )
+        stack = (
+            list(middleware)
+            if middleware is not None
+            else self._default_stack(
+                max_retries=max_retries,
+                rate_limit=rate_limit,
+                burst=burst,
+                cache_ttl=cache_ttl,
+                cache_size=cache_size,
+                logger=logger,
+            )
+        )
+        self._pipeline = Pipeline(stack, self._transport)
+
+        self.website = WebsiteResource(self)
+        self.plugin = PluginResource(self)
+        self.plan = PlanResource(self)
+        self.media = MediaResource(self)
+        self.bucket = BucketResource(self)
+
+    def _default_stack(
+        self,
+        *,
+        max_retries: int,
+        rate_limit: float | None,
+        burst: int,
+        cache_ttl: float,
+        cache_size: int,
+        logger: Any,
+    ) -> list[Middleware]:
+        policy = RetryPolicy(
+            max_retries=max_retries,
+            backoff_base=defaults.BACKOFF_BASE,
+            backoff_cap=defaults.BACKOFF_CAP,
+            max_retry_after=defaults.MAX_RETRY_AFTER,
+            rate_limit_statuses=defaults.RATE_LIMIT_STATUSES,
+        )
+        budget = RetryBudget(
+            ratio=defaults.RETRY_BUDGET_RATIO, min_per_second=defaults.RETRY_BUDGET_FLOOR
+        )
+        stack: list[Middleware] = [
+            StructuredLogging(logger, logger_name=defaults.LOGGER_NAME),
+        ]
+        if cache_ttl > 0:
+            stack.append(ResponseCache(InMemoryCache(maxsize=cache_size, ttl=cache_ttl)))
+        stack += [
+            Retry(policy, budget),
+            RateLimit(
+                InMemoryBucket(rate_limit, burst),
+                pause_statuses=defaults.RATE_LIMIT_STATUSES,
+                max_pause=defaults.MAX_RETRY_AFTER,
+            ),
+            self.auth,
+        ]
+        return stack
+
+    # Configuration (the seed API) ------------------------------------------------------
+
+    def authenticate(self, identifier: str, key: str) -> None:
+        """Use the token keypair ``identifier``/``key`` for every following request."""
+        with self._lock:
+            for layer in self._auth_layers():
+                layer.set_credentials(identifier, key)
+            self._identifier = identifier
+            self._partition = (identifier, self._tier)
+
+    def set_tier(self, tier: str) -> None:
+        """Authenticate as ``user`` (default), ``website`` or ``plugin``."""
+        if tier not in defaults.TIERS:
+            raise ValueError(f"tier must be one of {sorted(defaults.TIERS)}, got {tier!r}")
+        with self._lock:
+            for layer in self._auth_layers():
+                layer.set_header(defaults.TIER_HEADER, tier)
+            self._tier = tier
+            self._partition = (self._identifier, tier)
+
+    def set_rest_host(self, rest_host: str) -> None:
+        """Talk to ``rest_host`` (``scheme://host[:port][/prefix]``) instead of Crisp's API."""
+        origin, prefix = _split_host(rest_host)
+        with self._lock:
+            self._origin, self._prefix = origin, prefix
+            self._root = prefix + self._base_path
+
+    def set_rest_base_path(self, rest_base_path: str) -> None:
+        """Use another API base path than ``/v1``."""
+        if not isinstance(rest_base_path, str) or "?" in rest_base_path or "#" in rest_base_path:
+            raise ValueError(f"rest_base_path must be a URL path, got {rest_base_path!r}")
+        path = "/" + rest_base_path.strip("/") if rest_base_path.strip("/") else ""
+        with self._lock:
+            self._base_path = path
+            self._root = self._prefix + path
+
+    def set_timeout(self, timeout: float) -> None:
+        """Seconds allowed to connect, and again for each read of the answer."""
+        _check_seconds("timeout", timeout)
+        self._transport.timeout = _timeout(timeout)
+
+    def get_rest_host(self) -> str:
+        """The REST host in use."""
+        return self._origin + self._prefix
+
+    def get_rest_base_path(self) -> str:
+        """The API base path in use."""
+        return self._base_path
+
+    def get_timeout(self) -> float:
+        """The timeout in use, in seconds."""
+        total = self._transport.timeout.read_timeout
+        return float(total) if isinstance(total, int | float) else defaults.TIMEOUT
+
+    def get_tier(self) -> str:
+        """The tier in use."""
+        return self._tier
+
+    def _auth_layers(self) -> list[BasicAuth]:
+        layers = [m for m in self._pipeline.stack if isinstance(m, BasicAuth)]
+        return layers if self.auth in layers else [*layers, self.auth]
+
+    # The middleware stack -------------------------------------------------------------
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The active middleware stack, outermost first."""
+        return self._pipeline.stack
+
+    def use(
+        self, middleware: Middleware, *, before: str | None = None, after: str | None = None
+    ) -> None:
+        """Insert ``middleware`` before/after the layer of that name (default: innermost)."""
+        self._pipeline.insert(middleware, before=before, after=after)
+
+    def remove_middleware(self, name: str) -> Middleware:
+        """Take the layer called ``name`` out of the stack and return it."""
+        return self._pipeline.remove(name)
+
+    def set_middleware(self, middleware: Iterable[Middleware]) -> None:
+        """Replace the whole stack (outermost first)."""
+        self._pipeline.replace(middleware)
+
+    # Calls ----------------------------------------------------------------------------
+
+    def call(
+        self,
+        route: Route,
+        params: tuple[Any, ...] = (),
+        query: Query | None = None,
+        body: Body = None,
+        *,
+        use_cache: bool = True,
+    ) -> Any:
+        """Call ``route`` with its path ``params``; returns the envelope's ``data``."""
+        path = self._root + route.expand(params)
+        if query:
+            encoded = encode_query(query)
+            if encoded:
+                path = f"{path}?{encoded}"
+        return self._send(
+            method=route.method,
+            path=path,
+            template=route.template,
+            group=route.group(params) if route.group_index is not None else None,
+            body=body,
+            use_cache=use_cache,
+        )
+
+    def _send(
+        self,
+        *,
+        method: str,
+        path: str,
+        template: str,
+        group: str | None,
+        body: Body,
+        use_cache: bool,
+    ) -> Any:
+        if body is None:
+            request = Request(
+                method,
+                self._origin,
+                path,
+                route=template,
+                partition=self._partition,
+                group=group,
+                use_cache=use_cache,
+            )
+        else:
+            request = Request(
+                method,
+                self._origin,
+                path,
+                route=template,
+                headers=dict(_JSON_HEADERS),
+                body=_encode_body(body),
+                partition=self._partition,
+                group=group,
+                use_cache=use_cache,
+            )
+        try:
+            response = self._pipeline(request)
+        except ReadTimeoutError as exc:
+            raise RequestTimeoutError(exc.detail, method=method, route=template) from exc
+        except ResponseTooLargeError as exc:
+            raise TooLargeError(exc.detail, method=method, route=template) from exc
+        except TransportError as exc:
+            raise NetworkError(exc.detail, method=method, route=template) from exc
+        except RateLimitExceededError as exc:
+            raise RateLimitedError(
+                "client_rate_limited", method=method, route=template, retry_after=exc.wait
+            ) from exc
+        return decode(response, method, template)
+
+    def _raw(self, method: str, resource: str, query: Query | None, body: Body) -> Any:
+        """A call by concrete path, as the original library's get/post/... made them."""
+        if not isinstance(resource, str) or not resource.startswith("/"):
+            raise ValueError(f"resource must be a path starting with '/', got {resource!r}")
+        bare = resource.split("?", 1)[0]
+        found = MATCHER.match(method, bare)
+        template, group = bare, None
+        if found is not None:
+            route, values = found
+            template = route.template
+            if route.group_index is not None:
+                group = values[route.group_index]
+        path = self._root + resource
+        if query:
+            encoded = encode_query(query)
+            if encoded:
+                path = f"{path}{'&' if '?' in path else '?'}{encoded}"
+        return self._send(
+            method=method, path=path, template=template, group=group, body=body, use_cache=True
+        )
+
+    def get(self, resource: str, query: Query | None = None) -> Any:
+        """GET ``resource`` (a path below the base path, e.g. ``/website/ID``)."""
+        return self._raw("GET", resource, query, None)
+
+    def head(self, resource: str) -> Any:
+        """HEAD ``resource``; returns ``{}`` when it exists, raises `NotFoundError` otherwise."""
+        return self._raw("HEAD", resource, None, None)
+
+    def post(self, resource: str, data: Body = None) -> Any:
+        """POST ``data`` (JSON) to ``resource``."""
+        return self._raw("POST", resource, None, {} if data is None else data)
+
+    def patch(self, resource: str, data: Body = None) -> Any:
+        """PATCH ``resource`` with ``data`` (JSON)."""
+        return self._raw("PATCH", resource, None, {} if data is None else data)
+
+    def put(self, resource: str, data: Body = None) -> Any:
+        """PUT ``data`` (JSON) at ``resource``."""
+        return self._raw("PUT", resource, None, {} if data is None else data)
+
+    def remove(self, resource: str) -> Any:
+        """DELETE ``resource``."""
+        return self._raw("DELETE", resource, None, None)
+
+    delete = remove
+
+    # Lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close pooled connections. The client stays usable; it reconnects on demand."""
+        self._transport.close()
+
+    def __enter__(self) -> Crisp:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "authenticated" if self._identifier else "anonymous"
+        return f"<Crisp {self.get_rest_host()}{self._base_path} tier={self._tier} {state}>"
+
+
+def _encode_body(body: Body) -> bytes:
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"request body is not JSON-serialisable: {exc}") from None
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < math.inf
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def _timeout(seconds: float) -> urllib3.Timeout:
+    return urllib3.Timeout(connect=seconds, read=seconds)
+
+
+def _split_host(rest_host: str) -> tuple[str, str]:
+    """``(origin, path prefix)`` of a REST host URL; a clear ValueError if it is not one."""
+    if not isinstance(rest_host, str):
+        raise ValueError(f"rest_host must be a URL string, got {rest_host!r}")
+    try:
+        parts = urlsplit(rest_host.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"rest_host is not a valid URL: {rest_host!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"rest_host must be an http(s) URL with a host, got {rest_host!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("rest_host must not carry a query, fragment or credentials")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return origin, parts.path.rstrip("/")
+
+
+__all__ = ["Body", "Crisp", "Query", "RouteError"]

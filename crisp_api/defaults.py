@@ -1,0 +1,38 @@
+"""Every default of the client, in one place."""
+
+from __future__ import annotations
+
+from crisp_api._version import __version__
+
+REST_HOST = "https://api.crisp.chat"
+REST_BASE_PATH = "/v1"
+TIERS = frozenset({"user", "website", "plugin"})
+TIER = "user"
+TIER_HEADER = "X-Crisp-Tier"
+USER_AGENT = f"crisp-api-python/{__version__}"
+
+TIMEOUT = 10.0
+"""Seconds allowed to connect, and again to wait for each read of the answer."""
+
+MAX_RETRIES = 4
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 20.0
+MAX_RETRY_AFTER = 60.0
+"""A Retry-After longer than this is not waited out: the call fails with RateLimitedError."""
+
+RETRY_BUDGET_RATIO = 0.2
+RETRY_BUDGET_FLOOR = 5.0
+"""Retries per second always allowed, however few first attempts fund the budget."""
+
+RATE_LIMIT: float | None = None
+"""Requests per second of our own; None only obeys the server's 429/420 pauses."""
+BURST = 10
+
+RATE_LIMIT_STATUSES = frozenset({420, 429})
+"""Crisp answers 429 (too many requests) and 420 (quota / enhance your calm) when limiting."""
+
+CACHE_TTL = 2.0
+CACHE_SIZE = 1024
+POOL_SIZE = 32
+MAX_BODY = 32 * 1024 * 1024
+LOGGER_NAME = "crisp_api"

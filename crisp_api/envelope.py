@@ -1,0 +1,107 @@
+"""Turning an HTTP answer into the envelope's ``data``, or into the right `RouteError`.
+
+Crisp answers ``{"error": bool, "reason": str, "data": ...}``. Anything else (an HTML page from
+a load balancer, a truncated or empty body, invalid UTF-8, JSON without ``data``, another
+content type) becomes an `InvalidResponseError`, or the status's own error class when the
+status already says the call failed, always with a short snippet of what came back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crisp_api.defaults import RATE_LIMIT_STATUSES
+from crisp_api.errors import (
+    BadRequestError,
+    ForbiddenError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitedError,
+    RouteError,
+    ServerError,
+    UnauthorizedError,
+)
+from middleware import Response, retry_after_seconds
+
+SNIPPET_LENGTH = 200
+
+_STATUS_REASONS = {
+    400: "invalid_data",
+    401: "unauthorized",
+    402: "payment_required",
+    403: "not_allowed",
+    404: "not_found",
+    420: "rate_limited",
+    429: "rate_limited",
+}
+
+
+def decode(response: Response, method: str, route: str) -> Any:
+    """The ``data`` of a successful answer; raises the matching `RouteError` otherwise."""
+    status = response.status
+    if method == "HEAD":
+        if 200 <= status < 300:
+            return {}
+        raise error_for(response, _STATUS_REASONS.get(status, "http_error"), method, route)
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("application/json"):
+        raise _unreadable(response, f"unexpected content type {content_type!r}", method, route)
+    try:
+        payload = json.loads(response.body)
+    except ValueError:
+        raise _unreadable(response, "invalid JSON body", method, route) from None
+    if not isinstance(payload, dict):
+        raise _unreadable(response, "JSON body is not an envelope object", method, route)
+    if status >= 400 or payload.get("error") is True:
+        reason = payload.get("reason")
+        if not isinstance(reason, str) or not reason:
+            reason = _STATUS_REASONS.get(status, "http_error")
+        raise error_for(response, reason, method, route)
+    if not 200 <= status < 300:
+        raise _unreadable(response, f"unexpected status {status}", method, route)
+    if "data" not in payload:
+        raise _unreadable(response, "envelope has no data", method, route)
+    return payload["data"]
+
+
+def error_for(
+    response: Response, reason: str, method: str, route: str, snippet: str | None = None
+) -> RouteError:
+    """The exception class that the answer's status calls for."""
+    status = response.status
+    if status in RATE_LIMIT_STATUSES:
+        return RateLimitedError(
+            reason,
+            status=status,
+            method=method,
+            route=route,
+            snippet=snippet,
+            retry_after=retry_after_seconds(response.headers),
+        )
+    cls: type[RouteError]
+    if status == 401:
+        cls = UnauthorizedError
+    elif status in (402, 403):
+        cls = ForbiddenError
+    elif status == 404:
+        cls = NotFoundError
+    elif status >= 500:
+        cls = ServerError
+    elif status >= 400:
+        cls = BadRequestError
+    else:
+        cls = RouteError
+    return cls(reason, status=status, method=method, route=route, snippet=snippet)
+
+
+def _unreadable(response: Response, problem: str, method: str, route: str) -> RouteError:
+    """A failed status keeps its own class; a 2xx that cannot be read is InvalidResponseError."""
+    snippet = response.body[:SNIPPET_LENGTH].decode("utf-8", "replace")
+    if response.status >= 400:
+        return error_for(
+            response, _STATUS_REASONS.get(response.status, "http_error"), method, route, snippet
+        )
+    return InvalidResponseError(
+        problem, status=response.status, method=method, route=route, snippet=snippet
+    )

@@ -1,0 +1,31 @@
+"""Exceptions raised by the client (all subclasses of `RouteError`)."""
+
+from crisp_api.errors.route import (
+    BadRequestError,
+    ForbiddenError,
+    InvalidResponseError,
+    NetworkError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    RouteError,
+    ServerError,
+    UnauthorizedError,
+)
+
+__all__ = [
+    "BadRequestError",
+    "ForbiddenError",
+    "InvalidResponseError",
+    "NetworkError",
+    "NotFoundError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ResponseTooLargeError",
+    "RouteError",
+    "ServerError",
+    "UnauthorizedError",
+]

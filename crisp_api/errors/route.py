@@ -1,0 +1,90 @@
+"""The exceptions a Crisp call raises; `RouteError` is the base of all of them.
+
+Each carries the HTTP ``status`` (``None`` when no answer came), Crisp's ``reason`` string,
+the ``method`` and the ``route`` template called, and for answers that could not be read a
+short ``snippet`` of the body. None of them ever holds a credential or a request body.
+"""
+
+from __future__ import annotations
+
+
+class RouteError(Exception):
+    """A Crisp API call failed."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        method: str = "",
+        route: str = "",
+        snippet: str | None = None,
+    ) -> None:
+        where = f" {method} {route}" if method else ""
+        code = f" {status}" if status is not None else ""
+        super().__init__(f"{reason} ({code.strip() or 'no answer'}{where})")
+        self.reason = reason
+        self.status = status
+        self.method = method
+        self.route = route
+        self.snippet = snippet
+
+
+class BadRequestError(RouteError):
+    """The API refused the request's content (400, and other 4xx without a class of their own)."""
+
+
+class UnauthorizedError(RouteError):
+    """401: missing or wrong credentials, or a tier that does not match the token."""
+
+
+class ForbiddenError(RouteError):
+    """402/403: the token may not do this (plan, scope or permission)."""
+
+
+class NotFoundError(RouteError):
+    """404: the resource (website, conversation, profile...) does not exist."""
+
+
+class RateLimitedError(RouteError):
+    """429 or 420, after retries; or the client's own limiter could not grant a token in time.
+
+    ``retry_after`` is the wait the server (or the limiter) asked for, in seconds, if known.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        method: str = "",
+        route: str = "",
+        snippet: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason, status=status, method=method, route=route, snippet=snippet)
+        self.retry_after = retry_after
+
+
+class QuotaExceededError(RateLimitedError):
+    """The configured daily request quota is spent; no further request was sent."""
+
+
+class ServerError(RouteError):
+    """5xx: the API or a load balancer in front of it failed (after retries, when allowed)."""
+
+
+class NetworkError(RouteError):
+    """No usable answer: the connection failed, broke, or the TLS handshake failed."""
+
+
+class RequestTimeoutError(NetworkError):
+    """The answer did not come within the timeout."""
+
+
+class InvalidResponseError(RouteError):
+    """An answer came but is not a Crisp envelope: not JSON, truncated, bad UTF-8, no data."""
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """The answer's body exceeds the client's size limit; it was not read."""

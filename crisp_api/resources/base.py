@@ -1,0 +1,34 @@
+"""What every generated resource class stands on: a reference to the client and query merging."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from crisp_api.routing import QueryValue
+
+if TYPE_CHECKING:
+    from crisp_api.client import Crisp
+
+Body = Mapping[str, Any] | list[Any] | None
+Query = Mapping[str, QueryValue]
+
+
+class Resource:
+    """A group of API methods (website, plugin, ...) bound to one client."""
+
+    def __init__(self, client: Crisp) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+def merge_query(query: Query | None, options: dict[str, QueryValue]) -> Query | None:
+    """The query of a call: the ``query`` mapping, overridden by named options that were given."""
+    given = {key: value for key, value in options.items() if value is not None}
+    if not given:
+        return query
+    if not query:
+        return given
+    return {**query, **given}

@@ -1,0 +1,59 @@
+"""A generic HTTP middleware pipeline on urllib3; knows nothing of any particular API.
+
+A request goes through a stack of middlewares, outermost first, composed once into a single
+callable, and ends in a urllib3 transport. Built-in layers: structured logging, response
+cache, retry with backoff and a budget, token-bucket rate limiting, and authentication.
+"""
+
+from middleware.auth import BasicAuth
+from middleware.budget import RetryBudget
+from middleware.cache import CacheBackend, InMemoryCache, ResponseCache
+from middleware.contract import Handler, Middleware
+from middleware.errors import (
+    ConnectError,
+    ConnectionDroppedError,
+    PipelineError,
+    RateLimitExceededError,
+    ReadTimeoutError,
+    ResponseTooLargeError,
+    TLSError,
+    TransportError,
+)
+from middleware.message import Attempt, Request, Response
+from middleware.pipeline import Pipeline, compose
+from middleware.ratelimit import BucketBackend, InMemoryBucket, RateLimit
+from middleware.retry import Retry, RetryPolicy
+from middleware.retry_after import retry_after_seconds
+from middleware.structured_log import StructuredLogging
+from middleware.transport import Urllib3Transport
+
+__all__ = [
+    "Attempt",
+    "BasicAuth",
+    "BucketBackend",
+    "CacheBackend",
+    "ConnectError",
+    "ConnectionDroppedError",
+    "Handler",
+    "InMemoryBucket",
+    "InMemoryCache",
+    "Middleware",
+    "Pipeline",
+    "PipelineError",
+    "RateLimit",
+    "RateLimitExceededError",
+    "ReadTimeoutError",
+    "Request",
+    "Response",
+    "ResponseCache",
+    "ResponseTooLargeError",
+    "Retry",
+    "RetryBudget",
+    "RetryPolicy",
+    "StructuredLogging",
+    "TLSError",
+    "TransportError",
+    "Urllib3Transport",
+    "compose",
+    "retry_after_seconds",
+]

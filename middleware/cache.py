@@ -1,0 +1,148 @@
+"""A response cache for GET requests that never serves data older than the client's own writes.
+
+Rules, all enforced here:
+
+* only GET answers with a 2xx status are stored; errors never are;
+* the key is the request's ``partition`` (whose credentials), origin and path with query (the
+  caller sorts the query, so equal queries give equal keys);
+* entries expire after ``ttl`` seconds and at most ``maxsize`` are kept (LRU beyond that);
+* a write (POST/PUT/PATCH/DELETE) in group G drops every entry of G and every entry without
+  a group, whoever cached it; a write without a group drops everything;
+* a read that was in flight while such a write happened does not store its (possibly stale)
+  answer: each read notes the group's generation before it goes out and stores only if that
+  generation has not moved;
+* ``request.use_cache = False`` skips the lookup and stores the fresh answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from typing import Protocol
+
+from cachetools import TTLCache
+
+from middleware.contract import Handler
+from middleware.message import Request, Response
+
+CacheKey = tuple[Hashable, str, str]
+
+
+class CacheBackend(Protocol):
+    """Where cached answers live."""
+
+    def snapshot(self, group: str | None) -> Hashable:
+        """A token naming the current generation of ``group``, taken before a read goes out."""
+        ...
+
+    def get(self, key: CacheKey) -> Response | None:
+        """The stored answer for ``key``, if fresh."""
+        ...
+
+    def put(self, key: CacheKey, group: str | None, response: Response, token: Hashable) -> None:
+        """Store ``response`` unless ``group`` was invalidated since ``token`` was taken."""
+        ...
+
+    def invalidate(self, group: str | None) -> None:
+        """Drop the entries of ``group`` and those without a group (all of them for ``None``)."""
+        ...
+
+
+class InMemoryCache:
+    """A bounded TTL cache for the threads of one process (cachetools under one lock)."""
+
+    def __init__(self, maxsize: int = 1024, ttl: float = 2.0) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._entries: TTLCache[CacheKey, Response] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._members: dict[str | None, set[CacheKey]] = {}
+        self._generations: dict[str | None, int] = {}
+        self._epoch = 0
+
+    def snapshot(self, group: str | None) -> Hashable:
+        return (self._epoch, self._generations.get(group, 0))
+
+    def get(self, key: CacheKey) -> Response | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: CacheKey, group: str | None, response: Response, token: Hashable) -> None:
+        with self._lock:
+            if token != (self._epoch, self._generations.get(group, 0)):
+                return
+            self._entries[key] = response
+            members = self._members.setdefault(group, set())
+            members.add(key)
+            if len(members) > 2 * self.maxsize:
+                members.intersection_update(self._entries.keys())
+            if len(self._members) > 4 * self.maxsize:
+                self._prune_groups()
+
+    def invalidate(self, group: str | None) -> None:
+        with self._lock:
+            if group is None:
+                self._epoch += 1
+                self._entries.clear()
+                self._members.clear()
+                self._generations.clear()
+                return
+            for dropped in (group, None):
+                self._generations[dropped] = self._generations.get(dropped, 0) + 1
+                for key in self._members.pop(dropped, ()):
+                    self._entries.pop(key, None)
+            if len(self._generations) > 4 * self.maxsize:
+                self._epoch += 1
+                self._generations.clear()
+
+    def _prune_groups(self) -> None:
+        """Forget groups none of whose entries is still cached (expired or evicted)."""
+        live = self._entries.keys()
+        for group in [g for g, keys in self._members.items() if keys.isdisjoint(live)]:
+            del self._members[group]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<InMemoryCache maxsize={self.maxsize} ttl={self.ttl}s>"
+
+
+class ResponseCache:
+    """The cache middleware; see the module docstring for the rules."""
+
+    name = "cache"
+
+    def __init__(self, backend: CacheBackend) -> None:
+        self.backend = backend
+
+    def __call__(self, request: Request, call_next: Handler) -> Response:
+        if request.method != "GET":
+            if request.is_write:
+                try:
+                    return call_next(request)
+                finally:
+                    self.backend.invalidate(request.group)
+            return call_next(request)
+        key: CacheKey = (request.partition, request.origin, request.path)
+        if request.use_cache:
+            cached = self.backend.get(key)
+            if cached is not None:
+                request.cache_status = "hit"
+                return cached
+            request.cache_status = "miss"
+        else:
+            request.cache_status = "bypass"
+        token = self.backend.snapshot(request.group)
+        response = call_next(request)
+        if 200 <= response.status < 300:
+            self.backend.put(key, request.group, response, token)
+        return response
+
+    def __repr__(self) -> str:
+        return f"<ResponseCache {self.backend!r}>"

@@ -1,0 +1,58 @@
+"""Failures the pipeline raises instead of answering; each says whether the server may have acted.
+
+``may_have_reached_server`` is the fact the retry rules hinge on: a request that surely never
+left (no connection) may be sent again whatever its method; one that may have been received
+(read timeout, dropped connection) may only be repeated if the method is idempotent.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error raised by the generic pipeline."""
+
+
+class TransportError(PipelineError):
+    """The HTTP exchange failed without a usable answer."""
+
+    may_have_reached_server = True
+
+    def __init__(self, message: str, method: str, route: str) -> None:
+        super().__init__(f"{message} ({method} {route})")
+        self.method = method
+        self.route = route
+        self.detail = message
+
+
+class ConnectError(TransportError):
+    """No connection could be opened (refused, unresolvable, connect timeout): nothing was sent."""
+
+    may_have_reached_server = False
+
+
+class ReadTimeoutError(TransportError):
+    """The request was sent but no answer came in time; the server may have acted on it."""
+
+
+class ConnectionDroppedError(TransportError):
+    """The connection broke during the exchange; the server may have acted on the request."""
+
+
+class TLSError(TransportError):
+    """The TLS handshake or certificate check failed; retrying cannot help."""
+
+    may_have_reached_server = False
+
+
+class ResponseTooLargeError(TransportError):
+    """The answer's body is larger than the configured limit; it was not read."""
+
+
+class RateLimitExceededError(PipelineError):
+    """The client-side rate limiter could not grant a token within the allowed wait."""
+
+    def __init__(self, wait: float, method: str, route: str) -> None:
+        super().__init__(f"rate limit: next token in {wait:.3f}s ({method} {route})")
+        self.wait = wait
+        self.method = method
+        self.route = route

@@ -1,0 +1,136 @@
+"""Client-side rate limiting: a token bucket shared by every caller, paused by 429 answers.
+
+The bucket hands out reservations: taking a token may put the bucket into debt, and the
+caller sleeps until its token matures. Callers are thus served in arrival order and never
+stampede, and the bucket needs one short critical section per request. When the server says
+"too many requests", the whole bucket pauses for its ``Retry-After``, so every thread sharing
+it stops, not just the one that was refused.
+
+State lives behind `BucketBackend` so that several processes can share one bucket (Redis).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from middleware.contract import Handler
+from middleware.errors import RateLimitExceededError
+from middleware.message import Request, Response
+from middleware.retry_after import retry_after_seconds
+
+
+class BucketBackend(Protocol):
+    """Where the bucket's state lives."""
+
+    def reserve(self, max_wait: float | None) -> float:
+        """Take a token; return how long the caller must wait before using it.
+
+        If that wait would exceed ``max_wait`` the token is not taken and the (positive) wait
+        is returned with a negative sign, so the caller can report it.
+        """
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every reservation back for ``seconds`` from now."""
+        ...
+
+
+class InMemoryBucket:
+    """A token bucket for the threads of one process.
+
+    ``rate`` tokens per second up to ``burst``; ``rate=None`` means no limit of our own, only
+    the pauses the server asks for.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        burst: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate is not None and not rate > 0:
+            raise ValueError(f"rate must be a positive number of requests/s or None, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._updated = clock()
+        self._paused_until = 0.0
+
+    def reserve(self, max_wait: float | None) -> float:
+        now = self._clock()
+        paused = self._paused_until - now
+        if self.rate is None:
+            return _within(paused, max_wait) if paused > 0 else 0.0
+        with self._lock:
+            tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
+            wait = max(paused, (1.0 - tokens) / self.rate if tokens < 1.0 else 0.0)
+            if max_wait is not None and wait > max_wait:
+                self._tokens, self._updated = tokens, now
+                return -wait
+            self._tokens, self._updated = tokens - 1.0, now
+            return wait
+
+    def pause(self, seconds: float) -> None:
+        until = self._clock() + seconds
+        with self._lock:
+            self._paused_until = max(self._paused_until, until)
+
+    def __repr__(self) -> str:
+        return f"<InMemoryBucket rate={self.rate} burst={self.burst}>"
+
+
+def _within(wait: float, max_wait: float | None) -> float:
+    return -wait if max_wait is not None and wait > max_wait else wait
+
+
+class RateLimit:
+    """The rate-limit middleware.
+
+    ``max_wait`` bounds how long a call may wait for its token (``0`` fails fast with
+    `RateLimitExceededError`, ``None`` waits as long as it takes). Answers whose status is in
+    ``pause_statuses`` pause the bucket for their ``Retry-After`` (or ``default_pause``).
+    """
+
+    name = "rate_limit"
+
+    def __init__(
+        self,
+        backend: BucketBackend,
+        *,
+        max_wait: float | None = None,
+        pause_statuses: frozenset[int] = frozenset({429}),
+        default_pause: float = 1.0,
+        max_pause: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_wait is not None and max_wait < 0:
+            raise ValueError(f"max_wait must not be negative, got {max_wait}")
+        self.backend = backend
+        self.max_wait = max_wait
+        self.pause_statuses = pause_statuses
+        self.default_pause = default_pause
+        self.max_pause = max_pause
+        self._sleep = sleep
+
+    def __call__(self, request: Request, call_next: Handler) -> Response:
+        wait = self.backend.reserve(self.max_wait)
+        if wait:
+            if wait < 0:
+                raise RateLimitExceededError(-wait, request.method, request.route)
+            self._sleep(wait)
+            request.rate_limit_wait += wait
+        response = call_next(request)
+        if response.status in self.pause_statuses:
+            asked = retry_after_seconds(response.headers)
+            self.backend.pause(min(self.max_pause, self.default_pause if asked is None else asked))
+        return response
+
+    def __repr__(self) -> str:
+        return f"<RateLimit {self.backend!r} max_wait={self.max_wait}>"

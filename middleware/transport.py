@@ -1,0 +1,116 @@
+"""The bottom of every pipeline: one urllib3 ``PoolManager``, keep-alive, no urllib3 retries.
+
+The pipeline owns retrying, so urllib3's own retries and redirects are off, and every urllib3
+failure is translated into a `TransportError` subclass that says whether the request may have
+reached the server.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import urllib3
+from urllib3 import exceptions as u3
+from urllib3.connectionpool import HTTPConnectionPool
+
+from middleware.errors import (
+    ConnectError,
+    ConnectionDroppedError,
+    ReadTimeoutError,
+    ResponseTooLargeError,
+    TLSError,
+    TransportError,
+)
+from middleware.message import Request, Response
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+
+class Urllib3Transport:
+    """Sends requests over pooled keep-alive connections and reads whole (bounded) bodies.
+
+    Thread-safe: urllib3 pools are, and the origin-to-pool map only ever grows under a lock.
+    Certificate verification is always on for https (urllib3's default, never switched off).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: urllib3.Timeout,
+        pool_size: int = 32,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        if max_body < 1:
+            raise ValueError(f"max_body must be at least 1 byte, got {max_body}")
+        self.timeout = timeout
+        self.max_body = max_body
+        self._manager = urllib3.PoolManager(num_pools=8, maxsize=pool_size, retries=False)
+        self._pools: dict[str, HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Response:
+        pool = self._pools.get(request.origin)
+        if pool is None:
+            pool = self._pool_for(request.origin)
+        try:
+            raw = pool.urlopen(
+                request.method,
+                request.path,
+                body=request.body,
+                headers=request.headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=request.timeout or self.timeout,
+                preload_content=False,
+            )
+        except (u3.NewConnectionError, u3.ConnectTimeoutError, u3.ProxyError) as exc:
+            raise ConnectError(_describe(exc), request.method, request.route) from None
+        except u3.SSLError as exc:
+            raise TLSError(_describe(exc), request.method, request.route) from None
+        except u3.ReadTimeoutError as exc:
+            raise ReadTimeoutError(_describe(exc), request.method, request.route) from None
+        except (u3.ProtocolError, OSError) as exc:
+            raise ConnectionDroppedError(_describe(exc), request.method, request.route) from None
+        except u3.HTTPError as exc:
+            raise TransportError(_describe(exc), request.method, request.route) from None
+        return self._read(raw, request)
+
+    def _read(self, raw: urllib3.BaseHTTPResponse, request: Request) -> Response:
+        """Read the body up to ``max_body``; a larger one closes the connection unread."""
+        try:
+            body = raw.read(self.max_body + 1) if request.method != "HEAD" else b""
+        except u3.ReadTimeoutError as exc:
+            raw.close()
+            raise ReadTimeoutError(_describe(exc), request.method, request.route) from None
+        except (u3.HTTPError, OSError) as exc:
+            raw.close()
+            raise ConnectionDroppedError(_describe(exc), request.method, request.route) from None
+        if len(body) > self.max_body:
+            raw.close()
+            raise ResponseTooLargeError(
+                f"body larger than {self.max_body} bytes", request.method, request.route
+            )
+        raw.release_conn()
+        return Response(raw.status, raw.headers, body)
+
+    def _pool_for(self, origin: str) -> HTTPConnectionPool:
+        with self._lock:
+            pool = self._pools.get(origin)
+            if pool is None:
+                pool = self._manager.connection_from_url(origin)
+                self._pools[origin] = pool
+            return pool
+
+    def close(self) -> None:
+        """Close every pooled connection; the transport may still be used afterwards."""
+        with self._lock:
+            self._pools.clear()
+            self._manager.clear()
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a urllib3 failure (urllib3 never puts headers in its messages)."""
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -65,8 +65,9 @@ class Crisp(PluginShortcuts):
     and still is. Keyword options tune the pipeline: ``timeout`` (seconds), ``max_retries``,
     ``rate_limit`` (requests/s of our own, ``None`` = only obey the server's 429/420 pauses),
     ``burst``, ``cache_ttl`` (seconds, ``0`` = no cache), ``cache_size``, ``pool_size``,
-    ``middleware`` (a whole custom stack, outermost first) and ``logger`` (any structlog
-    logger; by default the stdlib logger ``crisp_api``, silent until configured).
+    ``middleware`` (a whole custom stack, outermost first; the client's ``auth`` layer is
+    added innermost unless the stack has a `BasicAuth` of its own) and ``logger`` (any
+    structlog logger; by default the stdlib logger ``crisp_api``, silent until configured).
     """
 
     def __init__(
@@ -106,7 +107,7 @@ class Crisp(PluginShortcuts):
             }
         )
         stack = (
-            list(middleware)
+            _with_auth(list(middleware), self.auth)
             if middleware is not None
             else self._default_stack(
                 max_retries=max_retries,
@@ -307,7 +308,12 @@ class Crisp(PluginShortcuts):
         except ReadTimeoutError as exc:
             raise RequestTimeoutError(exc.detail, method=method, route=template) from exc
         except ResponseTooLargeError as exc:
-            raise TooLargeError(exc.detail, method=method, route=template) from exc
+            raise TooLargeError(
+                f"body larger than {exc.limit} bytes",
+                status=exc.status,
+                method=method,
+                route=template,
+            ) from exc
         except TransportError as exc:
             raise NetworkError(exc.detail, method=method, route=template) from exc
         except RateLimitExceededError as exc:
@@ -383,6 +389,11 @@ class Crisp(PluginShortcuts):
     def __repr__(self) -> str:
         state = "authenticated" if self._identifier else "anonymous"
         return f"<Crisp {self.get_rest_host()}{self._base_path} tier={self._tier} {state}>"
+
+
+def _with_auth(stack: list[Middleware], auth: BasicAuth) -> list[Middleware]:
+    """A custom stack gets the client's auth layer innermost unless it has one of its own."""
+    return stack if any(isinstance(m, BasicAuth) for m in stack) else [*stack, auth]
 
 
 def _encode_body(body: Body) -> bytes:

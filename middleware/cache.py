@@ -17,7 +17,8 @@ Rules, all enforced here:
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from cachetools import TTLCache
@@ -51,7 +52,9 @@ class CacheBackend(Protocol):
 class InMemoryCache:
     """A bounded TTL cache for the threads of one process (cachetools under one lock)."""
 
-    def __init__(self, maxsize: int = 1024, ttl: float = 2.0) -> None:
+    def __init__(
+        self, maxsize: int = 1024, ttl: float = 2.0, timer: Callable[[], float] = time.monotonic
+    ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         if not ttl > 0:
@@ -59,7 +62,9 @@ class InMemoryCache:
         self.maxsize = maxsize
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._entries: TTLCache[CacheKey, Response] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._entries: TTLCache[CacheKey, Response] = TTLCache(
+            maxsize=maxsize, ttl=ttl, timer=timer
+        )
         self._members: dict[str | None, set[CacheKey]] = {}
         self._generations: dict[str | None, int] = {}
         self._epoch = 0

@@ -44,8 +44,15 @@ class TLSError(TransportError):
     may_have_reached_server = False
 
 
-class ResponseTooLargeError(TransportError):
-    """The answer's body is larger than the configured limit; it was not read."""
+class ResponseTooLargeError(PipelineError):
+    """The answer's body is larger than the configured limit; it was not read (nor retried)."""
+
+    def __init__(self, limit: int, status: int, method: str, route: str) -> None:
+        super().__init__(f"body larger than {limit} bytes ({status} {method} {route})")
+        self.limit = limit
+        self.status = status
+        self.method = method
+        self.route = route
 
 
 class RateLimitExceededError(PipelineError):

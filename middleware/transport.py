@@ -90,9 +90,7 @@ class Urllib3Transport:
             raise ConnectionDroppedError(_describe(exc), request.method, request.route) from None
         if len(body) > self.max_body:
             raw.close()
-            raise ResponseTooLargeError(
-                f"body larger than {self.max_body} bytes", request.method, request.route
-            )
+            raise ResponseTooLargeError(self.max_body, raw.status, request.method, request.route)
         raw.release_conn()
         return Response(raw.status, raw.headers, body)
 

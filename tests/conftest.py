@@ -1,0 +1,37 @@
+"""Shared fixtures: a scripted loopback server and a client pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from crisp_api import Crisp
+from tests.scripted_server import ScriptedServer
+
+IDENTIFIER = "ident-7f3c"
+KEY = "secret-key-4d9a1b"
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as running:
+        yield running
+
+
+class SleepRecorder:
+    """Stands in for ``time.sleep`` in pipeline layers, so tests see waits without waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def client(server: ScriptedServer) -> Iterator[Crisp]:
+    with Crisp(timeout=5) as crisp:
+        crisp.set_rest_host(server.url)
+        crisp.authenticate(IDENTIFIER, KEY)
+        yield crisp

@@ -1,0 +1,98 @@
+"""Structured logs: one event per attempt, the right fields, never a secret or a body."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import structlog
+
+from crisp_api import Crisp
+from middleware import InMemoryBucket, RateLimit, Retry, RetryBudget, RetryPolicy, StructuredLogging
+from tests.conftest import IDENTIFIER, KEY, SleepRecorder
+from tests.scripted_server import Reply, ScriptedServer
+
+SECRET_CONTENT = "my card number is 4242"
+
+
+def test_one_event_per_attempt_with_its_fields(server: ScriptedServer) -> None:
+    sleeps = SleepRecorder()
+    with structlog.testing.capture_logs() as events:
+        client = Crisp()
+        client.set_rest_host(server.url)
+        client.authenticate(IDENTIFIER, KEY)
+        client.set_middleware(
+            [
+                StructuredLogging(structlog.get_logger()),
+                Retry(RetryPolicy(max_retries=3), RetryBudget(min_per_second=100), sleep=sleeps),
+                RateLimit(InMemoryBucket(None), sleep=sleeps),
+                client.auth,
+            ]
+        )
+        server.push(Reply(503))
+        client.website.get_conversation("w1", "s1")
+    assert [(e["attempt"], e["status"], e["log_level"]) for e in events] == [
+        (1, 503, "warning"),
+        (2, 200, "debug"),
+    ]
+    for event in events:
+        assert event["event"] == "http.attempt"
+        assert event["method"] == "GET"
+        assert event["route"] == "/website/{website_id}/conversation/{session_id}"
+        assert event["attempts"] == 2
+        assert event["duration_ms"] >= 0
+        assert event["rate_limit_wait_ms"] == 0
+
+
+def test_cache_outcome_is_logged(server: ScriptedServer) -> None:
+    with structlog.testing.capture_logs() as events, Crisp(logger=structlog.get_logger()) as c:
+        c.set_rest_host(server.url)
+        c.authenticate(IDENTIFIER, KEY)
+        c.website.get_website("w1")
+        c.website.get_website("w1")
+    assert [e["cache"] for e in events] == ["miss", "hit"]
+
+
+def test_debug_logs_hold_no_credentials_and_no_bodies(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with Crisp() as client:
+        client.set_rest_host(server.url)
+        client.authenticate(IDENTIFIER, KEY)
+        client.website.send_message_in_conversation("w1", "s1", {"content": SECRET_CONTENT})
+        server.push(Reply(401))
+        with pytest.raises(Exception, match="scripted"):
+            client.website.get_website("w1")
+    text = caplog.text
+    assert "http.attempt" in text
+    assert "status=401" in text
+    token = base64.b64encode(f"{IDENTIFIER}:{KEY}".encode()).decode()
+    for secret in (KEY, IDENTIFIER, token, SECRET_CONTENT, "Authorization"):
+        assert secret not in text
+
+
+def test_the_library_is_silent_unless_logging_is_configured(server: ScriptedServer) -> None:
+    script = textwrap.dedent(
+        f"""
+        from crisp_api import Crisp
+        client = Crisp(max_retries=0)
+        client.set_rest_host({server.url!r})
+        client.authenticate("a", "b")
+        client.website.get_website("w1")
+        try:
+            client.website.get_website("w2")
+        except Exception:
+            pass
+        """
+    )
+    server.push(Reply(200), Reply(503))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert (done.stdout, done.stderr) == ("", "")
+    assert server.count() == 2

@@ -1,0 +1,115 @@
+"""The token bucket: pacing, fail-fast, and the shared pause after a 429."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from crisp_api import Crisp, RateLimitedError
+from middleware import InMemoryBucket, RateLimit
+from tests.conftest import IDENTIFIER, KEY, SleepRecorder
+from tests.scripted_server import Reply, ScriptedServer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_grants_the_burst_then_paces_at_the_rate() -> None:
+    clock = FakeClock()
+    bucket = InMemoryBucket(rate=10.0, burst=3, clock=clock)
+
+    waits = [bucket.reserve(None) for _ in range(6)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3:] == pytest.approx([0.1, 0.2, 0.3])
+
+    clock.now += 10.0  # long idle: refills to the burst, never beyond it
+    assert [bucket.reserve(None) for _ in range(4)] == pytest.approx([0, 0, 0, 0.1])
+
+
+def test_bucket_fails_fast_without_taking_a_token() -> None:
+    clock = FakeClock()
+    bucket = InMemoryBucket(rate=1.0, burst=1, clock=clock)
+
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.reserve(0.0) == pytest.approx(-1.0)
+    clock.now += 1.0
+    assert bucket.reserve(0.0) == 0.0  # the refused call did not consume the refill
+
+
+def test_pause_holds_back_every_reservation() -> None:
+    clock = FakeClock()
+    bucket = InMemoryBucket(rate=None, clock=clock)
+
+    bucket.pause(2.0)
+    assert bucket.reserve(None) == pytest.approx(2.0)
+    clock.now += 1.5
+    assert bucket.reserve(None) == pytest.approx(0.5)
+    clock.now += 1.0
+    assert bucket.reserve(None) == 0.0
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0)])
+def test_bad_bucket_configuration_is_refused(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        InMemoryBucket(rate=rate, burst=burst)
+
+
+def test_client_pacing_is_measured_on_the_wire(server: ScriptedServer) -> None:
+    rate, burst, calls = 40.0, 2, 22
+    with Crisp(rate_limit=rate, burst=burst, cache_ttl=0) as client:
+        client.set_rest_host(server.url)
+        client.authenticate(IDENTIFIER, KEY)
+        threads = [
+            threading.Thread(target=lambda: [client.website.get_website("w") for _ in range(2)])
+            for _ in range(calls // 2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    arrivals = sorted(seen.at for seen in server.seen)
+    assert len(arrivals) == calls
+    # After the burst, requests cannot arrive faster than the rate allows.
+    assert arrivals[-1] - arrivals[0] >= (calls - burst) / rate * 0.9
+
+
+def test_fail_fast_raises_rate_limited_error(server: ScriptedServer) -> None:
+    client = Crisp()
+    client.set_rest_host(server.url)
+    client.authenticate(IDENTIFIER, KEY)
+    client.set_middleware([RateLimit(InMemoryBucket(rate=0.5, burst=1), max_wait=0), client.auth])
+
+    client.website.get_website("w")
+    with pytest.raises(RateLimitedError) as raised:
+        client.website.get_website("w")
+    assert raised.value.status is None
+    assert raised.value.retry_after == pytest.approx(2.0, abs=0.1)
+    assert server.count() == 1
+
+
+def test_a_429_seen_by_one_caller_pauses_the_others(server: ScriptedServer) -> None:
+    sleeps = SleepRecorder()
+    bucket = InMemoryBucket(rate=None)
+    client = Crisp()
+    client.set_rest_host(server.url)
+    client.authenticate(IDENTIFIER, KEY)
+    client.set_middleware(
+        [RateLimit(bucket, pause_statuses=frozenset({429}), sleep=sleeps), client.auth]
+    )
+
+    server.push(Reply(429, headers={"Retry-After": "3"}))
+    with pytest.raises(RateLimitedError):
+        client.website.get_website("w")  # no retry layer: the 429 surfaces
+    started = time.monotonic()
+    other = threading.Thread(target=client.website.get_website, args=("v",))
+    other.start()
+    other.join()
+    assert len(sleeps.calls) == 1
+    assert 2.5 <= sleeps.calls[0] <= 3.0 - (time.monotonic() - started) + 0.01

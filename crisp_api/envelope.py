@@ -48,7 +48,7 @@ def decode(response: Response, method: str, route: str) -> Any:
     if not content_type.startswith("application/json"):
         raise _unreadable(response, f"unexpected content type {content_type!r}", method, route)
     try:
-        payload = json.loads(response.body)
+        payload = json.loads(response.body.decode("utf-8"))
     except ValueError:
         raise _unreadable(response, "invalid JSON body", method, route) from None
     if not isinstance(payload, dict):

@@ -24,6 +24,8 @@ QueryValue = str | int | float | bool | datetime | date | None
 """What a query option may be given as; ``None`` leaves the option out of the URL."""
 
 _PARAM = re.compile(r"\{(\w+)\}")
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
+"""Values made only of these characters need no escaping (the common case: ids, numbers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ def escape_segment(name: str, value: Any) -> str:
         raise TypeError(f"{name} must be a str or int, got {type(value).__name__}")
     if text in ("", ".", ".."):
         raise ValueError(f"{name} must be a non-empty id, got {text!r}")
-    return quote(text, safe="")
+    return text if _UNRESERVED(text) else quote(text, safe="")
 
 
 def encode_query(options: Mapping[str, QueryValue] | Iterable[tuple[str, QueryValue]]) -> str:

@@ -1,0 +1,133 @@
+"""`FakeCrisp`: a fake Crisp served from a background thread of the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+from typing import Self
+
+from crisp_api.testing.base import FakeBase
+from crisp_api.testing.controls import Controls
+from crisp_api.testing.faults import Faults
+from crisp_api.testing.http11 import HttpServer
+from crisp_api.testing.service import DEFAULT_IDENTIFIER, DEFAULT_KEY, Service
+from crisp_api.testing.stats import StatsSnapshot
+
+
+class FakeCrisp(FakeBase, Controls):
+    """A stateful fake Crisp REST API on ``127.0.0.1`` (a free port by default), served by its
+    own event loop in a background thread.
+
+    Use it as a context manager (or `start`/`stop`)::
+
+        with FakeCrisp(conversations=200, messages=30, seed=1) as fake:
+            client = fake.client()
+
+    The data is seeded (see `crisp_api.testing.world`); the activity and ground-truth helpers
+    come from `Controls`.
+    """
+
+    def __init__(self, *, websites: int = 1, conversations: int = 200, messages: int = 30,
+                 people: int | None = None, operators: int = 3, seed: int = 1,
+                 faults: Faults | None = None, identifier: str = DEFAULT_IDENTIFIER,
+                 key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0,
+                 now_ms: int | None = None, log_size: int = 1000) -> None:
+        self._service = Service(websites=websites, conversations=conversations,
+                                messages=messages, people=people, operators=operators,
+                                seed=seed, now_ms=now_ms, identifier=identifier, key=key,
+                                faults=faults, log_size=log_size)
+        Controls.__init__(self, self._service.world)
+        self.host = host
+        self.port = port
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._failure: Exception | None = None
+
+    @property
+    def url(self) -> str:
+        """The REST host, e.g. ``http://127.0.0.1:54321`` (the API is under ``/v1``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def identifier(self) -> str:
+        """The token identifier the fake accepts."""
+        return self._service.identifier
+
+    @property
+    def key(self) -> str:
+        """The token key the fake accepts."""
+        return self._service.key
+
+    @property
+    def plugin_id(self) -> str:
+        """What ``GET /plugin/connect/account`` answers."""
+        return self._service.world.plugin_id
+
+    @property
+    def stats(self) -> StatsSnapshot:
+        """A snapshot of the request counters and log."""
+        return self._service.stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Zero the counters and empty the request log."""
+        self._service.stats.reset()
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force."""
+        return self._service.api.faults
+
+    def _replace_faults(self, faults: Faults) -> None:
+        self._service.api.set_faults(faults)
+
+    def start(self) -> Self:
+        """Listen and serve in a background thread; returns once the port is bound."""
+        if self._thread is not None:
+            raise RuntimeError("FakeCrisp is already running")
+        ready = threading.Event()
+        self._failure = None
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="fake-crisp",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._failure is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._failure
+        return self
+
+    def stop(self) -> None:
+        """Close every connection, stop serving and join the thread (idempotent)."""
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None or loop is None or stopping is None:
+            return
+        loop.call_soon_threadsafe(stopping.set)
+        thread.join()
+        self._thread = self._loop = self._stopping = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def _run(self, ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._serve(ready))
+        except Exception as failure:  # reported by start(): the port may be taken
+            self._failure = failure
+            ready.set()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        server = HttpServer(self._service)
+        self.port = await server.start(self.host, self.port)
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            await server.close()

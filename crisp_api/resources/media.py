@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crisp_api.resources.base import Query, Resource
-from crisp_api.routing import ROUTES
+from crisp_api.resources.base import Query, Resource, merge_query
+from crisp_api.routing import ROUTES, QueryValue
 
 _LIST_ANIMATION_MEDIAS = ROUTES["media", "list_animation_medias"]
 
@@ -21,6 +21,8 @@ class MediaResource(Resource):
         page_number: int,
         query: Query | None = None,
         *,
+        list_id: QueryValue = None,
+        search_query: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Animation Medias.
@@ -28,5 +30,9 @@ class MediaResource(Resource):
         ``GET /media/animation/list/{page_number}``
         """
         return self._client.call(
-            _LIST_ANIMATION_MEDIAS, (page_number,), query, None, use_cache=use_cache
+            _LIST_ANIMATION_MEDIAS,
+            (page_number,),
+            merge_query(query, {"list_id": list_id, "search_query": search_query}),
+            None,
+            use_cache=use_cache,
         )

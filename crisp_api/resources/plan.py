@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crisp_api.resources.base import Body, Query, Resource
-from crisp_api.routing import ROUTES
+from crisp_api.resources.base import Body, Query, Resource, merge_query
+from crisp_api.routing import ROUTES, QueryValue
 
 _LIST_ALL_ACTIVE_SUBSCRIPTIONS = ROUTES["plan", "list_all_active_subscriptions"]
 _GET_PLAN_SUBSCRIPTION_FOR_WEBSITE = ROUTES["plan", "get_plan_subscription_for_website"]
@@ -73,12 +73,13 @@ class PlanResource(Resource):
     def unsubscribe_plan_from_website(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Unsubscribe Plan From Website.
 
         ``DELETE /plans/subscription/{website_id}``
         """
-        return self._client.call(_UNSUBSCRIBE_PLAN_FROM_WEBSITE, (website_id,), None, None)
+        return self._client.call(_UNSUBSCRIBE_PLAN_FROM_WEBSITE, (website_id,), None, data)
 
     def change_bill_period_for_website_plan_subscription(
         self,
@@ -101,6 +102,7 @@ class PlanResource(Resource):
         website_id: str,
         query: Query | None = None,
         *,
+        code: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """Check Coupon Availability For Website Plan Subscription.
@@ -110,7 +112,7 @@ class PlanResource(Resource):
         return self._client.call(
             _CHECK_COUPON_AVAILABILITY_FOR_WEBSITE_PLAN_SUBSCRIPTION,
             (website_id,),
-            query,
+            merge_query(query, {"code": code}),
             None,
             use_cache=use_cache,
         )

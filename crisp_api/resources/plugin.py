@@ -62,6 +62,7 @@ class PluginResource(Resource):
         filter_configured: QueryValue = None,
         query: Query | None = None,
         *,
+        include_plan: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List All Connect Websites.
@@ -71,7 +72,9 @@ class PluginResource(Resource):
         return self._client.call(
             _LIST_ALL_CONNECT_WEBSITES,
             (page_number,),
-            merge_query(query, {"filter_configured": filter_configured}),
+            merge_query(
+                query, {"filter_configured": filter_configured, "include_plan": include_plan}
+            ),
             None,
             use_cache=use_cache,
         )
@@ -82,6 +85,7 @@ class PluginResource(Resource):
         filter_configured: QueryValue = None,
         query: Query | None = None,
         *,
+        include_plan: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Connect Websites Since.
@@ -91,7 +95,14 @@ class PluginResource(Resource):
         return self._client.call(
             _LIST_CONNECT_WEBSITES_SINCE,
             (),
-            merge_query(query, {"date_since": date_since, "filter_configured": filter_configured}),
+            merge_query(
+                query,
+                {
+                    "date_since": date_since,
+                    "filter_configured": filter_configured,
+                    "include_plan": include_plan,
+                },
+            ),
             None,
             use_cache=use_cache,
         )
@@ -170,13 +181,14 @@ class PluginResource(Resource):
         self,
         website_id: str,
         plugin_id: str,
+        data: Body = None,
     ) -> Any:
         """Unsubscribe Plugin From Website.
 
         ``DELETE /plugins/subscription/{website_id}/{plugin_id}``
         """
         return self._client.call(
-            _UNSUBSCRIBE_PLUGIN_FROM_WEBSITE, (website_id, plugin_id), None, None
+            _UNSUBSCRIBE_PLUGIN_FROM_WEBSITE, (website_id, plugin_id), None, data
         )
 
     def get_subscription_settings(

@@ -40,11 +40,12 @@ class PluginShortcuts:
         filter_configured: QueryValue = None,
         query: Query | None = None,
         *,
+        include_plan: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List All Connect Websites: the same as ``client.plugin.list_all_connect_websites``."""
         return self.plugin.list_all_connect_websites(
-            page_number, filter_configured, query, use_cache=use_cache
+            page_number, filter_configured, query, include_plan=include_plan, use_cache=use_cache
         )
 
     def list_all_active_subscriptions(
@@ -91,9 +92,10 @@ class PluginShortcuts:
         self,
         website_id: str,
         plugin_id: str,
+        data: Body = None,
     ) -> Any:
         """Unsubscribe Plugin From Website: the same as ``client.plugin.unsubscribe_plugin_from_website``."""
-        return self.plugin.unsubscribe_plugin_from_website(website_id, plugin_id)
+        return self.plugin.unsubscribe_plugin_from_website(website_id, plugin_id, data)
 
     def get_subscription_settings(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from crisp_api.resources.base import Body, Query, Resource, merge_query
+from crisp_api.resources.iteration import WebsiteIteration
 from crisp_api.routing import ROUTES, QueryValue
 
 _GENERATE_ANALYTICS = ROUTES["website", "generate_analytics"]
@@ -275,7 +276,7 @@ _COUNT_BLOCKED_VISITORS_IN_RULE = ROUTES["website", "count_blocked_visitors_in_r
 _CLEAR_BLOCKED_VISITORS_IN_RULE = ROUTES["website", "clear_blocked_visitors_in_rule"]
 
 
-class WebsiteResource(Resource):
+class WebsiteResource(WebsiteIteration, Resource):
     """The website routes: every method returns the envelope's ``data``."""
 
     def generate_analytics(
@@ -323,6 +324,8 @@ class WebsiteResource(Resource):
 
     def check_website_exists(
         self,
+        *,
+        domain: QueryValue = None,
     ) -> Any:
         """Check If Website Exists.
 
@@ -330,7 +333,9 @@ class WebsiteResource(Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_WEBSITE_EXISTS, (), None, None)
+        return self._client.call(
+            _CHECK_WEBSITE_EXISTS, (), merge_query(None, {"domain": domain}), None
+        )
 
     def create_website(
         self,
@@ -358,22 +363,24 @@ class WebsiteResource(Resource):
     def delete_website(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete A Website.
 
         ``DELETE /website/{website_id}``
         """
-        return self._client.call(_DELETE_WEBSITE, (website_id,), None, None)
+        return self._client.call(_DELETE_WEBSITE, (website_id,), None, data)
 
     def abort_website_deletion(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Abort Website Deletion.
 
         ``DELETE /website/{website_id}/expunge``
         """
-        return self._client.call(_ABORT_WEBSITE_DELETION, (website_id,), None, None)
+        return self._client.call(_ABORT_WEBSITE_DELETION, (website_id,), None, data)
 
     def batch_resolve_conversations(
         self,
@@ -563,6 +570,14 @@ class WebsiteResource(Resource):
         page_number: int,
         query: Query | None = None,
         *,
+        search_name: QueryValue = None,
+        filter_type_one_shot: QueryValue = None,
+        filter_type_automated: QueryValue = None,
+        filter_status_not_configured: QueryValue = None,
+        filter_status_ready: QueryValue = None,
+        filter_status_paused: QueryValue = None,
+        filter_status_sending: QueryValue = None,
+        filter_status_done: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Campaigns.
@@ -570,7 +585,23 @@ class WebsiteResource(Resource):
         ``GET /website/{website_id}/campaigns/list/{page_number}``
         """
         return self._client.call(
-            _LIST_CAMPAIGNS, (website_id, page_number), query, None, use_cache=use_cache
+            _LIST_CAMPAIGNS,
+            (website_id, page_number),
+            merge_query(
+                query,
+                {
+                    "search_name": search_name,
+                    "filter_type_one_shot": filter_type_one_shot,
+                    "filter_type_automated": filter_type_automated,
+                    "filter_status_not_configured": filter_status_not_configured,
+                    "filter_status_ready": filter_status_ready,
+                    "filter_status_paused": filter_status_paused,
+                    "filter_status_sending": filter_status_sending,
+                    "filter_status_done": filter_status_done,
+                },
+            ),
+            None,
+            use_cache=use_cache,
         )
 
     def list_campaign_tags(
@@ -680,12 +711,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         template_id: str,
+        data: Body = None,
     ) -> Any:
         """Remove A Campaign Template.
 
         ``DELETE /website/{website_id}/campaigns/template/{template_id}``
         """
-        return self._client.call(_REMOVE_CAMPAIGN_TEMPLATE, (website_id, template_id), None, None)
+        return self._client.call(_REMOVE_CAMPAIGN_TEMPLATE, (website_id, template_id), None, data)
 
     def create_new_campaign(
         self,
@@ -761,12 +793,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         campaign_id: str,
+        data: Body = None,
     ) -> Any:
         """Remove A Campaign.
 
         ``DELETE /website/{website_id}/campaign/{campaign_id}``
         """
-        return self._client.call(_REMOVE_CAMPAIGN, (website_id, campaign_id), None, None)
+        return self._client.call(_REMOVE_CAMPAIGN, (website_id, campaign_id), None, data)
 
     def dispatch_campaign(
         self,
@@ -893,6 +926,7 @@ class WebsiteResource(Resource):
         search_type: QueryValue = None,
         search_operator: QueryValue = None,
         include_empty: QueryValue = None,
+        filter_inbox_id: QueryValue = None,
         filter_unread: QueryValue = None,
         filter_resolved: QueryValue = None,
         filter_not_resolved: QueryValue = None,
@@ -903,7 +937,7 @@ class WebsiteResource(Resource):
         filter_date_end: QueryValue = None,
         order_date_created: QueryValue = None,
         order_date_updated: QueryValue = None,
-        filter_inbox_id: QueryValue = None,
+        order_date_waiting: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Conversations.
@@ -921,6 +955,7 @@ class WebsiteResource(Resource):
                     "search_type": search_type,
                     "search_operator": search_operator,
                     "include_empty": include_empty,
+                    "filter_inbox_id": filter_inbox_id,
                     "filter_unread": filter_unread,
                     "filter_resolved": filter_resolved,
                     "filter_not_resolved": filter_not_resolved,
@@ -931,7 +966,7 @@ class WebsiteResource(Resource):
                     "filter_date_end": filter_date_end,
                     "order_date_created": order_date_created,
                     "order_date_updated": order_date_updated,
-                    "filter_inbox_id": filter_inbox_id,
+                    "order_date_waiting": order_date_waiting,
                 },
             ),
             None,
@@ -960,6 +995,7 @@ class WebsiteResource(Resource):
         *,
         per_page: QueryValue = None,
         filter_inbox_id: QueryValue = None,
+        order_date_waiting: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Conversations.
@@ -990,6 +1026,7 @@ class WebsiteResource(Resource):
                     "order_date_updated": order_date_updated,
                     "per_page": per_page,
                     "filter_inbox_id": filter_inbox_id,
+                    "order_date_waiting": order_date_waiting,
                 },
             ),
             None,
@@ -1019,12 +1056,13 @@ class WebsiteResource(Resource):
     def delete_suggested_conversation_segment(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Suggested Conversation Segment.
 
         ``DELETE /website/{website_id}/conversations/suggest/segment``
         """
-        return self._client.call(_DELETE_SUGGESTED_CONVERSATION_SEGMENT, (website_id,), None, None)
+        return self._client.call(_DELETE_SUGGESTED_CONVERSATION_SEGMENT, (website_id,), None, data)
 
     def list_suggested_conversation_data_keys(
         self,
@@ -1049,12 +1087,13 @@ class WebsiteResource(Resource):
     def delete_suggested_conversation_data_key(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Suggested Conversation Data Key.
 
         ``DELETE /website/{website_id}/conversations/suggest/data``
         """
-        return self._client.call(_DELETE_SUGGESTED_CONVERSATION_DATA_KEY, (website_id,), None, None)
+        return self._client.call(_DELETE_SUGGESTED_CONVERSATION_DATA_KEY, (website_id,), None, data)
 
     def list_spam_conversations(
         self,
@@ -1155,12 +1194,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         session_id: str,
+        data: Body = None,
     ) -> Any:
         """Remove A Conversation.
 
         ``DELETE /website/{website_id}/conversation/{session_id}``
         """
-        return self._client.call(_REMOVE_CONVERSATION, (website_id, session_id), None, None)
+        return self._client.call(_REMOVE_CONVERSATION, (website_id, session_id), None, data)
 
     def initiate_conversation_with_existing_session(
         self,
@@ -1261,13 +1301,14 @@ class WebsiteResource(Resource):
         website_id: str,
         session_id: str,
         fingerprint: str,
+        data: Body = None,
     ) -> Any:
         """Remove A Message In Conversation.
 
         ``DELETE /website/{website_id}/conversation/{session_id}/message/{fingerprint}``
         """
         return self._client.call(
-            _REMOVE_MESSAGE_IN_CONVERSATION, (website_id, session_id, fingerprint), None, None
+            _REMOVE_MESSAGE_IN_CONVERSATION, (website_id, session_id, fingerprint), None, data
         )
 
     def compose_message_in_conversation(
@@ -1877,6 +1918,7 @@ class WebsiteResource(Resource):
         website_id: str,
         session_id: str,
         call_id: str,
+        data: Body = None,
     ) -> Any:
         """Abort Ongoing Call Session For Conversation.
 
@@ -1886,7 +1928,7 @@ class WebsiteResource(Resource):
             _ABORT_ONGOING_CALL_SESSION_FOR_CONVERSATION,
             (website_id, session_id, call_id),
             None,
-            None,
+            data,
         )
 
     def transmit_signaling_on_ongoing_call_session(
@@ -2050,12 +2092,13 @@ class WebsiteResource(Resource):
     def delete_helpdesk(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Helpdesk.
 
         ``DELETE /website/{website_id}/helpdesk``
         """
-        return self._client.call(_DELETE_HELPDESK, (website_id,), None, None)
+        return self._client.call(_DELETE_HELPDESK, (website_id,), None, data)
 
     def list_helpdesk_locales(
         self,
@@ -2119,12 +2162,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         locale: str,
+        data: Body = None,
     ) -> Any:
         """Delete Helpdesk Locale.
 
         ``DELETE /website/{website_id}/helpdesk/locale/{locale}``
         """
-        return self._client.call(_DELETE_HELPDESK_LOCALE, (website_id, locale), None, None)
+        return self._client.call(_DELETE_HELPDESK_LOCALE, (website_id, locale), None, data)
 
     def list_helpdesk_locale_articles(
         self,
@@ -2133,6 +2177,12 @@ class WebsiteResource(Resource):
         page_number: int,
         query: Query | None = None,
         *,
+        search_title: QueryValue = None,
+        filter_category_id: QueryValue = None,
+        filter_status_published: QueryValue = None,
+        filter_status_draft: QueryValue = None,
+        filter_visibility_visible: QueryValue = None,
+        filter_visibility_hidden: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Helpdesk Locale Articles.
@@ -2142,7 +2192,17 @@ class WebsiteResource(Resource):
         return self._client.call(
             _LIST_HELPDESK_LOCALE_ARTICLES,
             (website_id, locale, page_number),
-            query,
+            merge_query(
+                query,
+                {
+                    "search_title": search_title,
+                    "filter_category_id": filter_category_id,
+                    "filter_status_published": filter_status_published,
+                    "filter_status_draft": filter_status_draft,
+                    "filter_visibility_visible": filter_visibility_visible,
+                    "filter_visibility_hidden": filter_visibility_hidden,
+                },
+            ),
             None,
             use_cache=use_cache,
         )
@@ -2242,13 +2302,14 @@ class WebsiteResource(Resource):
         website_id: str,
         locale: str,
         article_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Helpdesk Locale Article.
 
         ``DELETE /website/{website_id}/helpdesk/locale/{locale}/article/{article_id}``
         """
         return self._client.call(
-            _DELETE_HELPDESK_LOCALE_ARTICLE, (website_id, locale, article_id), None, None
+            _DELETE_HELPDESK_LOCALE_ARTICLE, (website_id, locale, article_id), None, data
         )
 
     def resolve_helpdesk_locale_article_page(
@@ -2399,6 +2460,7 @@ class WebsiteResource(Resource):
         locale: str,
         article_id: str,
         locale_linked: str,
+        data: Body = None,
     ) -> Any:
         """Delete Helpdesk Locale Article Alternate.
 
@@ -2408,7 +2470,7 @@ class WebsiteResource(Resource):
             _DELETE_HELPDESK_LOCALE_ARTICLE_ALTERNATE,
             (website_id, locale, article_id, locale_linked),
             None,
-            None,
+            data,
         )
 
     def publish_helpdesk_locale_article(
@@ -2454,6 +2516,7 @@ class WebsiteResource(Resource):
         page_number: int,
         query: Query | None = None,
         *,
+        search_name: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Helpdesk Locale Categories.
@@ -2463,7 +2526,7 @@ class WebsiteResource(Resource):
         return self._client.call(
             _LIST_HELPDESK_LOCALE_CATEGORIES,
             (website_id, locale, page_number),
-            query,
+            merge_query(query, {"search_name": search_name}),
             None,
             use_cache=use_cache,
         )
@@ -2560,13 +2623,14 @@ class WebsiteResource(Resource):
         website_id: str,
         locale: str,
         category_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Helpdesk Locale Category.
 
         ``DELETE /website/{website_id}/helpdesk/locale/{locale}/category/{category_id}``
         """
         return self._client.call(
-            _DELETE_HELPDESK_LOCALE_CATEGORY, (website_id, locale, category_id), None, None
+            _DELETE_HELPDESK_LOCALE_CATEGORY, (website_id, locale, category_id), None, data
         )
 
     def list_helpdesk_locale_sections(
@@ -2695,6 +2759,7 @@ class WebsiteResource(Resource):
         locale: str,
         category_id: str,
         section_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Helpdesk Locale Section.
 
@@ -2704,7 +2769,7 @@ class WebsiteResource(Resource):
             _DELETE_HELPDESK_LOCALE_SECTION,
             (website_id, locale, category_id, section_id),
             None,
-            None,
+            data,
         )
 
     def map_helpdesk_locale_feedback_ratings(
@@ -2713,6 +2778,8 @@ class WebsiteResource(Resource):
         locale: str,
         query: Query | None = None,
         *,
+        filter_date_start: QueryValue = None,
+        filter_date_end: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """Map Helpdesk Locale Feedback Ratings.
@@ -2722,7 +2789,9 @@ class WebsiteResource(Resource):
         return self._client.call(
             _MAP_HELPDESK_LOCALE_FEEDBACK_RATINGS,
             (website_id, locale),
-            query,
+            merge_query(
+                query, {"filter_date_start": filter_date_start, "filter_date_end": filter_date_end}
+            ),
             None,
             use_cache=use_cache,
         )
@@ -2734,6 +2803,8 @@ class WebsiteResource(Resource):
         page_number: int,
         query: Query | None = None,
         *,
+        filter_date_start: QueryValue = None,
+        filter_date_end: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List Helpdesk Locale Feedbacks.
@@ -2743,7 +2814,9 @@ class WebsiteResource(Resource):
         return self._client.call(
             _LIST_HELPDESK_LOCALE_FEEDBACKS,
             (website_id, locale, page_number),
-            query,
+            merge_query(
+                query, {"filter_date_start": filter_date_start, "filter_date_end": filter_date_end}
+            ),
             None,
             use_cache=use_cache,
         )
@@ -2850,13 +2923,14 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         redirection_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Helpdesk Redirection.
 
         ``DELETE /website/{website_id}/helpdesk/redirection/{redirection_id}``
         """
         return self._client.call(
-            _DELETE_HELPDESK_REDIRECTION, (website_id, redirection_id), None, None
+            _DELETE_HELPDESK_REDIRECTION, (website_id, redirection_id), None, data
         )
 
     def resolve_helpdesk_settings(
@@ -2920,6 +2994,7 @@ class WebsiteResource(Resource):
         website_id: str,
         query: Query | None = None,
         *,
+        custom: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """Generate Helpdesk Domain Setup Flow.
@@ -2927,7 +3002,11 @@ class WebsiteResource(Resource):
         ``GET /website/{website_id}/helpdesk/domain/setup``
         """
         return self._client.call(
-            _GENERATE_HELPDESK_DOMAIN_SETUP_FLOW, (website_id,), query, None, use_cache=use_cache
+            _GENERATE_HELPDESK_DOMAIN_SETUP_FLOW,
+            (website_id,),
+            merge_query(query, {"custom": custom}),
+            None,
+            use_cache=use_cache,
         )
 
     def list_inboxes(
@@ -3019,12 +3098,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         inbox_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Inbox.
 
         ``DELETE /website/{website_id}/inbox/{inbox_id}``
         """
-        return self._client.call(_DELETE_INBOX, (website_id, inbox_id), None, None)
+        return self._client.call(_DELETE_INBOX, (website_id, inbox_id), None, data)
 
     def list_website_operators(
         self,
@@ -3059,12 +3139,13 @@ class WebsiteResource(Resource):
     def flush_last_active_website_operators(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Flush Last Active Website Operators.
 
         ``DELETE /website/{website_id}/operators/active``
         """
-        return self._client.call(_FLUSH_LAST_ACTIVE_WEBSITE_OPERATORS, (website_id,), None, None)
+        return self._client.call(_FLUSH_LAST_ACTIVE_WEBSITE_OPERATORS, (website_id,), None, data)
 
     def send_email_to_website_operators(
         self,
@@ -3126,12 +3207,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         user_id: str,
+        data: Body = None,
     ) -> Any:
         """Unlink Operator From Website.
 
         ``DELETE /website/{website_id}/operator/{user_id}``
         """
-        return self._client.call(_UNLINK_OPERATOR_FROM_WEBSITE, (website_id, user_id), None, None)
+        return self._client.call(_UNLINK_OPERATOR_FROM_WEBSITE, (website_id, user_id), None, data)
 
     def get_people_statistics(
         self,
@@ -3171,12 +3253,13 @@ class WebsiteResource(Resource):
     def delete_suggested_people_segment(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Suggested People Segment.
 
         ``DELETE /website/{website_id}/people/suggest/segment``
         """
-        return self._client.call(_DELETE_SUGGESTED_PEOPLE_SEGMENT, (website_id,), None, None)
+        return self._client.call(_DELETE_SUGGESTED_PEOPLE_SEGMENT, (website_id,), None, data)
 
     def list_suggested_people_data_keys(
         self,
@@ -3201,12 +3284,13 @@ class WebsiteResource(Resource):
     def delete_suggested_people_data_key(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Suggested People Data Key.
 
         ``DELETE /website/{website_id}/people/suggest/data``
         """
-        return self._client.call(_DELETE_SUGGESTED_PEOPLE_DATA_KEY, (website_id,), None, None)
+        return self._client.call(_DELETE_SUGGESTED_PEOPLE_DATA_KEY, (website_id,), None, data)
 
     def list_suggested_people_events(
         self,
@@ -3231,12 +3315,13 @@ class WebsiteResource(Resource):
     def delete_suggested_people_event(
         self,
         website_id: str,
+        data: Body = None,
     ) -> Any:
         """Delete Suggested People Event.
 
         ``DELETE /website/{website_id}/people/suggest/event``
         """
-        return self._client.call(_DELETE_SUGGESTED_PEOPLE_EVENT, (website_id,), None, None)
+        return self._client.call(_DELETE_SUGGESTED_PEOPLE_EVENT, (website_id,), None, data)
 
     def list_people_profiles(
         self,
@@ -3245,13 +3330,13 @@ class WebsiteResource(Resource):
         query: Query | None = None,
         *,
         per_page: QueryValue = None,
-        search_field: QueryValue = None,
-        search_value: QueryValue = None,
+        sort_field: QueryValue = None,
+        sort_order: QueryValue = None,
         search_operator: QueryValue = None,
         search_filter: QueryValue = None,
         search_text: QueryValue = None,
-        sort_field: QueryValue = None,
-        sort_order: QueryValue = None,
+        filter_date_start: QueryValue = None,
+        filter_date_end: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List People Profiles.
@@ -3265,13 +3350,55 @@ class WebsiteResource(Resource):
                 query,
                 {
                     "per_page": per_page,
-                    "search_field": search_field,
-                    "search_value": search_value,
+                    "sort_field": sort_field,
+                    "sort_order": sort_order,
                     "search_operator": search_operator,
                     "search_filter": search_filter,
                     "search_text": search_text,
+                    "filter_date_start": filter_date_start,
+                    "filter_date_end": filter_date_end,
+                },
+            ),
+            None,
+            use_cache=use_cache,
+        )
+
+    def search_people_profiles(
+        self,
+        website_id: str,
+        page_number: int,
+        search_filter: QueryValue = None,
+        query: Query | None = None,
+        *,
+        per_page: QueryValue = None,
+        sort_field: QueryValue = None,
+        sort_order: QueryValue = None,
+        search_operator: QueryValue = None,
+        search_text: QueryValue = None,
+        filter_date_start: QueryValue = None,
+        filter_date_end: QueryValue = None,
+        use_cache: bool = True,
+    ) -> Any:
+        """List People Profiles.
+
+        ``GET /website/{website_id}/people/profiles/{page_number}``
+
+        Seed-compatible form of `list_people_profiles`, with query values by position.
+        """
+        return self._client.call(
+            _LIST_PEOPLE_PROFILES,
+            (website_id, page_number),
+            merge_query(
+                query,
+                {
+                    "search_filter": search_filter,
+                    "per_page": per_page,
                     "sort_field": sort_field,
                     "sort_order": sort_order,
+                    "search_operator": search_operator,
+                    "search_text": search_text,
+                    "filter_date_start": filter_date_start,
+                    "filter_date_end": filter_date_end,
                 },
             ),
             None,
@@ -3352,12 +3479,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         people_id: str,
+        data: Body = None,
     ) -> Any:
         """Remove People Profile.
 
         ``DELETE /website/{website_id}/people/profile/{people_id}``
         """
-        return self._client.call(_REMOVE_PEOPLE_PROFILE, (website_id, people_id), None, None)
+        return self._client.call(_REMOVE_PEOPLE_PROFILE, (website_id, people_id), None, data)
 
     def list_people_conversations(
         self,
@@ -3366,6 +3494,9 @@ class WebsiteResource(Resource):
         page_number: int,
         query: Query | None = None,
         *,
+        filter_unread: QueryValue = None,
+        filter_resolved: QueryValue = None,
+        filter_not_resolved: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """List People Conversations.
@@ -3375,7 +3506,14 @@ class WebsiteResource(Resource):
         return self._client.call(
             _LIST_PEOPLE_CONVERSATIONS,
             (website_id, people_id, page_number),
-            query,
+            merge_query(
+                query,
+                {
+                    "filter_unread": filter_unread,
+                    "filter_resolved": filter_resolved,
+                    "filter_not_resolved": filter_not_resolved,
+                },
+            ),
             None,
             use_cache=use_cache,
         )
@@ -3659,6 +3797,9 @@ class WebsiteResource(Resource):
         website_id: str,
         query: Query | None = None,
         *,
+        center_longitude: QueryValue = None,
+        center_latitude: QueryValue = None,
+        center_radius: QueryValue = None,
         use_cache: bool = True,
     ) -> Any:
         """Pinpoint Visitors On A Map.
@@ -3666,7 +3807,18 @@ class WebsiteResource(Resource):
         ``GET /website/{website_id}/visitors/map``
         """
         return self._client.call(
-            _PINPOINT_VISITORS_ON_MAP, (website_id,), query, None, use_cache=use_cache
+            _PINPOINT_VISITORS_ON_MAP,
+            (website_id,),
+            merge_query(
+                query,
+                {
+                    "center_longitude": center_longitude,
+                    "center_latitude": center_latitude,
+                    "center_radius": center_radius,
+                },
+            ),
+            None,
+            use_cache=use_cache,
         )
 
     def get_session_identifier_from_token(
@@ -3724,12 +3876,13 @@ class WebsiteResource(Resource):
         self,
         website_id: str,
         rule: str,
+        data: Body = None,
     ) -> Any:
         """Clear Blocked Visitors In Rule.
 
         ``DELETE /website/{website_id}/visitors/blocked/{rule}``
         """
-        return self._client.call(_CLEAR_BLOCKED_VISITORS_IN_RULE, (website_id, rule), None, None)
+        return self._client.call(_CLEAR_BLOCKED_VISITORS_IN_RULE, (website_id, rule), None, data)
 
     # Names of the original python-crisp-api, kept working.
     batch_resolve_items = batch_resolve_conversations

@@ -1,0 +1,88 @@
+"""Iterators on the website resource: ``client.website.iter_conversations(...)`` and friends.
+
+Hand-written, and mixed into the generated `WebsiteResource` by ``crisp_api._codegen``. The
+walking itself lives in `crisp_api.pagination`; these methods hand it the resource's own
+route methods, so what they send is exactly what those methods send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from crisp_api import pagination
+from crisp_api.routing import QueryValue
+
+
+class WebsiteIteration:
+    """Lazy iterators over the website's paged lists (conversations, messages).
+
+    For any other ``{page_number}`` route (people profiles, people conversations, visitors,
+    campaigns...), use `crisp_api.pagination.paginate` with the route's method.
+    """
+
+    # Route methods of the generated class these iterators walk.
+    list_conversations: Callable[..., Any]
+    get_messages_in_conversation: Callable[..., Any]
+
+    def iter_conversations(
+        self,
+        website_id: str,
+        *,
+        per_page: int = pagination.PER_PAGE,
+        start: int = 1,
+        use_cache: bool = True,
+        **filters: QueryValue,
+    ) -> Iterator[Any]:
+        """Every conversation of a website that ``filters`` select, in the API's order.
+
+        ``per_page`` is 20 to 50 (default 20), ``start`` the first page number, ``filters``
+        the query options of `list_conversations`; see `crisp_api.pagination.iter_conversations`.
+        """
+        return pagination.iter_conversations(
+            self.list_conversations,
+            website_id,
+            per_page=per_page,
+            start=start,
+            use_cache=use_cache,
+            **filters,
+        )
+
+    def iter_messages(
+        self,
+        website_id: str,
+        session_id: str,
+        *,
+        after: int | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[Any]:
+        """Every message of a conversation newer than ``after`` (if given), newest first.
+
+        See `crisp_api.pagination.iter_messages`.
+        """
+        return pagination.iter_messages(
+            self.get_messages_in_conversation,
+            website_id,
+            session_id,
+            after=after,
+            use_cache=use_cache,
+        )
+
+    def iter_message_pages(
+        self,
+        website_id: str,
+        session_id: str,
+        *,
+        after: int | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[list[Any]]:
+        """The pages of `iter_messages` as the API sends them: newest page first, each page
+        oldest message first. See `crisp_api.pagination.iter_message_pages`.
+        """
+        return pagination.iter_message_pages(
+            self.get_messages_in_conversation,
+            website_id,
+            session_id,
+            after=after,
+            use_cache=use_cache,
+        )

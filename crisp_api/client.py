@@ -306,7 +306,9 @@ class Crisp(PluginShortcuts):
         try:
             response = self._pipeline(request)
         except ReadTimeoutError as exc:
-            raise RequestTimeoutError(exc.detail, method=method, route=template) from exc
+            raise RequestTimeoutError(
+                exc.detail, status=exc.status, method=method, route=template
+            ) from exc
         except ResponseTooLargeError as exc:
             raise TooLargeError(
                 f"body larger than {exc.limit} bytes",
@@ -315,7 +317,9 @@ class Crisp(PluginShortcuts):
                 route=template,
             ) from exc
         except TransportError as exc:
-            raise NetworkError(exc.detail, method=method, route=template) from exc
+            raise NetworkError(
+                exc.detail, status=exc.status, method=method, route=template
+            ) from exc
         except RateLimitExceededError as exc:
             raise RateLimitedError(
                 "client_rate_limited", method=method, route=template, retry_after=exc.wait
@@ -404,11 +408,7 @@ def _encode_body(body: Body) -> bytes:
 
 
 def _check_seconds(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 < value < math.inf
-    ):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 

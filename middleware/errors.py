@@ -13,15 +13,21 @@ class PipelineError(Exception):
 
 
 class TransportError(PipelineError):
-    """The HTTP exchange failed without a usable answer."""
+    """The HTTP exchange failed without a usable answer.
+
+    ``status`` is set when the failure came after the status line (a body cut short).
+    ``retry_can_help`` is false for failures that would happen again the same way.
+    """
 
     may_have_reached_server = True
+    retry_can_help = True
 
-    def __init__(self, message: str, method: str, route: str) -> None:
+    def __init__(self, message: str, method: str, route: str, status: int | None = None) -> None:
         super().__init__(f"{message} ({method} {route})")
         self.method = method
         self.route = route
         self.detail = message
+        self.status = status
 
 
 class ConnectError(TransportError):
@@ -42,6 +48,7 @@ class TLSError(TransportError):
     """The TLS handshake or certificate check failed; retrying cannot help."""
 
     may_have_reached_server = False
+    retry_can_help = False
 
 
 class ResponseTooLargeError(PipelineError):

@@ -66,7 +66,7 @@ class RetryPolicy:
                 and request.method in self.idempotent_methods
             )
         if isinstance(outcome, TransportError):
-            return (
+            return outcome.retry_can_help and (
                 not outcome.may_have_reached_server
                 or request.method in self.idempotent_methods
             )

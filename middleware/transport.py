@@ -84,10 +84,14 @@ class Urllib3Transport:
             body = raw.read(self.max_body + 1) if request.method != "HEAD" else b""
         except u3.ReadTimeoutError as exc:
             raw.close()
-            raise ReadTimeoutError(_describe(exc), request.method, request.route) from None
+            raise ReadTimeoutError(
+                _describe(exc), request.method, request.route, raw.status
+            ) from None
         except (u3.HTTPError, OSError) as exc:
             raw.close()
-            raise ConnectionDroppedError(_describe(exc), request.method, request.route) from None
+            raise ConnectionDroppedError(
+                _describe(exc), request.method, request.route, raw.status
+            ) from None
         if len(body) > self.max_body:
             raw.close()
             raise ResponseTooLargeError(self.max_body, raw.status, request.method, request.route)

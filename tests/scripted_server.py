@@ -24,6 +24,8 @@ class Reply:
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json; charset=utf-8"
+    close: bool = False
+    """Close the connection after the answer (with a short Content-Length: a truncated body)."""
 
 
 @dataclass
@@ -114,6 +116,10 @@ class ScriptedServer:
                 head += [f"{k}: {v}" for k, v in headers.items()]
                 raw = ("\r\n".join(head) + "\r\n\r\n").encode()
                 self.wfile.write(raw + (b"" if self.command == "HEAD" else payload))
+                if action.close:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 

@@ -166,11 +166,8 @@ def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: Text
                             client, website_id, store, workers=args.workers, on_conversation=tick
                         )
                     )
-        except UnauthorizedError as exc:
-            print(f"crisp-sync: bad credentials ({exc})", file=sys.stderr)
-            return EXIT_AUTH
-        except ForbiddenError as exc:
-            print(f"crisp-sync: not allowed ({exc})", file=sys.stderr)
+        except (UnauthorizedError, ForbiddenError) as exc:
+            print(f"crisp-sync: bad credentials or not allowed ({exc})", file=sys.stderr)
             return EXIT_AUTH
         except NetworkError as exc:
             print(f"crisp-sync: cannot reach {client.get_rest_host()} ({exc})", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -16,6 +17,7 @@ from crisp_api import defaults
 from crisp_api.envelope import decode
 from crisp_api.errors import (
     NetworkError,
+    QuotaExceededError,
     RateLimitedError,
     RequestTimeoutError,
     RouteError,
@@ -34,13 +36,21 @@ from crisp_api.resources import (
 from crisp_api.routing import MATCHER, QueryValue, Route, encode_query
 from middleware import (
     BasicAuth,
+    BucketBackend,
+    CacheBackend,
+    DailyQuota,
     InMemoryBucket,
     InMemoryCache,
     Middleware,
     Pipeline,
+    QuotaBucket,
+    QuotaExhaustedError,
     RateLimit,
     RateLimitExceededError,
     ReadTimeoutError,
+    RedisBucket,
+    RedisCache,
+    RedisLink,
     Request,
     ResponseCache,
     ResponseTooLargeError,
@@ -68,6 +78,15 @@ class Crisp(PluginShortcuts):
     ``middleware`` (a whole custom stack, outermost first; the client's ``auth`` layer is
     added innermost unless the stack has a `BasicAuth` of its own) and ``logger`` (any
     structlog logger; by default the stdlib logger ``crisp_api``, silent until configured).
+
+    ``redis_url`` (default: the ``CRISP_REDIS_URL`` environment variable; ``""`` for none)
+    puts the rate-limit bucket, the 429/420 pause and the response cache in Redis, shared by
+    every process and machine using the same Redis, ``redis_prefix`` and credentials (keys
+    are named after a hash of the token identifier and tier, never the key). If Redis fails,
+    calls go on with a local bucket and no shared cache, and Redis is used again once it is
+    back. ``daily_quota`` caps the requests sent per UTC day (plugin tokens have such a
+    quota), counted for the whole fleet when shared: the requests left are spread over the
+    rest of the day, and once none is left calls fail with `QuotaExceededError` unsent.
     """
 
     def __init__(
@@ -83,6 +102,9 @@ class Crisp(PluginShortcuts):
         max_body: int = defaults.MAX_BODY,
         middleware: Iterable[Middleware] | None = None,
         logger: Any = None,
+        redis_url: str | None = None,
+        redis_prefix: str = defaults.REDIS_PREFIX,
+        daily_quota: int | None = defaults.DAILY_QUOTA,
     ) -> None:
         _check_seconds("timeout", timeout)
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -99,6 +121,7 @@ class Crisp(PluginShortcuts):
         self._transport = Urllib3Transport(
             timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
         )
+        self._redis_link: RedisLink | None = None
         self.auth = BasicAuth(
             headers={
                 "User-Agent": defaults.USER_AGENT,
@@ -116,6 +139,11 @@ class Crisp(PluginShortcuts):
                 cache_ttl=cache_ttl,
                 cache_size=cache_size,
                 logger=logger,
+                redis_url=(
+                    os.environ.get(defaults.REDIS_URL_ENV) if redis_url is None else redis_url
+                ),
+                redis_prefix=redis_prefix,
+                daily_quota=daily_quota,
             )
         )
         self._pipeline = Pipeline(stack, self._transport)
@@ -135,6 +163,9 @@ class Crisp(PluginShortcuts):
         cache_ttl: float,
         cache_size: int,
         logger: Any,
+        redis_url: str | None,
+        redis_prefix: str,
+        daily_quota: int | None,
     ) -> list[Middleware]:
         policy = RetryPolicy(
             max_retries=max_retries,
@@ -146,15 +177,49 @@ class Crisp(PluginShortcuts):
         budget = RetryBudget(
             ratio=defaults.RETRY_BUDGET_RATIO, min_per_second=defaults.RETRY_BUDGET_FLOOR
         )
+        quota = (
+            None if daily_quota is None else DailyQuota(daily_quota, burst=defaults.QUOTA_BURST)
+        )
+        link = None
+        if redis_url:
+            try:
+                link = RedisLink(
+                    redis_url,
+                    prefix=redis_prefix,
+                    timeout=defaults.REDIS_TIMEOUT,
+                    backoff=defaults.REDIS_BACKOFF,
+                    max_backoff=defaults.REDIS_MAX_BACKOFF,
+                    logger=logger,
+                    logger_name=defaults.LOGGER_NAME,
+                )
+            except ImportError as exc:
+                raise ImportError(
+                    "redis_url needs the redis extra: pip install 'crisp-api[redis]'"
+                ) from exc
+        self._redis_link = link
+        bucket: BucketBackend
+        if link is not None:
+            bucket = RedisBucket(
+                link, rate_limit, burst, quota=quota, scope=lambda: self._partition
+            )
+        elif quota is not None:
+            bucket = QuotaBucket(InMemoryBucket(rate_limit, burst), quota)
+        else:
+            bucket = InMemoryBucket(rate_limit, burst)
         stack: list[Middleware] = [
             StructuredLogging(logger, logger_name=defaults.LOGGER_NAME),
         ]
         if cache_ttl > 0:
-            stack.append(ResponseCache(InMemoryCache(maxsize=cache_size, ttl=cache_ttl)))
+            cache: CacheBackend = (
+                InMemoryCache(maxsize=cache_size, ttl=cache_ttl)
+                if link is None
+                else RedisCache(link, ttl=cache_ttl, keep_headers=defaults.CACHE_HEADERS)
+            )
+            stack.append(ResponseCache(cache))
         stack += [
             Retry(policy, budget),
             RateLimit(
-                InMemoryBucket(rate_limit, burst),
+                bucket,
                 pause_statuses=defaults.RATE_LIMIT_STATUSES,
                 max_pause=defaults.MAX_RETRY_AFTER,
             ),
@@ -324,6 +389,10 @@ class Crisp(PluginShortcuts):
             raise RateLimitedError(
                 "client_rate_limited", method=method, route=template, retry_after=exc.wait
             ) from exc
+        except QuotaExhaustedError as exc:
+            raise QuotaExceededError(
+                "daily_quota_exceeded", method=method, route=template, retry_after=exc.reset_in
+            ) from exc
         return decode(response, method, template)
 
     def _raw(self, method: str, resource: str, query: Query | None, body: Body) -> Any:
@@ -378,6 +447,8 @@ class Crisp(PluginShortcuts):
     def close(self) -> None:
         """Close pooled connections. The client stays usable; it reconnects on demand."""
         self._transport.close()
+        if self._redis_link is not None:
+            self._redis_link.close()
 
     def __enter__(self) -> Crisp:
         return self

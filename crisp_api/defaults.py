@@ -36,3 +36,22 @@ CACHE_SIZE = 1024
 POOL_SIZE = 32
 MAX_BODY = 32 * 1024 * 1024
 LOGGER_NAME = "crisp_api"
+
+REDIS_URL_ENV = "CRISP_REDIS_URL"
+"""The environment variable read for ``redis_url`` when the option is not given."""
+REDIS_PREFIX = "crisp"
+"""First part of every Redis key, so that one Redis can serve other applications too."""
+REDIS_TIMEOUT = 0.5
+"""Seconds allowed to connect to Redis and for each of its replies; past it, the client goes
+on without Redis (local bucket, no shared cache) and tries it again after a backoff."""
+REDIS_BACKOFF = 0.5
+REDIS_MAX_BACKOFF = 5.0
+"""Redis is tried again REDIS_BACKOFF seconds after it failed, then twice as late each time it
+still fails, up to this."""
+CACHE_HEADERS = frozenset({"content-type"})
+"""The headers a cached answer needs to be decoded again: what a shared cache stores."""
+
+DAILY_QUOTA: int | None = None
+"""Requests allowed per UTC day (plugin tokens have such a quota); None counts nothing."""
+QUOTA_BURST = 20
+"""Requests that may go ahead of the daily quota's even schedule."""

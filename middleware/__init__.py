@@ -2,7 +2,8 @@
 
 A request goes through a stack of middlewares, outermost first, composed once into a single
 callable, and ends in a urllib3 transport. Built-in layers: structured logging, response
-cache, retry with backoff and a budget, token-bucket rate limiting, and authentication.
+cache, retry with backoff and a budget, token-bucket rate limiting with an optional request
+quota, and authentication. The bucket and the cache can live in Redis, shared by a fleet.
 """
 
 from middleware.auth import BasicAuth
@@ -21,7 +22,11 @@ from middleware.errors import (
 )
 from middleware.message import Attempt, Request, Response
 from middleware.pipeline import Pipeline, compose
+from middleware.quota import DailyQuota, QuotaBucket, QuotaExhaustedError
 from middleware.ratelimit import BucketBackend, InMemoryBucket, RateLimit
+from middleware.redis_bucket import RedisBucket
+from middleware.redis_cache import RedisCache
+from middleware.redis_link import RedisLink
 from middleware.retry import Retry, RetryPolicy
 from middleware.retry_after import retry_after_seconds
 from middleware.structured_log import StructuredLogging
@@ -34,15 +39,21 @@ __all__ = [
     "CacheBackend",
     "ConnectError",
     "ConnectionDroppedError",
+    "DailyQuota",
     "Handler",
     "InMemoryBucket",
     "InMemoryCache",
     "Middleware",
     "Pipeline",
     "PipelineError",
+    "QuotaBucket",
+    "QuotaExhaustedError",
     "RateLimit",
     "RateLimitExceededError",
     "ReadTimeoutError",
+    "RedisBucket",
+    "RedisCache",
+    "RedisLink",
     "Request",
     "Response",
     "ResponseCache",

@@ -78,9 +78,20 @@ class InMemoryBucket:
             return wait
 
     def pause(self, seconds: float) -> None:
+        """Hold reservations back until ``seconds`` from now, then resume at the rate.
+
+        With a rate, the bucket restarts empty when the pause ends: the first token matures
+        then and the callers that queued meanwhile follow one per ``1 / rate``. Were it to
+        keep refilling during the pause, they would all be released at its end, a burst
+        bigger than the server's, and the next 429 would pause everyone again. Reservations
+        already queued past the pause's end keep their places.
+        """
         until = self._clock() + seconds
+        rate = self.rate
         with self._lock:
             self._paused_until = max(self._paused_until, until)
+            if rate is not None and self._updated + (1.0 - self._tokens) / rate < until:
+                self._tokens, self._updated = 1.0, until
 
     def __repr__(self) -> str:
         return f"<InMemoryBucket rate={self.rate} burst={self.burst}>"

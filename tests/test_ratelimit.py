@@ -113,3 +113,18 @@ def test_a_429_seen_by_one_caller_pauses_the_others(server: ScriptedServer) -> N
     other.join()
     assert len(sleeps.calls) == 1
     assert 2.5 <= sleeps.calls[0] <= 3.0 - (time.monotonic() - started) + 0.01
+
+
+def test_after_a_pause_queued_callers_resume_at_the_rate_not_all_at_once() -> None:
+    clock = FakeClock()
+    bucket = InMemoryBucket(rate=10.0, burst=5, clock=clock)
+
+    bucket.pause(1.0)  # a 429 while the bucket was full
+    waits = [bucket.reserve(None) for _ in range(4)]
+    assert waits == pytest.approx([1.0, 1.1, 1.2, 1.3])
+
+    bucket.pause(0.5)  # a shorter pause leaves the queue as it was
+    assert bucket.reserve(None) == pytest.approx(1.4)
+
+    clock.now += 3.0  # idle again: the burst comes back
+    assert [bucket.reserve(None) for _ in range(6)] == pytest.approx([0, 0, 0, 0, 0, 0.1])

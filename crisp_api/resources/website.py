@@ -1261,7 +1261,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         self,
         website_id: str,
         session_id: str,
-        fingerprint: str,
+        fingerprint: int | str,
         query: Query | None = None,
         *,
         use_cache: bool = True,
@@ -1282,7 +1282,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         self,
         website_id: str,
         session_id: str,
-        fingerprint: str,
+        fingerprint: int | str,
         data: Body = None,
     ) -> Any:
         """Update A Message In Conversation.
@@ -1300,7 +1300,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         self,
         website_id: str,
         session_id: str,
-        fingerprint: str,
+        fingerprint: int | str,
         data: Body = None,
     ) -> Any:
         """Remove A Message In Conversation.

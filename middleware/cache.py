@@ -115,7 +115,7 @@ class InMemoryCache:
                 self._generations.clear()
 
     def _prune_groups(self) -> None:
-        """Forget groups none of whose entries is still cached (expired or evicted)."""
+        """Forget groups none of whose entries is still kept (evicted or dropped)."""
         live = self._entries.keys()
         for group in [g for g, keys in self._members.items() if keys.isdisjoint(live)]:
             del self._members[group]

@@ -1,0 +1,114 @@
+"""The command line: pick a preset and sections, run them, write and print the report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import cpu, machine, memory, plot, rate_limit, report, targets, throughput
+from benchmarks.config import FULL, QUICK, SECTIONS, Config
+from benchmarks.results import Results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options; every size has a default from the preset (full, or ``--quick``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure crisp-api against bare urllib3, httpx and the original client "
+        "(a fake Crisp server in another process), print a markdown report and write it, "
+        "its raw figures and a plot to benchmarks/results/ (--quick: .../results/quick/).",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run (a few minutes) with fewer rounds and requests")
+    parser.add_argument("--sections", type=_sections, default=None,
+                        help=f"comma-separated, from {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--no-original", action="store_true",
+                        help="leave out the original client (no virtual environment is made)")
+    parser.add_argument("--output", type=Path, default=None, help="where to write the results")
+    sizes = parser.add_argument_group("sizes (each overrides the preset)")
+    sizes.add_argument("--rounds", type=int, help="CPU: interleaved rounds")
+    sizes.add_argument("--batch", type=int, help="CPU: requests per contender per round")
+    sizes.add_argument("--warmup", type=int, help="CPU: warm-up requests per contender")
+    sizes.add_argument("--sync-conversations", type=int, help="sync: conversations in the fake")
+    sizes.add_argument("--sync-workers", type=_integers, help="sync: e.g. 1,4,16,32")
+    sizes.add_argument("--sync-latencies", type=_numbers, dest="sync_latencies_ms",
+                       help="sync: added latencies in ms, e.g. 0,50")
+    sizes.add_argument("--sync-seconds", type=float, help="sync: time box per configuration")
+    sizes.add_argument("--rate", type=float, help="rate limit: R, requests/s")
+    sizes.add_argument("--rate-burst", type=int, help="rate limit: the server's burst")
+    sizes.add_argument("--rate-conversations", type=int,
+                       help="rate limit: conversations synced by the configured client")
+    sizes.add_argument("--unaware-conversations", type=int,
+                       help="rate limit: conversations synced by the client without a rate "
+                       "(0 leaves that run out)")
+    sizes.add_argument("--memory-requests", type=int, help="memory: requests in the client")
+    return parser
+
+
+def configure(args: argparse.Namespace) -> Config:
+    """The preset with the options given on the command line."""
+    preset = QUICK if args.quick else FULL
+    names = {field.name for field in dataclasses.fields(Config)}
+    changes = {name: value for name, value in vars(args).items()
+               if name in names and value is not None}
+    if args.no_original:
+        changes["original"] = False
+    return dataclasses.replace(preset, **changes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen sections; 0 whatever the targets say (they are reported, not enforced)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    config = configure(build_parser().parse_args(arguments))
+    # The figures are those of the in-process defaults, whatever this shell shares via Redis.
+    os.environ.pop("CRISP_REDIS_URL", None)
+    results = Results(
+        config=config,
+        machine=machine.describe(),
+        started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=" ".join(["python -m benchmarks", *arguments]),
+    )
+    started = time.monotonic()
+    if "cpu" in config.sections:
+        results.cpu = cpu.run(config)
+    if "sync" in config.sections:
+        results.sync = throughput.run(config)
+    if "ratelimit" in config.sections:
+        results.rate_limit = rate_limit.run(config)
+    if "memory" in config.sections:
+        results.memory = memory.run(config)
+    results.seconds = time.monotonic() - started
+    text = report.render(results, targets.evaluate(results))
+    config.output.mkdir(parents=True, exist_ok=True)
+    (config.output / "results.md").write_text(text, encoding="utf-8")
+    (config.output / "results.json").write_text(results.to_json(), encoding="utf-8")
+    plot.draw(results, config.output / "plot.png")
+    print(text)
+    print(f"benchmarks: wrote results.md, results.json and plot.png to {config.output}",
+          file=sys.stderr)
+    return 0
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown section(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(SECTIONS)}"
+        )
+    return chosen
+
+
+def _integers(text: str) -> tuple[int, ...]:
+    return tuple(int(item) for item in text.split(",") if item.strip())
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    return tuple(float(item) for item in text.split(",") if item.strip())

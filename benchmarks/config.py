@@ -1,0 +1,75 @@
+"""What one run of the harness measures, and how much of it: the full and quick presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+SECTIONS = ("cpu", "sync", "ratelimit", "memory")
+"""Every section, in the order they run."""
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The sizes of every section. ``quick`` marks the short preset in the report."""
+
+    quick: bool
+    sections: tuple[str, ...]
+    output: Path
+    # 1. CPU per request: interleaved rounds of `batch` requests per contender.
+    rounds: int
+    batch: int
+    warmup: int
+    original: bool
+    # 2. Sync throughput, time-boxed per configuration.
+    sync_conversations: int
+    sync_messages: int
+    sync_workers: tuple[int, ...]
+    sync_latencies_ms: tuple[float, ...]
+    sync_seconds: float
+    # 3. Under a server-side rate limit of `rate` requests/s.
+    rate: float
+    rate_burst: int
+    rate_workers: int
+    rate_conversations: int
+    unaware_conversations: int
+    # 4. Memory.
+    memory_requests: int
+
+
+FULL = Config(
+    quick=False,
+    sections=SECTIONS,
+    output=RESULTS,
+    rounds=15,
+    batch=1000,
+    warmup=300,
+    original=True,
+    sync_conversations=10_000,
+    sync_messages=30,
+    sync_workers=(1, 4, 16, 32),
+    sync_latencies_ms=(0.0, 50.0),
+    sync_seconds=30.0,
+    rate=200.0,
+    rate_burst=20,
+    rate_workers=16,
+    rate_conversations=2000,
+    unaware_conversations=100,
+    memory_requests=1_000_000,
+)
+
+QUICK = replace(
+    FULL,
+    quick=True,
+    output=RESULTS / "quick",
+    rounds=5,
+    batch=300,
+    warmup=100,
+    sync_seconds=5.0,
+    rate=100.0,
+    rate_conversations=300,
+    unaware_conversations=30,
+    memory_requests=50_000,
+)

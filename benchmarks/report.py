@@ -1,0 +1,178 @@
+"""The markdown report (``results.md``): machine, targets, then one table per section."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from benchmarks import contenders, original
+from benchmarks.cpu import CpuResult
+from benchmarks.memory import MemoryResult
+from benchmarks.rate_limit import RateRun
+from benchmarks.results import Results
+from benchmarks.targets import Check
+from benchmarks.throughput import SyncResult
+
+
+def render(results: Results, checks: Sequence[Check]) -> str:
+    """The whole report."""
+    parts = [_header(results), _machine(results.machine), _targets(checks)]
+    if results.cpu is not None:
+        parts.append(_cpu(results.cpu))
+    if results.sync is not None:
+        parts.append(_sync(results.sync))
+    if results.rate_limit:
+        parts.append(_rate(results.rate_limit))
+    if results.memory is not None:
+        parts.append(_memory(results.memory))
+    return "\n\n".join(parts) + "\n"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table; columns after the first are right-aligned."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| --- |" + " ---: |" * (len(header) - 1),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+    return "\n".join(lines)
+
+
+def _number(value: float, digits: int = 0) -> str:
+    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _header(results: Results) -> str:
+    kind = (
+        "**Quick run**: fewer rounds and requests than the full run; see each section."
+        if results.config.quick
+        else "Full run."
+    )
+    return (
+        f"# crisp-api benchmarks\n\n`{results.command}`, started {results.started}, "
+        f"took {results.seconds / 60:.1f} min. {kind}"
+    )
+
+
+def _machine(machine: dict[str, str]) -> str:
+    return "## Machine\n\n" + table(["", ""], [[key, value] for key, value in machine.items()])
+
+
+def _targets(checks: Sequence[Check]) -> str:
+    rows = [[check.target, check.measured, f"**{check.verdict}**"] for check in checks]
+    return "## Targets\n\n" + table(["target", "measured", "result"], rows)
+
+
+def _cpu(cpu: CpuResult) -> str:
+    rows = [
+        [row.name, _number(row.cpu_us, 1), f"{_number(row.vs_urllib3, 2)}x",
+         _number(row.requests_per_s)]
+        for row in cpu.rows
+    ]
+    layers = [
+        [layer, _number(cost, 1), _number(cpu.layer_cost_offline_us[layer], 1)]
+        for layer, cost in cpu.layer_cost_us.items()
+    ]
+    whole = cpu.offline_us.get(contenders.DEFAULT, float("nan"))
+    text = [
+        "## 1. Client CPU per request",
+        f"`GET /v1/website/{{id}}?n=<n>` (an answer of about 150 bytes), decoded to the "
+        "envelope's `data`. "
+        f"One client thread; server: {cpu.server}. {cpu.rounds} rounds of {cpu.batch} "
+        "requests per contender after a warm-up, the contenders' order rotating each round. "
+        "CPU is the client thread's (`time.thread_time`), median over rounds; "
+        "\"x urllib3\" is the median of the per-round ratios. Cache-miss contenders send a "
+        f"new `n` every request; the cache hit asks {contenders.HIT_MULTIPLE}x the batch "
+        "for the same URL, so that its batches last long enough to time.",
+        table(["client", "CPU µs/request", "x urllib3", "requests/s"], rows),
+        "Marginal CPU of each default layer: the default stack less the stack without it, "
+        "median of the per-round differences. On the wire they are within the noise (which "
+        "can make them negative), so the stacks were also raced without the network, an "
+        "innermost layer answering every request with a copy of a real answer: there the "
+        f"whole client (method, URL, pipeline, JSON decoding) costs {_number(whole, 1)} µs "
+        "per request.",
+        table(["layer", "on the wire, µs/request", "without the network, µs/request"],
+              layers),
+    ]
+    if cpu.original_vs_default is not None:
+        versions = ", ".join(f"{name} {version}" for name, version in
+                             cpu.original_versions.items())
+        text.append(
+            f"The original client ({versions}) spends {cpu.original_vs_default:.2f}x our "
+            "default stack's CPU per request (median of per-round ratios). It calls "
+            "`requests.request` without a session, so every request opens and closes a new "
+            "connection; it runs in its own process and virtual environment "
+            f"(`benchmarks/{original.VENV.name}/`), timed the same way."
+        )
+    return "\n\n".join(text)
+
+
+def _sync(sync: SyncResult) -> str:
+    rows = []
+    for run in sync.runs:
+        single = sync.run(run.latency_ms, 1)
+        scale = (
+            f"{run.conversations_per_s / single.conversations_per_s:.1f}x"
+            if single and single.conversations_per_s else "-"
+        )
+        rows.append([
+            f"{run.latency_ms:g} ms", str(run.workers), f"{run.conversations:,}",
+            f"{run.messages:,}", f"{run.seconds:.1f}", _number(run.conversations_per_s, 1),
+            _number(run.messages_per_s), scale,
+            "time-boxed" if run.time_boxed else "all",
+        ])
+    return "\n\n".join([
+        "## 2. Sync throughput",
+        "`sync_website` in this process into a fresh SQLite database (conversations and "
+        "messages), against a fake Crisp in another process holding "
+        f"{sync.conversations:,} conversations of about {sync.messages_per_conversation} "
+        "messages, with the added latency shown on every request. Each configuration runs "
+        f"for at most {sync.time_box_s:g} s: then it stops taking conversations and lets "
+        "those in flight finish (\"time-boxed\"; \"all\" means it copied every conversation "
+        "first). Rates are what was committed divided by the time from the start to the last "
+        "commit.",
+        table(["latency", "workers", "conversations", "messages", "seconds",
+               "conversations/s", "messages/s", "x 1 worker", "copied"], rows),
+    ])
+
+
+def _rate(runs: Sequence[RateRun]) -> str:
+    rows = [
+        [run.client, f"{run.rate:g}/s", str(run.server_burst), str(run.workers),
+         f"{run.conversations:,}", f"{run.seconds:.1f}", _number(run.achieved_per_s, 1),
+         f"{run.fraction_of_rate:.1%}", str(run.throttled), str(run.retries),
+         "yes" if run.complete else "no", str(run.conversations_lost), str(run.messages_lost)]
+        for run in runs
+    ]
+    return "\n\n".join([
+        "## 3. Under a server rate limit",
+        "A full `sync_website` (conversations, messages, people, operators) against a fake "
+        "Crisp whose per-token bucket allows R requests/s (burst shown) and answers 429 with "
+        "`Retry-After` (whole seconds, at least 1) beyond. Achieved = successful requests "
+        "counted by the server / elapsed time, the first burst included. Lost = "
+        "conversations and messages of the fake's ground truth missing from (or different "
+        "in) the synced database after the run; a run that is not complete leaves its "
+        "checkpoint where it was, so a rerun would copy them.",
+        table(["client", "R", "server burst", "workers", "conversations", "seconds",
+               "achieved req/s", "of R", "429s", "retries", "complete",
+               "conversations lost", "messages lost"], rows),
+    ])
+
+
+def _memory(memory: MemoryResult) -> str:
+    row = [
+        f"{memory.requests:,}", _number(memory.requests_per_s), f"{memory.warmup_requests:,}",
+        f"{memory.rss_start_mb:.1f}", f"{memory.rss_warm_mb:.1f}", f"{memory.rss_end_mb:.1f}",
+        f"{memory.rss_peak_mb:.1f}", f"{memory.growth_mb:+.1f}",
+    ]
+    return "\n\n".join([
+        "## 4. Memory",
+        "One client (default stack, cache on) in a process of its own: of every 4 calls, 3 "
+        "ask for a new URL (cache miss, store, eviction once full) and 1 for the same URL "
+        "(hit); every 1000th is a write that invalidates the website's cache. RSS from "
+        "`/proc/self/status` in MB (10^6 bytes); growth = highest RSS after the warm-up less "
+        "the RSS at its end.",
+        table(["requests", "requests/s", "warm-up requests", "RSS start", "after warm-up",
+               "end", "peak after warm-up", "growth"], [row]),
+    ])
+

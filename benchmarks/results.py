@@ -1,0 +1,46 @@
+"""Everything one run measured, and its JSON form (``results.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.config import Config
+from benchmarks.cpu import CpuResult
+from benchmarks.memory import MemoryResult
+from benchmarks.rate_limit import RateRun
+from benchmarks.throughput import SyncResult
+
+
+@dataclass
+class Results:
+    """The sections that ran (``None`` for those that did not), with their context."""
+
+    config: Config
+    machine: dict[str, str]
+    started: str
+    command: str
+    seconds: float = 0.0
+    cpu: CpuResult | None = None
+    sync: SyncResult | None = None
+    rate_limit: list[RateRun] = field(default_factory=list)
+    memory: MemoryResult | None = None
+
+    def to_json(self) -> str:
+        """Indented JSON; NaN (a figure that could not be computed) becomes null."""
+        return json.dumps(_plain(dataclasses.asdict(self)), indent=2) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,100 @@
+"""The project's performance targets, checked against one run's results (PASS/MISS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmarks import contenders
+from benchmarks.rate_limit import CONFIGURED
+from benchmarks.results import Results
+
+MAX_DEFAULT_VS_URLLIB3 = 1.15
+MAX_HIT_US = 10.0
+MIN_ORIGINAL_VS_OURS = 3.0
+MIN_SCALING_16_AT_50MS = 12.0
+MIN_RATE_FRACTION = 0.95
+MAX_GROWTH_MB = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target: what it asks, what was measured, and whether it held (None: not run)."""
+
+    target: str
+    measured: str
+    passed: bool | None
+
+    @property
+    def verdict(self) -> str:
+        """PASS, MISS or "not run"."""
+        return "not run" if self.passed is None else "PASS" if self.passed else "MISS"
+
+
+def evaluate(results: Results) -> list[Check]:
+    """Every target, in the order of the sections."""
+    return [*_cpu(results), _scaling(results), _rate(results), _memory(results)]
+
+
+def _cpu(results: Results) -> list[Check]:
+    cpu = results.cpu
+    default = cpu.row(contenders.DEFAULT) if cpu else None
+    hit = cpu.row(contenders.HIT) if cpu else None
+    ratio = cpu.original_vs_default if cpu else None
+    return [
+        Check(
+            f"default stack <= {MAX_DEFAULT_VS_URLLIB3}x bare urllib3 CPU per request",
+            "-" if default is None else f"{default.vs_urllib3:.2f}x ({default.cpu_us:.0f} µs)",
+            None if default is None else default.vs_urllib3 <= MAX_DEFAULT_VS_URLLIB3,
+        ),
+        Check(
+            f"cache hit <= {MAX_HIT_US:g} µs CPU",
+            "-" if hit is None else f"{hit.cpu_us:.1f} µs",
+            None if hit is None else hit.cpu_us <= MAX_HIT_US,
+        ),
+        Check(
+            f"original client >= {MIN_ORIGINAL_VS_OURS:g}x our CPU per request",
+            "-" if ratio is None else f"{ratio:.2f}x",
+            None if ratio is None else ratio >= MIN_ORIGINAL_VS_OURS,
+        ),
+    ]
+
+
+def _scaling(results: Results) -> Check:
+    sync = results.sync
+    one = sync.run(50.0, 1) if sync else None
+    sixteen = sync.run(50.0, 16) if sync else None
+    name = f"16 workers at 50 ms >= {MIN_SCALING_16_AT_50MS:g}x the throughput of 1 worker"
+    if one is None or sixteen is None or not one.conversations_per_s:
+        return Check(name, "-", None)
+    scale = sixteen.conversations_per_s / one.conversations_per_s
+    return Check(
+        name,
+        f"{scale:.1f}x ({sixteen.conversations_per_s:.0f} vs "
+        f"{one.conversations_per_s:.1f} conversations/s)",
+        scale >= MIN_SCALING_16_AT_50MS,
+    )
+
+
+def _rate(results: Results) -> Check:
+    run = next((r for r in results.rate_limit if r.client == CONFIGURED), None)
+    name = f"under a rate limit: >= {MIN_RATE_FRACTION:.0%} of R achieved, no item lost"
+    if run is None:
+        return Check(name, "-", None)
+    lost = run.conversations_lost + run.messages_lost
+    return Check(
+        name,
+        f"{run.fraction_of_rate:.1%} of {run.rate:g}/s, {lost} lost, {run.throttled} 429s",
+        run.fraction_of_rate >= MIN_RATE_FRACTION and lost == 0,
+    )
+
+
+def _memory(results: Results) -> Check:
+    memory = results.memory
+    name = f"RSS growth < {MAX_GROWTH_MB:g} MB over 1,000,000 requests"
+    if memory is None:
+        return Check(name, "-", None)
+    return Check(
+        name,
+        f"{memory.growth_mb:+.1f} MB over {memory.requests:,} requests",
+        memory.growth_mb < MAX_GROWTH_MB,
+    )

@@ -74,7 +74,9 @@ class Crisp(PluginShortcuts):
     ``Crisp()`` then ``authenticate(identifier, key)`` is all the original library needed,
     and still is. Keyword options tune the pipeline: ``timeout`` (seconds), ``max_retries``,
     ``rate_limit`` (requests/s of our own, ``None`` = only obey the server's 429/420 pauses),
-    ``burst``, ``cache_ttl`` (seconds, ``0`` = no cache), ``cache_size``, ``pool_size``,
+    ``burst``, ``rate_limit_wait`` (the longest a call waits for its turn, in seconds, before
+    failing with `RateLimitedError`; ``0`` fails fast, ``None`` waits as long as it takes),
+    ``cache_ttl`` (seconds, ``0`` = no cache), ``cache_size``, ``pool_size``,
     ``middleware`` (a whole custom stack, outermost first; the client's ``auth`` layer is
     added innermost unless the stack has a `BasicAuth` of its own) and ``logger`` (any
     structlog logger; by default the stdlib logger ``crisp_api``, silent until configured).
@@ -96,6 +98,7 @@ class Crisp(PluginShortcuts):
         max_retries: int = defaults.MAX_RETRIES,
         rate_limit: float | None = defaults.RATE_LIMIT,
         burst: int = defaults.BURST,
+        rate_limit_wait: float | None = defaults.RATE_LIMIT_WAIT,
         cache_ttl: float = defaults.CACHE_TTL,
         cache_size: int = defaults.CACHE_SIZE,
         pool_size: int = defaults.POOL_SIZE,
@@ -136,6 +139,7 @@ class Crisp(PluginShortcuts):
                 max_retries=max_retries,
                 rate_limit=rate_limit,
                 burst=burst,
+                rate_limit_wait=rate_limit_wait,
                 cache_ttl=cache_ttl,
                 cache_size=cache_size,
                 logger=logger,
@@ -160,6 +164,7 @@ class Crisp(PluginShortcuts):
         max_retries: int,
         rate_limit: float | None,
         burst: int,
+        rate_limit_wait: float | None,
         cache_ttl: float,
         cache_size: int,
         logger: Any,
@@ -220,6 +225,7 @@ class Crisp(PluginShortcuts):
             Retry(policy, budget),
             RateLimit(
                 bucket,
+                max_wait=rate_limit_wait,
                 pause_statuses=defaults.RATE_LIMIT_STATUSES,
                 max_pause=defaults.MAX_RETRY_AFTER,
             ),

@@ -27,6 +27,8 @@ RETRY_BUDGET_FLOOR = 5.0
 RATE_LIMIT: float | None = None
 """Requests per second of our own; None only obeys the server's 429/420 pauses."""
 BURST = 10
+RATE_LIMIT_WAIT: float | None = None
+"""How long a call may wait for a rate-limit token; None waits, 0 fails fast."""
 
 RATE_LIMIT_STATUSES = frozenset({420, 429})
 """Crisp answers 429 (too many requests) and 420 (quota / enhance your calm) when limiting."""

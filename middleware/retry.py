@@ -8,8 +8,9 @@ What is retried is decided in one place, `RetryPolicy.should_retry`:
 * read timeouts, dropped connections and 500/502/503/504, only for idempotent methods: the
   server may have acted, and only a request that does no harm twice may be sent again.
 
-A first attempt that needs no retry never touches tenacity, so the common case costs one
-call and one status check.
+Retries are paid for from a `RetryBudget`, except those of rate-limit answers that set
+their own pace (see `RetryPolicy.needs_budget`). A first attempt that needs no retry never
+touches tenacity, so the common case costs one call and one status check.
 """
 
 from __future__ import annotations
@@ -62,15 +63,27 @@ class RetryPolicy:
                 wait = retry_after_seconds(outcome.headers)
                 return wait is None or wait <= self.max_retry_after
             return (
-                status in self.server_error_statuses
-                and request.method in self.idempotent_methods
+                status in self.server_error_statuses and request.method in self.idempotent_methods
             )
         if isinstance(outcome, TransportError):
             return outcome.retry_can_help and (
-                not outcome.may_have_reached_server
-                or request.method in self.idempotent_methods
+                not outcome.may_have_reached_server or request.method in self.idempotent_methods
             )
         return False
+
+    def needs_budget(self, outcome: Response | BaseException) -> bool:
+        """Whether retrying ``outcome`` must be paid for from the retry budget.
+
+        A rate-limit answer that asks for a wait of a second or more sets the pace itself:
+        the retry goes out only after that wait (and the rate limiter holds every caller
+        back as long), so it cannot amplify load the way retrying failures does. Such
+        retries are not counted, so a throttled batch completes instead of failing once
+        the budget is spent; everything else is.
+        """
+        if isinstance(outcome, Response) and outcome.status in self.rate_limit_statuses:
+            asked = retry_after_seconds(outcome.headers)
+            return asked is None or asked < 1.0
+        return True
 
     def backoff(self, retry_number: int) -> float:
         """Full-jitter exponential backoff before retry ``retry_number`` (1-based)."""
@@ -183,9 +196,10 @@ class _Retryable(retry_base):
         value: Response | BaseException | None = (
             outcome.exception() if outcome.failed else outcome.result()
         )
-        if value is None or not self._owner.policy.should_retry(self._request, value):
+        policy = self._owner.policy
+        if value is None or not policy.should_retry(self._request, value):
             return False
-        return self._owner.budget.try_withdraw()
+        return not policy.needs_budget(value) or self._owner.budget.try_withdraw()
 
 
 def _last_outcome(state: RetryCallState) -> Response:

@@ -128,3 +128,18 @@ def test_after_a_pause_queued_callers_resume_at_the_rate_not_all_at_once() -> No
 
     clock.now += 3.0  # idle again: the burst comes back
     assert [bucket.reserve(None) for _ in range(6)] == pytest.approx([0, 0, 0, 0, 0, 0.1])
+
+
+def test_the_client_can_fail_fast_instead_of_waiting(server: ScriptedServer) -> None:
+    with Crisp(rate_limit=0.5, burst=1, rate_limit_wait=0, cache_ttl=0) as client:
+        client.set_rest_host(server.url)
+        client.authenticate(IDENTIFIER, KEY)
+        client.website.get_website("w")
+        with pytest.raises(RateLimitedError):
+            client.website.get_website("w")
+    assert server.count() == 1
+
+
+def test_a_negative_wait_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_wait"):
+        Crisp(rate_limit_wait=-1)

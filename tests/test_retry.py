@@ -178,3 +178,20 @@ def test_connection_never_opened_is_retried_even_for_post() -> None:
         client.website.send_message_in_conversation("w1", "s1", {"type": "text"})
     assert raised.value.status is None
     assert attempts == ["POST", "POST", "POST"]
+
+
+def test_paced_rate_limit_retries_do_not_spend_the_budget(server: ScriptedServer) -> None:
+    sleeps = SleepRecorder()
+    empty = RetryBudget(ratio=0.0, min_per_second=0.0)
+    client = retrying_client(server, sleeps, budget=empty)
+
+    server.push(Reply(429, headers={"Retry-After": "1"}), Reply(420, headers={"Retry-After": "2"}))
+    assert client.website.get_website("w1") == {"path": "/v1/website/w1"}
+    assert server.count() == 3
+
+    # Without a pace of the server's (no Retry-After, or under a second), the budget rules.
+    server.push(Reply(429), Reply(429, headers={"Retry-After": "0"}), Reply(503))
+    for _ in range(3):
+        with pytest.raises((RateLimitedError, ServerError)):
+            client.website.get_website("w1")
+    assert server.count() == 6

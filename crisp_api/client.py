@@ -337,7 +337,7 @@ class Crisp(PluginShortcuts):
             method=route.method,
             path=path,
             template=route.template,
-            group=route.group(params) if route.group_index is not None else None,
+            group=route.group(params),
             body=body,
             use_cache=use_cache,
         )
@@ -352,28 +352,17 @@ class Crisp(PluginShortcuts):
         body: Body,
         use_cache: bool,
     ) -> Any:
-        if body is None:
-            request = Request(
-                method,
-                self._origin,
-                path,
-                route=template,
-                partition=self._partition,
-                group=group,
-                use_cache=use_cache,
-            )
-        else:
-            request = Request(
-                method,
-                self._origin,
-                path,
-                route=template,
-                headers=dict(_JSON_HEADERS),
-                body=_encode_body(body),
-                partition=self._partition,
-                group=group,
-                use_cache=use_cache,
-            )
+        request = Request(
+            method,
+            self._origin,
+            path,
+            route=template,
+            headers=None if body is None else dict(_JSON_HEADERS),
+            body=None if body is None else _encode_body(body),
+            partition=self._partition,
+            group=group,
+            use_cache=use_cache,
+        )
         try:
             response = self._pipeline(request)
         except ReadTimeoutError as exc:

@@ -7,14 +7,15 @@ import math
 import os
 import threading
 from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import urllib3
 
 from crisp_api import defaults
-from crisp_api.envelope import decode
+from crisp_api.envelope import decode, is_success
 from crisp_api.errors import (
     NetworkError,
     QuotaExceededError,
@@ -52,6 +53,7 @@ from middleware import (
     RedisCache,
     RedisLink,
     Request,
+    Response,
     ResponseCache,
     ResponseTooLargeError,
     Retry,
@@ -66,6 +68,17 @@ Body = Mapping[str, Any] | list[Any] | None
 Query = Mapping[str, QueryValue]
 
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
+class Answer(NamedTuple):
+    """A successful call with what the answer said besides its data (see `Crisp.fetch`)."""
+
+    data: Any
+    """The envelope's ``data``."""
+    status: int
+    """The HTTP status: Crisp answers 206 for a page with more to come."""
+    server_time_ms: int | None
+    """The server's clock from the ``Date`` header (epoch ms, one-second precision), if any."""
 
 
 class Crisp(PluginShortcuts):
@@ -220,7 +233,7 @@ class Crisp(PluginShortcuts):
                 if link is None
                 else RedisCache(link, ttl=cache_ttl, keep_headers=defaults.CACHE_HEADERS)
             )
-            stack.append(ResponseCache(cache))
+            stack.append(ResponseCache(cache, storable=is_success))
         stack += [
             Retry(policy, budget),
             RateLimit(
@@ -328,6 +341,36 @@ class Crisp(PluginShortcuts):
         use_cache: bool = True,
     ) -> Any:
         """Call ``route`` with its path ``params``; returns the envelope's ``data``."""
+        return decode(
+            self._exchange(route, params, query, body, use_cache), route.method, route.template
+        )
+
+    def fetch(
+        self,
+        route: Route,
+        params: tuple[Any, ...] = (),
+        query: Query | None = None,
+        body: Body = None,
+        *,
+        use_cache: bool = True,
+    ) -> Answer:
+        """`call`, keeping the answer's status and the server's clock next to its data.
+
+        For callers that page (a 206 says more remains) or keep time in the server's clock
+        rather than this machine's (a sync's watermark).
+        """
+        response = self._exchange(route, params, query, body, use_cache)
+        data = decode(response, route.method, route.template)
+        return Answer(data, response.status, _server_time_ms(response.headers.get("date")))
+
+    def _exchange(
+        self,
+        route: Route,
+        params: tuple[Any, ...],
+        query: Query | None,
+        body: Body,
+        use_cache: bool,
+    ) -> Response:
         path = self._root + route.expand(params)
         if query:
             encoded = encode_query(query)
@@ -351,7 +394,7 @@ class Crisp(PluginShortcuts):
         group: str | None,
         body: Body,
         use_cache: bool,
-    ) -> Any:
+    ) -> Response:
         request = Request(
             method,
             self._origin,
@@ -388,7 +431,7 @@ class Crisp(PluginShortcuts):
             raise QuotaExceededError(
                 "daily_quota_exceeded", method=method, route=template, retry_after=exc.reset_in
             ) from exc
-        return decode(response, method, template)
+        return response
 
     def _raw(self, method: str, resource: str, query: Query | None, body: Body) -> Any:
         """A call by concrete path, as the original library's get/post/... made them."""
@@ -407,9 +450,10 @@ class Crisp(PluginShortcuts):
             encoded = encode_query(query)
             if encoded:
                 path = f"{path}{'&' if '?' in path else '?'}{encoded}"
-        return self._send(
+        response = self._send(
             method=method, path=path, template=template, group=group, body=body, use_cache=True
         )
+        return decode(response, method, template)
 
     def get(self, resource: str, query: Query | None = None) -> Any:
         """GET ``resource`` (a path below the base path, e.g. ``/website/ID``)."""
@@ -461,6 +505,16 @@ class Crisp(PluginShortcuts):
         return f"<Crisp {self.get_rest_host()}{self._base_path} tier={self._tier} {state}>"
 
 
+def _server_time_ms(date: str | None) -> int | None:
+    """An HTTP ``Date`` header as epoch milliseconds; None when absent or malformed."""
+    if not date:
+        return None
+    try:
+        return int(parsedate_to_datetime(date).timestamp() * 1000)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
 def _with_auth(stack: list[Middleware], auth: BasicAuth) -> list[Middleware]:
     """A custom stack gets the client's auth layer innermost unless it has one of its own."""
     return stack if any(isinstance(m, BasicAuth) for m in stack) else [*stack, auth]
@@ -500,4 +554,4 @@ def _split_host(rest_host: str) -> tuple[str, str]:
     return origin, parts.path.rstrip("/")
 
 
-__all__ = ["Body", "Crisp", "Query", "RouteError"]
+__all__ = ["Answer", "Body", "Crisp", "Query", "RouteError"]

@@ -2,8 +2,13 @@
 
 Crisp answers ``{"error": bool, "reason": str, "data": ...}``. Anything else (an HTML page from
 a load balancer, a truncated or empty body, invalid UTF-8, JSON without ``data``, another
-content type) becomes an `InvalidResponseError`, or the status's own error class when the
-status already says the call failed, always with a short snippet of what came back.
+content type, JSON nested too deeply to read) becomes an `InvalidResponseError`, or the
+status's own error class when the status already says the call failed, always with a short
+snippet of what came back.
+
+`is_success` is the check the response cache runs before keeping an answer: it decodes the
+answer once, keeps the result on the response for `decode` to hand out, and says whether the
+answer is a success (only those are cached).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from crisp_api.errors import (
     ServerError,
     UnauthorizedError,
 )
-from middleware import Response, retry_after_seconds
+from middleware import NOT_DECODED, Response, retry_after_seconds
 
 SNIPPET_LENGTH = 200
 
@@ -42,6 +47,22 @@ _STATUS_REASONS = {
 
 def decode(response: Response, method: str, route: str) -> Any:
     """The ``data`` of a successful answer; raises the matching `RouteError` otherwise."""
+    decoded = response.decoded
+    if decoded is not NOT_DECODED:
+        return decoded
+    return _decode(response, method, route)
+
+
+def is_success(response: Response) -> bool:
+    """Whether ``response`` decodes as a successful envelope (its ``data`` is kept on it)."""
+    try:
+        response.decoded = _decode(response, "GET", "")
+    except RouteError:
+        return False
+    return True
+
+
+def _decode(response: Response, method: str, route: str) -> Any:
     status = response.status
     if method == "HEAD":
         if 200 <= status < 300:
@@ -54,6 +75,8 @@ def decode(response: Response, method: str, route: str) -> Any:
         payload = _parse_json(response.body.decode("utf-8"))
     except ValueError:
         raise _unreadable(response, "invalid JSON body", method, route) from None
+    except RecursionError:
+        raise _unreadable(response, "JSON nested too deeply", method, route) from None
     if not isinstance(payload, dict):
         raise _unreadable(response, "JSON body is not an envelope object", method, route)
     if status >= 400 or payload.get("error") is True:

@@ -12,9 +12,11 @@ Crisp pages two ways:
   and answers an empty list past the end. `paginate` walks any of them through its resource
   method; `iter_conversations` adds the conversation list's ``per_page`` rules.
 - Messages of a conversation: ``GET .../messages`` answers the latest `MESSAGES_PAGE_SIZE`
-  messages, oldest first, and ``timestamp_before=T`` the latest ones older than ``T``; a
-  shorter page is the last. `iter_message_pages` walks back from the newest page and
-  `iter_messages` yields the messages one by one, newest first.
+  messages, oldest first, and ``timestamp_before=T`` the latest ones strictly older than
+  ``T``; Crisp answers 206 while older messages remain and 200 for the last page.
+  `walk_messages` walks back from the newest page without losing messages that share a
+  millisecond at a page boundary; `iter_message_pages` and `iter_messages` (newest first)
+  are built on it.
 
 The resources expose these as methods (``client.website.iter_conversations(...)``, see
 `crisp_api.resources.iteration`); `paginate` takes any bound method, of any resource.
@@ -23,6 +25,7 @@ The resources expose these as methods (``client.website.iter_conversations(...)`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from crisp_api.errors import InvalidResponseError
@@ -125,58 +128,41 @@ def iter_message_pages(
     """The messages of a conversation as the API pages them: newest page first.
 
     ``get_messages`` is the bound ``get_messages_in_conversation`` of a website resource.
-    Each page is a list in the API's order, oldest message first; the next page holds the
-    messages older than the oldest of the previous one.
+    Each page is a list in the API's order, oldest message first, holding only messages not
+    yielded before; the next page holds older ones (see `walk_messages` for how messages
+    sharing a millisecond at a page boundary are all reached).
 
     ``after`` (a message ``timestamp``, epoch milliseconds) stops the walk at a known point:
     only messages newer than it are yielded, and no page is asked for once one reaching back
     to it has come. An incremental sync passes the newest timestamp it has stored.
-
-    Crisp pages by timestamp, so messages sharing the exact millisecond of a page's oldest
-    message may be left out of the next page; that is the API's own limit. A server that does
-    not honour ``timestamp_before`` (a full page with nothing older than the previous one)
-    raises `InvalidResponseError` rather than loop.
     """
-    if after is not None and not _is_int(after):
-        raise TypeError(f"after must be a message timestamp (int), got {after!r}")
-    return _message_pages(get_messages, website_id, session_id, after, use_cache)
+
+    def fetch(before: int | None) -> tuple[Any, int | None]:
+        data = get_messages(website_id, session_id, timestamp_before=before, use_cache=use_cache)
+        return data, None
+
+    return message_pages(fetch, after=after, signal=PartialSignal())
 
 
-def _message_pages(
-    get_messages: Callable[..., Any],
-    website_id: str,
-    session_id: str,
-    after: int | None,
-    use_cache: bool,
+def message_pages(
+    fetch: Callable[[int | None], tuple[Any, int | None]],
+    *,
+    after: int | None = None,
+    signal: PartialSignal,
 ) -> Iterator[list[Any]]:
-    before: int | None = None
-    while True:
-        answered = _page(
-            get_messages(website_id, session_id, timestamp_before=before, use_cache=use_cache),
-            _MESSAGES.template,
-        )
-        page = answered
-        if before is not None:
-            # Keep only what is older than the cursor, should the server repeat the boundary.
-            page = [message for message in answered if _timestamp(message) < before]
-            if not page and len(answered) >= MESSAGES_PAGE_SIZE:
-                raise InvalidResponseError(
-                    "timestamp_before not honoured: a full page with nothing older",
-                    method=_MESSAGES.method,
-                    route=_MESSAGES.template,
-                )
-        if not page:
-            return
-        oldest = min(_timestamp(message) for message in page)
-        if after is not None and oldest <= after:
-            newer = [message for message in page if _timestamp(message) > after]
-            if newer:
-                yield newer
-            return
-        yield page
-        if len(answered) < MESSAGES_PAGE_SIZE:
-            return
-        before = oldest
+    """`iter_message_pages` over a page fetcher that also reports each answer's status (see
+    `walk_messages`); what the website resource's iterators use."""
+    _check_after(after)
+    return _newer_pages(walk_messages(fetch, after=after, signal=signal), after)
+
+
+def _newer_pages(pages: Iterator[MessagePage], after: int | None) -> Iterator[list[Any]]:
+    for page in pages:
+        kept = page.messages if after is None else [
+            message for message in page.messages if _timestamp(message) > after
+        ]
+        if kept:
+            yield kept
 
 
 def iter_messages(
@@ -196,7 +182,104 @@ def iter_messages(
     pages = iter_message_pages(
         get_messages, website_id, session_id, after=after, use_cache=use_cache
     )
+    return newest_first(pages)
+
+
+def newest_first(pages: Iterator[list[Any]]) -> Iterator[Any]:
+    """The messages of newest-first pages (each oldest first), newest message first."""
     return (message for page in pages for message in reversed(page))
+
+
+class PartialSignal:
+    """Whether this server marks message pages with more to come by answering 206.
+
+    Crisp answers 206 for a page with older messages beyond it and 200 for the last one. A
+    server (or proxy) that always answers 200 must not make a walk stop after its first full
+    page, so a 200 is only read as "last page" once a 206 has been seen from the same server;
+    until then the walk ends on a short page, as it would without the signal. Share one
+    instance per server and credentials (a client); flipping it is safe from any thread.
+    """
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One answer of a message walk: the messages it brought that no newer page held."""
+
+    messages: list[Any]
+    """New messages, in the API's order (oldest first)."""
+    oldest: int
+    """The oldest timestamp of the answer (new messages or not)."""
+    last: bool
+    """Whether this page reached the conversation's oldest message."""
+    crowded: int | None = None
+    """A timestamp shared by a full page of messages: more of them may exist than the API can
+    list (it pages by timestamp), so the walk stepped past it."""
+
+
+def walk_messages(
+    fetch: Callable[[int | None], tuple[Any, int | None]],
+    *,
+    after: int | None = None,
+    signal: PartialSignal,
+) -> Iterator[MessagePage]:
+    """Walk a conversation's messages from the newest page back, each message once.
+
+    ``fetch(timestamp_before)`` asks for one page and returns ``(data, status)`` (status None
+    when unknown). Crisp's ``timestamp_before=T`` lists messages strictly older than T, so a
+    walk that went on from a page's oldest timestamp ``O`` would skip the messages sharing
+    ``O`` that did not fit on the page. This one asks for ``O + 1`` and drops the messages it
+    has already seen, by fingerprint (unique within a conversation). If a whole page brings
+    nothing new, more than a page of messages share ``O``: it steps past ``O`` (reported in
+    `MessagePage.crowded`) rather than loop. A server that ignores ``timestamp_before`` (a full
+    page with nothing older than the cursor) raises `InvalidResponseError`.
+
+    The walk ends after the page that reaches the conversation's oldest message (a 200 from
+    a server known to answer 206, or a page shorter than `MESSAGES_PAGE_SIZE`), or after the
+    first page whose oldest message is at or before ``after``.
+    """
+    before: int | None = None
+    seen: set[Any] = set()
+    while True:
+        data, status = fetch(before)
+        answered = _page(data, _MESSAGES.template)
+        page = answered
+        if before is not None:
+            # Keep only what the cursor asked for, should the server repeat newer messages.
+            page = [message for message in answered if _timestamp(message) < before]
+            if not page and len(answered) >= MESSAGES_PAGE_SIZE:
+                raise InvalidResponseError(
+                    "timestamp_before not honoured: a full page with nothing older",
+                    method=_MESSAGES.method,
+                    route=_MESSAGES.template,
+                )
+        if not page:
+            return
+        if status == 206:
+            signal.seen = True
+        fresh = [message for message in page if _fingerprint_key(message) not in seen]
+        seen.update(_fingerprint_key(message) for message in fresh)
+        oldest = min(_timestamp(message) for message in page)
+        short = len(answered) < MESSAGES_PAGE_SIZE
+        last = (status == 200 and signal.seen) or (status != 206 and short)
+        crowded = None
+        before = oldest + 1
+        if not fresh and not last:
+            if len(page) < MESSAGES_PAGE_SIZE:
+                raise InvalidResponseError(
+                    "timestamp_before not honoured: a full page of messages already listed",
+                    method=_MESSAGES.method,
+                    route=_MESSAGES.template,
+                )
+            # A full page of messages all sharing the oldest millisecond: step past it.
+            crowded = before = oldest
+        yield MessagePage(fresh, oldest, last, crowded)
+        if last or (after is not None and oldest <= after):
+            return
 
 
 def _page(data: Any, source: str) -> list[Any]:
@@ -208,6 +291,17 @@ def _page(data: Any, source: str) -> list[Any]:
             route=source,
         )
     return data
+
+
+def _check_after(after: object) -> None:
+    if after is not None and not _is_int(after):
+        raise TypeError(f"after must be a message timestamp (int), got {after!r}")
+
+
+def _fingerprint_key(message: Any) -> Any:
+    """What names a message within its conversation (a message without one is its own)."""
+    fingerprint = message.get("fingerprint") if isinstance(message, dict) else None
+    return fingerprint if _is_int(fingerprint) or isinstance(fingerprint, str) else id(message)
 
 
 def _timestamp(message: Any) -> int:

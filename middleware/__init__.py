@@ -20,7 +20,7 @@ from middleware.errors import (
     TLSError,
     TransportError,
 )
-from middleware.message import Attempt, Request, Response
+from middleware.message import NOT_DECODED, Attempt, Request, Response
 from middleware.pipeline import Pipeline, compose
 from middleware.quota import DailyQuota, QuotaBucket, QuotaExhaustedError
 from middleware.ratelimit import BucketBackend, InMemoryBucket, RateLimit
@@ -33,6 +33,7 @@ from middleware.structured_log import StructuredLogging
 from middleware.transport import Urllib3Transport
 
 __all__ = [
+    "NOT_DECODED",
     "Attempt",
     "BasicAuth",
     "BucketBackend",

@@ -2,7 +2,10 @@
 
 Rules, all enforced here:
 
-* only GET answers with a 2xx status are stored; errors never are;
+* only GET answers with a 2xx status that the ``storable`` check accepts are stored (by
+  default every 2xx; the Crisp client accepts only answers that decode as a success, so a
+  200 carrying ``{"error": true}``, HTML or broken JSON is never served again); errors never
+  are;
 * the key is the request's ``partition`` (whose credentials), origin and path with query (the
   caller sorts the query, so equal queries give equal keys);
 * entries expire after ``ttl`` seconds and at most ``maxsize`` are kept (LRU beyond that);
@@ -135,8 +138,11 @@ class ResponseCache:
 
     name = "cache"
 
-    def __init__(self, backend: CacheBackend) -> None:
+    def __init__(
+        self, backend: CacheBackend, storable: Callable[[Response], bool] | None = None
+    ) -> None:
         self.backend = backend
+        self.storable = storable
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
         if request.method != "GET":
@@ -157,8 +163,10 @@ class ResponseCache:
             request.cache_status = "bypass"
         token = self.backend.snapshot(request.group)
         response = call_next(request)
-        if 200 <= response.status < 300:
-            self.backend.put(key, request.group, response, token)
+        if 200 <= response.status < 300 and (self.storable is None or self.storable(response)):
+            # A copy: what the check decoded stays with this caller's answer only.
+            kept = Response(response.status, response.headers, response.body)
+            self.backend.put(key, request.group, kept, token)
         return response
 
     def __repr__(self) -> str:

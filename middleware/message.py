@@ -95,15 +95,26 @@ class Request:
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Response:
-    """An HTTP answer: status, headers and the raw body bytes (decoded later, once)."""
+NOT_DECODED: object = object()
+"""The value of `Response.decoded` until a layer decodes the body."""
 
-    __slots__ = ("body", "headers", "status")
+
+class Response:
+    """An HTTP answer: status, headers and the raw body bytes (decoded later, once).
+
+    ``decoded`` holds what a layer decoded from the body when it had to look inside (the cache
+    checks that an answer is a success worth keeping), so the caller reuses it instead of
+    parsing the body a second time; it is `NOT_DECODED` until then. It belongs to this one
+    answer: a cache stores a copy without it, so no two callers share decoded objects.
+    """
+
+    __slots__ = ("body", "decoded", "headers", "status")
 
     def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.decoded: object = NOT_DECODED
 
     def __repr__(self) -> str:
         return f"<Response {self.status} ({len(self.body)} bytes)>"

@@ -185,7 +185,7 @@ def test_every_catalogue_route_answers(fresh):
         path = re.sub(r"\{(\w+)\}", lambda found: values.get(found.group(1), "x"),
                       route.template)
         reply = call(fresh, route.method, path, body=b"{}")
-        assert reply.status in (200, 400), (route, reply)
+        assert reply.status in (200, 206, 400), (route, reply)
         if route.method != "HEAD" and (route.method, route.template) not in HANDLERS:
             assert reply.status == 200, (route, reply)
             assert reply.data in ([[]] if route.lists else [{}, []]), route

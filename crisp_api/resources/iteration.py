@@ -8,10 +8,15 @@ route methods, so what they send is exactly what those methods send.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crisp_api import pagination
-from crisp_api.routing import QueryValue
+from crisp_api.routing import ROUTES, QueryValue
+
+if TYPE_CHECKING:
+    from crisp_api.client import Crisp
+
+_MESSAGES = ROUTES["website", "get_messages_in_conversation"]
 
 
 class WebsiteIteration:
@@ -21,9 +26,11 @@ class WebsiteIteration:
     campaigns...), use `crisp_api.pagination.paginate` with the route's method.
     """
 
-    # Route methods of the generated class these iterators walk.
+    # What the generated class provides: its client and the route methods walked here.
+    _client: Crisp
     list_conversations: Callable[..., Any]
     get_messages_in_conversation: Callable[..., Any]
+    _partial_signal: pagination.PartialSignal | None = None
 
     def iter_conversations(
         self,
@@ -60,12 +67,8 @@ class WebsiteIteration:
 
         See `crisp_api.pagination.iter_messages`.
         """
-        return pagination.iter_messages(
-            self.get_messages_in_conversation,
-            website_id,
-            session_id,
-            after=after,
-            use_cache=use_cache,
+        return pagination.newest_first(
+            self.iter_message_pages(website_id, session_id, after=after, use_cache=use_cache)
         )
 
     def iter_message_pages(
@@ -77,12 +80,30 @@ class WebsiteIteration:
         use_cache: bool = True,
     ) -> Iterator[list[Any]]:
         """The pages of `iter_messages` as the API sends them: newest page first, each page
-        oldest message first. See `crisp_api.pagination.iter_message_pages`.
+        oldest message first. See `crisp_api.pagination.iter_message_pages`; Crisp's 206
+        (more to come) and 200 (last page) save the request a full last page would cost.
         """
-        return pagination.iter_message_pages(
-            self.get_messages_in_conversation,
-            website_id,
-            session_id,
+        return pagination.message_pages(
+            self.message_page_fetcher(website_id, session_id, use_cache=use_cache),
             after=after,
-            use_cache=use_cache,
+            signal=self.partial_signal(),
         )
+
+    def message_page_fetcher(
+        self, website_id: str, session_id: str, *, use_cache: bool = True
+    ) -> Callable[[int | None], tuple[Any, int | None]]:
+        """``fetch(timestamp_before) -> (messages, status)`` for `pagination.walk_messages`."""
+        client = self._client
+
+        def fetch(before: int | None) -> tuple[Any, int | None]:
+            query = None if before is None else {"timestamp_before": before}
+            answer = client.fetch(_MESSAGES, (website_id, session_id), query, use_cache=use_cache)
+            return answer.data, answer.status
+
+        return fetch
+
+    def partial_signal(self) -> pagination.PartialSignal:
+        """Whether this client's server has been seen marking message pages with 206."""
+        if self._partial_signal is None:
+            self._partial_signal = pagination.PartialSignal()
+        return self._partial_signal

@@ -8,16 +8,26 @@
 from crisp_api.sync.engine import SyncReport, sync_website
 from crisp_api.sync.metrics import Counts, RequestCounter, install
 from crisp_api.sync.sqlite_store import SQLiteStore
-from crisp_api.sync.store import Changes, ConversationState, Store
+from crisp_api.sync.store import (
+    Changes,
+    ConversationState,
+    MessageSpan,
+    Store,
+    StoreError,
+    WebsiteLockedError,
+)
 
 __all__ = [
     "Changes",
     "ConversationState",
     "Counts",
+    "MessageSpan",
     "RequestCounter",
     "SQLiteStore",
     "Store",
+    "StoreError",
     "SyncReport",
+    "WebsiteLockedError",
     "install",
     "sync_website",
 ]

@@ -1,8 +1,7 @@
 """``crisp-sync``: mirror Crisp conversations and messages into a local SQLite database.
 
-Exit status: 0 when every website was synced completely; 1 when some conversation could not
-be fetched (rerun to finish; nothing is lost); 2 for bad arguments or configuration; 3 for
-refused credentials; 4 when the API cannot be reached; 130 when interrupted.
+Every way a run can end has its exit status and a one-line reason on stderr (`EXIT_CODES`);
+only 0 means the copy is complete, and only 1 asks for a plain rerun.
 """
 
 from __future__ import annotations
@@ -20,16 +19,34 @@ from typing import Any, TextIO
 
 from crisp_api import defaults
 from crisp_api.client import Crisp
-from crisp_api.errors import ForbiddenError, NetworkError, RouteError, UnauthorizedError
+from crisp_api.errors import (
+    ForbiddenError,
+    NetworkError,
+    NotFoundError,
+    RouteError,
+    UnauthorizedError,
+)
 from crisp_api.pagination import paginate
 from crisp_api.sync import sharding
-from crisp_api.sync.engine import SyncReport, sync_website
+from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, sync_website
 from crisp_api.sync.metrics import RequestCounter, install
 from crisp_api.sync.report import summary
 from crisp_api.sync.sqlite_store import SQLiteStore
+from crisp_api.sync.store import StoreError, WebsiteLockedError
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED = 130
+EXIT_STORE, EXIT_LOCKED, EXIT_INTERRUPTED = 5, 6, 130
+EXIT_CODES = {
+    EXIT_OK: "the copy is complete",
+    EXIT_INCOMPLETE: "something is left to do (a conversation or the network failed): rerun",
+    EXIT_USAGE: "bad arguments or configuration, or a website or API host that does not exist",
+    EXIT_AUTH: "the credentials were refused, or the token may not do this",
+    EXIT_UNREACHABLE: "the API cannot be reached",
+    EXIT_STORE: "the database cannot be written (read-only, disk full, not a database)",
+    EXIT_LOCKED: "another run is syncing the same website into the same database",
+    EXIT_INTERRUPTED: "interrupted; committed work is kept",
+}
+"""What each exit status means (listed by ``--help``)."""
 DEMO_DB = "crisp-demo.sqlite3"
 DEMO_CONVERSATIONS = 500
 
@@ -50,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crisp-sync",
         description="Mirror Crisp conversations, messages, people and operators into SQLite. "
         "Credentials come from CRISP_IDENTIFIER, CRISP_KEY and CRISP_TIER (default plugin).",
+        epilog="exit status:\n"
+        + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--website-id", help="the website to sync")
     parser.add_argument("--db", help="SQLite database file (default crisp.sqlite3)")
@@ -63,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", help="with --all-websites: take the i-th of N slices (i/N)")
     parser.add_argument("--redis-url", help="share rate limit and cache through Redis")
     parser.add_argument("--rate-limit", type=float, help="requests per second of our own")
+    parser.add_argument(
+        "--people-interval",
+        type=_duration,
+        default=DEFAULT_PEOPLE_INTERVAL,
+        metavar="DURATION",
+        help="list every people profile again only after this long (e.g. 30m, 24h; default "
+        "24h; 0 = every run): Crisp cannot list only the profiles that changed",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -86,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"crisp-sync: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as exc:
+        return _store_failed(exc)
     except KeyboardInterrupt:
         print("crisp-sync: interrupted; committed work is kept, rerun to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -93,6 +123,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class _UsageError(Exception):
     """Bad arguments or configuration: reported in one line, exit status 2."""
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``1d`` (argparse type)."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS and value[-1:] else ""
+    try:
+        seconds = float(value[: len(value) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 24h)") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"a duration must be >= 0, got {text!r}")
+    return seconds
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -126,11 +172,7 @@ def _target_from_environment(args: argparse.Namespace) -> Target:
 
 @contextmanager
 def _store(path: str) -> Iterator[SQLiteStore]:
-    try:
-        store = SQLiteStore(path)
-    except Exception as exc:  # sqlite3 raises several kinds for a bad path
-        raise _UsageError(f"cannot open database {path!r}: {exc}") from None
-    with store:
+    with SQLiteStore(path) as store:
         yield store
 
 
@@ -160,23 +202,66 @@ def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: Text
         reports: list[SyncReport] = []
         try:
             for website_id in _websites(args, client):
-                with _progress(args, website_id) as tick:
-                    reports.append(
-                        sync_website(
-                            client, website_id, store, workers=args.workers, on_conversation=tick
-                        )
-                    )
+                report = _sync_one(args, client, website_id, store)
+                if report is not None:
+                    reports.append(report)
+        except WebsiteLockedError as exc:
+            return _fail(f"{exc}; not starting a second one", EXIT_LOCKED)
+        except StoreError as exc:
+            return _store_failed(exc)
         except (UnauthorizedError, ForbiddenError) as exc:
-            print(f"crisp-sync: bad credentials or not allowed ({exc})", file=sys.stderr)
-            return EXIT_AUTH
+            return _fail(f"bad credentials or not allowed ({exc})", EXIT_AUTH)
+        except NotFoundError as exc:
+            return _fail(
+                f"not found at {client.get_rest_host()}{client.get_rest_base_path()} ({exc}): "
+                "check the website id, and that --rest-host is the API's root "
+                f"(e.g. {defaults.REST_HOST}, without {defaults.REST_BASE_PATH})",
+                EXIT_USAGE,
+            )
         except NetworkError as exc:
-            print(f"crisp-sync: cannot reach {client.get_rest_host()} ({exc})", file=sys.stderr)
-            return EXIT_UNREACHABLE
+            return _fail(f"cannot reach {client.get_rest_host()} ({exc})", EXIT_UNREACHABLE)
         except RouteError as exc:
-            print(f"crisp-sync: sync failed ({exc}); rerun to finish", file=sys.stderr)
-            return EXIT_INCOMPLETE
+            return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
         print(summary(reports, counter.snapshot(), time.monotonic() - started), file=out)
-    return EXIT_OK if all(r.complete for r in reports) else EXIT_INCOMPLETE
+    failures = [r.store_error for r in reports if r.store_error is not None]
+    if any(failure.permanent for failure in failures):
+        return _store_failed(next(f for f in failures if f.permanent))
+    if not all(r.complete for r in reports):
+        return _fail("some conversations could not be synced (listed above); rerun to finish",
+                     EXIT_INCOMPLETE)
+    return EXIT_OK
+
+
+def _sync_one(
+    args: argparse.Namespace, client: Crisp, website_id: str, store: SQLiteStore
+) -> SyncReport | None:
+    """One website's sync; None for a website of ``--all-websites`` that is gone."""
+    with _progress(args, website_id) as tick:
+        try:
+            return sync_website(
+                client,
+                website_id,
+                store,
+                workers=args.workers,
+                people_interval=args.people_interval,
+                on_conversation=tick,
+            )
+        except NotFoundError:
+            if not args.all_websites:
+                raise
+    print(f"crisp-sync: website {website_id} is gone (disconnected?); skipped", file=sys.stderr)
+    return None
+
+
+def _fail(reason: str, status: int) -> int:
+    print(f"crisp-sync: {reason}", file=sys.stderr)
+    return status
+
+
+def _store_failed(exc: StoreError) -> int:
+    if exc.permanent:
+        return _fail(f"cannot write the database: {exc}", EXIT_STORE)
+    return _fail(f"the database failed: {exc}; rerun to finish", EXIT_INCOMPLETE)
 
 
 def _websites(args: argparse.Namespace, client: Crisp) -> Iterator[str]:
@@ -241,9 +326,6 @@ def _demo(args: argparse.Namespace) -> int:
             return status
         fake.touch_conversations(25)
         fake.create_conversations(5, messages=3)
-        # The fake stamps changes a few ms ahead of our clock, as a real server can be; a run
-        # only reads up to its own start, so give the clock time to pass them.
-        time.sleep(1.0)
         print("demo: 25 conversations got a new message and 5 were created; syncing again")
         return _run(args, target, store, sys.stdout)
 

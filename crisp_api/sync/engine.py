@@ -1,18 +1,32 @@
 """The sync engine: mirror a website's conversations, messages, people and operators.
 
-A run reads the window of conversations updated between the last checkpoint (less an
-overlap, for clock skew between us and Crisp) and the moment the run started, which stays
-frozen for the whole run. Inside the window it walks by keyset rather than page number:
-each request asks for the newest conversations updated at or before the oldest one seen so
-far. Conversations updated while the run reads leave the window (their new ``updated_at`` is
-after its end) instead of shifting the pages under it, so none is skipped; the next run's
-window, which starts before this one's end, picks them up.
+**Time is Crisp's.** A run lists the conversations updated since the website's checkpoint
+(less an overlap), and the checkpoint it leaves is the largest ``updated_at`` it actually
+read, capped by the clock (Crisp's ``Date`` header, else this machine's): a watermark taken
+from the data, as incremental ETL tools keep theirs, so a machine whose clock is hours ahead
+of or behind Crisp's misses nothing and delays nothing.
 
-Each conversation whose ``updated_at`` moved since it was stored gets its new messages (the
-API is walked back from the newest page until the newest stored message is reached) and is
-saved with them in one transaction. The checkpoint moves to the run's start only when every
-conversation of the window is committed, so an interrupted run loses nothing: the next one
-covers the same window again, skipping what is already stored.
+**The window is walked by keyset**, newest first: the first page has no upper bound, each next
+request asks for the conversations updated at or before the oldest one seen so far.
+Conversations updated while the run reads move above the walk instead of shifting the pages
+under it, so none is skipped; they are newer than this run's watermark, so the next run's
+window holds them.
+
+**Messages, as Crisp pages them** (`crisp_api.pagination.walk_messages`): each conversation
+whose ``updated_at`` moved since it was stored is read from its newest page back to the newest
+stored message, without losing messages that share a millisecond at a page boundary. What was
+read covers every message newer than the oldest one of the last page (`MessageSpan`): the
+store updates the edited ones and removes those Crisp no longer has in that range.
+
+**Nothing lost, nothing hidden.** A conversation is saved with its messages in one
+transaction. Every failure of a worker is collected (an exception nobody reads is data lost):
+the conversation is reported as failed and the checkpoint stays where it was, so the next run
+covers the same window again, skipping what is already stored. A store that cannot be written
+at all stops the run early. Two runs of one website on one store are refused by the store's
+lock.
+
+**People cost what changed.** Crisp cannot list profiles updated since a date, so profiles are
+listed in full only when the last full listing is older than ``people_interval``.
 """
 
 from __future__ import annotations
@@ -25,39 +39,65 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from crisp_api.errors import RouteError
-from crisp_api.pagination import paginate
-from crisp_api.sync.store import Changes, Store
+from crisp_api.errors import InvalidResponseError
+from crisp_api.pagination import MessagePage, PartialSignal, paginate, walk_messages
+from crisp_api.routing import ROUTES
+from crisp_api.sync.store import Changes, MessageSpan, Store, StoreError
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
 
 DEFAULT_OVERLAP_MS = 10 * 60 * 1000
-"""How far each window reaches back before the previous run's start (clock skew margin)."""
+"""How far each window reaches back before the checkpoint: updates Crisp stamped with a time
+before the watermark but made visible after it was read are still picked up."""
+DEFAULT_PEOPLE_INTERVAL = 24 * 60 * 60.0
+"""Seconds between two full listings of a website's people profiles."""
 PER_PAGE = 50
 """Conversations per listing page: Crisp's maximum, for the fewest requests."""
+CLOCK_MARGIN_MS = 1000
+"""The ``Date`` header counts whole seconds: a stamp up to this much later is still 'now'."""
+
+_CONVERSATIONS = ROUTES["website", "list_conversations"]
 
 
 @dataclass
 class SyncReport:
-    """What one website's sync did."""
+    """What one website's sync did, and what it cost."""
 
     website_id: str
     window_start_ms: int | None
-    window_end_ms: int
+    """Where the window began (Crisp's epoch ms), or None for a first run."""
+    checkpoint_ms: int | None = None
+    """The watermark left for the next run (Crisp's epoch ms), or None if it did not move."""
     conversations: Changes = field(default_factory=Changes)
     messages: Changes = field(default_factory=Changes)
     people: Changes = field(default_factory=Changes)
     operators: Changes = field(default_factory=Changes)
     conversations_seen: int = 0
     conversations_fetched: int = 0
+    listing_calls: int = 0
+    message_calls: int = 0
+    people_calls: int = 0
+    """Calls made for each part (a call's retries are not counted here)."""
+    people_listed: bool = False
+    """Whether this run listed the people profiles (see ``people_interval``)."""
     errors: list[str] = field(default_factory=list)
+    """One line per conversation (or part) that could not be synced."""
+    store_error: StoreError | None = None
+    """The first failure of the store, if any (``permanent``: rerunning cannot help)."""
+    warnings: list[str] = field(default_factory=list)
+    """Things the API itself does not let a sync see in full (nothing a rerun could fix)."""
     elapsed: float = 0.0
 
     @property
     def complete(self) -> bool:
         """Whether everything in the window was stored (and the checkpoint moved)."""
-        return not self.errors
+        return not self.errors and self.store_error is None
+
+    @property
+    def calls(self) -> int:
+        """Every call this sync made (operators included)."""
+        return self.listing_calls + self.message_calls + self.people_calls + 1
 
 
 def sync_website(
@@ -68,6 +108,7 @@ def sync_website(
     workers: int = 8,
     overlap_ms: int = DEFAULT_OVERLAP_MS,
     people: bool = True,
+    people_interval: float = DEFAULT_PEOPLE_INTERVAL,
     operators: bool = True,
     on_conversation: Callable[[], None] | None = None,
     now_ms: Callable[[], int] | None = None,
@@ -75,137 +116,289 @@ def sync_website(
     """Bring ``store``'s copy of ``website_id`` up to date; see the module docstring.
 
     ``workers`` threads fetch messages in parallel, sharing ``client`` (its pool, rate limit,
-    cache and retries). ``on_conversation`` is called once per conversation handled (for a
-    progress bar). Listing errors raise `RouteError`; a conversation that fails after the
-    client's retries is recorded in ``errors`` and leaves the checkpoint where it was.
+    cache and retries). ``people_interval`` is the seconds between full people listings
+    (``0``: every run). ``on_conversation`` is called once per conversation handled (for a
+    progress bar); ``now_ms`` replaces this machine's clock (epoch ms). Errors of the listing
+    or of the store's lock raise (`RouteError`, `WebsiteLockedError`, `StoreError`); a
+    conversation that fails is recorded in ``errors`` and leaves the checkpoint where it was.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if overlap_ms < 0:
         raise ValueError(f"overlap_ms must not be negative, got {overlap_ms}")
+    if not people_interval >= 0:
+        raise ValueError(f"people_interval must be >= 0 seconds, got {people_interval}")
     started = time.monotonic()
     clock = now_ms or _now_ms
-    checkpoint = store.checkpoint(website_id)
-    report = SyncReport(
-        website_id=website_id,
-        window_start_ms=None if checkpoint is None else max(0, checkpoint - overlap_ms),
-        window_end_ms=clock(),
-    )
+    with store.lock(website_id):
+        checkpoint = store.checkpoint(website_id)
+        report = SyncReport(
+            website_id, None if checkpoint is None else max(0, checkpoint - overlap_ms)
+        )
+        listing = _Listing(client, website_id, report)
+        _sync_conversations(
+            client, store, listing, report, workers=workers, on_conversation=on_conversation
+        )
+        if report.store_error is None:
+            if people:
+                _sync_people(client, store, report, people_interval, clock)
+            if operators:
+                listed = client.website.list_website_operators(website_id, use_cache=False)
+                report.operators += store.save_operators(website_id, _dicts(listed, "operators"))
+        if report.complete and listing.high_water is not None:
+            report.checkpoint_ms = min(listing.high_water, listing.clock_cap(clock()))
+            store.set_checkpoint(website_id, report.checkpoint_ms)
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _sync_conversations(
+    client: Crisp,
+    store: Store,
+    listing: _Listing,
+    report: SyncReport,
+    *,
+    workers: int,
+    on_conversation: Callable[[], None] | None,
+) -> None:
+    """Fetch and save every changed conversation of the window in ``workers`` threads."""
     lock = threading.Lock()
+    signal = PartialSignal()
 
     def handle(conversation: Mapping[str, Any]) -> None:
         try:
-            fetched, changes = _sync_conversation(client, website_id, store, conversation)
-        except (RouteError, ValueError) as exc:
+            outcome = _sync_conversation(client, store, report.website_id, conversation, signal)
+        except Exception as exc:  # every failure is this conversation's, and is reported
             with lock:
-                report.errors.append(f"{conversation.get('session_id')}: {exc!r}")
+                _record_failure(report, conversation.get("session_id"), exc)
         else:
             with lock:
-                report.conversations_fetched += fetched
-                report.conversations += changes[0]
-                report.messages += changes[1]
+                report.conversations_fetched += outcome.fetched
+                report.message_calls += outcome.calls
+                report.conversations += outcome.conversation
+                report.messages += outcome.messages
+                report.warnings += outcome.warnings
         if on_conversation is not None:
             on_conversation()
 
+    futures: list[Future[None]] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
         pending: set[Future[None]] = set()
         try:
-            for conversation in _window(client, website_id, report):
+            for conversation in listing:
+                if report.store_error is not None and report.store_error.permanent:
+                    break  # the store cannot take more: stop spending requests
                 report.conversations_seen += 1
                 if len(pending) >= 2 * workers:
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
-                pending.add(pool.submit(handle, conversation))
+                future = pool.submit(handle, conversation)
+                futures.append(future)
+                pending.add(future)
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
         finally:
             wait(pending)
-
-    if people:
-        for page in _pages(client.website.list_people_profiles, website_id):
-            report.people += store.save_people(website_id, page)
-    if operators:
-        listed = client.website.list_website_operators(website_id, use_cache=False)
-        report.operators += store.save_operators(website_id, _dicts(listed))
-    if report.complete:
-        store.set_checkpoint(website_id, report.window_end_ms)
-    report.elapsed = time.monotonic() - started
-    return report
+    for future in futures:  # handle() reports its own failures; anything else is read here
+        failure = None if future.cancelled() else future.exception()
+        if failure is not None:
+            report.errors.append(f"worker: {_describe(failure)}")
 
 
-def _window(client: Crisp, website_id: str, report: SyncReport) -> Iterator[Mapping[str, Any]]:
-    """Every conversation updated inside the report's window, newest first, each once."""
-    end = report.window_end_ms
-    start = None if report.window_start_ms is None else _iso(report.window_start_ms)
-    page = 1
-    at_boundary: set[str] = set()
-    while True:
-        listed = _dicts(
-            client.website.list_conversations(
-                website_id,
-                page,
-                per_page=PER_PAGE,
-                filter_date_start=start,
-                filter_date_end=_iso(end),
-                use_cache=False,
-            )
-        )
-        for conversation in listed:
-            session_id = conversation.get("session_id")
-            if session_id not in at_boundary:
-                yield conversation
-        if len(listed) < PER_PAGE:
-            return
-        oldest = min(_updated_at(c) for c in listed)
-        if oldest < end:
-            end, page = oldest, 1
-            at_boundary = {str(c.get("session_id")) for c in listed if _updated_at(c) == oldest}
-        else:
-            page += 1
-            at_boundary |= {str(c.get("session_id")) for c in listed}
+def _record_failure(report: SyncReport, session_id: object, exc: Exception) -> None:
+    """Note a conversation that could not be synced; a store failure also stops the run if
+    the store cannot take more (the worst one seen is kept)."""
+    if isinstance(exc, StoreError):
+        report.errors.append(f"{session_id}: store: {exc}")
+        kept = report.store_error
+        if kept is None or (exc.permanent and not kept.permanent):
+            report.store_error = exc
+    else:
+        report.errors.append(f"{session_id}: {_describe(exc)}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    fetched: int
+    calls: int
+    conversation: Changes
+    messages: Changes
+    warnings: list[str]
+
+
+_UNCHANGED = _Outcome(0, 0, Changes(), Changes(), [])
 
 
 def _sync_conversation(
-    client: Crisp, website_id: str, store: Store, conversation: Mapping[str, Any]
-) -> tuple[int, tuple[Changes, Changes]]:
-    """Fetch and save one conversation's new messages, unless it has not changed."""
+    client: Crisp,
+    store: Store,
+    website_id: str,
+    conversation: Mapping[str, Any],
+    signal: PartialSignal,
+) -> _Outcome:
+    """Fetch and save one conversation's new (and edited, and removed) messages, unless it
+    has not changed since it was stored."""
     session_id = conversation.get("session_id")
     if not isinstance(session_id, str) or not session_id:
-        raise RouteError("conversation without session_id in listing", route="conversations")
+        raise InvalidResponseError("conversation without session_id in listing")
     state = store.conversation_state(website_id, session_id)
     if state.updated_at is not None and _updated_at(conversation) <= state.updated_at:
-        return 0, (Changes(), Changes())
-    messages = list(
-        client.website.iter_messages(
-            website_id, session_id, after=state.newest_message, use_cache=False
-        )
-    )
-    return 1, store.save_conversation(website_id, conversation, messages)
+        return _UNCHANGED
+    after = state.newest_message
+    calls = 0
+    fetch_page = client.website.message_page_fetcher(website_id, session_id, use_cache=False)
+
+    def fetch(before: int | None) -> tuple[Any, int | None]:
+        nonlocal calls
+        calls += 1
+        return fetch_page(before)
+
+    messages: list[Any] = []
+    crowded: list[int] = []
+    last_page = None
+    for page in walk_messages(fetch, after=after, signal=signal):
+        messages += page.messages
+        if page.crowded is not None:
+            crowded.append(page.crowded)
+        last_page = page
+    # What was read covers the whole conversation, unless the walk stopped at known messages:
+    # then it covers every message newer than the oldest one of its last page.
+    since = _covered_since(last_page, after)
+    warnings = []
+    if crowded:
+        # Crisp pages by timestamp: past a full page of one millisecond, the rest is unseen.
+        since = max([*crowded, *([] if since is None else [since])])
+        warnings = [
+            f"{session_id}: more than a page of messages share timestamp {stamp}; "
+            "those beyond one page cannot be listed through the API"
+            for stamp in crowded
+        ]
+    changes = store.save_conversation(website_id, conversation, MessageSpan(messages, since))
+    return _Outcome(1, calls, changes[0], changes[1], warnings)
 
 
-def _pages(method: Callable[..., Any], website_id: str) -> Iterator[list[Mapping[str, Any]]]:
-    """The pages of a ``{page_number}`` listing, as lists of rows."""
+def _covered_since(last_page: MessagePage | None, after: int | None) -> int | None:
+    """What a walk's pages cover: the whole conversation (None), unless the walk stopped at
+    known messages; then every message newer than the oldest one of its last page."""
+    if last_page is None or last_page.last or after is None or last_page.oldest > after:
+        return None
+    return last_page.oldest
+
+
+class _Listing:
+    """The conversations of the window, newest first, each once; notes the watermark.
+
+    ``high_water`` is the largest ``updated_at`` read (Crisp's clock) and ``server_time`` the
+    ``Date`` of the first answer, if the server sent one.
+    """
+
+    def __init__(self, client: Crisp, website_id: str, report: SyncReport) -> None:
+        self._client = client
+        self._website_id = website_id
+        self._report = report
+        self.high_water: int | None = None
+        self.server_time: int | None = None
+
+    def clock_cap(self, local_now: int) -> int:
+        """The latest watermark the clocks allow: a stamp beyond it is Crisp's error, and
+        trusting it would skip every change until that time comes."""
+        if self.server_time is None:
+            return local_now
+        return max(local_now, self.server_time + CLOCK_MARGIN_MS)
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        start = self._report.window_start_ms
+        end: int | None = None
+        page = 1
+        at_boundary: set[str] = set()
+        while True:
+            query: dict[str, Any] = {"per_page": PER_PAGE}
+            if start is not None:
+                query["filter_date_start"] = _iso(start)
+            if end is not None:
+                query["filter_date_end"] = _iso(end)
+            answer = self._client.fetch(
+                _CONVERSATIONS, (self._website_id, page), query, use_cache=False
+            )
+            self._report.listing_calls += 1
+            if self.server_time is None:
+                self.server_time = answer.server_time_ms
+            listed = _dicts(answer.data, "conversations")
+            stamps = [_updated_at(conversation) for conversation in listed]
+            if stamps and (self.high_water is None or max(stamps) > self.high_water):
+                self.high_water = max(stamps)
+            for conversation in listed:
+                if conversation.get("session_id") not in at_boundary:
+                    yield conversation
+            if len(listed) < PER_PAGE:
+                return
+            oldest = min(stamps)
+            if end is None or oldest < end:
+                end, page = oldest, 1
+                at_boundary = {str(c.get("session_id")) for c in listed if _updated_at(c) == oldest}
+            else:  # a whole page updated in one millisecond: page through it
+                page += 1
+                at_boundary |= {str(c.get("session_id")) for c in listed}
+
+
+def _sync_people(
+    client: Crisp,
+    store: Store,
+    report: SyncReport,
+    interval: float,
+    clock: Callable[[], int],
+) -> None:
+    """List every people profile if the last full listing is older than ``interval``."""
+    website_id = report.website_id
+    listed_at = store.people_listed_at(website_id)
+    began = clock()
+    if interval and listed_at is not None and began - listed_at < interval * 1000:
+        return
+    calls = 0
+
+    def list_profiles(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return client.website.list_people_profiles(*args, **kwargs)
+
     page: list[Mapping[str, Any]] = []
-    for row in paginate(method, website_id, per_page=PER_PAGE, use_cache=False):
-        page.append(row)
-        if len(page) == PER_PAGE:
-            yield page
-            page = []
-    if page:
-        yield page
+    try:
+        for row in paginate(list_profiles, website_id, per_page=PER_PAGE, use_cache=False):
+            page.append(_dict(row, "people profiles"))
+            if len(page) == PER_PAGE:
+                report.people += store.save_people(website_id, page)
+                page = []
+        if page:
+            report.people += store.save_people(website_id, page)
+    finally:
+        report.people_calls += calls
+    store.set_people_listed_at(website_id, began)
+    report.people_listed = True
 
 
-def _dicts(listed: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(listed, list) or not all(isinstance(row, dict) for row in listed):
-        raise RouteError("listing is not a list of objects", route="listing")
-    return listed
+def _describe(exc: BaseException) -> str:
+    """One line naming what failed: the error's class and message, no traceback."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _dict(row: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(row, dict):
+        raise InvalidResponseError(f"{what}: a row that is not an object")
+    return row
+
+
+def _dicts(listed: Any, what: str) -> list[Mapping[str, Any]]:
+    if not isinstance(listed, list):
+        raise InvalidResponseError(f"{what}: the listing is not a list")
+    return [_dict(row, what) for row in listed]
 
 
 def _updated_at(conversation: Mapping[str, Any]) -> int:
     value = conversation.get("updated_at")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RouteError("conversation without integer updated_at", route="conversations")
+        raise InvalidResponseError("conversation without integer updated_at")
     return value
 
 

@@ -1,50 +1,122 @@
-"""`SQLiteStore`: the embedded default store (stdlib sqlite3, WAL, upserts in transactions)."""
+"""`SQLiteStore`: the embedded default store (stdlib sqlite3, WAL, upserts in transactions).
+
+The schema carries its version in ``PRAGMA user_version``. A database written by an older
+release (version 0: messages keyed by fingerprint alone, people by ``people_id`` alone) is
+migrated in place, in one transaction, the first time it is opened: every row is kept.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
+import socket
 import sqlite3
+import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from crisp_api.sync.store import Changes, ConversationState, Row
+from crisp_api.sync.store import (
+    Changes,
+    ConversationState,
+    MessageSpan,
+    Row,
+    StoreError,
+    WebsiteLockedError,
+)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    session_id TEXT PRIMARY KEY,
-    website_id TEXT NOT NULL,
-    updated_at INTEGER,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conversations_website ON conversations (website_id, updated_at);
-CREATE TABLE IF NOT EXISTS messages (
-    fingerprint INTEGER PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    website_id TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_session ON messages (session_id, timestamp);
-CREATE TABLE IF NOT EXISTS people (
-    people_id TEXT PRIMARY KEY,
-    website_id TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS operators (
-    website_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (website_id, user_id)
-);
-CREATE TABLE IF NOT EXISTS sync_state (
-    website_id TEXT PRIMARY KEY,
-    checkpoint_ms INTEGER NOT NULL
-);
-"""
+SCHEMA_VERSION = 1
+"""The schema this module writes, kept in ``PRAGMA user_version`` (0: the first release's)."""
+LOCK_EXPIRY_SECONDS = 120.0
+"""A lock taken on another host is dead once its heartbeat is older than this."""
+HEARTBEAT_SECONDS = 30.0
+"""How often a held lock refreshes its heartbeat (well within `LOCK_EXPIRY_SECONDS`)."""
+
+TABLES = {
+    "conversations": """CREATE TABLE {name} (
+        session_id TEXT PRIMARY KEY,
+        website_id TEXT NOT NULL,
+        updated_at INTEGER,
+        data TEXT NOT NULL
+    )""",
+    "messages": """CREATE TABLE {name} (
+        session_id TEXT NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        website_id TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (session_id, fingerprint)
+    )""",
+    "people": """CREATE TABLE {name} (
+        website_id TEXT NOT NULL,
+        people_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (website_id, people_id)
+    )""",
+    "operators": """CREATE TABLE {name} (
+        website_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (website_id, user_id)
+    )""",
+    "sync_state": """CREATE TABLE {name} (
+        website_id TEXT PRIMARY KEY,
+        checkpoint_ms INTEGER,
+        people_listed_ms INTEGER
+    )""",
+    "sync_locks": """CREATE TABLE {name} (
+        website_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        heartbeat_ms INTEGER NOT NULL,
+        acquired_ms INTEGER NOT NULL
+    )""",
+}
+"""Each table of the current schema, ``{name}`` standing for its name (a migration builds
+the new table beside the old one before swapping them)."""
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS conversations_website ON conversations (website_id, updated_at)",
+    "CREATE INDEX IF NOT EXISTS messages_session ON messages (session_id, timestamp)",
+)
+
+_PERMANENT = frozenset(
+    {
+        "SQLITE_READONLY",
+        "SQLITE_FULL",
+        "SQLITE_CORRUPT",
+        "SQLITE_NOTADB",
+        "SQLITE_CANTOPEN",
+        "SQLITE_PERM",
+        "SQLITE_IOERR",
+    }
+)
+"""Primary SQLite result codes a rerun cannot get past until someone acts."""
+_ERROR_TEXTS = {
+    "attempt to write a readonly database": "SQLITE_READONLY",
+    "database or disk is full": "SQLITE_FULL",
+    "database disk image is malformed": "SQLITE_CORRUPT",
+    "file is not a database": "SQLITE_NOTADB",
+    "unable to open database file": "SQLITE_CANTOPEN",
+    "access permission denied": "SQLITE_PERM",
+    "disk I/O error": "SQLITE_IOERR",
+}
+"""SQLite's own texts for those codes, for an error that does not carry its code name."""
+
+_Upsert = tuple[tuple[Any, ...], dict[str, Any], Row]
+"""A row to upsert: its key values, its other columns, its JSON document."""
+
+_held_tokens: set[str] = set()
+"""Tokens of the website locks this process holds, to tell them from ones it failed to free."""
+
+logger = logging.getLogger(__name__)
 
 
 class SQLiteStore:
@@ -52,35 +124,107 @@ class SQLiteStore:
 
     One connection serialised by a lock: SQLite has one writer at a time anyway, and the
     sync's time goes to the network, not here. WAL lets readers (your queries) run while a
-    sync writes.
+    sync writes. ``busy_timeout`` (seconds) is how long a write waits for another program's
+    transaction before failing with a transient `StoreError`.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
+        with self._errors():
+            self._db = sqlite3.connect(
+                self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
+            )
+        try:
+            with self._errors():
+                self._configure(self._db)
+                self._upgrade(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _configure(self, db: sqlite3.Connection) -> None:
+        """Set the connection's pragmas before the schema is checked.
+
+        A subclass may extend it to set more (tests cap the file with ``max_page_count``).
+        """
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """Create the schema in a new database, or migrate an older one in one transaction."""
+        if _user_version(db) == SCHEMA_VERSION:
+            return
+        with _immediate(db):
+            version = _user_version(db)  # another program may have upgraded it meanwhile
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"SQLite database {self.path}: schema version {version} is newer than "
+                    f"this release's ({SCHEMA_VERSION}); upgrade crisp-api",
+                    permanent=True,
+                )
+            if version < SCHEMA_VERSION:
+                for table, definition in TABLES.items():
+                    self._shape_table(db, table, definition)
+                for index in INDEXES:
+                    db.execute(index)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _shape_table(self, db: sqlite3.Connection, table: str, definition: str) -> None:
+        """Create ``table``, or rebuild it if it has another shape, copying every row.
+
+        The rebuild is SQLite's documented way to change a primary key: create the new
+        table, copy the rows, drop the old one, rename the new one. Its indexes go with
+        the old table and are recreated by the caller.
+        """
+        old = _columns(db, table)
+        if not old:
+            db.execute(definition.format(name=table))
+            return
+        staging = f"{table}_migrating"
+        db.execute(definition.format(name=staging))
+        new = _columns(db, staging)
+        if old == new:
+            db.execute(f"DROP TABLE {staging}")
+            return
+        if unknown := sorted(set(old) - set(new)):
+            raise StoreError(
+                f"SQLite database {self.path}: table {table} has columns this release does "
+                f"not know ({', '.join(unknown)}); not migrating it, to lose nothing",
+                permanent=True,
+            )
+        shared = ", ".join(name for name in new if name in old)
+        db.execute(f"INSERT INTO {staging} ({shared}) SELECT {shared} FROM {table}")  # noqa: S608 - fixed names
+        db.execute(f"DROP TABLE {table}")
+        db.execute(f"ALTER TABLE {staging} RENAME TO {table}")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Raise SQLite's errors as `StoreError`, naming this database."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from exc
+
+    @contextmanager
+    def _serialised(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for this thread alone, its errors raised as `StoreError`."""
+        with self._lock, self._errors():
+            yield self._db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """The connection inside a write transaction, committed if the block succeeds."""
+        with self._serialised() as db, _immediate(db):
+            yield db
 
     def conversation_state(self, website_id: str, session_id: str) -> ConversationState:
-        with self._lock:
-            row = self._db.execute(
+        """What is stored of ``session_id`` (both fields ``None`` for a new conversation)."""
+        with self._serialised() as db:
+            row = db.execute(
                 "SELECT updated_at FROM conversations WHERE session_id = ?", (session_id,)
             ).fetchone()
-            newest = self._db.execute(
+            newest = db.execute(
                 "SELECT MAX(timestamp) FROM messages WHERE session_id = ?", (session_id,)
             ).fetchone()
         return ConversationState(
@@ -89,81 +233,157 @@ class SQLiteStore:
         )
 
     def save_conversation(
-        self, website_id: str, conversation: Row, messages: Sequence[Row]
+        self, website_id: str, conversation: Row, span: MessageSpan
     ) -> tuple[Changes, Changes]:
+        """Upsert the conversation and its ``span`` of messages, removing the stored messages
+        of the span Crisp no longer has; (conversation, message) changes, all in one
+        transaction, the conversation row last.
+        """
         session_id = _text(conversation, "session_id")
+        messages: list[_Upsert] = [
+            (
+                (session_id, _fingerprint(m)),
+                {"website_id": website_id, "timestamp": _integer(m, "timestamp")},
+                m,
+            )
+            for m in span.messages
+        ]
+        conversation_row: _Upsert = (
+            (session_id,),
+            {"website_id": website_id, "updated_at": _optional_integer(conversation, "updated_at")},
+            conversation,
+        )
         with self._transaction() as db:
-            message_changes = _upsert(
-                db,
-                "messages",
-                ("fingerprint",),
-                [
-                    (
-                        (_fingerprint(m),),
-                        {
-                            "session_id": session_id,
-                            "website_id": website_id,
-                            "timestamp": _integer(m, "timestamp"),
-                        },
-                        m,
-                    )
-                    for m in messages
-                ],
-            )
-            conversation_changes = _upsert(
-                db,
-                "conversations",
-                ("session_id",),
-                [
-                    (
-                        (session_id,),
-                        {
-                            "website_id": website_id,
-                            "updated_at": _optional_integer(conversation, "updated_at"),
-                        },
-                        conversation,
-                    )
-                ],
-            )
-        return conversation_changes, message_changes
+            upserted = _upsert(db, "messages", ("session_id", "fingerprint"), messages)
+            removed = _remove_absent(db, session_id, span.since, {key[1] for key, *_ in messages})
+            conversation_changes = _upsert(db, "conversations", ("session_id",), [conversation_row])
+        return conversation_changes, upserted + Changes(removed=removed)
 
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
+        """Upsert people profiles, keyed by website and ``people_id``, in one transaction."""
+        rows: list[_Upsert] = [((website_id, _text(p, "people_id")), {}, p) for p in profiles]
         with self._transaction() as db:
-            return _upsert(
-                db,
-                "people",
-                ("people_id",),
-                [((_text(p, "people_id"),), {"website_id": website_id}, p) for p in profiles],
-            )
+            return _upsert(db, "people", ("website_id", "people_id"), rows)
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
+        """Upsert the website's operators, keyed by their user id, in one transaction."""
+        rows: list[_Upsert] = [((website_id, _operator_id(o)), {}, o) for o in operators]
         with self._transaction() as db:
-            return _upsert(
-                db,
-                "operators",
-                ("website_id", "user_id"),
-                [((website_id, _operator_id(o)), {}, o) for o in operators],
-            )
+            return _upsert(db, "operators", ("website_id", "user_id"), rows)
 
     def checkpoint(self, website_id: str) -> int | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT checkpoint_ms FROM sync_state WHERE website_id = ?", (website_id,)
-            ).fetchone()
-        return None if row is None else int(row[0])
+        """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
+        return self._state(website_id, "checkpoint_ms")
 
     def set_checkpoint(self, website_id: str, until_ms: int) -> None:
+        """Record that everything updated up to ``until_ms`` (Crisp's time) is stored."""
+        self._set_state(website_id, "checkpoint_ms", until_ms)
+
+    def people_listed_at(self, website_id: str) -> int | None:
+        """When (epoch ms, this machine's clock) the last full people listing completed."""
+        return self._state(website_id, "people_listed_ms")
+
+    def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
+        """Record that a full people listing completed at ``at_ms``."""
+        self._set_state(website_id, "people_listed_ms", at_ms)
+
+    def _state(self, website_id: str, column: str) -> int | None:
+        with self._serialised() as db:
+            row = db.execute(
+                f"SELECT {column} FROM sync_state WHERE website_id = ?",  # noqa: S608 - fixed names
+                (website_id,),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _set_state(self, website_id: str, column: str, value: int) -> None:
+        """Set one column of the website's state, leaving the others as they are."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO sync_state (website_id, checkpoint_ms) VALUES (?, ?) "
-                "ON CONFLICT (website_id) DO UPDATE SET checkpoint_ms = excluded.checkpoint_ms",
-                (website_id, until_ms),
+                f"INSERT INTO sync_state (website_id, {column}) VALUES (?, ?) "  # noqa: S608 - fixed names
+                f"ON CONFLICT (website_id) DO UPDATE SET {column} = excluded.{column}",
+                (website_id, value),
             )
+
+    @contextmanager
+    def lock(self, website_id: str) -> Iterator[None]:
+        """Hold ``website_id`` for one run; `WebsiteLockedError` if a live run holds it.
+
+        The lock is a row of ``sync_locks``, so it binds every program using this database.
+        A holder on this host is live while its process is (same pid and start time); on
+        another host, while it refreshes its heartbeat (every `HEARTBEAT_SECONDS`, from a
+        daemon thread) within `LOCK_EXPIRY_SECONDS`. A second run in this process is refused
+        too, even through this same store.
+        """
+        token = self._acquire(website_id)
+        stop = threading.Event()
+        beating = threading.Thread(
+            target=self._keep_alive,
+            args=(website_id, token, stop),
+            name=f"crisp-sync lock {website_id}",
+            daemon=True,
+        )
+        beating.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beating.join()
+            self._release(website_id, token)
+
+    def _acquire(self, website_id: str) -> str:
+        """Take the website's lock row, unless a live run holds it; the row's token."""
+        token = f"{_start_time(os.getpid())}:{secrets.token_hex(8)}"
+        now = _now_ms()
+        _held_tokens.add(token)  # before the commit, so no other store here sees it as stale
+        try:
+            with self._transaction() as db:
+                held = db.execute(
+                    "SELECT host, pid, token, heartbeat_ms, acquired_ms FROM sync_locks "
+                    "WHERE website_id = ?",
+                    (website_id,),
+                ).fetchone()
+                if held is not None:
+                    host, pid, held_token, heartbeat_ms, acquired_ms = held
+                    if _is_live(host, pid, held_token, heartbeat_ms, now=now):
+                        raise WebsiteLockedError(website_id, _holder(host, pid, acquired_ms))
+                db.execute(
+                    "INSERT OR REPLACE INTO sync_locks "
+                    "(website_id, host, pid, token, heartbeat_ms, acquired_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (website_id, socket.gethostname(), os.getpid(), token, now, now),
+                )
+        except BaseException:
+            _held_tokens.discard(token)
+            raise
+        return token
+
+    def _keep_alive(self, website_id: str, token: str, stop: threading.Event) -> None:
+        """Refresh the lock's heartbeat until ``stop``; a failed beat is logged and retried."""
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with self._transaction() as db:
+                    db.execute(
+                        "UPDATE sync_locks SET heartbeat_ms = ? WHERE website_id = ? AND token = ?",
+                        (_now_ms(), website_id, token),
+                    )
+            except StoreError as exc:
+                logger.warning("cannot refresh the lock of website %s: %s", website_id, exc)
+
+    def _release(self, website_id: str, token: str) -> None:
+        """Delete the lock row if it is still ours (another run may have taken it over)."""
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "DELETE FROM sync_locks WHERE website_id = ? AND token = ?",
+                    (website_id, token),
+                )
+        finally:
+            _held_tokens.discard(token)
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._lock:
-            self._db.close()
+        with self._serialised() as db:
+            db.close()
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -180,11 +400,39 @@ class SQLiteStore:
         return f"<SQLiteStore {self.path}>"
 
 
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A ``BEGIN IMMEDIATE`` transaction (the write lock up front, so it cannot deadlock),
+    committed if the block succeeds and rolled back otherwise."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            db.execute("ROLLBACK")
+        raise
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _columns(db: sqlite3.Connection, table: str) -> dict[str, tuple[str, bool, int]]:
+    """Each column of ``table`` (none if it does not exist): its type, NOT NULL and place
+    in the primary key, which is what tells an older schema from the current one."""
+    return {
+        name: (kind.upper(), bool(not_null), key_place)
+        for _, name, kind, not_null, _, key_place in db.execute(f"PRAGMA table_info({table})")
+    }
+
+
 def _upsert(
     db: sqlite3.Connection,
     table: str,
     keys: tuple[str, ...],
-    rows: list[tuple[tuple[Any, ...], dict[str, Any], Row]],
+    rows: list[_Upsert],
 ) -> Changes:
     """Insert or update ``rows`` (key values, other columns, JSON) and count what changed."""
     if not rows:
@@ -209,6 +457,69 @@ def _upsert(
             values,
         )
     return Changes(added, updated)
+
+
+def _remove_absent(
+    db: sqlite3.Connection, session_id: str, since: int | None, kept: set[int]
+) -> int:
+    """Delete the conversation's messages newer than ``since`` (all if None) whose
+    fingerprint is not in ``kept``; how many were deleted."""
+    stored = db.execute(
+        "SELECT fingerprint FROM messages WHERE session_id = ? AND (? IS NULL OR timestamp > ?)",
+        (session_id, since, since),
+    ).fetchall()
+    absent = [(session_id, fingerprint) for (fingerprint,) in stored if fingerprint not in kept]
+    db.executemany("DELETE FROM messages WHERE session_id = ? AND fingerprint = ?", absent)
+    return len(absent)
+
+
+def _store_error(path: str, error: sqlite3.Error) -> StoreError:
+    """``error`` as a one-line `StoreError` naming the database, permanent or not by its code."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    name = getattr(error, "sqlite_errorname", None) or _ERROR_TEXTS.get(text)
+    primary = "_".join(name.split("_")[:2]) if name else None  # SQLITE_IOERR_READ: SQLITE_IOERR
+    return StoreError(
+        f"SQLite database {path}: {text}" + (f" ({name})" if name else ""),
+        permanent=primary in _PERMANENT,
+    )
+
+
+def _is_live(host: str, pid: int, token: str, heartbeat_ms: int, *, now: int) -> bool:
+    """Whether the run that wrote this lock row still holds it (see `SQLiteStore.lock`)."""
+    if host != socket.gethostname() or os.name != "posix":  # no safe pid probe on Windows
+        return now - heartbeat_ms < LOCK_EXPIRY_SECONDS * 1000
+    if pid == os.getpid():
+        return token in _held_tokens
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    return _start_time(pid) == token.partition(":")[0]
+
+
+def _start_time(pid: int) -> str:
+    """When ``pid`` started (field 22 of ``/proc/<pid>/stat``, in clock ticks since boot),
+    so a pid reused by another process is told apart; empty where there is no ``/proc``."""
+    if not sys.platform.startswith("linux"):
+        return ""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    # Fields after the command name, which sits in parentheses and may hold spaces: the
+    # first of them is field 3 (state), so field 22 is at index 19.
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _holder(host: str, pid: int, acquired_ms: int) -> str:
+    since = datetime.fromtimestamp(acquired_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"pid {pid} on host {host} since {since}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _text(row: Row, field: str) -> str:

@@ -1,13 +1,23 @@
 """The store interface the sync engine writes to, so users can plug their own.
 
 A store keeps four kinds of rows (conversations, messages, people profiles, operators) and
-the checkpoint of each website. The engine relies on two promises: every ``save_*`` call is
-atomic (all of it is kept, or none), and saving the same rows twice changes nothing.
+the state of each website (its checkpoint, when its people were last listed, which run holds
+it). The engine relies on these promises:
+
+- every ``save_*`` call is atomic (all of it is kept, or none), and saving the same rows twice
+  changes nothing;
+- rows are keyed as Crisp keys them: a conversation by ``session_id``, a message by
+  ``(session_id, fingerprint)`` (a fingerprint names a message within its conversation only),
+  a profile by website and ``people_id``, an operator by website and user id;
+- a failure is raised, never swallowed: `StoreError` for what the store itself could not do
+  (``permanent`` when retrying cannot help: read-only, disk full, corrupt), and
+  `WebsiteLockedError` when another run holds the website.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,13 +26,16 @@ Row = Mapping[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """How many rows a save added and how many it changed (unchanged rows count in neither)."""
+    """How many rows a save added, changed and removed (unchanged rows count in none)."""
 
     added: int = 0
     updated: int = 0
+    removed: int = 0
 
     def __add__(self, other: Changes) -> Changes:
-        return Changes(self.added + other.added, self.updated + other.updated)
+        return Changes(
+            self.added + other.added, self.updated + other.updated, self.removed + other.removed
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +48,43 @@ class ConversationState:
     """The timestamp of the newest stored message."""
 
 
+@dataclass(frozen=True, slots=True)
+class MessageSpan:
+    """Messages of one conversation as read from Crisp, and how much of it they cover.
+
+    ``messages`` are every message of the conversation whose ``timestamp`` is greater than
+    ``since`` (all of its messages when ``since`` is None), as Crisp holds them now; they may
+    also hold some messages at or before ``since``. A store upserts them all and removes the
+    stored messages of the conversation newer than ``since`` that are not among them (Crisp
+    removed them). Nothing at or before ``since`` is removed.
+    """
+
+    messages: Sequence[Row]
+    since: int | None
+
+
+class StoreError(Exception):
+    """The store could not do what was asked.
+
+    ``permanent`` says a rerun cannot help until someone acts (the file is read-only, the disk
+    is full, the database is corrupt); otherwise the failure is transient (a lock held too long
+    by another program) and the next run can finish the work.
+    """
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class WebsiteLockedError(Exception):
+    """Another run holds this website in this store: two runs would only double the traffic."""
+
+    def __init__(self, website_id: str, holder: str) -> None:
+        super().__init__(f"website {website_id} is being synced by another run ({holder})")
+        self.website_id = website_id
+        self.holder = holder
+
+
 class Store(Protocol):
     """Where a sync puts what it reads. Implementations must be safe to call from threads."""
 
@@ -43,9 +93,10 @@ class Store(Protocol):
         ...
 
     def save_conversation(
-        self, website_id: str, conversation: Row, messages: Sequence[Row]
+        self, website_id: str, conversation: Row, span: MessageSpan
     ) -> tuple[Changes, Changes]:
-        """Atomically upsert a conversation and messages; (conversation, message) changes.
+        """Atomically upsert a conversation and reconcile its messages with ``span``;
+        (conversation, message) changes.
 
         The conversation row is what marks it as synced up to its ``updated_at``, so it must
         be committed together with its messages, never before them.
@@ -53,7 +104,7 @@ class Store(Protocol):
         ...
 
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
-        """Atomically upsert people profiles (keyed by ``people_id``)."""
+        """Atomically upsert people profiles (keyed by website and ``people_id``)."""
         ...
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
@@ -61,9 +112,24 @@ class Store(Protocol):
         ...
 
     def checkpoint(self, website_id: str) -> int | None:
-        """The end (epoch ms) of the last window that was synced completely, if any."""
+        """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
         ...
 
     def set_checkpoint(self, website_id: str, until_ms: int) -> None:
-        """Record that everything updated up to ``until_ms`` is stored."""
+        """Record that everything updated up to ``until_ms`` (Crisp's time) is stored."""
+        ...
+
+    def people_listed_at(self, website_id: str) -> int | None:
+        """When (epoch ms, this machine's clock) the last full people listing completed."""
+        ...
+
+    def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
+        """Record that a full people listing completed at ``at_ms``."""
+        ...
+
+    def lock(self, website_id: str) -> AbstractContextManager[None]:
+        """Hold ``website_id`` for one run; `WebsiteLockedError` if a live run holds it.
+
+        A run that died (killed, machine lost) must not keep the website locked forever.
+        """
         ...

@@ -6,8 +6,14 @@ They need no credentials, are never faulted nor counted, and answer in Crisp's e
 - ``GET /_fake/stats``, ``DELETE /_fake/stats`` (reset).
 - ``GET /_fake/faults``; ``PUT``/``POST /_fake/faults`` replaces them (absent fields take their
   defaults, ``{}`` clears every fault); ``PATCH /_fake/faults`` changes only the given fields.
+- ``GET /_fake/clock``: ``{"now_ms": N}``, the server's clock.
 - ``POST /_fake/messages`` ``{"session_id", "website_id"?, "content"?, "from"?, "type"?,
   "origin"?}``: add a message.
+- ``POST /_fake/messages/many`` ``{"session_id", "count"?, "website_id"?, "timestamp"?,
+  "fingerprint"?, "content"?, "from"?}``: add messages (`Controls.add_messages`).
+- ``PATCH /_fake/message`` ``{"session_id", "fingerprint", "content", "website_id"?}``: edit
+  a message; ``DELETE /_fake/message`` ``{"session_id", "fingerprint", "website_id"?}``:
+  remove one.
 - ``POST /_fake/conversations`` ``{"count"?, "messages"?, "website_id"?}``: new conversations.
 - ``POST /_fake/touch`` ``{"count"?, "website_id"?}``: add a message to random conversations.
 - ``GET /_fake/truth?website_id=...``: every conversation with all its messages.
@@ -69,7 +75,11 @@ class Admin:
             ("PUT", "faults"): self._replace_faults,
             ("POST", "faults"): self._replace_faults,
             ("PATCH", "faults"): self._change_faults,
+            ("GET", "clock"): lambda request: {"now_ms": controls.now_ms()},
             ("POST", "messages"): self._add_message,
+            ("POST", "messages/many"): self._add_messages,
+            ("PATCH", "message"): self._edit_message,
+            ("DELETE", "message"): self._remove_message,
             ("POST", "conversations"): self._create_conversations,
             ("POST", "touch"): self._touch,
             ("GET", "truth"): self._truth,
@@ -111,6 +121,28 @@ class Admin:
             kind=body.get("type", "text"), origin=body.get("origin", "chat"),
         )
 
+    def _add_messages(self, request: Request) -> object:
+        body = _body(request)
+        return self._controls.add_messages(
+            _text(body, "session_id"), _integer(body, "count", 1),
+            website_id=body.get("website_id"), timestamp=_optional_integer(body, "timestamp"),
+            fingerprint=_optional_integer(body, "fingerprint"), content=body.get("content"),
+            sender=body.get("from", "user"),
+        )
+
+    def _edit_message(self, request: Request) -> object:
+        body = _body(request)
+        return self._controls.edit_message(
+            _text(body, "session_id"), _integer(body, "fingerprint"),
+            body.get("content"), website_id=body.get("website_id"))
+
+    def _remove_message(self, request: Request) -> object:
+        body = _body(request)
+        self._controls.remove_message(_text(body, "session_id"),
+                                      _integer(body, "fingerprint"),
+                                      website_id=body.get("website_id"))
+        return {}
+
     def _create_conversations(self, request: Request) -> object:
         body = _body(request)
         return {"session_ids": self._controls.create_conversations(
@@ -132,6 +164,22 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
     return body
+
+
+def _optional_integer(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError(f"{name} must be an integer")
+    return value
+
+
+def _integer(body: dict[str, Any], name: str, default: int | None = None) -> int:
+    value = _optional_integer(body, name)
+    if value is not None:
+        return value
+    if default is None:
+        raise ValueError(f"{name} is required")
+    return default
 
 
 def _text(body: dict[str, Any], name: str) -> str:

@@ -6,6 +6,18 @@ balancers, so they come first); unknown route (404 ``route_not_found``); credent
 (401 ``unauthorized``); the token bucket (429); wrong method (405 ``method_not_allowed``);
 plugin-only routes (``/plugin/connect/...`` need tier ``plugin``: 403 ``not_allowed``; every
 other route accepts any valid tier); then the handler, under the state lock.
+
+What a wrong address answers, always in Crisp's envelope:
+
+- a path outside the API's base, or under a wrong one (``/website/...``, ``/v2/...``,
+  ``/v1/v1/website/...``), or not in the catalogue: 404 ``route_not_found``, before any
+  credentials are looked at;
+- a catalogue path naming a website, conversation, profile or message the fake does not
+  know (``GET /v1/website/{unknown}/conversations/1``): 404 ``not_found``, once
+  authenticated.
+
+Successes answer 200, except a page of messages with older ones left: 206 (see
+`crisp_api.testing.handlers.messages`).
 """
 
 from __future__ import annotations
@@ -48,9 +60,10 @@ def failure(status: int, reason: str, headers: tuple[tuple[str, str], ...] = ())
 
 
 def success(data: object) -> Response:
-    """A Crisp success envelope around ``data`` (JSON-ready, or `Raw`)."""
-    body = data.json if isinstance(data, Raw) else encode(data)
-    return Response(200, _OK + body + b"}")
+    """A Crisp success envelope around ``data`` (JSON-ready, or `Raw` with its status)."""
+    if isinstance(data, Raw):
+        return Response(data.status, _OK + data.json + b"}")
+    return Response(200, _OK + encode(data) + b"}")
 
 
 def server_error(status: int, html: bool) -> Response:

@@ -34,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--operators", type=int, default=3)
     data.add_argument("--seed", type=int, default=1)
     data.add_argument("--now-ms", type=int, default=None,
-                      help="the clock at start, in epoch ms (default: the real time)")
+                      help="the server's clock at start, in epoch ms (default: the real time)")
+    data.add_argument("--clock-offset-ms", type=int, default=None,
+                      help="start the server's clock this far from the real time instead "
+                           "(negative: behind its clients)")
+    data.add_argument("--partial-status", action=argparse.BooleanOptionalAction, default=True,
+                      help="answer 206 to a page of messages with older ones left, as Crisp "
+                           "does (--no-partial-status: always 200)")
     data.add_argument("--identifier", default=DEFAULT_IDENTIFIER)
     data.add_argument("--key", default=DEFAULT_KEY)
     data.add_argument("--log-size", type=int, default=1000, help="requests kept in the log")
@@ -95,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         service = Service(
             websites=args.websites, conversations=args.conversations, messages=args.messages,
             people=args.people, operators=args.operators, seed=args.seed, now_ms=args.now_ms,
+            clock_offset_ms=args.clock_offset_ms, partial_status=args.partial_status,
             identifier=args.identifier, key=args.key, faults=faults_from(args),
             log_size=args.log_size,
         )

@@ -24,9 +24,11 @@ _MILLISECOND = timedelta(milliseconds=1)
 
 @dataclass(frozen=True, slots=True)
 class Raw:
-    """Data already encoded as JSON, put into the envelope as is."""
+    """Data already encoded as JSON, put into the envelope as is, answered with ``status``
+    (a success: 200, or 206 for a page of messages with more left)."""
 
     json: bytes
+    status: int = 200
 
 
 @dataclass(slots=True)

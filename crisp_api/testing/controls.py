@@ -1,6 +1,7 @@
 """Test helpers on the fake's state: simulate live activity while a client syncs, and read
 the ground truth to compare a synced copy with. Safe to call from any thread while the server
-runs; unknown websites or conversations raise KeyError."""
+runs; unknown websites, conversations or messages raise KeyError, refused values ValueError
+(and change nothing)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from crisp_api.testing import generate
-from crisp_api.testing.data import ConversationTruth, Website
+from crisp_api.testing.data import SENDERS, ConversationTruth, Website
 from crisp_api.testing.errors import ApiError
 from crisp_api.testing.world import World, truth_of
 
@@ -32,19 +33,32 @@ class Controls:
         """Every website's id, first one first."""
         return list(self._world.websites)
 
+    def now_ms(self) -> int:
+        """The fake server's clock, in epoch milliseconds: what it stamps changes with and
+        sends as ``Date`` (not the test's clock when built with ``now_ms`` or
+        ``clock_offset_ms``)."""
+        return self._world.now()
+
     @contextmanager
     def _website(self, website_id: str | None) -> Iterator[Website]:
+        """The website, under the state lock; turns the API errors of the block into
+        KeyError (404) or ValueError (refused values)."""
         with self._world.lock:
             try:
                 yield self._world.website(website_id)
-            except ApiError:
-                raise KeyError(website_id, "no such website or conversation") from None
+            except ApiError as error:
+                if error.status == 404:
+                    raise KeyError(website_id, "no such website, conversation or message"
+                                   ) from None
+                raise ValueError(f"the fake refused it: {error.status} {error.reason}"
+                                 ) from None
 
     def add_message(self, session_id: str, *, website_id: str | None = None,
                     content: str | None = None, sender: str = "user", kind: str = "text",
                     origin: str = "chat") -> dict[str, Any]:
         """Append a message now (random text unless ``content`` is given) as if sent by
         ``sender`` (``user`` or ``operator``); bumps ``updated_at``. The message as served."""
+        _check_sender(sender)
         with self._website(website_id) as website:
             conversation = website.conversation(session_id)
             message = self._world.add_message(
@@ -52,6 +66,56 @@ class Controls:
                 content=generate.sentence(self._world.rng) if content is None else content,
             )
             return _decode(message.encode(session_id, website.website_id))
+
+    def add_messages(self, session_id: str, count: int = 1, *, website_id: str | None = None,
+                     timestamp: int | None = None, fingerprint: int | None = None,
+                     content: str | None = None, sender: str = "user") -> list[dict[str, Any]]:
+        """Append ``count`` text messages (random text unless ``content`` is given) from
+        ``sender``; bumps ``updated_at``. The messages as served, oldest first.
+
+        ``timestamp=T`` stamps them all with exactly T (messages sharing a millisecond, as
+        Crisp allows); T must not precede the conversation's newest message. ``fingerprint``
+        (only with ``count=1``) gives the message that fingerprint even if another
+        conversation holds it (it is unique only within a conversation), but not if this one
+        does. Refusals raise ValueError.
+        """
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        if fingerprint is not None and count != 1:
+            raise ValueError("a fingerprint names one message: use count=1")
+        _check_sender(sender)
+        with self._website(website_id) as website:
+            conversation = website.conversation(session_id)
+            added = [
+                self._world.add_message(
+                    website, conversation, kind="text", sender=sender, origin="chat",
+                    content=generate.sentence(self._world.rng) if content is None else content,
+                    timestamp=timestamp, fingerprint=fingerprint,
+                )
+                for _ in range(count)
+            ]
+            return [_decode(message.encode(session_id, website.website_id))
+                    for message in added]
+
+    def edit_message(self, session_id: str, fingerprint: int, content: Any, *,
+                     website_id: str | None = None) -> dict[str, Any]:
+        """Replace a message's content, as ``PATCH .../message/{fingerprint}`` does (marked
+        ``edited``, bumps ``updated_at``; ValueError if ``content`` does not suit its type).
+        The message as served."""
+        with self._website(website_id) as website:
+            conversation = website.conversation(session_id)
+            message = self._world.find_message(conversation, fingerprint)
+            self._world.edit_message(website, conversation, message, content)
+            return _decode(message.encode(session_id, website.website_id))
+
+    def remove_message(self, session_id: str, fingerprint: int, *,
+                       website_id: str | None = None) -> None:
+        """Delete a message, as ``DELETE .../message/{fingerprint}`` does (bumps
+        ``updated_at``)."""
+        with self._website(website_id) as website:
+            conversation = website.conversation(session_id)
+            message = self._world.find_message(conversation, fingerprint)
+            self._world.remove_message(website, conversation, message)
 
     def create_conversations(self, count: int = 1, *, website_id: str | None = None,
                              messages: int = 1) -> list[str]:
@@ -120,6 +184,11 @@ class Controls:
         """`ground_truth` as one JSON object, as ``GET /_fake/truth`` serves it."""
         with self._website(website_id):
             return self._world.encoded_truth(website_id)
+
+
+def _check_sender(sender: str) -> None:
+    if sender not in SENDERS:
+        raise ValueError(f"sender must be one of {sorted(SENDERS)}, not {sender!r}")
 
 
 def _decode(encoded: bytes) -> dict[str, Any]:

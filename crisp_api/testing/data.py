@@ -24,6 +24,12 @@ from crisp_api.testing.errors import not_found
 MESSAGES_PAGE = 40
 """Messages per page of ``GET .../messages``, as in Crisp."""
 
+TEXT_TYPES = frozenset({"text", "note"})
+"""Message types whose ``content`` is a non-empty string."""
+OBJECT_TYPES = frozenset({"file", "animation", "audio", "picker", "field", "carousel", "event"})
+"""Message types whose ``content`` is a non-empty object."""
+SENDERS = frozenset({"user", "operator"})
+"""The values of a message's ``from``."""
 STATES = ("pending", "unresolved", "resolved")
 STATE_CODES = {"pending": 0, "unresolved": 1, "resolved": 2}
 META_FIELDS = frozenset(
@@ -87,6 +93,13 @@ class Message:
         return self.encoded
 
 
+def valid_content(kind: Any, content: Any) -> bool:
+    """Whether ``content`` suits a message of type ``kind``."""
+    if kind in TEXT_TYPES:
+        return isinstance(content, str) and content != ""
+    return kind in OBJECT_TYPES and isinstance(content, dict) and bool(content)
+
+
 @dataclass(frozen=True, slots=True)
 class OlderMessages:
     """How to draw a seeded conversation's messages before its newest, when first needed."""
@@ -124,7 +137,8 @@ class Conversation:
 
     @property
     def messages(self) -> list[Message]:
-        """Every message, oldest first (timestamps strictly increase)."""
+        """Every message, oldest first: timestamps never decrease, and several messages may
+        share one millisecond (as in Crisp); fingerprints are unique within the list."""
         if self.loaded is None:
             self.loaded = self._draw_older() if self.older is not None else []
             if self.last is not None:

@@ -20,3 +20,9 @@ def not_found() -> ApiError:
 def invalid_data() -> ApiError:
     """The path parameter, query option or body is malformed or incomplete."""
     return ApiError(400, "invalid_data")
+
+
+def conflict() -> ApiError:
+    """The request would repeat what must stay unique (a message fingerprint within its
+    conversation)."""
+    return ApiError(409, "conflict")

@@ -26,16 +26,24 @@ class FakeCrisp(FakeBase, Controls):
 
     The data is seeded (see `crisp_api.testing.world`); the activity and ground-truth helpers
     come from `Controls`.
+
+    The server's clock starts at ``now_ms`` (epoch ms), or at the real time plus
+    ``clock_offset_ms`` (e.g. ``-3_600_000`` for a server one hour behind its clients), or at
+    the real time; everything it stamps, filters by and sends as ``Date`` follows it.
+    ``partial_status=False`` makes every page of messages answer 200, where Crisp answers 206
+    while older messages remain.
     """
 
     def __init__(self, *, websites: int = 1, conversations: int = 200, messages: int = 30,
                  people: int | None = None, operators: int = 3, seed: int = 1,
                  faults: Faults | None = None, identifier: str = DEFAULT_IDENTIFIER,
                  key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0,
-                 now_ms: int | None = None, log_size: int = 1000) -> None:
+                 now_ms: int | None = None, clock_offset_ms: int | None = None,
+                 partial_status: bool = True, log_size: int = 1000) -> None:
         self._service = Service(websites=websites, conversations=conversations,
                                 messages=messages, people=people, operators=operators,
-                                seed=seed, now_ms=now_ms, identifier=identifier, key=key,
+                                seed=seed, now_ms=now_ms, clock_offset_ms=clock_offset_ms,
+                                partial_status=partial_status, identifier=identifier, key=key,
                                 faults=faults, log_size=log_size)
         Controls.__init__(self, self._service.world)
         self.host = host

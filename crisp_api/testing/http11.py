@@ -7,12 +7,16 @@ closing before answering, never answering, answering late or trickling the body.
 Requests without latency are parsed, handled and answered synchronously inside
 ``data_received``, which keeps the server fast enough for benchmarks to measure the client.
 A delayed request is still applied if its client gives up meanwhile, as a real server would.
+
+Every answer carries a ``Date`` header (RFC 9110 IMF-fixdate) read from the handler's clock,
+which is the fake server's and need not agree with its clients'.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Protocol
 
@@ -53,10 +57,11 @@ class Response:
     content_type: str = JSON_TYPE
     headers: tuple[tuple[str, str], ...] = ()
 
-    def encode(self, keep_alive: bool) -> bytes:
-        """The full answer, status line to body."""
+    def encode(self, keep_alive: bool, date: str) -> bytes:
+        """The full answer, status line to body, sent at ``date`` (an IMF-fixdate)."""
         lines = [
             f"HTTP/1.1 {self.status} {_PHRASES.get(self.status, 'Unknown')}",
+            f"Date: {date}",
             f"Content-Type: {self.content_type}",
             f"Content-Length: {len(self.body)}",
             "Connection: keep-alive" if keep_alive else "Connection: close",
@@ -77,10 +82,18 @@ class Exchange(Protocol):
 
 
 class Handler(Protocol):
-    """What the server asks about every request it reads."""
+    """What the server asks about every request it reads, and the time it answers at."""
 
     def admit(self, request: Request) -> Exchange:
         """Decide the request's faults (it is not applied yet)."""
+
+    def now(self) -> int:
+        """The server's clock, in epoch milliseconds (sent as the ``Date`` header)."""
+
+
+def http_date(epoch_ms: int) -> str:
+    """An RFC 9110 IMF-fixdate, e.g. ``Wed, 25 Nov 2026 16:00:00 GMT``."""
+    return formatdate(epoch_ms / 1000, usegmt=True)
 
 
 class _BadRequestError(Exception):
@@ -128,7 +141,7 @@ class _Connection(asyncio.Protocol):
                 request = self._parse()
             except _BadRequestError as problem:
                 body = b'{"error":true,"reason":"%s","data":{}}' % problem.reason.encode()
-                self._send(Response(problem.status, body).encode(keep_alive=False), False)
+                self._send(self._encode(Response(problem.status, body), False), False)
                 return
             if request is None:
                 return
@@ -150,7 +163,7 @@ class _Connection(asyncio.Protocol):
             if decision.outcome is Outcome.DROP_AFTER:
                 self.close()
             else:
-                self._send(response.encode(request.keep_alive), request.keep_alive)
+                self._send(self._encode(response, request.keep_alive), request.keep_alive)
 
     async def _serve_later(self, request: Request, exchange: Exchange) -> None:
         decision = exchange.decision
@@ -159,7 +172,7 @@ class _Connection(asyncio.Protocol):
         if decision.outcome is Outcome.DROP_AFTER:
             self.close()
             return
-        payload = response.encode(request.keep_alive)
+        payload = self._encode(response, request.keep_alive)
         if decision.slow_chunk:
             start = payload.index(b"\r\n\r\n") + 4
             chunks = [payload[:start]] + [
@@ -175,6 +188,9 @@ class _Connection(asyncio.Protocol):
         self._busy = False
         self._send(payload, request.keep_alive)
         self._serve_buffered()
+
+    def _encode(self, response: Response, keep_alive: bool) -> bytes:
+        return response.encode(keep_alive, self._server.date())
 
     def _send(self, payload: bytes, keep_alive: bool) -> None:
         if self._transport is not None:
@@ -234,6 +250,17 @@ class HttpServer:
         self.connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
+        self._date_second: int | None = None
+        self._date = ""
+
+    def date(self) -> str:
+        """The ``Date`` header's value now, by the handler's clock (formatted once a
+        second, as answers are many)."""
+        second = self.handler.now() // 1000
+        if second != self._date_second:
+            self._date_second = second
+            self._date = http_date(second * 1000)
+        return self._date
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (port 0 picks a free one); the bound port."""

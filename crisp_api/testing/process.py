@@ -33,7 +33,8 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 class FakeCrispProcess(FakeBase):
     """``python -m crisp_api.testing`` as a child process; a context manager.
 
-    Takes `FakeCrisp`'s data arguments; ``faults`` are put in force before `start` returns.
+    Takes `FakeCrisp`'s data and clock arguments (``clock_offset_ms`` is taken from the
+    child's real time at its start); ``faults`` are put in force before `start` returns.
     The activity and ground-truth helpers match `FakeCrisp`'s, over HTTP.
     """
 
@@ -41,6 +42,7 @@ class FakeCrispProcess(FakeBase):
                  people: int | None = None, operators: int = 3, seed: int = 1,
                  faults: Faults | None = None, identifier: str = DEFAULT_IDENTIFIER,
                  key: str = DEFAULT_KEY, port: int = 0, now_ms: int | None = None,
+                 clock_offset_ms: int | None = None, partial_status: bool = True,
                  log_size: int = 1000, startup_timeout: float = 60.0) -> None:
         self._arguments = [
             "--port", str(port), "--websites", str(websites),
@@ -52,6 +54,10 @@ class FakeCrispProcess(FakeBase):
             self._arguments += ["--people", str(people)]
         if now_ms is not None:
             self._arguments += ["--now-ms", str(now_ms)]
+        if clock_offset_ms is not None:
+            self._arguments += ["--clock-offset-ms", str(clock_offset_ms)]
+        if not partial_status:
+            self._arguments.append("--no-partial-status")
         self._initial_faults = faults
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[str] | None = None
@@ -177,6 +183,36 @@ class FakeCrispProcess(FakeBase):
             "from": sender, "type": kind, "origin": origin,
         })
         return message
+
+    def add_messages(self, session_id: str, count: int = 1, *, website_id: str | None = None,
+                     timestamp: int | None = None, fingerprint: int | None = None,
+                     content: str | None = None, sender: str = "user") -> list[dict[str, Any]]:
+        """As `FakeCrisp.add_messages`."""
+        return list(self._admin("POST", "messages/many", {
+            "session_id": session_id, "count": count, "website_id": website_id,
+            "timestamp": timestamp, "fingerprint": fingerprint, "content": content,
+            "from": sender,
+        }))
+
+    def edit_message(self, session_id: str, fingerprint: int, content: Any, *,
+                     website_id: str | None = None) -> dict[str, Any]:
+        """As `FakeCrisp.edit_message`."""
+        message: dict[str, Any] = self._admin("PATCH", "message", {
+            "session_id": session_id, "fingerprint": fingerprint, "content": content,
+            "website_id": website_id,
+        })
+        return message
+
+    def remove_message(self, session_id: str, fingerprint: int, *,
+                       website_id: str | None = None) -> None:
+        """As `FakeCrisp.remove_message`."""
+        self._admin("DELETE", "message", {"session_id": session_id,
+                                          "fingerprint": fingerprint,
+                                          "website_id": website_id})
+
+    def now_ms(self) -> int:
+        """As `FakeCrisp.now_ms` (one admin call: late by its round trip)."""
+        return int(self._admin("GET", "clock")["now_ms"])
 
     def create_conversations(self, count: int = 1, *, website_id: str | None = None,
                              messages: int = 1) -> list[str]:

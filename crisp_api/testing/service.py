@@ -24,17 +24,21 @@ class Service:
     """A fake Crisp's whole server side.
 
     ``conversations`` is per website and ``messages`` the average per conversation;
-    ``people`` defaults to a third of ``conversations``. Valid tokens are ``identifier``/``key``
-    and each website's own token (as listed by the plugin connect routes).
+    ``people`` defaults to a third of ``conversations``. ``now_ms`` or ``clock_offset_ms`` set
+    the server's clock and ``partial_status`` the 206 answers of message pages (see `World`).
+    Valid tokens are ``identifier``/``key`` and each website's own token (as listed by the
+    plugin connect routes).
     """
 
     def __init__(self, *, websites: int = 1, conversations: int = 200, messages: int = 30,
                  people: int | None = None, operators: int = 3, seed: int = 1,
-                 now_ms: int | None = None, identifier: str = DEFAULT_IDENTIFIER,
+                 now_ms: int | None = None, clock_offset_ms: int | None = None,
+                 partial_status: bool = True, identifier: str = DEFAULT_IDENTIFIER,
                  key: str = DEFAULT_KEY, faults: Faults | None = None,
                  log_size: int = 1000) -> None:
         self.world = World(websites=websites, conversations=conversations, messages=messages,
-                           people=people, operators=operators, seed=seed, now_ms=now_ms)
+                           people=people, operators=operators, seed=seed, now_ms=now_ms,
+                           clock_offset_ms=clock_offset_ms, partial_status=partial_status)
         self.stats = Stats(log_size)
         self.identifier = identifier
         self.key = key
@@ -50,6 +54,10 @@ class Service:
         if request.path.startswith(PREFIX):
             return self.admin.admit(request)
         return self.api.admit(request)
+
+    def now(self) -> int:
+        """The fake's clock, in epoch milliseconds (the ``Date`` of every answer)."""
+        return self.world.now()
 
     def info(self) -> dict[str, Any]:
         """What a client needs to talk to this fake (served at ``/_fake/info``)."""

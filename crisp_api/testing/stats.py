@@ -48,8 +48,9 @@ class StatsSnapshot:
     ``requests`` counts every ``/v1`` request read, faulted or not; ``routes`` counts them by
     ``(method, path template)`` for recognised routes; ``posts`` counts POST requests;
     ``message_posts`` counts messages actually created through ``POST .../message``, by
-    session id (so a duplicate send shows as 2); ``statuses`` counts answers sent by status;
-    ``faults`` counts injected faults by kind (including ``bucket`` refusals).
+    session id (so a duplicate send shows as 2); ``statuses`` counts answers sent by status
+    (206 as well as 200 for successes, see `successes`); ``faults`` counts injected faults by
+    kind (including ``bucket`` refusals).
     """
 
     requests: int
@@ -59,6 +60,12 @@ class StatsSnapshot:
     message_posts: dict[str, int]
     faults: dict[str, int]
     log: tuple[LoggedRequest, ...]
+
+    @property
+    def successes(self) -> int:
+        """Answers sent with a 2xx status: 200, and 206 for pages of messages with older
+        ones left."""
+        return sum(count for status, count in self.statuses.items() if 200 <= status < 300)
 
     def count(self, method: str, template: str) -> int:
         """Requests received for one route, e.g. ``("GET", "/website/{website_id}")``."""

@@ -4,6 +4,14 @@ requests and test helpers make.
 Seeding is reproducible: the same arguments (including ``now_ms``) give byte-identical data,
 and a different ``now_ms`` only shifts every timestamp. Timestamps are epoch milliseconds, all
 in the past of ``now_ms`` (the server start, by default).
+
+The server's clock is not the client's: ``now_ms`` (or ``clock_offset_ms``, added to the real
+time) sets it, and everything the fake stamps (seeded data, new messages, ``updated_at``
+bumps, the ``Date`` header) and every date filter it applies lives in that clock alone.
+
+Messages of a conversation are kept oldest first; several may share a millisecond and a
+fingerprint is unique only within its conversation, as in Crisp. ``partial_status`` says
+whether a page of messages with older ones left answers 206 (Crisp) or 200.
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ from crisp_api.testing.data import (
     Website,
     draw_message,
     new_profile,
+    valid_content,
 )
-from crisp_api.testing.errors import not_found
+from crisp_api.testing.errors import conflict, invalid_data, not_found
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -46,22 +55,32 @@ SPECIAL_PERIOD = 50
 
 
 class World:
-    """Every website of the fake, the clock, fingerprints and the lock guarding them all."""
+    """Every website of the fake, the clock, fingerprints and the lock guarding them all.
+
+    The clock starts at ``now_ms``, or at the real time plus ``clock_offset_ms`` (a server
+    ahead of its clients, or behind them when negative), or at the real time.
+    """
 
     def __init__(self, *, websites: int = 1, conversations: int = 200, messages: int = 30,
                  people: int | None = None, operators: int = 3, seed: int = 1,
-                 now_ms: int | None = None) -> None:
+                 now_ms: int | None = None, clock_offset_ms: int | None = None,
+                 partial_status: bool = True) -> None:
         if websites < 1 or conversations < 0 or operators < 1 or (people is not None
                                                                    and people < 1):
             raise ValueError("need websites >= 1, conversations >= 0, operators >= 1, "
                              "people >= 1")
         if not 0 <= messages <= MAX_MEAN_MESSAGES:
             raise ValueError(f"messages must be within 0..{MAX_MEAN_MESSAGES}")
+        if now_ms is not None and clock_offset_ms is not None:
+            raise ValueError("give now_ms or clock_offset_ms, not both")
         self.lock = threading.Lock()
         self.seed = seed
-        self._anchor = int(time.time() * 1000) if now_ms is None else now_ms
+        self.partial_status = partial_status
+        self._anchor = (int(time.time() * 1000) + (clock_offset_ms or 0) if now_ms is None
+                        else now_ms)
         self._started = time.monotonic()
         self._fingerprints = FINGERPRINT_BASE + websites * conversations * FINGERPRINT_STRIDE
+        self._chosen_fingerprints: set[int] = set()
         rng = generate.seeded(f"crisp-fake/{seed}")
         self.plugin_id = generate.make_uuid(rng)
         self.websites: dict[str, Website] = {}
@@ -89,12 +108,16 @@ class World:
         return found
 
     def now(self) -> int:
-        """The fake's clock, in epoch milliseconds: ``now_ms`` plus the time since start."""
+        """The fake's clock, in epoch milliseconds: its start (see the class) plus the time
+        since."""
         return self._anchor + int((time.monotonic() - self._started) * 1000)
 
     def new_fingerprint(self) -> int:
-        """A fingerprint never used before on this server."""
+        """A fingerprint never used before on this server (skipping those chosen by senders,
+        so that a drawn one never repeats a chosen one in its conversation)."""
         self._fingerprints += 1
+        while self._fingerprints in self._chosen_fingerprints:
+            self._fingerprints += 1
         return self._fingerprints
 
     def new_id(self) -> str:
@@ -116,17 +139,20 @@ class World:
         return conversation
 
     def add_message(self, website: Website, conversation: Conversation, *, kind: str,
-                    sender: str, origin: str, content: Any, nickname: str | None = None
-                    ) -> Message:
-        """Append a message now, with a new fingerprint, and bump the conversation.
+                    sender: str, origin: str, content: Any, nickname: str | None = None,
+                    timestamp: int | None = None, fingerprint: int | None = None) -> Message:
+        """Append a message and bump the conversation (see `_stamp` and `_fingerprint` for
+        ``timestamp`` and ``fingerprint``, whose refusals leave everything unchanged). The
+        conversation's ``updated_at`` becomes the message's timestamp, or now if later (a
+        message given an older ``timestamp`` still changes the conversation now).
 
         A visitor's message reopens a resolved conversation and waits for an answer; an
         operator's message takes a pending conversation to unresolved.
         """
-        messages = conversation.messages
-        stamp = max(self.now(), conversation.updated_at + 1)
-        if messages:
-            stamp = max(stamp, messages[-1].timestamp + 1)
+        stamp = self._stamp(conversation, timestamp)
+        chosen = self._fingerprint(conversation, fingerprint)
+        updated_at = stamp if timestamp is None else max(stamp, self.now(),
+                                                         conversation.updated_at + 1)
         if sender == "user":
             author = nickname or str(conversation.meta.get("nickname") or "visitor")
             author_id = conversation.session_id
@@ -134,22 +160,55 @@ class World:
             operator = website.operators[0]
             author = nickname or operator.nickname
             author_id = operator.user_id
-        message = Message(self.new_fingerprint(), stamp, kind, sender, origin, content, author,
-                          author_id)
-        messages.append(message)
-        conversation.last = message
-        if sender == "user":
-            conversation.unread_operator += 1
-            conversation.waiting_since = stamp
-            if conversation.state == "resolved":
-                conversation.state = "unresolved"
-        else:
-            conversation.unread_visitor += 1
-            conversation.waiting_since = 0
-            if conversation.state == "pending":
-                conversation.state = "unresolved"
-        website.set_updated(conversation, stamp)
+        message = Message(chosen, stamp, kind, sender, origin, content, author, author_id)
+        conversation.messages.append(message)
+        _follow(conversation, message)
+        website.set_updated(conversation, updated_at)
         return message
+
+    def _stamp(self, conversation: Conversation, timestamp: int | None) -> int:
+        """A new message's timestamp: now, but after the conversation's last change and its
+        newest message; or ``timestamp``, which may equal the newest message's (messages
+        sharing a millisecond) but not precede it (400: the list stays sorted)."""
+        messages = conversation.messages
+        newest = messages[-1].timestamp if messages else None
+        if timestamp is not None:
+            if timestamp < 0 or (newest is not None and timestamp < newest):
+                raise invalid_data()
+            return timestamp
+        stamp = max(self.now(), conversation.updated_at + 1)
+        return stamp if newest is None else max(stamp, newest + 1)
+
+    def _fingerprint(self, conversation: Conversation, fingerprint: int | None) -> int:
+        """A new message's fingerprint: a new one, or ``fingerprint``, which another
+        conversation may already hold but this one must not (409)."""
+        if fingerprint is None:
+            return self.new_fingerprint()
+        if fingerprint < 0:
+            raise invalid_data()
+        if any(message.fingerprint == fingerprint for message in conversation.messages):
+            raise conflict()
+        self._chosen_fingerprints.add(fingerprint)
+        return fingerprint
+
+    @staticmethod
+    def find_message(conversation: Conversation, fingerprint: int) -> Message:
+        """The conversation's message with ``fingerprint``, or a 404 `ApiError`."""
+        for message in conversation.messages:
+            if message.fingerprint == fingerprint:
+                return message
+        raise not_found()
+
+    def edit_message(self, website: Website, conversation: Conversation, message: Message,
+                     content: Any) -> None:
+        """Replace a message's content (400 if it does not suit the message's type), mark it
+        edited and bump the conversation."""
+        if not valid_content(message.type, content):
+            raise invalid_data()
+        message.content = content
+        message.edited = True
+        message.encoded = None
+        self.bump(website, conversation)
 
     def remove_message(self, website: Website, conversation: Conversation,
                        message: Message) -> None:
@@ -194,6 +253,22 @@ def truth_of(conversation: Conversation) -> ConversationTruth:
         [json.loads(message.encode(session_id, website_id))
          for message in conversation.messages],
     )
+
+
+def _follow(conversation: Conversation, message: Message) -> None:
+    """Update the conversation's last message, unread counts, waiting time and state after
+    a new message."""
+    conversation.last = message
+    if message.sender == "user":
+        conversation.unread_operator += 1
+        conversation.waiting_since = message.timestamp
+        if conversation.state == "resolved":
+            conversation.state = "unresolved"
+    else:
+        conversation.unread_visitor += 1
+        conversation.waiting_since = 0
+        if conversation.state == "pending":
+            conversation.state = "unresolved"
 
 
 def _empty_meta() -> dict[str, Any]:

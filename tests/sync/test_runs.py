@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -11,14 +9,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from crisp_api import Crisp
 from crisp_api.sync import RequestCounter, SQLiteStore, install, sync_website
 from crisp_api.sync.sharding import in_shard, parse_shard
 from crisp_api.testing import FakeCrisp, Faults
+from tests.sync.helpers import assert_exact_copy, fast_client, stored, sync_command
 
 FAULTS = Faults(
     error_rate=0.05,
@@ -29,40 +26,6 @@ FAULTS = Faults(
     slow_body_rate=0.02,
     seed=3,
 )
-
-
-def stored(path: Path, website_id: str) -> tuple[dict[str, Any], dict[int, Any]]:
-    """The conversations (by session id) and messages (by fingerprint) in a sync database."""
-    db = sqlite3.connect(path)
-    try:
-        conversations = {
-            row[0]: json.loads(row[1])
-            for row in db.execute(
-                "SELECT session_id, data FROM conversations WHERE website_id = ?", (website_id,)
-            )
-        }
-        messages = {
-            row[0]: json.loads(row[1])
-            for row in db.execute(
-                "SELECT fingerprint, data FROM messages WHERE website_id = ?", (website_id,)
-            )
-        }
-    finally:
-        db.close()
-    return conversations, messages
-
-
-def assert_exact_copy(path: Path, fake: FakeCrisp, website_id: str | None = None) -> None:
-    website = website_id or fake.website_id
-    conversations, messages = stored(path, website)
-    truth = fake.ground_truth(website_id=website)
-    assert conversations == {sid: t.conversation for sid, t in truth.items()}
-    assert messages == {m["fingerprint"]: m for t in truth.values() for m in t.messages}
-
-
-def fast_client(fake: FakeCrisp) -> Crisp:
-    """A client of the fake whose retries do not wait long (the fake asks for no pause)."""
-    return fake.client(cache_ttl=0)
 
 
 def test_full_sync_under_faults_equals_the_fake(tmp_path: Path) -> None:
@@ -152,21 +115,10 @@ def test_sync_while_the_fake_keeps_updating(tmp_path: Path) -> None:
         assert_exact_copy(path, fake)
 
 
-def _sync_command(fake: FakeCrisp, db: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
-    env = {
-        **os.environ,
-        "CRISP_IDENTIFIER": fake.identifier,
-        "CRISP_KEY": fake.key,
-        "CRISP_REST_HOST": fake.url,
-    }
-    command = [sys.executable, "-m", "crisp_api.sync.cli", "--db", str(db), "--no-progress"]
-    return [*command, *extra], env
-
-
 def test_killed_mid_way_then_resumed_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "crisp.sqlite3"
     with FakeCrisp(conversations=400, messages=30, seed=10, faults=Faults(latency_ms=5)) as fake:
-        command, env = _sync_command(fake, path, "--website-id", fake.website_id, "--workers", "4")
+        command, env = sync_command(fake, path, "--website-id", fake.website_id, "--workers", "4")
         worker = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -190,7 +142,7 @@ def test_killed_mid_way_then_resumed_loses_and_duplicates_nothing(tmp_path: Path
 def test_interrupted_with_ctrl_c_exits_130_and_keeps_work(tmp_path: Path) -> None:
     path = tmp_path / "crisp.sqlite3"
     with FakeCrisp(conversations=300, messages=30, seed=11, faults=Faults(latency_ms=5)) as fake:
-        command, env = _sync_command(fake, path, "--website-id", fake.website_id)
+        command, env = sync_command(fake, path, "--website-id", fake.website_id)
         worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         while fake.stats.requests < 100:
             time.sleep(0.02)
@@ -216,7 +168,7 @@ def test_failures_exit_non_zero_with_one_line(
     tmp_path: Path, environment: dict[str, str], code: int, message: str
 ) -> None:
     with FakeCrisp(conversations=5, messages=2) as fake:
-        command, env = _sync_command(fake, tmp_path / "x.sqlite3", "--website-id", fake.website_id)
+        command, env = sync_command(fake, tmp_path / "x.sqlite3", "--website-id", fake.website_id)
         done = subprocess.run(
             command, env={**env, **environment}, capture_output=True, text=True, timeout=120
         )
@@ -246,7 +198,7 @@ def test_all_websites_split_into_shards_covers_each_once(tmp_path: Path) -> None
         synced: dict[str, int] = {}
         for index in (1, 2, 3):
             path = tmp_path / f"shard{index}.sqlite3"
-            command, env = _sync_command(fake, path, "--all-websites", "--shard", f"{index}/3")
+            command, env = sync_command(fake, path, "--all-websites", "--shard", f"{index}/3")
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr
             db = sqlite3.connect(path)

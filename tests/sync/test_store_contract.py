@@ -1,0 +1,229 @@
+"""The `Store` contract, run against every store implementation.
+
+Each implementation is one entry of `FACTORIES`: a context manager opening a store on a
+fresh, empty database under a temporary directory, which may be opened several times (each
+call a new store object on the same data). A PostgreSQL store joins by adding its entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crisp_api.sync.sqlite_store import SQLiteStore
+from crisp_api.sync.store import (
+    Changes,
+    ConversationState,
+    MessageSpan,
+    Store,
+    WebsiteLockedError,
+)
+
+WEBSITE = "website-a"
+OTHER_WEBSITE = "website-b"
+
+
+@contextmanager
+def _sqlite(directory: Path) -> Iterator[Store]:
+    with SQLiteStore(directory / "store.sqlite3") as store:
+        yield store
+
+
+FACTORIES: dict[str, Callable[[Path], AbstractContextManager[Store]]] = {"sqlite": _sqlite}
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens stores of one implementation on one database; all are closed after the test."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(FACTORIES[request.param](tmp_path))
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    return store_factory()
+
+
+def conversation(session_id: str, updated_at: int = 1_000, **extra: object) -> dict[str, object]:
+    return {"session_id": session_id, "updated_at": updated_at, "state": "resolved", **extra}
+
+
+def message(
+    session_id: str, fingerprint: int, timestamp: int, content: str = "hello"
+) -> dict[str, object]:
+    return {
+        "session_id": session_id,
+        "fingerprint": fingerprint,
+        "timestamp": timestamp,
+        "content": content,
+    }
+
+
+def save(
+    store: Store, session_id: str, messages: list[dict[str, object]], since: int | None = None
+) -> tuple[Changes, Changes]:
+    return store.save_conversation(
+        WEBSITE, conversation(session_id), MessageSpan(messages=messages, since=since)
+    )
+
+
+def test_new_rows_are_added_then_unchanged_then_updated(store: Store) -> None:
+    first = [message("s1", 1, 100), message("s1", 2, 200)]
+    assert save(store, "s1", first) == (Changes(added=1), Changes(added=2))
+    assert save(store, "s1", first) == (Changes(), Changes())
+
+    edited = [message("s1", 1, 100, "edited"), message("s1", 2, 200)]
+    changed = store.save_conversation(
+        WEBSITE, conversation("s1", 2_000), MessageSpan(messages=edited, since=None)
+    )
+    assert changed == (Changes(updated=1), Changes(updated=1))
+
+
+def test_conversation_state(store: Store) -> None:
+    assert store.conversation_state(WEBSITE, "s1") == ConversationState(None, None)
+    store.save_conversation(
+        WEBSITE,
+        conversation("s1", 5_000),
+        MessageSpan(messages=[message("s1", 1, 300), message("s1", 2, 100)], since=None),
+    )
+    assert store.conversation_state(WEBSITE, "s1") == ConversationState(5_000, 300)
+    assert store.conversation_state(WEBSITE, "s2") == ConversationState(None, None)
+
+
+def test_a_fingerprint_names_a_message_within_its_conversation_only(store: Store) -> None:
+    assert save(store, "s1", [message("s1", 7, 100, "first")])[1] == Changes(added=1)
+    assert save(store, "s2", [message("s2", 7, 900, "second")])[1] == Changes(added=1)
+
+    assert save(store, "s1", [message("s1", 7, 100, "first")])[1] == Changes()
+    assert store.conversation_state(WEBSITE, "s1").newest_message == 100
+    assert store.conversation_state(WEBSITE, "s2").newest_message == 900
+
+
+def test_span_reconciles_edits_and_removals_after_since(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100), message("s1", 2, 200), message("s1", 3, 300)])
+
+    changes = save(store, "s1", [message("s1", 2, 200, "edited")], since=150)
+
+    assert changes[1] == Changes(updated=1, removed=1)
+    assert store.conversation_state(WEBSITE, "s1").newest_message == 200
+    kept = [message("s1", 1, 100), message("s1", 2, 200, "edited")]
+    assert save(store, "s1", kept)[1] == Changes()
+
+
+def test_span_never_removes_messages_at_or_before_since(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100), message("s1", 2, 200), message("s1", 3, 300)])
+
+    assert save(store, "s1", [], since=200)[1] == Changes(removed=1)
+
+    assert save(store, "s1", [message("s1", 1, 100), message("s1", 2, 200)])[1] == Changes()
+
+
+def test_span_since_none_removes_every_absent_message(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100), message("s1", 2, 200), message("s1", 3, 300)])
+    save(store, "s2", [message("s2", 1, 100)])
+
+    assert save(store, "s1", [message("s1", 2, 200)])[1] == Changes(removed=2)
+
+    assert store.conversation_state(WEBSITE, "s1").newest_message == 200
+    assert save(store, "s2", [message("s2", 1, 100)])[1] == Changes()  # other conversations
+
+
+def test_people_of_two_websites_with_one_people_id_are_kept_apart(store: Store) -> None:
+    assert store.save_people(WEBSITE, [{"people_id": "p1", "nickname": "Ann"}]) == Changes(added=1)
+    assert store.save_people(OTHER_WEBSITE, [{"people_id": "p1", "nickname": "Bob"}]) == Changes(
+        added=1
+    )
+
+    assert store.save_people(WEBSITE, [{"people_id": "p1", "nickname": "Ann"}]) == Changes()
+    assert store.save_people(WEBSITE, [{"people_id": "p1", "nickname": "Anna"}]) == Changes(
+        updated=1
+    )
+    assert store.save_people(OTHER_WEBSITE, [{"people_id": "p1", "nickname": "Bob"}]) == Changes()
+
+
+def test_operators_are_keyed_by_website_and_user_id(store: Store) -> None:
+    operators: list[dict[str, Any]] = [
+        {"details": {"user_id": "u1", "role": "owner"}},
+        {"user_id": "u2"},
+    ]
+    assert store.save_operators(WEBSITE, operators) == Changes(added=2)
+    assert store.save_operators(OTHER_WEBSITE, operators[:1]) == Changes(added=1)
+    assert store.save_operators(WEBSITE, operators) == Changes()
+    demoted = [{"details": {"user_id": "u1", "role": "member"}}]
+    assert store.save_operators(WEBSITE, demoted) == Changes(updated=1)
+    assert store.save_operators(OTHER_WEBSITE, operators[:1]) == Changes()
+
+
+def test_checkpoint_and_people_listed_at_are_independent(store: Store) -> None:
+    assert store.checkpoint(WEBSITE) is None
+    assert store.people_listed_at(WEBSITE) is None
+
+    store.set_people_listed_at(WEBSITE, 500)
+    assert store.checkpoint(WEBSITE) is None
+    store.set_checkpoint(WEBSITE, 1_000)
+    store.set_checkpoint(WEBSITE, 2_000)
+    assert store.people_listed_at(WEBSITE) == 500
+    store.set_people_listed_at(WEBSITE, 600)
+
+    assert (store.checkpoint(WEBSITE), store.people_listed_at(WEBSITE)) == (2_000, 600)
+    assert (store.checkpoint(OTHER_WEBSITE), store.people_listed_at(OTHER_WEBSITE)) == (None, None)
+
+
+def test_state_survives_reopening(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    first.set_checkpoint(WEBSITE, 1_000)
+    save(first, "s1", [message("s1", 1, 100)])
+    again = store_factory()
+    assert again.checkpoint(WEBSITE) == 1_000
+    assert again.conversation_state(WEBSITE, "s1") == ConversationState(1_000, 100)
+
+
+def test_a_bad_message_mid_batch_stores_nothing_of_the_call(store: Store) -> None:
+    good = [message("s1", 1, 100), message("s1", 2, 200)]
+    bad = {"session_id": "s1", "fingerprint": 3, "timestamp": "yesterday"}
+    with pytest.raises(ValueError, match="timestamp"):
+        save(store, "s1", [good[0], bad, good[1]])
+
+    assert store.conversation_state(WEBSITE, "s1") == ConversationState(None, None)
+    assert save(store, "s1", good) == (Changes(added=1), Changes(added=2))
+
+
+def test_a_bad_profile_mid_batch_stores_nothing_of_the_call(store: Store) -> None:
+    profiles = [{"people_id": "p1"}, {"nickname": "no id"}, {"people_id": "p2"}]
+    with pytest.raises(ValueError, match="people_id"):
+        store.save_people(WEBSITE, profiles)
+    with pytest.raises(ValueError, match="user_id"):
+        store.save_operators(WEBSITE, [{"user_id": "u1"}, {"details": {}}])
+
+    assert store.save_people(WEBSITE, [profiles[0], profiles[2]]) == Changes(added=2)
+    assert store.save_operators(WEBSITE, [{"user_id": "u1"}]) == Changes(added=1)
+
+
+def test_a_conversation_without_session_id_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="session_id"):
+        store.save_conversation(
+            WEBSITE, {"updated_at": 1}, MessageSpan(messages=[message("s1", 1, 1)], since=None)
+        )
+    assert store.conversation_state(WEBSITE, "s1") == ConversationState(None, None)
+
+
+def test_a_held_website_is_refused_to_other_runs_until_released(
+    store_factory: StoreFactory,
+) -> None:
+    first, second = store_factory(), store_factory()
+    with first.lock(WEBSITE):
+        with pytest.raises(WebsiteLockedError) as refused, second.lock(WEBSITE):
+            pass
+        assert refused.value.website_id == WEBSITE
+        with pytest.raises(WebsiteLockedError), first.lock(WEBSITE):
+            pass  # the same store: a second run all the same
+        with second.lock(OTHER_WEBSITE):
+            pass  # other websites stay free
+    with second.lock(WEBSITE):
+        pass

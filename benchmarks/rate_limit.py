@@ -116,8 +116,8 @@ def _lost(path: Path, fake: FakeCrispProcess) -> tuple[int, int]:
             for row in db.execute("SELECT session_id, data FROM conversations")
         }
         messages = {
-            row[0]: json.loads(row[1])
-            for row in db.execute("SELECT fingerprint, data FROM messages")
+            (row[0], row[1]): json.loads(row[2])
+            for row in db.execute("SELECT session_id, fingerprint, data FROM messages")
         }
     finally:
         db.close()
@@ -126,8 +126,8 @@ def _lost(path: Path, fake: FakeCrispProcess) -> tuple[int, int]:
         conversations.get(session_id) != item.conversation for session_id, item in truth.items()
     )
     lost_messages = sum(
-        messages.get(message["fingerprint"]) != message
-        for item in truth.values()
+        messages.get((session_id, message["fingerprint"])) != message
+        for session_id, item in truth.items()
         for message in item.messages
     )
     return lost_conversations, lost_messages

@@ -49,6 +49,7 @@ def decode(response: Response, method: str, route: str) -> Any:
     """The ``data`` of a successful answer; raises the matching `RouteError` otherwise."""
     decoded = response.decoded
     if decoded is not NOT_DECODED:
+        response.decoded = NOT_DECODED  # handed out once: no two callers share its objects
         return decoded
     return _decode(response, method, route)
 

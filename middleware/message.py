@@ -104,8 +104,8 @@ class Response:
 
     ``decoded`` holds what a layer decoded from the body when it had to look inside (the cache
     checks that an answer is a success worth keeping), so the caller reuses it instead of
-    parsing the body a second time; it is `NOT_DECODED` until then. It belongs to this one
-    answer: a cache stores a copy without it, so no two callers share decoded objects.
+    parsing the body a second time; it is `NOT_DECODED` until then, and again once the caller
+    took it. A cache stores a copy without it, so no two callers share decoded objects.
     """
 
     __slots__ = ("body", "decoded", "headers", "status")

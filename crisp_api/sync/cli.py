@@ -28,7 +28,7 @@ from crisp_api.errors import (
 )
 from crisp_api.pagination import paginate
 from crisp_api.sync import sharding
-from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, sync_website
+from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, describe, sync_website
 from crisp_api.sync.metrics import RequestCounter, install
 from crisp_api.sync.report import summary
 from crisp_api.sync.sqlite_store import SQLiteStore
@@ -222,6 +222,8 @@ def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: Text
             return _fail(f"cannot reach {client.get_rest_host()} ({exc})", EXIT_UNREACHABLE)
         except RouteError as exc:
             return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
+        except Exception as exc:  # anything else (an odd row, a bug): one line, checkpoint kept
+            return _fail(f"sync failed ({describe(exc)}); rerun to finish", EXIT_INCOMPLETE)
         print(summary(reports, counter.snapshot(), time.monotonic() - started), file=out)
     failures = [r.store_error for r in reports if r.store_error is not None]
     if any(failure.permanent for failure in failures):

@@ -203,7 +203,7 @@ def _sync_conversations(
     for future in futures:  # handle() reports its own failures; anything else is read here
         failure = None if future.cancelled() else future.exception()
         if failure is not None:
-            report.errors.append(f"worker: {_describe(failure)}")
+            report.errors.append(f"worker: {describe(failure)}")
 
 
 def _record_failure(report: SyncReport, session_id: object, exc: Exception) -> None:
@@ -215,7 +215,7 @@ def _record_failure(report: SyncReport, session_id: object, exc: Exception) -> N
         if kept is None or (exc.permanent and not kept.permanent):
             report.store_error = exc
     else:
-        report.errors.append(f"{session_id}: {_describe(exc)}")
+        report.errors.append(f"{session_id}: {describe(exc)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +377,7 @@ def _sync_people(
     report.people_listed = True
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """One line naming what failed: the error's class and message, no traceback."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

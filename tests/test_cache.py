@@ -166,3 +166,28 @@ def test_a_write_without_a_group_drops_everything() -> None:
     cache(_request("/b", group="w2"), lambda _r: _answer())
     cache(_request("/website", method="POST", group=None), lambda _r: _answer())
     assert len(backend) == 0
+
+
+class KeepsLastAnswer:
+    """An outer layer of a user's that answers the second call with the first call's Response
+    object (as a home-made cache would)."""
+
+    name = "keeps_last"
+
+    def __init__(self) -> None:
+        self.last: Response | None = None
+
+    def __call__(self, request: Request, call_next: object) -> Response:
+        if self.last is None:
+            self.last = call_next(request)  # type: ignore[operator]
+        return self.last
+
+
+def test_two_callers_never_share_decoded_objects(server: ScriptedServer, client: Crisp) -> None:
+    server.default = Reply(200, body=b'{"error":false,"reason":"ok","data":{"n":1}}')
+    client.use(KeepsLastAnswer(), before=client.middleware[0].name)
+    first = client.website.get_website("w")
+    first["n"] = 99  # the caller owns what it got
+    second = client.website.get_website("w")
+    assert second == {"n": 1}
+    assert second is not first

@@ -231,3 +231,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert done.stdout.count("complete") == 2
     assert "updated       25" in done.stdout
     assert (tmp_path / "crisp-demo.sqlite3").exists()
+
+
+def test_people_interval_reads_durations() -> None:
+    from crisp_api.sync.cli import build_parser  # noqa: PLC0415 - the CLI's own parser
+
+    parse = build_parser().parse_args
+    assert parse(["--people-interval", "24h"]).people_interval == 86400
+    assert parse(["--people-interval", "30m"]).people_interval == 1800
+    assert parse(["--people-interval", "0"]).people_interval == 0
+    assert parse([]).people_interval == 86400
+    for bad in ("soon", "-1h", "h"):
+        with pytest.raises(SystemExit):
+            parse(["--people-interval", bad])

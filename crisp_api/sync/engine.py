@@ -163,7 +163,7 @@ def _sync_conversations(
 ) -> None:
     """Fetch and save every changed conversation of the window in ``workers`` threads."""
     lock = threading.Lock()
-    signal = PartialSignal()
+    signal = client.website.partial_signal()
 
     def handle(conversation: Mapping[str, Any]) -> None:
         try:

@@ -44,8 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--rate-burst", type=int, help="rate limit: the server's burst")
     sizes.add_argument("--rate-conversations", type=int,
                        help="rate limit: conversations synced by the configured client")
-    sizes.add_argument("--unaware-conversations", type=int,
-                       help="rate limit: conversations synced by the client without a rate "
+    sizes.add_argument("--default-conversations", type=int,
+                       help="rate limit: conversations synced by the default (adaptive) "
+                       "client (0 leaves that run out)")
+    sizes.add_argument("--changing-rates", type=_numbers,
+                       help="rate limit: the unknown limit's phases in requests/s, e.g. 40,20")
+    sizes.add_argument("--changing-seconds", type=float,
+                       help="rate limit: seconds per phase of the unknown limit "
                        "(0 leaves that run out)")
     sizes.add_argument("--memory-requests", type=int, help="memory: requests in the client")
     return parser
@@ -81,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.sync = throughput.run(config)
     if "ratelimit" in config.sections:
         results.rate_limit = rate_limit.run(config)
+        results.changing_limit = rate_limit.changing(config)
     if "memory" in config.sections:
         results.memory = memory.run(config)
     results.seconds = time.monotonic() - started

@@ -29,12 +29,16 @@ class Config:
     sync_workers: tuple[int, ...]
     sync_latencies_ms: tuple[float, ...]
     sync_seconds: float
-    # 3. Under a server-side rate limit of `rate` requests/s.
+    # 3. Under a server-side rate limit of `rate` requests/s (a sync by a configured client,
+    # then by a default one), then a limit the client is not told that changes: each of
+    # `changing_rates` for `changing_seconds`.
     rate: float
     rate_burst: int
     rate_workers: int
     rate_conversations: int
-    unaware_conversations: int
+    default_conversations: int
+    changing_rates: tuple[float, ...]
+    changing_seconds: float
     # 4. Memory.
     memory_requests: int
 
@@ -56,7 +60,9 @@ FULL = Config(
     rate_burst=20,
     rate_workers=16,
     rate_conversations=2000,
-    unaware_conversations=100,
+    default_conversations=500,
+    changing_rates=(40.0, 20.0),
+    changing_seconds=30.0,
     memory_requests=1_000_000,
 )
 
@@ -70,6 +76,7 @@ QUICK = replace(
     sync_seconds=5.0,
     rate=100.0,
     rate_conversations=300,
-    unaware_conversations=30,
+    default_conversations=30,
+    changing_seconds=10.0,
     memory_requests=50_000,
 )

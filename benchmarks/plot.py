@@ -10,9 +10,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from benchmarks.rate_limit import RateRun
+from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
 from benchmarks.results import Results
-from benchmarks.targets import MAX_GROWTH_MB, MIN_RATE_FRACTION
+from benchmarks.targets import MAX_GROWTH_MB, MIN_ADAPTIVE_FRACTION, MIN_RATE_FRACTION
 
 
 def draw(results: Results, path: Path) -> None:
@@ -22,12 +22,12 @@ def draw(results: Results, path: Path) -> None:
         panels.append(lambda axes: _cpu(axes, results))
     if results.sync is not None:
         panels.append(lambda axes: _sync(axes, results))
-    if results.rate_limit:
-        panels.append(lambda axes: _rate(axes, results.rate_limit))
+    if results.rate_limit or results.changing_limit is not None:
+        panels.append(lambda axes: _rate(axes, results.rate_limit, results.changing_limit))
     if results.memory is not None:
         panels.append(lambda axes: _memory(axes, results))
     columns = 2 if len(panels) > 1 else 1
-    lines = max(1, (len(panels) + 1) // columns)
+    lines = max(1, -(-len(panels) // columns))
     figure = Figure(figsize=(8 * columns, 5 * lines), layout="constrained")
     grid = figure.subplots(lines, columns, squeeze=False)
     for axes, panel in zip(grid.flat, panels, strict=False):
@@ -73,17 +73,33 @@ def _sync(axes: Axes, results: Results) -> None:
     axes.legend()
 
 
-def _rate(axes: Axes, runs: list[RateRun]) -> None:
-    names = [f"{run.client}\n{run.throttled} 429s, "
-             f"{run.conversations_lost + run.messages_lost} lost" for run in runs]
-    values = [run.fraction_of_rate * 100 for run in runs]
-    bars = axes.bar(names, values, color="tab:green")
-    axes.bar_label(bars, labels=[f"{value:.1f}%" for value in values])
-    axes.axhline(MIN_RATE_FRACTION * 100, color="tab:red", linestyle="--", label="target")
-    axes.set_ylim(0, 110)
-    axes.set_ylabel(f"% of R = {runs[0].rate:g} requests/s achieved")
-    axes.set_title("3. sync under a server rate limit")
-    axes.legend()
+def _rate(axes: Axes, runs: list[RateRun], changing: ChangingLimit | None) -> None:
+    """One bar per sync (% of R) and per phase of the changing limit (% of its rate), each
+    with its goal: the target for the configured client, 90% for the default (adaptive)."""
+    bars = [(f"{run.client}\nsync, R = {run.rate:g}/s", run.fraction_of_rate,
+             run.throttled_share, run.client == CONFIGURED) for run in runs]
+    if changing is not None:
+        bars += [(f"{ADAPTIVE}\nchanging limit, {phase.allowed_per_s:g}/s\n(steady state)",
+                  phase.fraction_of_allowed, phase.throttled_share, False)
+                 for phase in changing.phases]
+    places = range(len(bars))
+    drawn = axes.bar(places, [bar[1] * 100 for bar in bars],
+                     color=["tab:green" if bar[3] else "tab:blue" for bar in bars])
+    axes.bar_label(drawn, labels=[f"{bar[1]:.1%}\n{bar[2]:.1%} 429" for bar in bars],
+                   fontsize=8)
+    labelled: set[bool] = set()
+    for place, (_, _, _, configured) in zip(places, bars, strict=True):
+        goal = MIN_RATE_FRACTION if configured else MIN_ADAPTIVE_FRACTION
+        label = "target (configured)" if configured else "goal (adaptive)"
+        axes.hlines(goal * 100, place - 0.4, place + 0.4, color="tab:red",
+                    linestyles="--" if configured else ":",
+                    label="_nolegend_" if configured in labelled else label)
+        labelled.add(configured)
+    axes.set_xticks(list(places), [bar[0] for bar in bars], fontsize=8)
+    axes.set_ylim(0, 125)
+    axes.set_ylabel("% of the allowed rate achieved")
+    axes.set_title("3. under a server rate limit")
+    axes.legend(loc="lower right")
 
 
 def _memory(axes: Axes, results: Results) -> None:

@@ -1,14 +1,21 @@
-"""Section 3: a full sync under a server-side rate limit of R requests/s.
+"""Section 3: requests under a server-side rate limit.
 
-The fake Crisp enforces a token bucket per token (R/s, burst B) and answers 429 with
-``Retry-After`` when it is empty. A full `sync_website` (conversations, messages, people,
-operators; several workers) runs against it; then the database is compared with the fake's
-ground truth: every conversation and message must be there, exactly as served.
+Two measurements:
 
-Two clients are measured. The one the targets apply to is configured with the server's rate
-(``rate_limit=R``) and half its burst, as the README advises for a known limit. The other keeps
-the default, no rate of its own: it only obeys the server's 429s, shown for comparison on a
-smaller fake.
+* **A full sync under a fixed limit of R requests/s.** The fake Crisp enforces a token bucket
+  per token (R/s, burst B) and answers 429 with ``Retry-After`` when it is empty. A full
+  `sync_website` (conversations, messages, people, operators; several workers) runs against
+  it; then the database is compared with the fake's ground truth: every conversation and
+  message must be there, exactly as served. Two clients sync: one configured with the
+  server's rate (``rate_limit=R``) and half its burst, as the README advises for a known
+  limit, and a default one, which has no rate configured and learns the limit from the share
+  of 429s (``rate_limit="adaptive"``).
+* **An unknown limit that changes.** A default client, 16 threads asking for conversations
+  as fast as they can, against a bucket that allows one rate (40/s in the presets) and then
+  another (20/s), answering the excess 429 *without* ``Retry-After`` (Crisp documents no such
+  header): the client has nothing but the 429s to learn from. Every attempt is timed by an
+  innermost layer, and each phase is judged on its steady state, once the client has had
+  time to find the new limit.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +35,23 @@ from crisp_api import Crisp
 from crisp_api.errors import RouteError
 from crisp_api.sync import RequestCounter, SQLiteStore, install, sync_website
 from crisp_api.testing import FakeCrispProcess, Faults
+from middleware import Handler, Request, Response
 
 CONFIGURED = "rate_limit=R, burst=B/2"
-UNAWARE = "default (no rate of its own)"
+ADAPTIVE = "default (adaptive)"
+THROTTLED = (429, 420)
+"""The statuses by which Crisp refuses a request for its rate (420: some older routes)."""
+SETTLE_S = 5.0
+"""Seconds at the start of each phase of the changing limit left out of its steady state
+(at most half the phase, for the short phases of a smoke test)."""
+CHANGING_THREADS = 16
+CHANGING_BURST = 10
+CHANGING_CONVERSATIONS = 50
 
 
 @dataclass(frozen=True)
 class RateRun:
-    """One sync under the server's limit."""
+    """One sync under the server's fixed limit."""
 
     client: str
     rate: float
@@ -46,20 +63,151 @@ class RateRun:
     achieved_per_s: float
     fraction_of_rate: float
     throttled: int
+    throttled_share: float
+    """Share of the server's answers that were 429."""
     retries: int
     complete: bool
     conversations_lost: int
     messages_lost: int
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One phase of the changing limit; rates and shares are those of its steady state."""
+
+    allowed_per_s: float
+    seconds: float
+    steady_after_s: float
+    """Seconds from the start of the phase left out of the steady state."""
+    achieved_per_s: float
+    fraction_of_allowed: float
+    throttled_share: float
+    """Share of the attempts in the steady state answered 429 (or 420)."""
+    failed_calls: int
+    """Calls that ended in a `RouteError` (out of retries) during the whole phase."""
+
+
+@dataclass(frozen=True)
+class ChangingLimit:
+    """A default client against a limit it is not told, which changes mid-run."""
+
+    threads: int
+    server_burst: int
+    phases: list[Phase]
+    attempts: int
+    successful: int
+    throttled_share: float
+    """Share of every attempt of the run answered 429 (or 420), transitions included."""
+    failed_calls: int
+
+
 def run(config: Config) -> list[RateRun]:
-    """The configured client, then (unless its size is 0) the one without a rate."""
+    """The sync of the configured client, then (unless its size is 0) that of the default."""
     burst = max(1, config.rate_burst // 2)
     runs = [_one(config, CONFIGURED, config.rate_conversations,
                  {"rate_limit": config.rate, "burst": burst})]
-    if config.unaware_conversations > 0:
-        runs.append(_one(config, UNAWARE, config.unaware_conversations, {}))
+    if config.default_conversations > 0:
+        runs.append(_one(config, ADAPTIVE, config.default_conversations, {}))
     return runs
+
+
+def changing(config: Config) -> ChangingLimit | None:
+    """The default client against ``config.changing_rates``, ``config.changing_seconds`` each
+    (``None`` if there is no rate or no time per phase)."""
+    rates, seconds = config.changing_rates, config.changing_seconds
+    if not rates or seconds <= 0:
+        return None
+    print(f"benchmarks: rate limit, unknown limit that changes "
+          f"({', '.join(f'{rate:g}/s' for rate in rates)}, {seconds:g} s each)", file=sys.stderr)
+    timeline = _Timeline()
+    failures: list[float] = []
+    stop = threading.Event()
+    with (
+        FakeCrispProcess(conversations=CHANGING_CONVERSATIONS, messages=5) as fake,
+        fake.client(cache_ttl=0, pool_size=CHANGING_THREADS) as client,
+    ):
+        client.use(timeline)
+        sessions = list(fake.ground_truth())
+
+        def work(offset: int) -> None:
+            index = offset
+            while not stop.is_set():
+                try:
+                    client.website.get_conversation(fake.website_id,
+                                                    sessions[index % len(sessions)])
+                except RouteError:  # out of retries: counted, and the thread goes on
+                    failures.append(time.monotonic())
+                index += CHANGING_THREADS
+
+        threads = [threading.Thread(target=work, args=(offset,), daemon=True)
+                   for offset in range(CHANGING_THREADS)]
+        starts = []
+        for rate in rates:
+            fake.set_faults(_unannounced(rate))
+            starts.append(time.monotonic())
+            if len(starts) == 1:
+                for thread in threads:
+                    thread.start()
+            time.sleep(seconds)
+        end = time.monotonic()
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    bounds = [*starts, end]
+    settle = min(SETTLE_S, seconds / 2)
+    phases = []
+    for index, rate in enumerate(rates):
+        start, stop_at = bounds[index], bounds[index + 1]
+        ok, throttled, attempts = timeline.count(start + settle, stop_at)
+        achieved = ok / (stop_at - start - settle)
+        phases.append(Phase(
+            allowed_per_s=rate,
+            seconds=round(stop_at - start, 3),
+            steady_after_s=settle,
+            achieved_per_s=achieved,
+            fraction_of_allowed=achieved / rate,
+            throttled_share=throttled / max(1, attempts),
+            failed_calls=sum(start <= at < stop_at for at in failures),
+        ))
+    ok, throttled, attempts = timeline.count(starts[0], end)
+    return ChangingLimit(
+        threads=CHANGING_THREADS,
+        server_burst=CHANGING_BURST,
+        phases=phases,
+        attempts=attempts,
+        successful=ok,
+        throttled_share=throttled / max(1, attempts),
+        failed_calls=sum(starts[0] <= at < end for at in failures),
+    )
+
+
+def _unannounced(rate: float) -> Faults:
+    """A fresh bucket of ``rate``/s whose 429s carry no ``Retry-After``."""
+    return Faults(bucket_rate=rate, bucket_burst=CHANGING_BURST, bucket_retry_after=False)
+
+
+class _Timeline:
+    """Innermost layer recording when each attempt (retries included) was answered, and with
+    what status: the client's own counters would not say when."""
+
+    name = "timeline"
+
+    def __init__(self) -> None:
+        self._answers: list[tuple[float, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request, call_next: Handler) -> Response:
+        response = call_next(request)
+        with self._lock:
+            self._answers.append((time.monotonic(), response.status))
+        return response
+
+    def count(self, start: float, end: float) -> tuple[int, int, int]:
+        """(successful, throttled, all) attempts answered between two instants."""
+        with self._lock:
+            inside = [status for at, status in self._answers if start <= at < end]
+        return (sum(200 <= status < 300 for status in inside),
+                sum(status in THROTTLED for status in inside), len(inside))
 
 
 def _one(config: Config, name: str, conversations: int, options: dict[str, Any]) -> RateRun:
@@ -79,7 +227,8 @@ def _one(config: Config, name: str, conversations: int, options: dict[str, Any])
         elapsed = time.monotonic() - started
         stats, counts = fake.stats, counter.snapshot()
         lost = _lost(path, fake)
-    successful = sum(count for status, count in stats.statuses.items() if 200 <= status < 300)
+    successful = stats.successes
+    throttled = sum(stats.statuses.get(status, 0) for status in THROTTLED)
     return RateRun(
         client=name,
         rate=config.rate,
@@ -91,6 +240,7 @@ def _one(config: Config, name: str, conversations: int, options: dict[str, Any])
         achieved_per_s=successful / elapsed,
         fraction_of_rate=successful / elapsed / config.rate,
         throttled=counts.rate_limited,
+        throttled_share=throttled / max(1, sum(stats.statuses.values())),
         retries=counts.retries,
         complete=complete,
         conversations_lost=lost[0],

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from benchmarks import contenders, original
 from benchmarks.cpu import CpuResult
 from benchmarks.memory import MemoryResult
-from benchmarks.rate_limit import RateRun
+from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
 from benchmarks.results import Results
 from benchmarks.targets import Check
 from benchmarks.throughput import SyncResult
@@ -21,8 +21,8 @@ def render(results: Results, checks: Sequence[Check]) -> str:
         parts.append(_cpu(results.cpu))
     if results.sync is not None:
         parts.append(_sync(results.sync))
-    if results.rate_limit:
-        parts.append(_rate(results.rate_limit))
+    if results.rate_limit or results.changing_limit is not None:
+        parts.append(_rate(results.rate_limit, results.changing_limit))
     if results.memory is not None:
         parts.append(_memory(results.memory))
     return "\n\n".join(parts) + "\n"
@@ -136,27 +136,65 @@ def _sync(sync: SyncResult) -> str:
     ])
 
 
-def _rate(runs: Sequence[RateRun]) -> str:
+def _rate(runs: Sequence[RateRun], changing: ChangingLimit | None) -> str:
+    parts = ["## 3. Under a server rate limit"]
+    if runs:
+        rows = [
+            [run.client, f"{run.rate:g}/s", str(run.server_burst), str(run.workers),
+             f"{run.conversations:,}", f"{run.seconds:.1f}", _number(run.achieved_per_s, 1),
+             f"{run.fraction_of_rate:.1%}", str(run.throttled), f"{run.throttled_share:.1%}",
+             str(run.retries), "yes" if run.complete else "no", str(run.conversations_lost),
+             str(run.messages_lost)]
+            for run in runs
+        ]
+        parts += [
+            "A full `sync_website` (conversations, messages, people, operators) against a fake "
+            "Crisp whose per-token bucket allows R requests/s (burst shown) and answers 429 "
+            "with `Retry-After` (whole seconds, at least 1) beyond. "
+            f"`{CONFIGURED}` is configured with the server's rate, as the README advises for "
+            f"a known limit. `{ADAPTIVE}` is `Crisp()` as it comes: it has no rate configured "
+            "and learns the limit from the share of its requests answered 429, so its run "
+            "includes the time it takes to find it. Achieved = successful requests counted by "
+            "the server / elapsed time, the first burst included; 429 share = the server's "
+            "429 answers / all its answers. Lost = conversations and messages of the fake's "
+            "ground truth missing from (or different in) the synced database after the run; "
+            "a run that is not complete leaves its checkpoint where it was, so a rerun would "
+            "copy them.",
+            table(["client", "R", "server burst", "workers", "conversations", "seconds",
+                   "achieved req/s", "of R", "429s", "429 share", "retries", "complete",
+                   "conversations lost", "messages lost"], rows),
+        ]
+    if changing is not None:
+        parts += _changing(changing)
+    return "\n\n".join(parts)
+
+
+def _changing(changing: ChangingLimit) -> list[str]:
     rows = [
-        [run.client, f"{run.rate:g}/s", str(run.server_burst), str(run.workers),
-         f"{run.conversations:,}", f"{run.seconds:.1f}", _number(run.achieved_per_s, 1),
-         f"{run.fraction_of_rate:.1%}", str(run.throttled), str(run.retries),
-         "yes" if run.complete else "no", str(run.conversations_lost), str(run.messages_lost)]
-        for run in runs
+        [f"phase {number}", f"{phase.allowed_per_s:g}/s", f"{phase.seconds:.1f}",
+         _number(phase.achieved_per_s, 1), f"{phase.fraction_of_allowed:.1%}",
+         f"{phase.throttled_share:.1%}", str(phase.failed_calls)]
+        for number, phase in enumerate(changing.phases, 1)
     ]
-    return "\n\n".join([
-        "## 3. Under a server rate limit",
-        "A full `sync_website` (conversations, messages, people, operators) against a fake "
-        "Crisp whose per-token bucket allows R requests/s (burst shown) and answers 429 with "
-        "`Retry-After` (whole seconds, at least 1) beyond. Achieved = successful requests "
-        "counted by the server / elapsed time, the first burst included. Lost = "
-        "conversations and messages of the fake's ground truth missing from (or different "
-        "in) the synced database after the run; a run that is not complete leaves its "
-        "checkpoint where it was, so a rerun would copy them.",
-        table(["client", "R", "server burst", "workers", "conversations", "seconds",
-               "achieved req/s", "of R", "429s", "retries", "complete",
-               "conversations lost", "messages lost"], rows),
-    ])
+    seconds = sum(phase.seconds for phase in changing.phases)
+    rows.append(["whole run", "-", f"{seconds:.1f}", _number(changing.successful / seconds, 1),
+                 "-", f"{changing.throttled_share:.1%}", str(changing.failed_calls)])
+    settle = changing.phases[0].steady_after_s
+    return [
+        "### An unknown limit that changes",
+        f"A default client (`cache_ttl=0`, a pool of {changing.threads}), {changing.threads} "
+        "threads calling `website.get_conversation` as fast as they can, against a fake whose "
+        f"bucket (burst {changing.server_burst}) allows the first rate, then the next, and "
+        "answers the excess 429 *without* `Retry-After`, as Crisp documents none: the client "
+        "is told no rate and has only the 429s to learn from. Each phase's figures are its "
+        f"steady state: the first {settle:g} s after the limit changes, while the client "
+        "finds it, are left out. Achieved = successful answers/s; 429 share = attempts "
+        "(retries included) answered 429; failed calls = calls that ran out of retries "
+        "(`RouteError`), over the whole phase. The last row is the whole run, transitions "
+        f"included ({changing.attempts:,} attempts).",
+        table(["phase", "allowed", "seconds", "achieved req/s (steady)",
+               "of allowed (steady)", "429 share (steady)", "failed calls"], rows),
+    ]
 
 
 def _memory(memory: MemoryResult) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from benchmarks.config import Config
 from benchmarks.cpu import CpuResult
 from benchmarks.memory import MemoryResult
-from benchmarks.rate_limit import RateRun
+from benchmarks.rate_limit import ChangingLimit, RateRun
 from benchmarks.throughput import SyncResult
 
 
@@ -27,6 +27,7 @@ class Results:
     cpu: CpuResult | None = None
     sync: SyncResult | None = None
     rate_limit: list[RateRun] = field(default_factory=list)
+    changing_limit: ChangingLimit | None = None
     memory: MemoryResult | None = None
 
     def to_json(self) -> str:

@@ -13,6 +13,8 @@ MAX_HIT_US = 10.0
 MIN_ORIGINAL_VS_OURS = 3.0
 MIN_SCALING_16_AT_50MS = 12.0
 MIN_RATE_FRACTION = 0.95
+MIN_ADAPTIVE_FRACTION = 0.90
+MAX_ADAPTIVE_429_SHARE = 0.10
 MAX_GROWTH_MB = 10.0
 
 
@@ -32,7 +34,8 @@ class Check:
 
 def evaluate(results: Results) -> list[Check]:
     """Every target, in the order of the sections."""
-    return [*_cpu(results), _scaling(results), _rate(results), _memory(results)]
+    return [*_cpu(results), _scaling(results), _rate(results), _changing(results),
+            _memory(results)]
 
 
 def _cpu(results: Results) -> list[Check]:
@@ -85,6 +88,27 @@ def _rate(results: Results) -> Check:
         name,
         f"{run.fraction_of_rate:.1%} of {run.rate:g}/s, {lost} lost, {run.throttled} 429s",
         run.fraction_of_rate >= MIN_RATE_FRACTION and lost == 0,
+    )
+
+
+def _changing(results: Results) -> Check:
+    changing = results.changing_limit
+    name = (f"unknown changing limit: default client >= {MIN_ADAPTIVE_FRACTION:.0%} of the "
+            f"allowed rate and <= {MAX_ADAPTIVE_429_SHARE:.0%} of requests answered 429, in "
+            "each phase's steady state")
+    if changing is None:
+        return Check(name, "-", None)
+    measured = "; ".join(
+        f"{phase.allowed_per_s:g}/s: {phase.fraction_of_allowed:.1%}, "
+        f"{phase.throttled_share:.1%} 429"
+        for phase in changing.phases
+    )
+    return Check(
+        name,
+        f"{measured} (whole run: {changing.throttled_share:.1%} 429, failed calls: "
+        f"{changing.failed_calls})",
+        all(phase.fraction_of_allowed >= MIN_ADAPTIVE_FRACTION
+            and phase.throttled_share <= MAX_ADAPTIVE_429_SHARE for phase in changing.phases),
     )
 
 

@@ -55,11 +55,11 @@ def _signature(entry: dict[str, Any], positional_query: list[str]) -> tuple[list
     if method == "GET":
         lines.append("query: Query | None = None,")
     keywords = [q for q in entry.get("query", []) if q not in positional_query]
-    if keywords or method == "GET":
-        lines.append("*,")
+    lines.append("*,")
     lines += [f"{q}: QueryValue = None," for q in keywords]
     if method == "GET":
         lines.append("use_cache: bool = True,")
+    lines.append("deadline: float | None = None,")
     options = positional_query + keywords
     values = (
         "("
@@ -78,7 +78,8 @@ def _signature(entry: dict[str, Any], positional_query: list[str]) -> tuple[list
         "{} if data is None else data" if writes else "data" if method == "DELETE" else "None"
     )
     call = f"self._client.call({_route_const(entry)}, {values}, {query_expr}, {body_expr}"
-    call += ", use_cache=use_cache)" if method == "GET" else ")"
+    call += ", use_cache=use_cache" if method == "GET" else ""
+    call += ", deadline=deadline)"
     return lines, call
 
 
@@ -194,6 +195,7 @@ def render_shortcuts(entries: list[dict[str, Any]]) -> str:
         kwargs = [q for q in entry.get("query", []) if q not in positional]
         if entry["method"] == "GET":
             kwargs.append("use_cache")
+        kwargs.append("deadline")
         call_args = ", ".join(args + [f"{k}={k}" for k in kwargs])
         out.append(f"        return self.plugin.{seed}({call_args})")
         out.append("")

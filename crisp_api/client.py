@@ -6,6 +6,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -36,10 +37,12 @@ from crisp_api.resources import (
 )
 from crisp_api.routing import MATCHER, QueryValue, Route, encode_query
 from middleware import (
+    AdaptiveBucket,
     BasicAuth,
     BucketBackend,
     CacheBackend,
     DailyQuota,
+    DeadlineExceededError,
     InMemoryBucket,
     InMemoryCache,
     Middleware,
@@ -85,10 +88,15 @@ class Crisp(PluginShortcuts):
     """A Crisp REST API v1 client; thread-safe, reusable, one connection pool per client.
 
     ``Crisp()`` then ``authenticate(identifier, key)`` is all the original library needed,
-    and still is. Keyword options tune the pipeline: ``timeout`` (seconds), ``max_retries``,
-    ``rate_limit`` (requests/s of our own, ``None`` = only obey the server's 429/420 pauses),
-    ``burst``, ``rate_limit_wait`` (the longest a call waits for its turn, in seconds, before
-    failing with `RateLimitedError`; ``0`` fails fast, ``None`` waits as long as it takes),
+    and still is. Keyword options tune the pipeline: ``timeout`` (seconds, to connect and for
+    each read), ``deadline`` (seconds a whole call may take, every attempt, wait and pause
+    included; by default ``(max_retries + 1) * timeout`` plus the backoff; every call also
+    takes ``deadline=``), ``max_retries``, ``rate_limit`` (``"adaptive"``, the default, or
+    ``None``: a rate learnt from Crisp's 429/420 answers, per credential, which finds and
+    follows limits Crisp does not publish; a number: a fixed rate of our own in requests/s,
+    pausing on 429/420), ``burst``, ``rate_limit_wait`` (the longest a call waits for its
+    turn, in seconds, before failing with `RateLimitedError`; ``0`` fails fast, ``None``
+    waits as long as it takes),
     ``cache_ttl`` (seconds, ``0`` = no cache), ``cache_size``, ``pool_size``,
     ``middleware`` (a whole custom stack, outermost first; the client's ``auth`` layer is
     added innermost unless the stack has a `BasicAuth` of its own) and ``logger`` (any
@@ -109,7 +117,7 @@ class Crisp(PluginShortcuts):
         *,
         timeout: float = defaults.TIMEOUT,
         max_retries: int = defaults.MAX_RETRIES,
-        rate_limit: float | None = defaults.RATE_LIMIT,
+        rate_limit: float | str | None = defaults.RATE_LIMIT,
         burst: int = defaults.BURST,
         rate_limit_wait: float | None = defaults.RATE_LIMIT_WAIT,
         cache_ttl: float = defaults.CACHE_TTL,
@@ -121,8 +129,11 @@ class Crisp(PluginShortcuts):
         redis_url: str | None = None,
         redis_prefix: str = defaults.REDIS_PREFIX,
         daily_quota: int | None = defaults.DAILY_QUOTA,
+        deadline: float | None = defaults.DEADLINE,
     ) -> None:
         _check_seconds("timeout", timeout)
+        if deadline is not None:
+            _check_seconds("deadline", deadline)
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
         if not isinstance(cache_ttl, int | float) or not 0 <= cache_ttl < math.inf:
@@ -138,6 +149,11 @@ class Crisp(PluginShortcuts):
             timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
         )
         self._redis_link: RedisLink | None = None
+        self._deadline = (
+            deadline
+            if deadline is not None
+            else (max_retries + 1) * timeout + _policy(max_retries, False).worst_backoff()
+        )
         self.auth = BasicAuth(
             headers={
                 "User-Agent": defaults.USER_AGENT,
@@ -175,7 +191,7 @@ class Crisp(PluginShortcuts):
         self,
         *,
         max_retries: int,
-        rate_limit: float | None,
+        rate_limit: float | str | None,
         burst: int,
         rate_limit_wait: float | None,
         cache_ttl: float,
@@ -185,13 +201,8 @@ class Crisp(PluginShortcuts):
         redis_prefix: str,
         daily_quota: int | None,
     ) -> list[Middleware]:
-        policy = RetryPolicy(
-            max_retries=max_retries,
-            backoff_base=defaults.BACKOFF_BASE,
-            backoff_cap=defaults.BACKOFF_CAP,
-            max_retry_after=defaults.MAX_RETRY_AFTER,
-            rate_limit_statuses=defaults.RATE_LIMIT_STATUSES,
-        )
+        rate = _rate(rate_limit)
+        policy = _policy(max_retries, rate == defaults.ADAPTIVE)
         budget = RetryBudget(
             ratio=defaults.RETRY_BUDGET_RATIO, min_per_second=defaults.RETRY_BUDGET_FLOOR
         )
@@ -217,13 +228,15 @@ class Crisp(PluginShortcuts):
         self._redis_link = link
         bucket: BucketBackend
         if link is not None:
-            bucket = RedisBucket(
-                link, rate_limit, burst, quota=quota, scope=lambda: self._partition
-            )
-        elif quota is not None:
-            bucket = QuotaBucket(InMemoryBucket(rate_limit, burst), quota)
+            bucket = RedisBucket(link, rate, burst, quota=quota, scope=lambda: self._partition)
         else:
-            bucket = InMemoryBucket(rate_limit, burst)
+            bucket = (
+                InMemoryBucket(rate, burst)
+                if isinstance(rate, float)
+                else AdaptiveBucket(burst, scope=lambda: self._partition)
+            )
+            if quota is not None:
+                bucket = QuotaBucket(bucket, quota)
         stack: list[Middleware] = [
             StructuredLogging(logger, logger_name=defaults.LOGGER_NAME),
         ]
@@ -339,10 +352,17 @@ class Crisp(PluginShortcuts):
         body: Body = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
-        """Call ``route`` with its path ``params``; returns the envelope's ``data``."""
+        """Call ``route`` with its path ``params``; returns the envelope's ``data``.
+
+        ``deadline`` (seconds) bounds the whole call, every attempt, wait and pause included;
+        None uses the client's.
+        """
         return decode(
-            self._exchange(route, params, query, body, use_cache), route.method, route.template
+            self._exchange(route, params, query, body, use_cache=use_cache, deadline=deadline),
+            route.method,
+            route.template,
         )
 
     def fetch(
@@ -353,13 +373,16 @@ class Crisp(PluginShortcuts):
         body: Body = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Answer:
         """`call`, keeping the answer's status and the server's clock next to its data.
 
         For callers that page (a 206 says more remains) or keep time in the server's clock
         rather than this machine's (a sync's watermark).
         """
-        response = self._exchange(route, params, query, body, use_cache)
+        response = self._exchange(
+            route, params, query, body, use_cache=use_cache, deadline=deadline
+        )
         data = decode(response, route.method, route.template)
         return Answer(data, response.status, _server_time_ms(response.headers.get("date")))
 
@@ -369,7 +392,9 @@ class Crisp(PluginShortcuts):
         params: tuple[Any, ...],
         query: Query | None,
         body: Body,
+        *,
         use_cache: bool,
+        deadline: float | None,
     ) -> Response:
         path = self._root + route.expand(params)
         if query:
@@ -383,6 +408,7 @@ class Crisp(PluginShortcuts):
             group=route.group(params),
             body=body,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def _send(
@@ -394,7 +420,10 @@ class Crisp(PluginShortcuts):
         group: str | None,
         body: Body,
         use_cache: bool,
+        deadline: float | None = None,
     ) -> Response:
+        if deadline is not None:
+            _check_seconds("deadline", deadline)
         request = Request(
             method,
             self._origin,
@@ -405,10 +434,11 @@ class Crisp(PluginShortcuts):
             partition=self._partition,
             group=group,
             use_cache=use_cache,
+            deadline=time.monotonic() + (self._deadline if deadline is None else deadline),
         )
         try:
             response = self._pipeline(request)
-        except ReadTimeoutError as exc:
+        except (ReadTimeoutError, DeadlineExceededError) as exc:
             raise RequestTimeoutError(
                 exc.detail, status=exc.status, method=method, route=template
             ) from exc
@@ -530,6 +560,32 @@ def _encode_body(body: Body) -> bytes:
 def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def _rate(rate_limit: object) -> float | str:
+    """The bucket's rate: a positive number of requests/s, or `defaults.ADAPTIVE`."""
+    if rate_limit is None or rate_limit == defaults.ADAPTIVE:
+        return defaults.ADAPTIVE
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or not (
+        0 < rate_limit < math.inf
+    ):
+        raise ValueError(
+            f"rate_limit must be a positive number of requests/s, {defaults.ADAPTIVE!r} or "
+            f"None, got {rate_limit!r}"
+        )
+    return float(rate_limit)
+
+
+def _policy(max_retries: int, adaptive: bool) -> RetryPolicy:
+    """The client's retry rules, from its defaults; an adaptive bucket paces 429 retries."""
+    return RetryPolicy(
+        max_retries=max_retries,
+        paced_by_limiter=adaptive,
+        backoff_base=defaults.BACKOFF_BASE,
+        backoff_cap=defaults.BACKOFF_CAP,
+        max_retry_after=defaults.MAX_RETRY_AFTER,
+        rate_limit_statuses=defaults.RATE_LIMIT_STATUSES,
+    )
 
 
 def _timeout(seconds: float) -> urllib3.Timeout:

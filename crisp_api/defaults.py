@@ -18,14 +18,23 @@ MAX_RETRIES = 4
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 20.0
 MAX_RETRY_AFTER = 60.0
-"""A Retry-After longer than this is not waited out: the call fails with RateLimitedError."""
+"""A Retry-After longer than this is not waited out: the call fails at once (RateLimitedError
+for a 429/420, ServerError for a 5xx), with the wait asked for."""
+DEADLINE: float | None = None
+"""Seconds a whole call may take, every attempt, wait and pause included. None derives it from
+the other settings: ``(max_retries + 1) * timeout`` plus the longest the backoff can wait in
+all (53.75 s with the defaults). A wait the server asks for that would end past the deadline
+is not waited for: the call fails at once, with the wait."""
 
 RETRY_BUDGET_RATIO = 0.2
 RETRY_BUDGET_FLOOR = 5.0
 """Retries per second always allowed, however few first attempts fund the budget."""
 
-RATE_LIMIT: float | None = None
-"""Requests per second of our own; None only obeys the server's 429/420 pauses."""
+ADAPTIVE = "adaptive"
+"""The ``rate_limit`` that learns Crisp's undisclosed limits (`middleware.adaptive`)."""
+RATE_LIMIT: float | str | None = ADAPTIVE
+"""Requests per second of our own, or ADAPTIVE (None means the same): a rate learnt from the
+share of 429/420 answers, shared per credential."""
 BURST = 10
 RATE_LIMIT_WAIT: float | None = None
 """How long a call may wait for a rate-limit token; None waits, 0 fails fast."""

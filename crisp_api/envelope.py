@@ -27,7 +27,7 @@ from crisp_api.errors import (
     ServerError,
     UnauthorizedError,
 )
-from middleware import NOT_DECODED, Response, retry_after_seconds
+from middleware import NOT_DECODED, Response
 
 SNIPPET_LENGTH = 200
 
@@ -104,7 +104,7 @@ def error_for(
             method=method,
             route=route,
             snippet=snippet,
-            retry_after=retry_after_seconds(response.headers),
+            retry_after=response.retry_after,
         )
     cls: type[RouteError]
     if status == 401:
@@ -119,7 +119,14 @@ def error_for(
         cls = BadRequestError
     else:
         cls = RouteError
-    return cls(reason, status=status, method=method, route=route, snippet=snippet)
+    return cls(
+        reason,
+        status=status,
+        method=method,
+        route=route,
+        snippet=snippet,
+        retry_after=response.retry_after,
+    )
 
 
 def _unreadable(response: Response, problem: str, method: str, route: str) -> RouteError:

@@ -2,10 +2,12 @@
 
 A request goes through a stack of middlewares, outermost first, composed once into a single
 callable, and ends in a urllib3 transport. Built-in layers: structured logging, response
-cache, retry with backoff and a budget, token-bucket rate limiting with an optional request
-quota, and authentication. The bucket and the cache can live in Redis, shared by a fleet.
+cache, retry with backoff and a budget, token-bucket rate limiting (a fixed rate, or one learnt
+from the server's throttling) with an optional request quota, and authentication. The bucket
+and the cache can live in Redis, shared by a fleet.
 """
 
+from middleware.adaptive import AdaptiveBucket, AdaptiveRate, AdaptiveSettings
 from middleware.auth import BasicAuth
 from middleware.budget import RetryBudget
 from middleware.cache import CacheBackend, InMemoryCache, ResponseCache
@@ -13,6 +15,7 @@ from middleware.contract import Handler, Middleware
 from middleware.errors import (
     ConnectError,
     ConnectionDroppedError,
+    DeadlineExceededError,
     PipelineError,
     RateLimitExceededError,
     ReadTimeoutError,
@@ -20,31 +23,48 @@ from middleware.errors import (
     TLSError,
     TransportError,
 )
-from middleware.message import NOT_DECODED, Attempt, Request, Response
+from middleware.message import (
+    NOT_DECODED,
+    NOTE_ATTEMPT,
+    NOTE_ATTEMPT_ENDED,
+    NOTE_CACHE,
+    NOTE_RATE_LIMIT_WAIT,
+    Request,
+    Response,
+)
 from middleware.pipeline import Pipeline, compose
 from middleware.quota import DailyQuota, QuotaBucket, QuotaExhaustedError
 from middleware.ratelimit import BucketBackend, InMemoryBucket, RateLimit
 from middleware.redis_bucket import RedisBucket
 from middleware.redis_cache import RedisCache
 from middleware.redis_link import RedisLink
-from middleware.retry import Retry, RetryPolicy
+from middleware.retry import Decision, Outcome, Retry, RetryPolicy
 from middleware.retry_after import retry_after_seconds
 from middleware.structured_log import StructuredLogging
 from middleware.transport import Urllib3Transport
 
 __all__ = [
+    "NOTE_ATTEMPT",
+    "NOTE_ATTEMPT_ENDED",
+    "NOTE_CACHE",
+    "NOTE_RATE_LIMIT_WAIT",
     "NOT_DECODED",
-    "Attempt",
+    "AdaptiveBucket",
+    "AdaptiveRate",
+    "AdaptiveSettings",
     "BasicAuth",
     "BucketBackend",
     "CacheBackend",
     "ConnectError",
     "ConnectionDroppedError",
     "DailyQuota",
+    "DeadlineExceededError",
+    "Decision",
     "Handler",
     "InMemoryBucket",
     "InMemoryCache",
     "Middleware",
+    "Outcome",
     "Pipeline",
     "PipelineError",
     "QuotaBucket",

@@ -27,7 +27,7 @@ from typing import Protocol
 from cachetools import LRUCache
 
 from middleware.contract import Handler
-from middleware.message import Request, Response
+from middleware.message import NOTE_CACHE, Request, Response
 
 CacheKey = tuple[Hashable, str, str]
 
@@ -156,11 +156,11 @@ class ResponseCache:
         if request.use_cache:
             cached = self.backend.get(key)
             if cached is not None:
-                request.cache_status = "hit"
+                request.notes[NOTE_CACHE] = "hit"
                 return cached
-            request.cache_status = "miss"
+            request.notes[NOTE_CACHE] = "miss"
         else:
-            request.cache_status = "bypass"
+            request.notes[NOTE_CACHE] = "bypass"
         token = self.backend.snapshot(request.group)
         response = call_next(request)
         if 200 <= response.status < 300 and (self.storable is None or self.storable(response)):

@@ -44,6 +44,22 @@ class ConnectionDroppedError(TransportError):
     """The connection broke during the exchange; the server may have acted on the request."""
 
 
+class DeadlineExceededError(TransportError):
+    """The call's deadline passed: before sending (nothing left the client), or while the
+    answer was still arriving (the server may have acted). Never retried: no time is left."""
+
+    retry_can_help = False
+
+    def __init__(
+        self, method: str, route: str, *, sent: bool, status: int | None = None
+    ) -> None:
+        super().__init__(
+            "deadline exceeded" + (" while reading the answer" if sent else " before sending"),
+            method, route, status,
+        )
+        self.may_have_reached_server = sent
+
+
 class TLSError(TransportError):
     """The TLS handshake or certificate check failed; retrying cannot help."""
 

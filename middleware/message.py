@@ -7,20 +7,11 @@ slots with a hand-written ``__init__`` keep that construction as cheap as Python
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from typing import Any
 
-from urllib3 import Timeout
+from urllib3 import HTTPHeaderDict, Timeout
 
-
-@dataclass(slots=True)
-class Attempt:
-    """What one attempt of a retried call did; the retry middleware records these."""
-
-    number: int
-    status: int | None
-    error: str | None
-    duration_ms: float
-    rate_limit_wait_ms: float
+from middleware.retry_after import retry_after_seconds
 
 
 class Request:
@@ -30,21 +21,25 @@ class Request:
     the transport can pick its connection pool without parsing a URL. ``route`` is the path
     template (``/website/{website_id}``) used in logs instead of the concrete path. The cache
     reads ``partition`` (whose data this is: credentials and tier, never the key) and ``group``
-    (the resource family a write invalidates, e.g. a website id). Middlewares leave notes for
-    outer layers in ``cache_status``, ``rate_limit_wait`` and ``attempts``.
+    (the resource family a write invalidates, e.g. a website id). ``deadline`` is the
+    `time.monotonic` instant by which the whole call (every attempt, wait and pause) must end,
+    or None for no bound.
+
+    ``notes`` is the one place where layers leave what they learnt for the layers around them,
+    like httpx's ``request.extensions``; the keys the built-in layers use are the ``NOTE_*``
+    constants of this module.
     """
 
     __slots__ = (
-        "attempts",
         "body",
-        "cache_status",
+        "deadline",
         "group",
         "headers",
         "method",
+        "notes",
         "origin",
         "partition",
         "path",
-        "rate_limit_wait",
         "route",
         "timeout",
         "use_cache",
@@ -63,6 +58,7 @@ class Request:
         partition: Hashable = None,
         group: str | None = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> None:
         self.method = method
         self.origin = origin
@@ -74,9 +70,8 @@ class Request:
         self.partition = partition
         self.group = group
         self.use_cache = use_cache
-        self.cache_status: str | None = None
-        self.rate_limit_wait = 0.0
-        self.attempts: list[Attempt] | None = None
+        self.deadline = deadline
+        self.notes: dict[str, Any] = {}
 
     @property
     def url(self) -> str:
@@ -94,6 +89,18 @@ class Request:
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+NOTE_CACHE = "cache"
+"""What the cache did with the call: ``"hit"``, ``"miss"`` or ``"bypass"``."""
+NOTE_RATE_LIMIT_WAIT = "rate_limit_wait"
+"""Seconds the current attempt really waited for its rate-limit turn, measured by the layer
+that waited (reset by the retry layer before each attempt)."""
+NOTE_ATTEMPT = "attempt"
+"""The number (1-based) of the attempt in flight or last made, set by the retry layer."""
+NOTE_ATTEMPT_ENDED = "attempt_ended"
+"""A callable an outer layer may leave here: the retry layer calls it with each `Outcome`
+that is followed by another attempt, as soon as that attempt ends (the logging layer logs
+it then, not when the whole call is over)."""
+
 
 NOT_DECODED: object = object()
 """The value of `Response.decoded` until a layer decodes the body."""
@@ -102,19 +109,38 @@ NOT_DECODED: object = object()
 class Response:
     """An HTTP answer: status, headers and the raw body bytes (decoded later, once).
 
+    ``headers`` is case-insensitive by contract: any mapping given is wrapped in urllib3's
+    `HTTPHeaderDict` (the transport's own answers already are one, at no cost), so every
+    layer may look up ``"retry-after"`` whatever case the server or a test used.
+
+    ``retry_after`` is the header of that name, parsed on first use and kept, so the layers
+    that each need it (rate limit, retry, error mapping) parse it once between them.
+
     ``decoded`` holds what a layer decoded from the body when it had to look inside (the cache
     checks that an answer is a success worth keeping), so the caller reuses it instead of
     parsing the body a second time; it is `NOT_DECODED` until then, and again once the caller
     took it. A cache stores a copy without it, so no two callers share decoded objects.
     """
 
-    __slots__ = ("body", "decoded", "headers", "status")
+    __slots__ = ("_retry_after", "body", "decoded", "headers", "status")
 
     def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.status = status
-        self.headers = headers
+        self.headers: HTTPHeaderDict = (
+            headers if isinstance(headers, HTTPHeaderDict) else HTTPHeaderDict(headers)
+        )
         self.body = body
         self.decoded: object = NOT_DECODED
+        self._retry_after: float | object | None = NOT_DECODED
+
+    @property
+    def retry_after(self) -> float | None:
+        """The ``Retry-After`` wait in seconds (None: absent or malformed), parsed once."""
+        value = self._retry_after
+        if value is NOT_DECODED:
+            value = self._retry_after = retry_after_seconds(self.headers)
+        assert value is None or isinstance(value, float)
+        return value
 
     def __repr__(self) -> str:
         return f"<Response {self.status} ({len(self.body)} bytes)>"

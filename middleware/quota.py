@@ -87,6 +87,8 @@ class QuotaBucket:
     ) -> None:
         self.bucket = bucket
         self.quota = quota
+        self.throttled: Callable[[], None] | None = getattr(bucket, "throttled", None)
+        """The wrapped bucket's, when it learns its rate from throttled answers."""
         self._clock = clock
         self._lock = threading.Lock()
         self._period = -1

@@ -3,8 +3,10 @@
 The bucket hands out reservations: taking a token may put the bucket into debt, and the
 caller sleeps until its token matures. Callers are thus served in arrival order and never
 stampede, and the bucket needs one short critical section per request. When the server says
-"too many requests", the whole bucket pauses for its ``Retry-After``, so every thread sharing
-it stops, not just the one that was refused.
+"too many requests" with a ``Retry-After``, the whole bucket pauses for it, so every thread
+sharing it stops, not just the one that was refused. A bucket whose rate is fixed works
+exactly so; one that learns its rate (`middleware.adaptive`) adapts it instead of pausing
+when the server gives no ``Retry-After``.
 
 State lives behind `BucketBackend` so that several processes can share one bucket (Redis).
 """
@@ -18,8 +20,7 @@ from typing import Protocol
 
 from middleware.contract import Handler
 from middleware.errors import RateLimitExceededError
-from middleware.message import Request, Response
-from middleware.retry_after import retry_after_seconds
+from middleware.message import NOTE_RATE_LIMIT_WAIT, Request, Response
 
 
 class BucketBackend(Protocol):
@@ -105,8 +106,13 @@ class RateLimit:
     """The rate-limit middleware.
 
     ``max_wait`` bounds how long a call may wait for its token (``0`` fails fast with
-    `RateLimitExceededError`, ``None`` waits as long as it takes). Answers whose status is in
-    ``pause_statuses`` pause the bucket for their ``Retry-After`` (or ``default_pause``).
+    `RateLimitExceededError`, ``None`` waits as long as it takes); a request's deadline bounds
+    it too, so a long pause asked by the server fails the calls that cannot wait that long,
+    with the wait, instead of holding them. An answer whose status is in ``pause_statuses``
+    pauses the bucket for its ``Retry-After`` (at most ``max_pause``). Without one, a bucket
+    that learns its rate (it has a ``throttled`` method, like `AdaptiveBucket`) is told, and
+    adjusts; any other bucket pauses for ``default_pause``. The time a call really waited is
+    left in its notes (`NOTE_RATE_LIMIT_WAIT`).
     """
 
     name = "rate_limit"
@@ -129,18 +135,29 @@ class RateLimit:
         self.default_pause = default_pause
         self.max_pause = max_pause
         self._sleep = sleep
+        self._throttled: Callable[[], None] | None = getattr(backend, "throttled", None)
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
-        wait = self.backend.reserve(self.max_wait)
+        max_wait = self.max_wait
+        if request.deadline is not None:
+            left = max(0.0, request.deadline - time.monotonic())
+            max_wait = left if max_wait is None else min(max_wait, left)
+        wait = self.backend.reserve(max_wait)
         if wait:
             if wait < 0:
                 raise RateLimitExceededError(-wait, request.method, request.route)
+            began = time.perf_counter()
             self._sleep(wait)
-            request.rate_limit_wait += wait
+            request.notes[NOTE_RATE_LIMIT_WAIT] = time.perf_counter() - began
         response = call_next(request)
         if response.status in self.pause_statuses:
-            asked = retry_after_seconds(response.headers)
-            self.backend.pause(min(self.max_pause, self.default_pause if asked is None else asked))
+            asked = response.retry_after
+            if asked is not None:
+                self.backend.pause(min(self.max_pause, asked))
+            elif self._throttled is None:
+                self.backend.pause(self.default_pause)
+            if self._throttled is not None:
+                self._throttled()
         return response
 
     def __repr__(self) -> str:

@@ -18,30 +18,134 @@ State is one hash per scope, ``<prefix>:<scope>:bucket``, with fields ``t`` (tok
 it, its next free slot); times are Redis microseconds. The key expires once it holds nothing
 worth keeping: a full bucket, no pause, a finished quota period.
 
+With ``rate="adaptive"`` (`middleware.adaptive.ADAPTIVE`) the rate is learnt by the law of
+`middleware.adaptive.AdaptiveRate`, written once in Lua (`LAW`) and run on state kept in the
+same hash, so the whole fleet learns one rate from everyone's throttled answers: ``w`` (the
+rate at the last cut, absent before the first: until then there is no limit), ``c`` (the
+cut's time), ``k`` (CUBIC's K, in seconds), ``s`` and ``r`` (the decayed counts of requests
+sent and throttled), ``d`` (their time), ``f`` (the first event), ``z`` (the noise: the
+average throttled share measured after cuts), and while a noise sample is pending ``o`` and
+``e`` (when its window opens and closes) and ``m``/``ms``/``mr`` (the time, sent and
+throttled counts when it opened). A granted reservation counts as sent;
+`RedisBucket.throttled` counts a throttled answer and cuts when the law says so. Such a key
+lives `ADAPTIVE_KEEP` seconds after its law was last used, so that a fleet idle for that long
+starts afresh instead of obeying a limit that may have moved.
+
 When Redis fails the bucket carries on with a local bucket of the same settings (see
-`middleware.redis_link`); once Redis is back, it first hands over what happened meanwhile:
-a pause still running and the requests it counted against the quota alone.
+`middleware.redis_link`), an `AdaptiveBucket` in adaptive mode; once Redis is back, it first
+hands over what happened meanwhile: a pause still running and the requests it counted against
+the quota alone. What the local law learnt is not handed over: the fleet's law, which saw the
+others' traffic too, is the better judge.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Hashable
 
+from middleware.adaptive import ADAPTIVE, AdaptiveBucket, AdaptiveSettings
 from middleware.quota import DailyQuota, QuotaBucket, QuotaExhaustedError
 from middleware.ratelimit import BucketBackend, InMemoryBucket
 from middleware.redis_link import RedisLink, scope_digest
 
-RESERVE = """
--- KEYS[1]: the bucket's hash. ARGV: rate (tokens/s, 0: no rate), burst, max_wait (s, < 0:
--- no bound), quota limit (0: no quota), quota period (s), quota burst.
+ADAPTIVE_KEEP = 600.0
+"""Seconds an adaptive bucket's key outlives the last use of its law (a reservation or a
+throttled answer). A learnt rate is worth keeping across lulls, but after this long the
+server's limit may have moved: the fleet starts again without limit and learns afresh."""
+
+LAW = """
+-- Shared by every script below. expire_after: make the key live `keep` microseconds more
+-- (plus a second of margin), never less than it already does.
+local function expire_after(key, keep)
+  local ttl = math.ceil(keep / 1000) + 1000
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+-- The law of middleware.adaptive.AdaptiveRate, on the fields of the bucket's hash described
+-- in middleware.redis_bucket; absolute times are Redis microseconds (math.huge for never),
+-- durations seconds. S: AdaptiveSettings from ARGV[first], then ADAPTIVE_KEEP (s).
+local function law_settings(first)
+  local a = {}
+  for i = 1, 8 do a[i] = tonumber(ARGV[first + i - 1]) end
+  return {beta = a[1], scale = a[2], cut_share = a[3], min_throttled = a[4], window = a[5],
+          max_noise = a[6], floor = a[7], keep = a[8]}
+end
+local function law_read(key)
+  local v = redis.call('HMGET', key, 'w', 'c', 'k', 's', 'r', 'd', 'f', 'z', 'o', 'e', 'm',
+                       'ms', 'mr')
+  return {w = tonumber(v[1]), c = tonumber(v[2]), k = tonumber(v[3]) or 0,
+          s = tonumber(v[4]) or 0, r = tonumber(v[5]) or 0, d = tonumber(v[6]),
+          f = tonumber(v[7]), z = tonumber(v[8]) or 0, o = tonumber(v[9]) or math.huge,
+          e = tonumber(v[10]) or math.huge, m = tonumber(v[11]) or 0,
+          ms = tonumber(v[12]) or 0, mr = tonumber(v[13]) or 0}
+end
+local function law_write(key, law)
+  redis.call('HSET', key, 's', law.s, 'r', law.r, 'd', law.d, 'f', law.f, 'z', law.z)
+  if law.w then redis.call('HSET', key, 'w', law.w, 'c', law.c, 'k', law.k) end
+  if law.o < math.huge then
+    redis.call('HSET', key, 'o', law.o)
+  else
+    redis.call('HDEL', key, 'o')
+  end
+  if law.e < math.huge then
+    redis.call('HSET', key, 'e', law.e, 'm', law.m, 'ms', law.ms, 'mr', law.mr)
+  else
+    redis.call('HDEL', key, 'e', 'm', 'ms', 'mr')
+  end
+end
+-- _advance: decay the counts to now; sample the noise over the second window after a cut.
+local function law_advance(law, now, S)
+  if not law.f then
+    law.f, law.d = now, now
+    return
+  end
+  local elapsed = (now - law.d) / 1000000
+  if elapsed > 0 then
+    local decay = math.exp(-elapsed / S.window)
+    law.s, law.r, law.d = law.s * decay, law.r * decay, now
+  end
+  if now >= law.o then
+    law.o, law.m, law.ms, law.mr = math.huge, now, law.s, law.r
+    law.e = math.max(law.e, now + S.window * 1000000)  -- a whole window from the mark
+  elseif now >= law.e then
+    law.e = math.huge
+    local decay = math.exp(-(now - law.m) / 1000000 / S.window)
+    local sent, share = law.s - law.ms * decay, 0
+    if sent >= 1 then share = (law.r - law.mr * decay) / sent end
+    law.z = math.min(S.max_noise, (law.z + share) / 2)
+  end
+end
+-- _span: what the decayed sums are divided by to give a rate (s).
+local function law_span(law, now, S)
+  return S.window * math.max(0.05, 1 - math.exp(-(now - law.f) / 1000000 / S.window))
+end
+-- rate: requests/s, nil before the first cut (no limit).
+local function law_rate(law, now, S)
+  if not law.w then return nil end
+  local grown = S.scale * ((now - law.c) / 1000000 - law.k) ^ 3 + law.w
+  local sent = law.s * math.exp(-math.max(0, (now - law.d) / 1000000) / S.window)
+  return math.max(S.floor, math.min(grown, math.max(law.w, 2 * sent / law_span(law, now, S))))
+end
+"""
+
+RESERVE = LAW + """
+-- KEYS[1]: the bucket's hash. ARGV: rate (tokens/s, 0: no rate, 'adaptive': the law's),
+-- burst, max_wait (s, < 0: no bound), quota limit (0: no quota), quota period (s), quota
+-- burst, then with 'adaptive' the law's settings (law_settings).
 -- Replies {'ok', wait, period, used}, {'later', -wait} or {'quota', reset in, period, used}.
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local rate, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit, period, qburst = tonumber(ARGV[4]), tonumber(ARGV[5]) * 1000000, tonumber(ARGV[6])
+local law, S = nil, nil
+if ARGV[1] == 'adaptive' then
+  S = law_settings(7)
+  law = law_read(KEYS[1])
+  law_advance(law, now, S)  -- written back only if the reservation is granted
+  rate = law_rate(law, now, S) or 0
+end
 local state = redis.call('HMGET', KEYS[1], 't', 'u', 'p', 'q', 'n', 'a')
 local wait = math.max(0, (tonumber(state[3]) or 0) - now)
 local keep = wait
@@ -76,21 +180,32 @@ end
 if limit > 0 then
   redis.call('HSET', KEYS[1], 'q', index, 'n', used + 1, 'a', slot + interval)
 end
-if rate > 0 or limit > 0 then
-  local ttl = math.ceil(keep / 1000) + 1000
-  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+if law then
+  law.s = law.s + 1  -- a granted reservation is a request sent, as in AdaptiveBucket
+  law_write(KEYS[1], law)
+  keep = math.max(keep, S.keep * 1000000)
 end
+if rate > 0 or limit > 0 or law then expire_after(KEYS[1], keep) end
 return {'ok', tostring(wait / 1000000), tostring(index), tostring(used + 1)}
 """
 
-MERGE = """
--- KEYS[1]: the bucket's hash. ARGV: pause (s), rate (tokens/s, 0: no rate), burst, quota
--- period (s), quota period index (< 0: no count to hand over), the count last seen for that
--- period, requests counted alone since.
+MERGE = LAW + """
+-- KEYS[1]: the bucket's hash. ARGV: pause (s), rate (tokens/s, 0: no rate, 'adaptive': the
+-- law's), burst, quota period (s), quota period index (< 0: no count to hand over), the
+-- count last seen for that period, requests counted alone since, then with 'adaptive' the
+-- law's settings (law_settings).
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local pause, rate, burst = tonumber(ARGV[1]) * 1000000, tonumber(ARGV[2]), tonumber(ARGV[3])
+if ARGV[2] == 'adaptive' then
+  -- The law's rate now, read without advancing it (a pause is no event of the law). It is
+  -- what AdaptiveBucket.pause restarts its local bucket at, and it spreads the callers queued
+  -- during the pause at the rate the fleet learnt; 0 before the first cut, when there is no
+  -- rate to restart at (as with rate None). A fixed 0 instead would let the tokens refill
+  -- during the pause and release up to a burst at once at its end: another 429.
+  rate = law_rate(law_read(KEYS[1]), now, law_settings(8)) or 0
+end
 local keep = 0
 local state = redis.call('HMGET', KEYS[1], 'p', 't', 'u', 'q', 'n')
 if pause > 0 then
@@ -114,38 +229,89 @@ if index >= 0 and index == math.floor(now / period) then
   redis.call('HSET', KEYS[1], 'q', index, 'n', used)
   keep = math.max(keep, (index + 1) * period - now)
 end
-if keep > 0 then
-  local ttl = math.ceil(keep / 1000) + 1000
-  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-end
+if keep > 0 then expire_after(KEYS[1], keep) end
 return 1
+"""
+
+THROTTLED = LAW + """
+-- KEYS[1]: the bucket's hash. ARGV: the law's settings (law_settings). Counts a throttled
+-- answer and cuts the rate if the window calls for it, as AdaptiveRate.throttled does.
+-- Replies 1 if it cut, else 0.
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local S = law_settings(1)
+local law = law_read(KEYS[1])
+law_advance(law, now, S)
+law.r = law.r + 1
+local share, gap, cut = 1, 2, 0
+if law.s > 0 then share = law.r / law.s end
+if share >= S.cut_share + 2 * S.max_noise then gap = 1 end  -- beyond any noise
+-- More refusals than requests counted: they answer requests this law did not send.
+if law.r >= S.min_throttled and law.r <= law.s and share >= S.cut_share + 2 * law.z
+    and not (law.c and now - law.c < gap * S.window * 1000000) then
+  local good = math.max(0, law.s - law.r) / law_span(law, now, S)
+  local current = law_rate(law, now, S)
+  law.w = math.max(S.floor, current and math.min(good, current) or good)
+  law.c, law.k = now, (law.w * (1 - S.beta) / S.scale) ^ (1 / 3)
+  law.o, law.e = now + S.window * 1000000, now + 2 * S.window * 1000000
+  cut = 1
+end
+law_write(KEYS[1], law)
+expire_after(KEYS[1], S.keep * 1000000)
+return cut
 """
 
 
 class RedisBucket:
     """A `BucketBackend` in Redis: ``rate`` requests/s up to ``burst`` (``rate=None``: only
-    the server's pauses), plus ``quota`` if given, for everyone sharing the link and scope.
+    the server's pauses; ``rate=ADAPTIVE``: a rate learnt from throttled answers, by the law
+    of `AdaptiveRate` with ``settings``), plus ``quota`` if given, for everyone sharing the
+    link and scope.
 
     ``scope`` names whose bucket this is, asked at each reservation (for a client: its
     credentials and tier, which may change after the bucket is built); it is hashed into the
     key. All users of one scope should use the same settings: each reservation applies the
     rate, burst and quota of the process making it.
+
+    ``throttled`` is what the rate-limit layer calls on each throttled answer: a method in
+    adaptive mode, None otherwise (so that `RateLimit` pauses a fixed-rate bucket instead).
     """
 
     def __init__(
         self,
         link: RedisLink,
-        rate: float | None,
+        rate: float | str | None,
         burst: int = 10,
         *,
         quota: DailyQuota | None = None,
         scope: Callable[[], Hashable] | None = None,
+        settings: AdaptiveSettings | None = None,
     ) -> None:
         self.link = link
         self.rate = rate
         self.burst = burst
         self.quota = quota
-        local = InMemoryBucket(rate, burst)
+        self.settings = settings
+        self.throttled: Callable[[], None] | None = None
+        local: BucketBackend
+        if isinstance(rate, str):
+            if rate != ADAPTIVE:
+                raise ValueError(f"rate must be a positive number of requests/s, {ADAPTIVE!r} "
+                                 f"or None, got {rate!r}")
+            self.settings = settings or AdaptiveSettings()
+            law = AdaptiveBucket(burst, settings=self.settings, scope=scope)
+            local = law
+            self._rate_arg: float | str = ADAPTIVE
+            self._law_args = _settings_args(self.settings)
+            self._throttle = link.redis.register_script(THROTTLED)
+            self.throttled = functools.partial(self._throttled, law)
+        else:
+            if settings is not None:
+                raise ValueError(f"settings are for rate={ADAPTIVE!r}, not a fixed rate")
+            local = InMemoryBucket(rate, burst)
+            self._rate_arg = rate or 0
+            self._law_args = []
         self._local_quota = None if quota is None else QuotaBucket(local, quota)
         self.fallback: BucketBackend = local if self._local_quota is None else self._local_quota
         self._scope = scope
@@ -172,6 +338,12 @@ class RedisBucket:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         self.link.run(lambda: self._merge_shared(self.key(), seconds), self._note_hand_over)
 
+    def _throttled(self, local: AdaptiveBucket) -> None:
+        """Count a throttled answer in the fleet's law, or in ``local``'s (the fallback's)
+        while Redis is down; bound to ``throttled`` in adaptive mode."""
+        self.link.run(lambda: self._throttle(keys=[self.key()], args=self._law_args),
+                      local.throttled)
+
     def _reserve_shared(self, max_wait: float | None) -> float:
         key = self.key()
         if self._hand_over_due:
@@ -180,12 +352,13 @@ class RedisBucket:
         reply = self._reserve(
             keys=[key],
             args=[
-                self.rate or 0,
+                self._rate_arg,
                 self.burst,
                 -1 if max_wait is None else max_wait,
                 limit,
                 period,
                 quota_burst,
+                *self._law_args,
             ],
         )
         outcome, value = bytes(reply[0]), float(reply[1])
@@ -228,9 +401,15 @@ class RedisBucket:
     def _merge_shared(
         self, key: str, pause: float, period: int = -1, seen: int = 0, counted: int = 0
     ) -> None:
-        self._merge(keys=[key], args=[pause, self.rate or 0, self.burst, self._quota_args[1],
-                                      period, seen, counted])
+        self._merge(keys=[key], args=[pause, self._rate_arg, self.burst, self._quota_args[1],
+                                      period, seen, counted, *self._law_args])
 
     def __repr__(self) -> str:
         quota = "" if self.quota is None else f" quota={self.quota.limit}/{self.quota.period:g}s"
         return f"<RedisBucket rate={self.rate} burst={self.burst}{quota} {self.link!r}>"
+
+
+def _settings_args(settings: AdaptiveSettings) -> list[float]:
+    """The law's settings as the scripts take them (``law_settings`` in `LAW`)."""
+    return [settings.beta, settings.scale, settings.cut_share, settings.min_throttled,
+            settings.window, settings.max_noise, settings.floor, ADAPTIVE_KEEP]

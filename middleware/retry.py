@@ -1,16 +1,32 @@
-"""Retrying with exponential backoff and full jitter (tenacity), honouring ``Retry-After``.
+"""Retrying with capped, fully jittered exponential backoff, honouring ``Retry-After``.
 
-What is retried is decided in one place, `RetryPolicy.should_retry`:
+Each attempt that is not a plain answer (a retryable status or a transport failure) becomes
+one `Outcome`: status, ``Retry-After`` parsed once, error class, whether the request may have
+reached the server, how long it took and how long it waited for its rate-limit turn. One
+function, `RetryPolicy.decide`, reads it once and gives a `Decision` (retry or not, the wait
+before it, whether the retry budget pays, the reason), like botocore's ``RetryContext``. The
+rules:
 
 * rate-limit answers (429, and any extra codes such as Crisp's 420), for every method: the
   server refused the request without acting on it;
 * a connection that was never opened, for every method: nothing was sent;
 * read timeouts, dropped connections and 500/502/503/504, only for idempotent methods: the
-  server may have acted, and only a request that does no harm twice may be sent again.
+  server may have acted, and only a request that does no harm twice may be sent again;
+* the wait is the answer's ``Retry-After`` if it has one, else full jitter over an exponential
+  ceiling; an answer asking for longer than ``max_retry_after``, or a wait that would end past
+  the request's deadline, is not waited for: the answer is returned as it is, the same way
+  for a 429 and a 503, and the caller fails at once with the wait the server asked for;
+* retries are paid for from a `RetryBudget`, except those of rate-limit answers that are
+  paced anyway: by the server (a ``Retry-After`` of a second or more) or by a limiter that
+  learns its rate from them (``paced_by_limiter``).
 
-Retries are paid for from a `RetryBudget`, except those of rate-limit answers that set
-their own pace (see `RetryPolicy.needs_budget`). A first attempt that needs no retry never
-touches tenacity, so the common case costs one call and one status check.
+Why a short loop rather than tenacity: every decision needs the attempt's outcome *and* the
+request (its method, its deadline), the budget is a shared side effect that must be charged
+exactly once per retry, and each ending attempt must be reported to the log as it ends.
+Expressed as tenacity strategies, those became predicates that re-read and re-judged the same
+outcome (``Retry-After`` parsed five times for one 429) and a replay of the first attempt to
+enter tenacity's loop. The loop below is the whole algorithm in one screen, judges each
+outcome once, and costs nothing on the common path (an answer that needs no retry).
 """
 
 from __future__ import annotations
@@ -20,15 +36,55 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tenacity import RetryCallState, Retrying, retry_base, stop_after_attempt
-
 from middleware.budget import RetryBudget
 from middleware.contract import Handler
 from middleware.errors import TransportError
-from middleware.message import Attempt, Request, Response
-from middleware.retry_after import retry_after_seconds
+from middleware.message import (
+    NOTE_ATTEMPT,
+    NOTE_ATTEMPT_ENDED,
+    NOTE_RATE_LIMIT_WAIT,
+    Request,
+    Response,
+)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one attempt came to, built once and read by every decision and by the logs."""
+
+    number: int
+    """1-based attempt number."""
+    response: Response | None
+    error: TransportError | None
+    status: int | None
+    """The answer's status, or the status line seen before a transport failure, if any."""
+    retry_after: float | None
+    """The answer's ``Retry-After`` in seconds; None if absent or malformed."""
+    may_have_reached_server: bool
+    duration: float
+    """Seconds from the attempt's start to its end."""
+    rate_limit_wait: float
+    """Seconds of that spent waiting for a rate-limit turn."""
+
+    @property
+    def error_name(self) -> str | None:
+        """The failure's class name, for logs; None for an answer."""
+        return None if self.error is None else type(self.error).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do after an `Outcome`."""
+
+    retry: bool
+    wait: float = 0.0
+    """Seconds to sleep before the retry."""
+    needs_budget: bool = True
+    reason: str = ""
+    """Why not, when ``retry`` is false (``"not_retryable"``, ``"max_retries"``,
+    ``"retry_after_too_long"``, ``"deadline"``, ``"retry_budget_spent"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +98,13 @@ class RetryPolicy:
     rate_limit_statuses: frozenset[int] = frozenset({429})
     server_error_statuses: frozenset[int] = frozenset({500, 502, 503, 504})
     idempotent_methods: frozenset[str] = IDEMPOTENT_METHODS
+    paced_retry_after: float = 1.0
+    """A rate-limit answer asking for at least this many seconds sets its own pace: its retry
+    is not charged to the budget (it cannot amplify load), so a throttled batch completes."""
+    paced_by_limiter: bool = False
+    """Every rate-limit answer's retry is paced by a limiter that learns from those answers
+    (an adaptive bucket): retries then draw on the learnt rate like any request and cannot
+    amplify load either, so none of them is charged to the budget."""
     retryable_statuses: frozenset[int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,48 +118,46 @@ class RetryPolicy:
             self, "retryable_statuses", self.rate_limit_statuses | self.server_error_statuses
         )
 
-    def should_retry(self, request: Request, outcome: Response | BaseException) -> bool:
-        """Whether this outcome of ``request`` may be answered by sending it again."""
-        if isinstance(outcome, Response):
-            status = outcome.status
-            if status in self.rate_limit_statuses:
-                wait = retry_after_seconds(outcome.headers)
-                return wait is None or wait <= self.max_retry_after
-            return (
-                status in self.server_error_statuses and request.method in self.idempotent_methods
-            )
-        if isinstance(outcome, TransportError):
-            return outcome.retry_can_help and (
+    def may_retry(self, request: Request, outcome: Outcome) -> bool:
+        """Whether this kind of outcome may be answered by sending ``request`` again."""
+        if outcome.error is not None:
+            return outcome.error.retry_can_help and (
                 not outcome.may_have_reached_server or request.method in self.idempotent_methods
             )
-        return False
-
-    def needs_budget(self, outcome: Response | BaseException) -> bool:
-        """Whether retrying ``outcome`` must be paid for from the retry budget.
-
-        A rate-limit answer that asks for a wait of a second or more sets the pace itself:
-        the retry goes out only after that wait (and the rate limiter holds every caller
-        back as long), so it cannot amplify load the way retrying failures does. Such
-        retries are not counted, so a throttled batch completes instead of failing once
-        the budget is spent; everything else is.
-        """
-        if isinstance(outcome, Response) and outcome.status in self.rate_limit_statuses:
-            asked = retry_after_seconds(outcome.headers)
-            return asked is None or asked < 1.0
-        return True
+        if outcome.status in self.rate_limit_statuses:
+            return True
+        return (
+            outcome.status in self.server_error_statuses
+            and request.method in self.idempotent_methods
+        )
 
     def backoff(self, retry_number: int) -> float:
         """Full-jitter exponential backoff before retry ``retry_number`` (1-based)."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (retry_number - 1))
         return random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not cryptography
 
-    def wait_before(self, retry_number: int, outcome: Response | BaseException) -> float:
-        """The pause before retry ``retry_number``: the server's Retry-After if it gave one."""
-        if isinstance(outcome, Response):
-            asked = retry_after_seconds(outcome.headers)
-            if asked is not None:
-                return min(asked, self.max_retry_after)
-        return self.backoff(retry_number)
+    def worst_backoff(self) -> float:
+        """The longest the backoff alone can make a call wait, over all its retries."""
+        return float(
+            sum(min(self.backoff_cap, self.backoff_base * 2**n) for n in range(self.max_retries))
+        )
+
+    def decide(self, request: Request, outcome: Outcome, now: float) -> Decision:
+        """The one judgement of ``outcome`` (``now`` is `time.monotonic`)."""
+        if not self.may_retry(request, outcome):
+            return Decision(False, reason="not_retryable")
+        if outcome.number > self.max_retries:
+            return Decision(False, reason="max_retries")
+        asked = outcome.retry_after
+        if asked is not None and asked > self.max_retry_after:
+            return Decision(False, reason="retry_after_too_long")
+        wait = self.backoff(outcome.number) if asked is None else asked
+        if request.deadline is not None and now + wait >= request.deadline:
+            return Decision(False, reason="deadline")
+        paced = outcome.status in self.rate_limit_statuses and (
+            self.paced_by_limiter or (asked is not None and asked >= self.paced_retry_after)
+        )
+        return Decision(True, wait, needs_budget=not paced)
 
 
 class Retry:
@@ -112,112 +173,71 @@ class Retry:
     ) -> None:
         self.policy = policy or RetryPolicy()
         self.budget = budget or RetryBudget()
-        self._retrying = Retrying(
-            sleep=sleep,
-            stop=stop_after_attempt(self.policy.max_retries + 1),
-            wait=self._wait,
-            reraise=True,
-            retry_error_callback=_last_outcome,
-        )
+        self._sleep = sleep
+        self._retryable = self.policy.retryable_statuses
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
         self.budget.deposit()
-        started = time.perf_counter()
-        try:
-            response = call_next(request)
-        except TransportError as exc:
-            if not self.policy.should_retry(request, exc):
-                raise
-            return self._retry(request, call_next, exc, started)
-        if response.status in self.policy.retryable_statuses and self.policy.should_retry(
-            request, response
-        ):
-            return self._retry(request, call_next, response, started)
-        return response
-
-    def _retry(
-        self,
-        request: Request,
-        call_next: Handler,
-        first: Response | TransportError,
-        started: float,
-    ) -> Response:
-        """The slow path: hand the loop to tenacity, replaying the known first outcome."""
-        attempts = [_record(1, first, started, request)]
-        request.attempts = attempts
-        pending: list[Response | TransportError] = [first]
-
-        def attempt() -> Response:
-            if pending:
-                outcome = pending.pop()
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                return outcome
-            request.rate_limit_wait = 0.0
+        notes = request.notes
+        number = 1
+        while True:
+            notes[NOTE_ATTEMPT] = number
             begun = time.perf_counter()
+            error: TransportError | None = None
             try:
-                response = call_next(request)
+                response: Response | None = call_next(request)
             except TransportError as exc:
-                attempts.append(_record(len(attempts) + 1, exc, begun, request))
-                raise
-            attempts.append(_record(len(attempts) + 1, response, begun, request))
-            return response
+                if not exc.retry_can_help:
+                    raise
+                response, error = None, exc
+            if response is not None and response.status not in self._retryable:
+                if number > 1:
+                    self._report(request, _outcome(request, number, response, None, begun), None)
+                return response
+            outcome = _outcome(request, number, response, error, begun)
+            decision = self.policy.decide(request, outcome, time.monotonic())
+            if decision.retry and decision.needs_budget and not self.budget.try_withdraw():
+                decision = Decision(False, reason="retry_budget_spent")
+            self._report(request, outcome, decision)
+            if not decision.retry:
+                if error is not None:
+                    raise error
+                assert response is not None
+                return response
+            self._sleep(decision.wait)
+            notes[NOTE_RATE_LIMIT_WAIT] = 0.0
+            number += 1
 
-        retrying = self._retrying.copy(retry=_Retryable(self, request))
-        result: Response = retrying(attempt)
-        return result
-
-    def _wait(self, state: RetryCallState) -> float:
-        outcome = state.outcome
-        if outcome is None:
-            return 0.0
-        value: Response | BaseException | None = (
-            outcome.exception() if outcome.failed else outcome.result()
-        )
-        if value is None:
-            return 0.0
-        return self.policy.wait_before(state.attempt_number, value)
+    @staticmethod
+    def _report(request: Request, outcome: Outcome, decision: Decision | None) -> None:
+        """Hand ``outcome`` to the outer layer listening for ending attempts, if any."""
+        listener = request.notes.get(NOTE_ATTEMPT_ENDED)
+        if listener is not None:
+            listener(request, outcome, decision)
 
     def __repr__(self) -> str:
         return f"<Retry {self.policy!r} {self.budget!r}>"
 
 
-class _Retryable(retry_base):
-    """tenacity's retry predicate: the policy says yes and the budget still has room."""
-
-    def __init__(self, owner: Retry, request: Request) -> None:
-        self._owner = owner
-        self._request = request
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        if outcome is None:
-            return False
-        value: Response | BaseException | None = (
-            outcome.exception() if outcome.failed else outcome.result()
-        )
-        policy = self._owner.policy
-        if value is None or not policy.should_retry(self._request, value):
-            return False
-        return not policy.needs_budget(value) or self._owner.budget.try_withdraw()
-
-
-def _last_outcome(state: RetryCallState) -> Response:
-    """When attempts run out, give back the last answer (or raise the last error) as is."""
-    assert state.outcome is not None
-    result: Response = state.outcome.result()
-    return result
-
-
-def _record(
-    number: int, outcome: Response | BaseException, begun: float, request: Request
-) -> Attempt:
-    status = outcome.status if isinstance(outcome, Response) else None
-    error = None if isinstance(outcome, Response) else type(outcome).__name__
-    return Attempt(
+def _outcome(
+    request: Request,
+    number: int,
+    response: Response | None,
+    error: TransportError | None,
+    begun: float,
+) -> Outcome:
+    """Build the `Outcome` of the attempt that started at ``begun``."""
+    return Outcome(
         number=number,
-        status=status,
+        response=response,
         error=error,
-        duration_ms=(time.perf_counter() - begun) * 1000.0,
-        rate_limit_wait_ms=request.rate_limit_wait * 1000.0,
+        status=response.status if response is not None else error.status if error else None,
+        retry_after=(
+            response.retry_after
+            if response is not None and response.status >= 400
+            else None
+        ),
+        may_have_reached_server=error.may_have_reached_server if error is not None else True,
+        duration=time.perf_counter() - begun,
+        rate_limit_wait=request.notes.get(NOTE_RATE_LIMIT_WAIT, 0.0),
     )

@@ -1,4 +1,7 @@
-"""Reading the ``Retry-After`` header, which both the retry and the rate-limit layers honour."""
+"""Reading the ``Retry-After`` header (RFC 9110, section 10.2.3), once per answer.
+
+The retry layer parses it into the attempt's `Outcome`, which every later decision reads.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from email.utils import parsedate_to_datetime
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asked us to wait, from delta-seconds or an HTTP date; None if absent.
 
-    A malformed value is treated as absent rather than an error: the caller falls back to its
-    own backoff, which is the safe reading of a header the server got wrong.
+    ``headers`` must be case-insensitive (a `Response`'s are). A malformed value is treated as
+    absent rather than an error, so the caller falls back to its own backoff, the safe reading
+    of a header the server got wrong. RFC 9110 allows only a non-negative integer of seconds
+    or a date: a negative number is malformed, while a date already past means "now" (0).
     """
     value = headers.get("retry-after")
     if value is None:
@@ -25,7 +30,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
+        return max(0.0, when.timestamp() - time.time())
+    if not math.isfinite(seconds) or seconds < 0:
         return None
-    return max(0.0, seconds)
+    return seconds

@@ -3,11 +3,16 @@
 The pipeline owns retrying, so urllib3's own retries and redirects are off, and every urllib3
 failure is translated into a `TransportError` subclass that says whether the request may have
 reached the server.
+
+A request's ``deadline`` bounds the whole exchange, not each socket read: the connect and read
+timeouts are shortened to what is left of it, and the body is read as it arrives, checking the
+deadline between reads, so a server trickling a byte a second cannot hold a call past it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import urllib3
 from urllib3 import exceptions as u3
@@ -16,6 +21,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from middleware.errors import (
     ConnectError,
     ConnectionDroppedError,
+    DeadlineExceededError,
     ReadTimeoutError,
     ResponseTooLargeError,
     TLSError,
@@ -54,6 +60,9 @@ class Urllib3Transport:
         pool = self._pools.get(request.origin)
         if pool is None:
             pool = self._pool_for(request.origin)
+        timeout = request.timeout or self.timeout
+        if request.deadline is not None:
+            timeout = _within_deadline(timeout, request)
         try:
             raw = pool.urlopen(
                 request.method,
@@ -63,7 +72,7 @@ class Urllib3Transport:
                 retries=False,
                 redirect=False,
                 assert_same_host=False,
-                timeout=request.timeout or self.timeout,
+                timeout=timeout,
                 preload_content=False,
             )
         except (u3.NewConnectionError, u3.ConnectTimeoutError, u3.ProxyError) as exc:
@@ -71,6 +80,8 @@ class Urllib3Transport:
         except u3.SSLError as exc:
             raise TLSError(_describe(exc), request.method, request.route) from None
         except u3.ReadTimeoutError as exc:
+            if _past(request):
+                raise DeadlineExceededError(request.method, request.route, sent=True) from None
             raise ReadTimeoutError(_describe(exc), request.method, request.route) from None
         except (u3.ProtocolError, OSError) as exc:
             raise ConnectionDroppedError(_describe(exc), request.method, request.route) from None
@@ -81,9 +92,18 @@ class Urllib3Transport:
     def _read(self, raw: urllib3.BaseHTTPResponse, request: Request) -> Response:
         """Read the body up to ``max_body``; a larger one closes the connection unread."""
         try:
-            body = raw.read(self.max_body + 1) if request.method != "HEAD" else b""
+            if request.method == "HEAD":
+                body = b""
+            elif request.deadline is None:
+                body = raw.read(self.max_body + 1)
+            else:
+                body = _read_by(raw, request, self.max_body + 1, request.deadline)
         except u3.ReadTimeoutError as exc:
             raw.close()
+            if _past(request):
+                raise DeadlineExceededError(
+                    request.method, request.route, sent=True, status=raw.status
+                ) from None
             raise ReadTimeoutError(
                 _describe(exc), request.method, request.route, raw.status
             ) from None
@@ -111,6 +131,54 @@ class Urllib3Transport:
         with self._lock:
             self._pools.clear()
             self._manager.clear()
+
+
+def _within_deadline(timeout: urllib3.Timeout, request: Request) -> urllib3.Timeout:
+    """``timeout``, shortened to what is left of the request's deadline (which must be set)."""
+    assert request.deadline is not None
+    left = request.deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceededError(request.method, request.route, sent=False)
+    connect, read = timeout.connect_timeout, timeout.read_timeout
+    if isinstance(connect, int | float) and isinstance(read, int | float) and left >= max(
+        connect, read
+    ):
+        return timeout
+    return urllib3.Timeout(
+        connect=left if not isinstance(connect, int | float) else min(connect, left),
+        read=left if not isinstance(read, int | float) else min(read, left),
+    )
+
+
+def _read_by(raw: urllib3.BaseHTTPResponse, request: Request, limit: int, deadline: float) -> bytes:
+    """Up to ``limit`` bytes of the body, as they arrive, giving up at ``deadline``.
+
+    Each read returns what the socket has; when less time is left than the socket's read
+    timeout, the timeout is cut to it, so a trickle ends at the deadline, not a read later.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raw.close()
+            raise DeadlineExceededError(
+                request.method, request.route, sent=True, status=raw.status
+            )
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is not None and (sock.gettimeout() or left + 1) > left:
+            sock.settimeout(left)
+        chunk = raw.read1(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _past(request: Request) -> bool:
+    """Whether the request's deadline (if any) has passed."""
+    return request.deadline is not None and time.monotonic() >= request.deadline
 
 
 def _describe(exc: BaseException) -> str:

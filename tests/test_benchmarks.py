@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from benchmarks import contenders
-from benchmarks.rate_limit import CONFIGURED
+from benchmarks.rate_limit import ADAPTIVE, CONFIGURED
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--quick", "--no-original", "--rounds", "2", "--batch", "50", "--warmup", "20",
     "--sync-conversations", "120", "--sync-workers", "1,16", "--sync-latencies", "0,50",
     "--sync-seconds", "0.5", "--rate", "100", "--rate-conversations", "20",
-    "--unaware-conversations", "0", "--memory-requests", "2000",
+    "--default-conversations", "20", "--changing-seconds", "2", "--memory-requests", "2000",
 ]
 
 
@@ -41,11 +41,12 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     expected = {
         contenders.URLLIB3, contenders.HTTPX, contenders.DEFAULT, contenders.HIT,
         *(contenders.without(layer) for layer in contenders.LAYERS), *contenders.LAYERS,
-        "0 ms", "50 ms", CONFIGURED, "2,000", "CPU", "Python", "urllib3",
+        "0 ms", "50 ms", CONFIGURED, ADAPTIVE, "phase 1", "phase 2", "whole run", "2,000",
+        "CPU", "Python", "urllib3",
     }
     assert expected <= rows
     assert "Quick run" in report
     for target in ("bare urllib3", "cache hit", "original client", "16 workers",
-                   "rate limit", "RSS growth"):
+                   "rate limit", "unknown changing limit", "RSS growth"):
         assert any(target in line and line.endswith(("PASS** |", "MISS** |", "not run** |"))
                    for line in report.splitlines()), target

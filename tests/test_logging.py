@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 import structlog
@@ -43,9 +44,12 @@ def test_one_event_per_attempt_with_its_fields(server: ScriptedServer) -> None:
         assert event["event"] == "http.attempt"
         assert event["method"] == "GET"
         assert event["route"] == "/website/{website_id}/conversation/{session_id}"
-        assert event["attempts"] == 2
         assert event["duration_ms"] >= 0
         assert event["rate_limit_wait_ms"] == 0
+        assert event["gave_up"] is None
+    # The first attempt says how long until the next; the last one, that none follows.
+    assert events[0]["retry_in_ms"] == pytest.approx(sleeps.calls[0] * 1000.0, abs=0.01)
+    assert events[1]["retry_in_ms"] is None
 
 
 def test_cache_outcome_is_logged(server: ScriptedServer) -> None:
@@ -96,3 +100,41 @@ def test_the_library_is_silent_unless_logging_is_configured(server: ScriptedServ
     )
     assert (done.stdout, done.stderr) == ("", "")
     assert server.count() == 2
+
+
+def test_each_attempt_is_logged_as_it_ends_not_when_the_call_is_over(
+    server: ScriptedServer,
+) -> None:
+    """A throttled call shows its warning before it waits, not after it finally succeeds."""
+    timeline: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        timeline.append(f"sleep {seconds:g}")
+
+    def record(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        timeline.append(f"log attempt {event['attempt']} {event['status']}")
+        raise structlog.DropEvent
+
+    logger = structlog.wrap_logger(None, processors=[record])
+    with Crisp(logger=logger) as client:
+        client.set_rest_host(server.url)
+        client.authenticate(IDENTIFIER, KEY)
+        client.set_middleware(
+            [
+                StructuredLogging(logger),
+                Retry(RetryPolicy(max_retries=3), RetryBudget(min_per_second=100), sleep=sleep),
+                RateLimit(InMemoryBucket(None), sleep=SleepRecorder()),
+                client.auth,
+            ]
+        )
+        server.push(
+            Reply(429, headers={"Retry-After": "2"}), Reply(503, headers={"retry-after": "1"})
+        )
+        client.website.get_conversation("w1", "s1")
+    assert timeline == [
+        "log attempt 1 429",
+        "sleep 2",
+        "log attempt 2 503",
+        "sleep 1",
+        "log attempt 3 200",
+    ]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crisp_api import Crisp
-from middleware import InMemoryBucket, RateLimit, RedisBucket, RedisLink
+from middleware import AdaptiveBucket, RateLimit, RedisBucket, RedisLink
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
@@ -101,7 +101,7 @@ def test_the_client_takes_redis_from_the_environment_unless_told_otherwise(
         for layer in Crisp(**options).middleware
         if isinstance(layer, RateLimit)
     }
-    assert backends == {RedisBucket, InMemoryBucket}
+    assert backends == {RedisBucket, AdaptiveBucket}
 
 
 def test_a_url_asking_for_decoded_replies_is_refused(redis_url: str) -> None:

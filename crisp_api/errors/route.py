@@ -1,8 +1,11 @@
 """The exceptions a Crisp call raises; `RouteError` is the base of all of them.
 
 Each carries the HTTP ``status`` (``None`` when no answer came), Crisp's ``reason`` string,
-the ``method`` and the ``route`` template called, and for answers that could not be read a
-short ``snippet`` of the body. None of them ever holds a credential or a request body.
+the ``method`` and the ``route`` template called, for answers that could not be read a
+short ``snippet`` of the body, and ``retry_after``, the wait in seconds the server (or the
+client's limiter) asked for, when one was given: a 429 and a 503 asking for longer than the
+client may wait both fail at once with it. None of them ever holds a credential or a request
+body.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class RouteError(Exception):
         method: str = "",
         route: str = "",
         snippet: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         where = f" {method} {route}" if method else ""
         code = f" {status}" if status is not None else ""
@@ -28,6 +32,7 @@ class RouteError(Exception):
         self.method = method
         self.route = route
         self.snippet = snippet
+        self.retry_after = retry_after
 
 
 class BadRequestError(RouteError):
@@ -51,19 +56,6 @@ class RateLimitedError(RouteError):
 
     ``retry_after`` is the wait the server (or the limiter) asked for, in seconds, if known.
     """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status: int | None = None,
-        method: str = "",
-        route: str = "",
-        snippet: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(reason, status=status, method=method, route=route, snippet=snippet)
-        self.retry_after = retry_after
 
 
 class QuotaExceededError(RateLimitedError):

@@ -19,9 +19,13 @@ class BucketResource(Resource):
     def generate_bucket_url(
         self,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Generate Bucket URL.
 
         ``POST /bucket/url/generate``
         """
-        return self._client.call(_GENERATE_BUCKET_URL, (), None, {} if data is None else data)
+        return self._client.call(
+            _GENERATE_BUCKET_URL, (), None, {} if data is None else data, deadline=deadline
+        )

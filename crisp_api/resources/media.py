@@ -24,6 +24,7 @@ class MediaResource(Resource):
         list_id: QueryValue = None,
         search_query: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Animation Medias.
 
@@ -35,4 +36,5 @@ class MediaResource(Resource):
             merge_query(query, {"list_id": list_id, "search_query": search_query}),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )

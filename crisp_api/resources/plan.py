@@ -33,13 +33,14 @@ class PlanResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List All Active Plan Subscriptions.
 
         ``GET /plans/subscription``
         """
         return self._client.call(
-            _LIST_ALL_ACTIVE_SUBSCRIPTIONS, (), query, None, use_cache=use_cache
+            _LIST_ALL_ACTIVE_SUBSCRIPTIONS, (), query, None, use_cache=use_cache, deadline=deadline
         )
 
     def get_plan_subscription_for_website(
@@ -48,43 +49,61 @@ class PlanResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Plan Subscription For A Website.
 
         ``GET /plans/subscription/{website_id}``
         """
         return self._client.call(
-            _GET_PLAN_SUBSCRIPTION_FOR_WEBSITE, (website_id,), query, None, use_cache=use_cache
+            _GET_PLAN_SUBSCRIPTION_FOR_WEBSITE,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def subscribe_website_to_plan(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Subscribe Website To Plan.
 
         ``POST /plans/subscription/{website_id}``
         """
         return self._client.call(
-            _SUBSCRIBE_WEBSITE_TO_PLAN, (website_id,), None, {} if data is None else data
+            _SUBSCRIBE_WEBSITE_TO_PLAN,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def unsubscribe_plan_from_website(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Unsubscribe Plan From Website.
 
         ``DELETE /plans/subscription/{website_id}``
         """
-        return self._client.call(_UNSUBSCRIBE_PLAN_FROM_WEBSITE, (website_id,), None, data)
+        return self._client.call(
+            _UNSUBSCRIBE_PLAN_FROM_WEBSITE, (website_id,), None, data, deadline=deadline
+        )
 
     def change_bill_period_for_website_plan_subscription(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Change Bill Period For Website Plan Subscription.
 
@@ -95,6 +114,7 @@ class PlanResource(Resource):
             (website_id,),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_coupon_availability_for_website_plan_subscription(
@@ -104,6 +124,7 @@ class PlanResource(Resource):
         *,
         code: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Check Coupon Availability For Website Plan Subscription.
 
@@ -115,12 +136,15 @@ class PlanResource(Resource):
             merge_query(query, {"code": code}),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def redeem_coupon_for_website_plan_subscription(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Redeem Coupon For Website Plan Subscription.
 
@@ -131,4 +155,5 @@ class PlanResource(Resource):
             (website_id,),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )

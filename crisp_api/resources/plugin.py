@@ -38,15 +38,20 @@ class PluginResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Connect Account.
 
         ``GET /plugin/connect/account``
         """
-        return self._client.call(_GET_CONNECT_ACCOUNT, (), query, None, use_cache=use_cache)
+        return self._client.call(
+            _GET_CONNECT_ACCOUNT, (), query, None, use_cache=use_cache, deadline=deadline
+        )
 
     def check_connect_session_validity(
         self,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check Connect Session Validity.
 
@@ -54,7 +59,7 @@ class PluginResource(Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_CONNECT_SESSION_VALIDITY, (), None, None)
+        return self._client.call(_CHECK_CONNECT_SESSION_VALIDITY, (), None, None, deadline=deadline)
 
     def list_all_connect_websites(
         self,
@@ -64,6 +69,7 @@ class PluginResource(Resource):
         *,
         include_plan: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List All Connect Websites.
 
@@ -77,6 +83,7 @@ class PluginResource(Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_connect_websites_since(
@@ -87,6 +94,7 @@ class PluginResource(Resource):
         *,
         include_plan: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Connect Websites Since.
 
@@ -105,6 +113,7 @@ class PluginResource(Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def get_connect_endpoints(
@@ -112,25 +121,29 @@ class PluginResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Connect Endpoints.
 
         ``GET /plugin/connect/endpoints``
         """
-        return self._client.call(_GET_CONNECT_ENDPOINTS, (), query, None, use_cache=use_cache)
+        return self._client.call(
+            _GET_CONNECT_ENDPOINTS, (), query, None, use_cache=use_cache, deadline=deadline
+        )
 
     def list_all_active_subscriptions(
         self,
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List All Active Subscriptions.
 
         ``GET /plugins/subscription``
         """
         return self._client.call(
-            _LIST_ALL_ACTIVE_SUBSCRIPTIONS, (), query, None, use_cache=use_cache
+            _LIST_ALL_ACTIVE_SUBSCRIPTIONS, (), query, None, use_cache=use_cache, deadline=deadline
         )
 
     def list_subscriptions_for_website(
@@ -139,13 +152,19 @@ class PluginResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Subscriptions For A Website.
 
         ``GET /plugins/subscription/{website_id}``
         """
         return self._client.call(
-            _LIST_SUBSCRIPTIONS_FOR_WEBSITE, (website_id,), query, None, use_cache=use_cache
+            _LIST_SUBSCRIPTIONS_FOR_WEBSITE,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def get_subscription_details(
@@ -155,26 +174,38 @@ class PluginResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Subscription Details.
 
         ``GET /plugins/subscription/{website_id}/{plugin_id}``
         """
         return self._client.call(
-            _GET_SUBSCRIPTION_DETAILS, (website_id, plugin_id), query, None, use_cache=use_cache
+            _GET_SUBSCRIPTION_DETAILS,
+            (website_id, plugin_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def subscribe_website_to_plugin(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Subscribe Website To Plugin.
 
         ``POST /plugins/subscription/{website_id}``
         """
         return self._client.call(
-            _SUBSCRIBE_WEBSITE_TO_PLUGIN, (website_id,), None, {} if data is None else data
+            _SUBSCRIBE_WEBSITE_TO_PLUGIN,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def unsubscribe_plugin_from_website(
@@ -182,13 +213,15 @@ class PluginResource(Resource):
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Unsubscribe Plugin From Website.
 
         ``DELETE /plugins/subscription/{website_id}/{plugin_id}``
         """
         return self._client.call(
-            _UNSUBSCRIBE_PLUGIN_FROM_WEBSITE, (website_id, plugin_id), None, data
+            _UNSUBSCRIBE_PLUGIN_FROM_WEBSITE, (website_id, plugin_id), None, data, deadline=deadline
         )
 
     def get_subscription_settings(
@@ -198,13 +231,19 @@ class PluginResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Subscription Settings.
 
         ``GET /plugins/subscription/{website_id}/{plugin_id}/settings``
         """
         return self._client.call(
-            _GET_SUBSCRIPTION_SETTINGS, (website_id, plugin_id), query, None, use_cache=use_cache
+            _GET_SUBSCRIPTION_SETTINGS,
+            (website_id, plugin_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_subscription_settings(
@@ -212,13 +251,19 @@ class PluginResource(Resource):
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Subscription Settings.
 
         ``PUT /plugins/subscription/{website_id}/{plugin_id}/settings``
         """
         return self._client.call(
-            _SAVE_SUBSCRIPTION_SETTINGS, (website_id, plugin_id), None, {} if data is None else data
+            _SAVE_SUBSCRIPTION_SETTINGS,
+            (website_id, plugin_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_subscription_settings(
@@ -226,6 +271,8 @@ class PluginResource(Resource):
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Subscription Settings.
 
@@ -236,6 +283,7 @@ class PluginResource(Resource):
             (website_id, plugin_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_plugin_usage_bills(
@@ -245,13 +293,19 @@ class PluginResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Plugin Usage Bills.
 
         ``GET /plugins/subscription/{website_id}/{plugin_id}/bill/usage``
         """
         return self._client.call(
-            _GET_PLUGIN_USAGE_BILLS, (website_id, plugin_id), query, None, use_cache=use_cache
+            _GET_PLUGIN_USAGE_BILLS,
+            (website_id, plugin_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def report_plugin_usage_to_bill(
@@ -259,6 +313,8 @@ class PluginResource(Resource):
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Report Plugin Usage To Bill.
 
@@ -269,6 +325,7 @@ class PluginResource(Resource):
             (website_id, plugin_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_plugin_attest_provenance(
@@ -278,13 +335,19 @@ class PluginResource(Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Plugin Attest Provenance.
 
         ``GET /plugins/subscription/{website_id}/{plugin_id}/attest/provenance``
         """
         return self._client.call(
-            _GET_PLUGIN_ATTEST_PROVENANCE, (website_id, plugin_id), query, None, use_cache=use_cache
+            _GET_PLUGIN_ATTEST_PROVENANCE,
+            (website_id, plugin_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def forward_plugin_payload_to_channel(
@@ -292,6 +355,8 @@ class PluginResource(Resource):
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Forward Plugin Payload To Channel.
 
@@ -302,6 +367,7 @@ class PluginResource(Resource):
             (website_id, plugin_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def dispatch_plugin_event(
@@ -309,13 +375,19 @@ class PluginResource(Resource):
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Dispatch Plugin Event.
 
         ``POST /plugins/subscription/{website_id}/{plugin_id}/event``
         """
         return self._client.call(
-            _DISPATCH_PLUGIN_EVENT, (website_id, plugin_id), None, {} if data is None else data
+            _DISPATCH_PLUGIN_EVENT,
+            (website_id, plugin_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     # Names of the original python-crisp-api, kept working.

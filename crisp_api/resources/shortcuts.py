@@ -24,15 +24,18 @@ class PluginShortcuts:
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Connect Account: the same as ``client.plugin.get_connect_account``."""
-        return self.plugin.get_connect_account(query, use_cache=use_cache)
+        return self.plugin.get_connect_account(query, use_cache=use_cache, deadline=deadline)
 
     def check_connect_session_validity(
         self,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check Connect Session Validity: the same as ``client.plugin.check_connect_session_validity``."""
-        return self.plugin.check_connect_session_validity()
+        return self.plugin.check_connect_session_validity(deadline=deadline)
 
     def list_all_connect_websites(
         self,
@@ -42,10 +45,16 @@ class PluginShortcuts:
         *,
         include_plan: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List All Connect Websites: the same as ``client.plugin.list_all_connect_websites``."""
         return self.plugin.list_all_connect_websites(
-            page_number, filter_configured, query, include_plan=include_plan, use_cache=use_cache
+            page_number,
+            filter_configured,
+            query,
+            include_plan=include_plan,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_all_active_subscriptions(
@@ -53,9 +62,12 @@ class PluginShortcuts:
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List All Active Subscriptions: the same as ``client.plugin.list_all_active_subscriptions``."""
-        return self.plugin.list_all_active_subscriptions(query, use_cache=use_cache)
+        return self.plugin.list_all_active_subscriptions(
+            query, use_cache=use_cache, deadline=deadline
+        )
 
     def list_subscriptions_website(
         self,
@@ -63,9 +75,12 @@ class PluginShortcuts:
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Subscriptions For A Website: the same as ``client.plugin.list_subscriptions_website``."""
-        return self.plugin.list_subscriptions_website(website_id, query, use_cache=use_cache)
+        return self.plugin.list_subscriptions_website(
+            website_id, query, use_cache=use_cache, deadline=deadline
+        )
 
     def get_subscription_details(
         self,
@@ -74,28 +89,35 @@ class PluginShortcuts:
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Subscription Details: the same as ``client.plugin.get_subscription_details``."""
         return self.plugin.get_subscription_details(
-            website_id, plugin_id, query, use_cache=use_cache
+            website_id, plugin_id, query, use_cache=use_cache, deadline=deadline
         )
 
     def subscribe_plugin_to_website(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Subscribe Website To Plugin: the same as ``client.plugin.subscribe_plugin_to_website``."""
-        return self.plugin.subscribe_plugin_to_website(website_id, data)
+        return self.plugin.subscribe_plugin_to_website(website_id, data, deadline=deadline)
 
     def unsubscribe_plugin_from_website(
         self,
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Unsubscribe Plugin From Website: the same as ``client.plugin.unsubscribe_plugin_from_website``."""
-        return self.plugin.unsubscribe_plugin_from_website(website_id, plugin_id, data)
+        return self.plugin.unsubscribe_plugin_from_website(
+            website_id, plugin_id, data, deadline=deadline
+        )
 
     def get_subscription_settings(
         self,
@@ -104,10 +126,11 @@ class PluginShortcuts:
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Subscription Settings: the same as ``client.plugin.get_subscription_settings``."""
         return self.plugin.get_subscription_settings(
-            website_id, plugin_id, query, use_cache=use_cache
+            website_id, plugin_id, query, use_cache=use_cache, deadline=deadline
         )
 
     def save_subscription_settings(
@@ -115,33 +138,47 @@ class PluginShortcuts:
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Subscription Settings: the same as ``client.plugin.save_subscription_settings``."""
-        return self.plugin.save_subscription_settings(website_id, plugin_id, data)
+        return self.plugin.save_subscription_settings(
+            website_id, plugin_id, data, deadline=deadline
+        )
 
     def update_subscription_settings(
         self,
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Subscription Settings: the same as ``client.plugin.update_subscription_settings``."""
-        return self.plugin.update_subscription_settings(website_id, plugin_id, data)
+        return self.plugin.update_subscription_settings(
+            website_id, plugin_id, data, deadline=deadline
+        )
 
     def forward_plugin_payload_to_channel(
         self,
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Forward Plugin Payload To Channel: the same as ``client.plugin.forward_plugin_payload_to_channel``."""
-        return self.plugin.forward_plugin_payload_to_channel(website_id, plugin_id, data)
+        return self.plugin.forward_plugin_payload_to_channel(
+            website_id, plugin_id, data, deadline=deadline
+        )
 
     def dispatch_plugin_event(
         self,
         website_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Dispatch Plugin Event: the same as ``client.plugin.dispatch_plugin_event``."""
-        return self.plugin.dispatch_plugin_event(website_id, plugin_id, data)
+        return self.plugin.dispatch_plugin_event(website_id, plugin_id, data, deadline=deadline)

@@ -283,13 +283,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Generate Analytics.
 
         ``POST /website/{website_id}/analytics/generate``
         """
         return self._client.call(
-            _GENERATE_ANALYTICS, (website_id,), None, {} if data is None else data
+            _GENERATE_ANALYTICS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_website_availability_status(
@@ -298,13 +304,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Website Availability Status.
 
         ``GET /website/{website_id}/availability/status``
         """
         return self._client.call(
-            _GET_WEBSITE_AVAILABILITY_STATUS, (website_id,), query, None, use_cache=use_cache
+            _GET_WEBSITE_AVAILABILITY_STATUS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_website_operator_availabilities(
@@ -313,19 +325,26 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Website Operator Availabilities.
 
         ``GET /website/{website_id}/availability/operators``
         """
         return self._client.call(
-            _LIST_WEBSITE_OPERATOR_AVAILABILITIES, (website_id,), query, None, use_cache=use_cache
+            _LIST_WEBSITE_OPERATOR_AVAILABILITIES,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def check_website_exists(
         self,
         *,
         domain: QueryValue = None,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Website Exists.
 
@@ -334,18 +353,26 @@ class WebsiteResource(WebsiteIteration, Resource):
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
         return self._client.call(
-            _CHECK_WEBSITE_EXISTS, (), merge_query(None, {"domain": domain}), None
+            _CHECK_WEBSITE_EXISTS,
+            (),
+            merge_query(None, {"domain": domain}),
+            None,
+            deadline=deadline,
         )
 
     def create_website(
         self,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Create Website.
 
         ``POST /website``
         """
-        return self._client.call(_CREATE_WEBSITE, (), None, {} if data is None else data)
+        return self._client.call(
+            _CREATE_WEBSITE, (), None, {} if data is None else data, deadline=deadline
+        )
 
     def get_website(
         self,
@@ -353,215 +380,308 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get A Website.
 
         ``GET /website/{website_id}``
         """
-        return self._client.call(_GET_WEBSITE, (website_id,), query, None, use_cache=use_cache)
+        return self._client.call(
+            _GET_WEBSITE, (website_id,), query, None, use_cache=use_cache, deadline=deadline
+        )
 
     def delete_website(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete A Website.
 
         ``DELETE /website/{website_id}``
         """
-        return self._client.call(_DELETE_WEBSITE, (website_id,), None, data)
+        return self._client.call(_DELETE_WEBSITE, (website_id,), None, data, deadline=deadline)
 
     def abort_website_deletion(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Abort Website Deletion.
 
         ``DELETE /website/{website_id}/expunge``
         """
-        return self._client.call(_ABORT_WEBSITE_DELETION, (website_id,), None, data)
+        return self._client.call(
+            _ABORT_WEBSITE_DELETION, (website_id,), None, data, deadline=deadline
+        )
 
     def batch_resolve_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Resolve Conversations.
 
         ``PATCH /website/{website_id}/batch/resolve``
         """
         return self._client.call(
-            _BATCH_RESOLVE_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_RESOLVE_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_unresolve_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Unresolve Conversations.
 
         ``PATCH /website/{website_id}/batch/unresolve``
         """
         return self._client.call(
-            _BATCH_UNRESOLVE_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_UNRESOLVE_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_read_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Read Conversations.
 
         ``PATCH /website/{website_id}/batch/read``
         """
         return self._client.call(
-            _BATCH_READ_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_READ_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_unread_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Unread Conversations.
 
         ``PATCH /website/{website_id}/batch/unread``
         """
         return self._client.call(
-            _BATCH_UNREAD_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_UNREAD_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_remove_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Remove Conversations.
 
         ``PATCH /website/{website_id}/batch/remove``
         """
         return self._client.call(
-            _BATCH_REMOVE_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_REMOVE_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_remove_people(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Remove People.
 
         ``PATCH /website/{website_id}/batch/remove``
         """
         return self._client.call(
-            _BATCH_REMOVE_PEOPLE, (website_id,), None, {} if data is None else data
+            _BATCH_REMOVE_PEOPLE,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_report_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Report Conversations.
 
         ``POST /website/{website_id}/batch/report``
         """
         return self._client.call(
-            _BATCH_REPORT_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_REPORT_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_block_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Block Conversations.
 
         ``PATCH /website/{website_id}/batch/block``
         """
         return self._client.call(
-            _BATCH_BLOCK_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_BLOCK_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_routing_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Routing Conversations.
 
         ``PATCH /website/{website_id}/batch/routing``
         """
         return self._client.call(
-            _BATCH_ROUTING_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_ROUTING_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_inbox_conversations(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Inbox Conversations.
 
         ``PATCH /website/{website_id}/batch/inbox``
         """
         return self._client.call(
-            _BATCH_INBOX_CONVERSATIONS, (website_id,), None, {} if data is None else data
+            _BATCH_INBOX_CONVERSATIONS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_update_conversations_data(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Update Conversations Data.
 
         ``PATCH /website/{website_id}/batch/data``
         """
         return self._client.call(
-            _BATCH_UPDATE_CONVERSATIONS_DATA, (website_id,), None, {} if data is None else data
+            _BATCH_UPDATE_CONVERSATIONS_DATA,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_update_people_data(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Update People Data.
 
         ``PATCH /website/{website_id}/batch/data``
         """
         return self._client.call(
-            _BATCH_UPDATE_PEOPLE_DATA, (website_id,), None, {} if data is None else data
+            _BATCH_UPDATE_PEOPLE_DATA,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_update_conversations_segments(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Update Conversations Segments.
 
         ``PATCH /website/{website_id}/batch/segments``
         """
         return self._client.call(
-            _BATCH_UPDATE_CONVERSATIONS_SEGMENTS, (website_id,), None, {} if data is None else data
+            _BATCH_UPDATE_CONVERSATIONS_SEGMENTS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def batch_update_people_segments(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Update People Segments.
 
         ``PATCH /website/{website_id}/batch/segments``
         """
         return self._client.call(
-            _BATCH_UPDATE_PEOPLE_SEGMENTS, (website_id,), None, {} if data is None else data
+            _BATCH_UPDATE_PEOPLE_SEGMENTS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def list_campaigns(
@@ -579,6 +699,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_status_sending: QueryValue = None,
         filter_status_done: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Campaigns.
 
@@ -602,6 +723,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_campaign_tags(
@@ -610,13 +732,14 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Campaign Tags.
 
         ``GET /website/{website_id}/campaigns/tags``
         """
         return self._client.call(
-            _LIST_CAMPAIGN_TAGS, (website_id,), query, None, use_cache=use_cache
+            _LIST_CAMPAIGN_TAGS, (website_id,), query, None, use_cache=use_cache, deadline=deadline
         )
 
     def list_campaign_templates(
@@ -626,32 +749,46 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Campaign Templates.
 
         ``GET /website/{website_id}/campaigns/templates/{page_number}``
         """
         return self._client.call(
-            _LIST_CAMPAIGN_TEMPLATES, (website_id, page_number), query, None, use_cache=use_cache
+            _LIST_CAMPAIGN_TEMPLATES,
+            (website_id, page_number),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def create_new_campaign_template(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Create A New Campaign Template.
 
         ``POST /website/{website_id}/campaigns/template``
         """
         return self._client.call(
-            _CREATE_NEW_CAMPAIGN_TEMPLATE, (website_id,), None, {} if data is None else data
+            _CREATE_NEW_CAMPAIGN_TEMPLATE,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_campaign_template_exists(
         self,
         website_id: str,
         template_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Campaign Template Exists.
 
@@ -660,7 +797,11 @@ class WebsiteResource(WebsiteIteration, Resource):
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
         return self._client.call(
-            _CHECK_CAMPAIGN_TEMPLATE_EXISTS, (website_id, template_id), None, None
+            _CHECK_CAMPAIGN_TEMPLATE_EXISTS,
+            (website_id, template_id),
+            None,
+            None,
+            deadline=deadline,
         )
 
     def get_campaign_template(
@@ -670,13 +811,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get A Campaign Template.
 
         ``GET /website/{website_id}/campaigns/template/{template_id}``
         """
         return self._client.call(
-            _GET_CAMPAIGN_TEMPLATE, (website_id, template_id), query, None, use_cache=use_cache
+            _GET_CAMPAIGN_TEMPLATE,
+            (website_id, template_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_campaign_template(
@@ -684,13 +831,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         template_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save A Campaign Template.
 
         ``PUT /website/{website_id}/campaigns/template/{template_id}``
         """
         return self._client.call(
-            _SAVE_CAMPAIGN_TEMPLATE, (website_id, template_id), None, {} if data is None else data
+            _SAVE_CAMPAIGN_TEMPLATE,
+            (website_id, template_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_campaign_template(
@@ -698,13 +851,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         template_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update A Campaign Template.
 
         ``PATCH /website/{website_id}/campaigns/template/{template_id}``
         """
         return self._client.call(
-            _UPDATE_CAMPAIGN_TEMPLATE, (website_id, template_id), None, {} if data is None else data
+            _UPDATE_CAMPAIGN_TEMPLATE,
+            (website_id, template_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def remove_campaign_template(
@@ -712,30 +871,42 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         template_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Remove A Campaign Template.
 
         ``DELETE /website/{website_id}/campaigns/template/{template_id}``
         """
-        return self._client.call(_REMOVE_CAMPAIGN_TEMPLATE, (website_id, template_id), None, data)
+        return self._client.call(
+            _REMOVE_CAMPAIGN_TEMPLATE, (website_id, template_id), None, data, deadline=deadline
+        )
 
     def create_new_campaign(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Create A New Campaign.
 
         ``POST /website/{website_id}/campaign``
         """
         return self._client.call(
-            _CREATE_NEW_CAMPAIGN, (website_id,), None, {} if data is None else data
+            _CREATE_NEW_CAMPAIGN,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_campaign_exists(
         self,
         website_id: str,
         campaign_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Campaign Exists.
 
@@ -743,7 +914,9 @@ class WebsiteResource(WebsiteIteration, Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_CAMPAIGN_EXISTS, (website_id, campaign_id), None, None)
+        return self._client.call(
+            _CHECK_CAMPAIGN_EXISTS, (website_id, campaign_id), None, None, deadline=deadline
+        )
 
     def get_campaign(
         self,
@@ -752,13 +925,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get A Campaign.
 
         ``GET /website/{website_id}/campaign/{campaign_id}``
         """
         return self._client.call(
-            _GET_CAMPAIGN, (website_id, campaign_id), query, None, use_cache=use_cache
+            _GET_CAMPAIGN,
+            (website_id, campaign_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_campaign(
@@ -766,13 +945,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         campaign_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save A Campaign.
 
         ``PUT /website/{website_id}/campaign/{campaign_id}``
         """
         return self._client.call(
-            _SAVE_CAMPAIGN, (website_id, campaign_id), None, {} if data is None else data
+            _SAVE_CAMPAIGN,
+            (website_id, campaign_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_campaign(
@@ -780,13 +965,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         campaign_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update A Campaign.
 
         ``PATCH /website/{website_id}/campaign/{campaign_id}``
         """
         return self._client.call(
-            _UPDATE_CAMPAIGN, (website_id, campaign_id), None, {} if data is None else data
+            _UPDATE_CAMPAIGN,
+            (website_id, campaign_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def remove_campaign(
@@ -794,25 +985,35 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         campaign_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Remove A Campaign.
 
         ``DELETE /website/{website_id}/campaign/{campaign_id}``
         """
-        return self._client.call(_REMOVE_CAMPAIGN, (website_id, campaign_id), None, data)
+        return self._client.call(
+            _REMOVE_CAMPAIGN, (website_id, campaign_id), None, data, deadline=deadline
+        )
 
     def dispatch_campaign(
         self,
         website_id: str,
         campaign_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Dispatch A Campaign.
 
         ``POST /website/{website_id}/campaign/{campaign_id}/dispatch``
         """
         return self._client.call(
-            _DISPATCH_CAMPAIGN, (website_id, campaign_id), None, {} if data is None else data
+            _DISPATCH_CAMPAIGN,
+            (website_id, campaign_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def resume_campaign(
@@ -820,13 +1021,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         campaign_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Resume A Campaign.
 
         ``POST /website/{website_id}/campaign/{campaign_id}/resume``
         """
         return self._client.call(
-            _RESUME_CAMPAIGN, (website_id, campaign_id), None, {} if data is None else data
+            _RESUME_CAMPAIGN,
+            (website_id, campaign_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def pause_campaign(
@@ -834,13 +1041,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         campaign_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Pause A Campaign.
 
         ``POST /website/{website_id}/campaign/{campaign_id}/pause``
         """
         return self._client.call(
-            _PAUSE_CAMPAIGN, (website_id, campaign_id), None, {} if data is None else data
+            _PAUSE_CAMPAIGN,
+            (website_id, campaign_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def test_campaign(
@@ -848,13 +1061,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         campaign_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Test A Campaign.
 
         ``POST /website/{website_id}/campaign/{campaign_id}/test``
         """
         return self._client.call(
-            _TEST_CAMPAIGN, (website_id, campaign_id), None, {} if data is None else data
+            _TEST_CAMPAIGN,
+            (website_id, campaign_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def list_campaign_recipients(
@@ -865,6 +1084,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Campaign Recipients.
 
@@ -876,6 +1096,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_campaign_statistics(
@@ -887,6 +1108,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Campaign Statistics.
 
@@ -898,6 +1120,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def get_connect_endpoints(
@@ -906,13 +1129,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Connect Endpoints.
 
         ``GET /website/{website_id}/connect/endpoints``
         """
         return self._client.call(
-            _GET_CONNECT_ENDPOINTS, (website_id,), query, None, use_cache=use_cache
+            _GET_CONNECT_ENDPOINTS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_conversations(
@@ -939,6 +1168,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         order_date_updated: QueryValue = None,
         order_date_waiting: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Conversations.
 
@@ -971,6 +1201,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def search_conversations(
@@ -997,6 +1228,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_inbox_id: QueryValue = None,
         order_date_waiting: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Conversations.
 
@@ -1031,6 +1263,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_suggested_conversation_segments(
@@ -1040,6 +1273,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Suggested Conversation Segments.
 
@@ -1051,18 +1285,23 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def delete_suggested_conversation_segment(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Suggested Conversation Segment.
 
         ``DELETE /website/{website_id}/conversations/suggest/segment``
         """
-        return self._client.call(_DELETE_SUGGESTED_CONVERSATION_SEGMENT, (website_id,), None, data)
+        return self._client.call(
+            _DELETE_SUGGESTED_CONVERSATION_SEGMENT, (website_id,), None, data, deadline=deadline
+        )
 
     def list_suggested_conversation_data_keys(
         self,
@@ -1071,6 +1310,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Suggested Conversation Data Keys.
 
@@ -1082,18 +1322,23 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def delete_suggested_conversation_data_key(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Suggested Conversation Data Key.
 
         ``DELETE /website/{website_id}/conversations/suggest/data``
         """
-        return self._client.call(_DELETE_SUGGESTED_CONVERSATION_DATA_KEY, (website_id,), None, data)
+        return self._client.call(
+            _DELETE_SUGGESTED_CONVERSATION_DATA_KEY, (website_id,), None, data, deadline=deadline
+        )
 
     def list_spam_conversations(
         self,
@@ -1102,13 +1347,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Spam Conversations.
 
         ``GET /website/{website_id}/conversations/spams/{page_number}``
         """
         return self._client.call(
-            _LIST_SPAM_CONVERSATIONS, (website_id, page_number), query, None, use_cache=use_cache
+            _LIST_SPAM_CONVERSATIONS,
+            (website_id, page_number),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def resolve_spam_conversation_content(
@@ -1118,6 +1369,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Spam Conversation Content.
 
@@ -1129,6 +1381,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def submit_spam_conversation_decision(
@@ -1136,6 +1389,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         spam_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Submit Spam Conversation Decision.
 
@@ -1146,25 +1401,34 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, spam_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def create_new_conversation(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Create A New Conversation.
 
         ``POST /website/{website_id}/conversation``
         """
         return self._client.call(
-            _CREATE_NEW_CONVERSATION, (website_id,), None, {} if data is None else data
+            _CREATE_NEW_CONVERSATION,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_conversation_exists(
         self,
         website_id: str,
         session_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Conversation Exists.
 
@@ -1172,7 +1436,9 @@ class WebsiteResource(WebsiteIteration, Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_CONVERSATION_EXISTS, (website_id, session_id), None, None)
+        return self._client.call(
+            _CHECK_CONVERSATION_EXISTS, (website_id, session_id), None, None, deadline=deadline
+        )
 
     def get_conversation(
         self,
@@ -1181,13 +1447,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get A Conversation.
 
         ``GET /website/{website_id}/conversation/{session_id}``
         """
         return self._client.call(
-            _GET_CONVERSATION, (website_id, session_id), query, None, use_cache=use_cache
+            _GET_CONVERSATION,
+            (website_id, session_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def remove_conversation(
@@ -1195,18 +1467,24 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Remove A Conversation.
 
         ``DELETE /website/{website_id}/conversation/{session_id}``
         """
-        return self._client.call(_REMOVE_CONVERSATION, (website_id, session_id), None, data)
+        return self._client.call(
+            _REMOVE_CONVERSATION, (website_id, session_id), None, data, deadline=deadline
+        )
 
     def initiate_conversation_with_existing_session(
         self,
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Initiate A Conversation With Existing Session.
 
@@ -1217,6 +1495,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_messages_in_conversation(
@@ -1227,6 +1506,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         timestamp_before: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Messages In Conversation.
 
@@ -1238,6 +1518,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             merge_query(query, {"timestamp_before": timestamp_before}),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def send_message_in_conversation(
@@ -1245,6 +1526,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Send A Message In Conversation.
 
@@ -1255,6 +1538,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_message_in_conversation(
@@ -1265,6 +1549,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get A Message In Conversation.
 
@@ -1276,6 +1561,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def update_message_in_conversation(
@@ -1284,6 +1570,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         fingerprint: int | str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update A Message In Conversation.
 
@@ -1294,6 +1582,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, fingerprint),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def remove_message_in_conversation(
@@ -1302,13 +1591,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         fingerprint: int | str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Remove A Message In Conversation.
 
         ``DELETE /website/{website_id}/conversation/{session_id}/message/{fingerprint}``
         """
         return self._client.call(
-            _REMOVE_MESSAGE_IN_CONVERSATION, (website_id, session_id, fingerprint), None, data
+            _REMOVE_MESSAGE_IN_CONVERSATION,
+            (website_id, session_id, fingerprint),
+            None,
+            data,
+            deadline=deadline,
         )
 
     def compose_message_in_conversation(
@@ -1316,6 +1611,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Compose A Message In Conversation.
 
@@ -1326,6 +1623,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def mark_messages_read_in_conversation(
@@ -1333,6 +1631,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Mark Messages As Read In Conversation.
 
@@ -1343,6 +1643,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def mark_conversation_as_unread(
@@ -1350,6 +1651,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Mark Conversation As Unread.
 
@@ -1360,6 +1663,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def mark_messages_delivered_in_conversation(
@@ -1367,6 +1671,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Mark Messages As Delivered In Conversation.
 
@@ -1377,6 +1683,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_conversation_open_state(
@@ -1384,6 +1691,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Conversation Open State.
 
@@ -1394,6 +1703,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_conversation_routing_assign(
@@ -1403,6 +1713,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Conversation Routing Assign.
 
@@ -1414,6 +1725,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def assign_conversation_routing(
@@ -1421,6 +1733,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Assign Conversation Routing.
 
@@ -1431,6 +1745,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_conversation_inbox(
@@ -1438,13 +1753,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Conversation Inbox.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/inbox``
         """
         return self._client.call(
-            _UPDATE_CONVERSATION_INBOX, (website_id, session_id), None, {} if data is None else data
+            _UPDATE_CONVERSATION_INBOX,
+            (website_id, session_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_conversation_metas(
@@ -1454,13 +1775,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Conversation Metas.
 
         ``GET /website/{website_id}/conversation/{session_id}/meta``
         """
         return self._client.call(
-            _GET_CONVERSATION_METAS, (website_id, session_id), query, None, use_cache=use_cache
+            _GET_CONVERSATION_METAS,
+            (website_id, session_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def update_conversation_metas(
@@ -1468,13 +1795,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Conversation Metas.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/meta``
         """
         return self._client.call(
-            _UPDATE_CONVERSATION_METAS, (website_id, session_id), None, {} if data is None else data
+            _UPDATE_CONVERSATION_METAS,
+            (website_id, session_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_original_message_in_conversation(
@@ -1485,6 +1818,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get An Original Message In Conversation.
 
@@ -1496,6 +1830,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_conversation_pages(
@@ -1506,6 +1841,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Conversation Pages.
 
@@ -1517,6 +1853,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_conversation_events(
@@ -1527,6 +1864,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Conversation Events.
 
@@ -1538,6 +1876,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_conversation_files(
@@ -1548,6 +1887,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Conversation Files.
 
@@ -1559,6 +1899,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def get_conversation_state(
@@ -1568,13 +1909,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Conversation State.
 
         ``GET /website/{website_id}/conversation/{session_id}/state``
         """
         return self._client.call(
-            _GET_CONVERSATION_STATE, (website_id, session_id), query, None, use_cache=use_cache
+            _GET_CONVERSATION_STATE,
+            (website_id, session_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def change_conversation_state(
@@ -1582,13 +1929,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Change Conversation State.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/state``
         """
         return self._client.call(
-            _CHANGE_CONVERSATION_STATE, (website_id, session_id), None, {} if data is None else data
+            _CHANGE_CONVERSATION_STATE,
+            (website_id, session_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_conversation_relations(
@@ -1598,13 +1951,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Conversation Relations.
 
         ``GET /website/{website_id}/conversation/{session_id}/relations``
         """
         return self._client.call(
-            _GET_CONVERSATION_RELATIONS, (website_id, session_id), query, None, use_cache=use_cache
+            _GET_CONVERSATION_RELATIONS,
+            (website_id, session_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def get_conversation_participants(
@@ -1614,6 +1973,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Conversation Participants.
 
@@ -1625,6 +1985,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_conversation_participants(
@@ -1632,6 +1993,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Conversation Participants.
 
@@ -1642,6 +2005,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_block_status_for_conversation(
@@ -1651,6 +2015,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Block Status For Conversation.
 
@@ -1662,6 +2027,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def block_incoming_messages_for_conversation(
@@ -1669,6 +2035,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Block Incoming Messages For Conversation.
 
@@ -1679,6 +2047,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_verify_status_for_conversation(
@@ -1688,6 +2057,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Verify Status For Conversation.
 
@@ -1699,6 +2069,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def update_verify_status_for_conversation(
@@ -1706,6 +2077,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Verify Status For Conversation.
 
@@ -1716,6 +2089,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def request_identity_verification_for_conversation(
@@ -1723,6 +2097,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Request Identity Verification For Conversation.
 
@@ -1733,6 +2109,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def redeem_identity_verification_link_for_conversation(
@@ -1740,6 +2117,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Redeem Identity Verification Link For Conversation.
 
@@ -1750,6 +2129,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def request_email_transcript_for_conversation(
@@ -1757,6 +2137,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Request Email Transcript For Conversation.
 
@@ -1767,6 +2149,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def request_chatbox_binding_purge_for_conversation(
@@ -1774,6 +2157,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Request Chatbox Binding Purge For Conversation.
 
@@ -1784,6 +2169,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def request_user_feedback_for_conversation(
@@ -1791,6 +2177,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Request User Feedback For Conversation.
 
@@ -1801,6 +2189,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def list_browsing_sessions_for_conversation(
@@ -1810,6 +2199,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Browsing Sessions For Conversation.
 
@@ -1821,6 +2211,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def initiate_browsing_session_for_conversation(
@@ -1828,6 +2219,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Initiate Browsing Session For Conversation.
 
@@ -1838,6 +2231,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def send_action_to_existing_browsing_session(
@@ -1846,6 +2240,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         browsing_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Send Action To An Existing Browsing Session.
 
@@ -1856,6 +2252,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, browsing_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def assist_existing_browsing_session(
@@ -1864,6 +2261,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         browsing_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Assist Existing Browsing Session.
 
@@ -1874,6 +2273,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, browsing_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def initiate_new_call_session_for_conversation(
@@ -1881,6 +2281,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Initiate New Call Session For Conversation.
 
@@ -1891,6 +2293,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_ongoing_call_session_for_conversation(
@@ -1900,6 +2303,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Ongoing Call Session For Conversation.
 
@@ -1911,6 +2315,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def abort_ongoing_call_session_for_conversation(
@@ -1919,6 +2324,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         call_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Abort Ongoing Call Session For Conversation.
 
@@ -1929,6 +2336,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, call_id),
             None,
             data,
+            deadline=deadline,
         )
 
     def transmit_signaling_on_ongoing_call_session(
@@ -1937,6 +2345,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         call_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Transmit Signaling On Ongoing Call Session.
 
@@ -1947,6 +2357,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, call_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def request_tool_call_for_conversation(
@@ -1954,6 +2365,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Request Tool Call For Conversation.
 
@@ -1964,6 +2377,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def deliver_widget_button_action_for_conversation(
@@ -1972,6 +2386,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Deliver Widget Button Action For Conversation.
 
@@ -1982,6 +2398,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, plugin_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def deliver_widget_data_fetch_action_for_conversation(
@@ -1990,6 +2407,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Deliver Widget Data Fetch Action For Conversation.
 
@@ -2000,6 +2419,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, plugin_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def deliver_widget_data_edit_action_for_conversation(
@@ -2008,6 +2428,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         session_id: str,
         plugin_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Deliver Widget Data Edit Action For Conversation.
 
@@ -2018,6 +2440,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id, plugin_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def schedule_reminder_for_conversation(
@@ -2025,6 +2448,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Schedule A Reminder For Conversation.
 
@@ -2035,6 +2460,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, session_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def report_conversation(
@@ -2042,18 +2468,26 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         session_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Report Conversation.
 
         ``POST /website/{website_id}/conversation/{session_id}/report``
         """
         return self._client.call(
-            _REPORT_CONVERSATION, (website_id, session_id), None, {} if data is None else data
+            _REPORT_CONVERSATION,
+            (website_id, session_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_helpdesk_exists(
         self,
         website_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Helpdesk Exists.
 
@@ -2061,7 +2495,9 @@ class WebsiteResource(WebsiteIteration, Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_HELPDESK_EXISTS, (website_id,), None, None)
+        return self._client.call(
+            _CHECK_HELPDESK_EXISTS, (website_id,), None, None, deadline=deadline
+        )
 
     def resolve_helpdesk(
         self,
@@ -2069,36 +2505,47 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk.
 
         ``GET /website/{website_id}/helpdesk``
         """
-        return self._client.call(_RESOLVE_HELPDESK, (website_id,), query, None, use_cache=use_cache)
+        return self._client.call(
+            _RESOLVE_HELPDESK, (website_id,), query, None, use_cache=use_cache, deadline=deadline
+        )
 
     def initialize_helpdesk(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Initialize Helpdesk.
 
         ``POST /website/{website_id}/helpdesk``
         """
         return self._client.call(
-            _INITIALIZE_HELPDESK, (website_id,), None, {} if data is None else data
+            _INITIALIZE_HELPDESK,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def delete_helpdesk(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Helpdesk.
 
         ``DELETE /website/{website_id}/helpdesk``
         """
-        return self._client.call(_DELETE_HELPDESK, (website_id,), None, data)
+        return self._client.call(_DELETE_HELPDESK, (website_id,), None, data, deadline=deadline)
 
     def list_helpdesk_locales(
         self,
@@ -2107,32 +2554,46 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Helpdesk Locales.
 
         ``GET /website/{website_id}/helpdesk/locales/{page_number}``
         """
         return self._client.call(
-            _LIST_HELPDESK_LOCALES, (website_id, page_number), query, None, use_cache=use_cache
+            _LIST_HELPDESK_LOCALES,
+            (website_id, page_number),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def add_helpdesk_locale(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Add Helpdesk Locale.
 
         ``POST /website/{website_id}/helpdesk/locale``
         """
         return self._client.call(
-            _ADD_HELPDESK_LOCALE, (website_id,), None, {} if data is None else data
+            _ADD_HELPDESK_LOCALE,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_helpdesk_locale_exists(
         self,
         website_id: str,
         locale: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Helpdesk Locale Exists.
 
@@ -2140,7 +2601,9 @@ class WebsiteResource(WebsiteIteration, Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_HELPDESK_LOCALE_EXISTS, (website_id, locale), None, None)
+        return self._client.call(
+            _CHECK_HELPDESK_LOCALE_EXISTS, (website_id, locale), None, None, deadline=deadline
+        )
 
     def resolve_helpdesk_locale(
         self,
@@ -2149,13 +2612,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Locale.
 
         ``GET /website/{website_id}/helpdesk/locale/{locale}``
         """
         return self._client.call(
-            _RESOLVE_HELPDESK_LOCALE, (website_id, locale), query, None, use_cache=use_cache
+            _RESOLVE_HELPDESK_LOCALE,
+            (website_id, locale),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def delete_helpdesk_locale(
@@ -2163,12 +2632,16 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         locale: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Helpdesk Locale.
 
         ``DELETE /website/{website_id}/helpdesk/locale/{locale}``
         """
-        return self._client.call(_DELETE_HELPDESK_LOCALE, (website_id, locale), None, data)
+        return self._client.call(
+            _DELETE_HELPDESK_LOCALE, (website_id, locale), None, data, deadline=deadline
+        )
 
     def list_helpdesk_locale_articles(
         self,
@@ -2184,6 +2657,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_visibility_visible: QueryValue = None,
         filter_visibility_hidden: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Helpdesk Locale Articles.
 
@@ -2205,6 +2679,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def add_new_helpdesk_locale_article(
@@ -2212,6 +2687,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         locale: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Add A New Helpdesk Locale Article.
 
@@ -2222,6 +2699,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_helpdesk_locale_article_exists(
@@ -2229,6 +2707,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         locale: str,
         article_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Helpdesk Locale Article Exists.
 
@@ -2237,7 +2717,11 @@ class WebsiteResource(WebsiteIteration, Resource):
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
         return self._client.call(
-            _CHECK_HELPDESK_LOCALE_ARTICLE_EXISTS, (website_id, locale, article_id), None, None
+            _CHECK_HELPDESK_LOCALE_ARTICLE_EXISTS,
+            (website_id, locale, article_id),
+            None,
+            None,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_locale_article(
@@ -2248,6 +2732,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Locale Article.
 
@@ -2259,6 +2744,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_helpdesk_locale_article(
@@ -2267,6 +2753,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         article_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Helpdesk Locale Article.
 
@@ -2277,6 +2765,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_helpdesk_locale_article(
@@ -2285,6 +2774,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         article_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Helpdesk Locale Article.
 
@@ -2295,6 +2786,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def delete_helpdesk_locale_article(
@@ -2303,13 +2795,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         article_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Helpdesk Locale Article.
 
         ``DELETE /website/{website_id}/helpdesk/locale/{locale}/article/{article_id}``
         """
         return self._client.call(
-            _DELETE_HELPDESK_LOCALE_ARTICLE, (website_id, locale, article_id), None, data
+            _DELETE_HELPDESK_LOCALE_ARTICLE,
+            (website_id, locale, article_id),
+            None,
+            data,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_locale_article_page(
@@ -2320,6 +2818,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Locale Article Page.
 
@@ -2331,6 +2830,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_locale_article_category(
@@ -2341,6 +2841,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Locale Article Category.
 
@@ -2352,6 +2853,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def update_helpdesk_locale_article_category(
@@ -2360,6 +2862,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         article_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Helpdesk Locale Article Category.
 
@@ -2370,6 +2874,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def list_helpdesk_locale_article_alternates(
@@ -2380,6 +2885,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Helpdesk Locale Article Alternates.
 
@@ -2391,6 +2897,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def check_helpdesk_locale_article_alternate_exists(
@@ -2399,6 +2906,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         article_id: str,
         locale_linked: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Helpdesk Locale Article Alternate Exists.
 
@@ -2411,6 +2920,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id, locale_linked),
             None,
             None,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_locale_article_alternate(
@@ -2422,6 +2932,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Locale Article Alternate.
 
@@ -2433,6 +2944,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_helpdesk_locale_article_alternate(
@@ -2442,6 +2954,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         article_id: str,
         locale_linked: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Helpdesk Locale Article Alternate.
 
@@ -2452,6 +2966,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id, locale_linked),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def delete_helpdesk_locale_article_alternate(
@@ -2461,6 +2976,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         article_id: str,
         locale_linked: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Helpdesk Locale Article Alternate.
 
@@ -2471,6 +2988,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id, locale_linked),
             None,
             data,
+            deadline=deadline,
         )
 
     def publish_helpdesk_locale_article(
@@ -2479,6 +2997,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         article_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Publish Helpdesk Locale Article.
 
@@ -2489,6 +3009,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def unpublish_helpdesk_locale_article(
@@ -2497,6 +3018,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         article_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Unpublish Helpdesk Locale Article.
 
@@ -2507,6 +3030,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, article_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def list_helpdesk_locale_categories(
@@ -2518,6 +3042,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         search_name: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Helpdesk Locale Categories.
 
@@ -2529,6 +3054,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             merge_query(query, {"search_name": search_name}),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def add_helpdesk_locale_category(
@@ -2536,13 +3062,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         locale: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Add Helpdesk Locale Category.
 
         ``POST /website/{website_id}/helpdesk/locale/{locale}/category``
         """
         return self._client.call(
-            _ADD_HELPDESK_LOCALE_CATEGORY, (website_id, locale), None, {} if data is None else data
+            _ADD_HELPDESK_LOCALE_CATEGORY,
+            (website_id, locale),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_helpdesk_locale_category_exists(
@@ -2550,6 +3082,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         locale: str,
         category_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Helpdesk Locale Category Exists.
 
@@ -2558,7 +3092,11 @@ class WebsiteResource(WebsiteIteration, Resource):
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
         return self._client.call(
-            _CHECK_HELPDESK_LOCALE_CATEGORY_EXISTS, (website_id, locale, category_id), None, None
+            _CHECK_HELPDESK_LOCALE_CATEGORY_EXISTS,
+            (website_id, locale, category_id),
+            None,
+            None,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_locale_category(
@@ -2569,6 +3107,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Locale Category.
 
@@ -2580,6 +3119,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_helpdesk_locale_category(
@@ -2588,6 +3128,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         category_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Helpdesk Locale Category.
 
@@ -2598,6 +3140,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, category_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_helpdesk_locale_category(
@@ -2606,6 +3149,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         category_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Helpdesk Locale Category.
 
@@ -2616,6 +3161,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, category_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def delete_helpdesk_locale_category(
@@ -2624,13 +3170,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         category_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Helpdesk Locale Category.
 
         ``DELETE /website/{website_id}/helpdesk/locale/{locale}/category/{category_id}``
         """
         return self._client.call(
-            _DELETE_HELPDESK_LOCALE_CATEGORY, (website_id, locale, category_id), None, data
+            _DELETE_HELPDESK_LOCALE_CATEGORY,
+            (website_id, locale, category_id),
+            None,
+            data,
+            deadline=deadline,
         )
 
     def list_helpdesk_locale_sections(
@@ -2642,6 +3194,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Helpdesk Locale Sections.
 
@@ -2653,6 +3206,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def add_helpdesk_locale_section(
@@ -2661,6 +3215,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         category_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Add Helpdesk Locale Section.
 
@@ -2671,6 +3227,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, category_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_helpdesk_locale_section_exists(
@@ -2679,6 +3236,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         locale: str,
         category_id: str,
         section_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Helpdesk Locale Section Exists.
 
@@ -2691,6 +3250,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, category_id, section_id),
             None,
             None,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_locale_section(
@@ -2702,6 +3262,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Locale Section.
 
@@ -2713,6 +3274,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_helpdesk_locale_section(
@@ -2722,6 +3284,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         category_id: str,
         section_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Helpdesk Locale Section.
 
@@ -2732,6 +3296,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, category_id, section_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_helpdesk_locale_section(
@@ -2741,6 +3306,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         category_id: str,
         section_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Helpdesk Locale Section.
 
@@ -2751,6 +3318,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, category_id, section_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def delete_helpdesk_locale_section(
@@ -2760,6 +3328,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         category_id: str,
         section_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Helpdesk Locale Section.
 
@@ -2770,6 +3340,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale, category_id, section_id),
             None,
             data,
+            deadline=deadline,
         )
 
     def map_helpdesk_locale_feedback_ratings(
@@ -2781,6 +3352,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_date_start: QueryValue = None,
         filter_date_end: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Map Helpdesk Locale Feedback Ratings.
 
@@ -2794,6 +3366,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_helpdesk_locale_feedbacks(
@@ -2806,6 +3379,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_date_start: QueryValue = None,
         filter_date_end: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Helpdesk Locale Feedbacks.
 
@@ -2819,6 +3393,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def import_external_helpdesk_to_locale(
@@ -2826,6 +3401,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         locale: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Import External Helpdesk To Locale.
 
@@ -2836,6 +3413,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def export_helpdesk_locale_articles(
@@ -2843,6 +3421,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         locale: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Export Helpdesk Locale Articles.
 
@@ -2853,6 +3433,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, locale),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def list_helpdesk_redirections(
@@ -2862,32 +3443,46 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Helpdesk Redirections.
 
         ``GET /website/{website_id}/helpdesk/redirections/{page_number}``
         """
         return self._client.call(
-            _LIST_HELPDESK_REDIRECTIONS, (website_id, page_number), query, None, use_cache=use_cache
+            _LIST_HELPDESK_REDIRECTIONS,
+            (website_id, page_number),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def add_helpdesk_redirection(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Add Helpdesk Redirection.
 
         ``POST /website/{website_id}/helpdesk/redirection``
         """
         return self._client.call(
-            _ADD_HELPDESK_REDIRECTION, (website_id,), None, {} if data is None else data
+            _ADD_HELPDESK_REDIRECTION,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_helpdesk_redirection_exists(
         self,
         website_id: str,
         redirection_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Helpdesk Redirection Exists.
 
@@ -2896,7 +3491,11 @@ class WebsiteResource(WebsiteIteration, Resource):
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
         return self._client.call(
-            _CHECK_HELPDESK_REDIRECTION_EXISTS, (website_id, redirection_id), None, None
+            _CHECK_HELPDESK_REDIRECTION_EXISTS,
+            (website_id, redirection_id),
+            None,
+            None,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_redirection(
@@ -2906,6 +3505,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Redirection.
 
@@ -2917,6 +3517,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def delete_helpdesk_redirection(
@@ -2924,13 +3525,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         redirection_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Helpdesk Redirection.
 
         ``DELETE /website/{website_id}/helpdesk/redirection/{redirection_id}``
         """
         return self._client.call(
-            _DELETE_HELPDESK_REDIRECTION, (website_id, redirection_id), None, data
+            _DELETE_HELPDESK_REDIRECTION,
+            (website_id, redirection_id),
+            None,
+            data,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_settings(
@@ -2939,26 +3546,38 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Settings.
 
         ``GET /website/{website_id}/helpdesk/settings``
         """
         return self._client.call(
-            _RESOLVE_HELPDESK_SETTINGS, (website_id,), query, None, use_cache=use_cache
+            _RESOLVE_HELPDESK_SETTINGS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_helpdesk_settings(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Helpdesk Settings.
 
         ``PATCH /website/{website_id}/helpdesk/settings``
         """
         return self._client.call(
-            _SAVE_HELPDESK_SETTINGS, (website_id,), None, {} if data is None else data
+            _SAVE_HELPDESK_SETTINGS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def resolve_helpdesk_domain(
@@ -2967,26 +3586,38 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Resolve Helpdesk Domain.
 
         ``GET /website/{website_id}/helpdesk/domain``
         """
         return self._client.call(
-            _RESOLVE_HELPDESK_DOMAIN, (website_id,), query, None, use_cache=use_cache
+            _RESOLVE_HELPDESK_DOMAIN,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def request_helpdesk_domain_change(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Request Helpdesk Domain Change.
 
         ``PATCH /website/{website_id}/helpdesk/domain``
         """
         return self._client.call(
-            _REQUEST_HELPDESK_DOMAIN_CHANGE, (website_id,), None, {} if data is None else data
+            _REQUEST_HELPDESK_DOMAIN_CHANGE,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def generate_helpdesk_domain_setup_flow(
@@ -2996,6 +3627,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         custom: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Generate Helpdesk Domain Setup Flow.
 
@@ -3007,6 +3639,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             merge_query(query, {"custom": custom}),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_inboxes(
@@ -3016,45 +3649,61 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Inboxes.
 
         ``GET /website/{website_id}/inboxes/list/{page_number}``
         """
         return self._client.call(
-            _LIST_INBOXES, (website_id, page_number), query, None, use_cache=use_cache
+            _LIST_INBOXES,
+            (website_id, page_number),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def batch_order_inboxes(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Batch Order Inboxes.
 
         ``PATCH /website/{website_id}/inboxes/batch/order``
         """
         return self._client.call(
-            _BATCH_ORDER_INBOXES, (website_id,), None, {} if data is None else data
+            _BATCH_ORDER_INBOXES,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def create_new_inbox(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Create A New Inbox.
 
         ``POST /website/{website_id}/inbox``
         """
         return self._client.call(
-            _CREATE_NEW_INBOX, (website_id,), None, {} if data is None else data
+            _CREATE_NEW_INBOX, (website_id,), None, {} if data is None else data, deadline=deadline
         )
 
     def check_inbox_exists(
         self,
         website_id: str,
         inbox_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If Inbox Exists.
 
@@ -3062,7 +3711,9 @@ class WebsiteResource(WebsiteIteration, Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_INBOX_EXISTS, (website_id, inbox_id), None, None)
+        return self._client.call(
+            _CHECK_INBOX_EXISTS, (website_id, inbox_id), None, None, deadline=deadline
+        )
 
     def get_inbox(
         self,
@@ -3071,13 +3722,14 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Inbox.
 
         ``GET /website/{website_id}/inbox/{inbox_id}``
         """
         return self._client.call(
-            _GET_INBOX, (website_id, inbox_id), query, None, use_cache=use_cache
+            _GET_INBOX, (website_id, inbox_id), query, None, use_cache=use_cache, deadline=deadline
         )
 
     def save_inbox(
@@ -3085,13 +3737,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         inbox_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save Inbox.
 
         ``PUT /website/{website_id}/inbox/{inbox_id}``
         """
         return self._client.call(
-            _SAVE_INBOX, (website_id, inbox_id), None, {} if data is None else data
+            _SAVE_INBOX,
+            (website_id, inbox_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def delete_inbox(
@@ -3099,12 +3757,16 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         inbox_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Inbox.
 
         ``DELETE /website/{website_id}/inbox/{inbox_id}``
         """
-        return self._client.call(_DELETE_INBOX, (website_id, inbox_id), None, data)
+        return self._client.call(
+            _DELETE_INBOX, (website_id, inbox_id), None, data, deadline=deadline
+        )
 
     def list_website_operators(
         self,
@@ -3112,13 +3774,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Website Operators.
 
         ``GET /website/{website_id}/operators/list``
         """
         return self._client.call(
-            _LIST_WEBSITE_OPERATORS, (website_id,), query, None, use_cache=use_cache
+            _LIST_WEBSITE_OPERATORS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_last_active_website_operators(
@@ -3127,37 +3795,53 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Last Active Website Operators.
 
         ``GET /website/{website_id}/operators/active``
         """
         return self._client.call(
-            _LIST_LAST_ACTIVE_WEBSITE_OPERATORS, (website_id,), query, None, use_cache=use_cache
+            _LIST_LAST_ACTIVE_WEBSITE_OPERATORS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def flush_last_active_website_operators(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Flush Last Active Website Operators.
 
         ``DELETE /website/{website_id}/operators/active``
         """
-        return self._client.call(_FLUSH_LAST_ACTIVE_WEBSITE_OPERATORS, (website_id,), None, data)
+        return self._client.call(
+            _FLUSH_LAST_ACTIVE_WEBSITE_OPERATORS, (website_id,), None, data, deadline=deadline
+        )
 
     def send_email_to_website_operators(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Send Email To Website Operators.
 
         ``POST /website/{website_id}/operators/email``
         """
         return self._client.call(
-            _SEND_EMAIL_TO_WEBSITE_OPERATORS, (website_id,), None, {} if data is None else data
+            _SEND_EMAIL_TO_WEBSITE_OPERATORS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_website_operator(
@@ -3167,26 +3851,38 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get A Website Operator.
 
         ``GET /website/{website_id}/operator/{user_id}``
         """
         return self._client.call(
-            _GET_WEBSITE_OPERATOR, (website_id, user_id), query, None, use_cache=use_cache
+            _GET_WEBSITE_OPERATOR,
+            (website_id, user_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def invite_website_operator(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Invite A Website Operator.
 
         ``POST /website/{website_id}/operator``
         """
         return self._client.call(
-            _INVITE_WEBSITE_OPERATOR, (website_id,), None, {} if data is None else data
+            _INVITE_WEBSITE_OPERATOR,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def change_operator_membership(
@@ -3194,13 +3890,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         user_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Change Operator Membership.
 
         ``PATCH /website/{website_id}/operator/{user_id}``
         """
         return self._client.call(
-            _CHANGE_OPERATOR_MEMBERSHIP, (website_id, user_id), None, {} if data is None else data
+            _CHANGE_OPERATOR_MEMBERSHIP,
+            (website_id, user_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def unlink_operator_from_website(
@@ -3208,12 +3910,16 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         user_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Unlink Operator From Website.
 
         ``DELETE /website/{website_id}/operator/{user_id}``
         """
-        return self._client.call(_UNLINK_OPERATOR_FROM_WEBSITE, (website_id, user_id), None, data)
+        return self._client.call(
+            _UNLINK_OPERATOR_FROM_WEBSITE, (website_id, user_id), None, data, deadline=deadline
+        )
 
     def get_people_statistics(
         self,
@@ -3221,13 +3927,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get People Statistics.
 
         ``GET /website/{website_id}/people/stats``
         """
         return self._client.call(
-            _GET_PEOPLE_STATISTICS, (website_id,), query, None, use_cache=use_cache
+            _GET_PEOPLE_STATISTICS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_suggested_people_segments(
@@ -3237,6 +3949,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Suggested People Segments.
 
@@ -3248,18 +3961,23 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def delete_suggested_people_segment(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Suggested People Segment.
 
         ``DELETE /website/{website_id}/people/suggest/segment``
         """
-        return self._client.call(_DELETE_SUGGESTED_PEOPLE_SEGMENT, (website_id,), None, data)
+        return self._client.call(
+            _DELETE_SUGGESTED_PEOPLE_SEGMENT, (website_id,), None, data, deadline=deadline
+        )
 
     def list_suggested_people_data_keys(
         self,
@@ -3268,6 +3986,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Suggested People Data Keys.
 
@@ -3279,18 +3998,23 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def delete_suggested_people_data_key(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Suggested People Data Key.
 
         ``DELETE /website/{website_id}/people/suggest/data``
         """
-        return self._client.call(_DELETE_SUGGESTED_PEOPLE_DATA_KEY, (website_id,), None, data)
+        return self._client.call(
+            _DELETE_SUGGESTED_PEOPLE_DATA_KEY, (website_id,), None, data, deadline=deadline
+        )
 
     def list_suggested_people_events(
         self,
@@ -3299,6 +4023,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Suggested People Events.
 
@@ -3310,18 +4035,23 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def delete_suggested_people_event(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Delete Suggested People Event.
 
         ``DELETE /website/{website_id}/people/suggest/event``
         """
-        return self._client.call(_DELETE_SUGGESTED_PEOPLE_EVENT, (website_id,), None, data)
+        return self._client.call(
+            _DELETE_SUGGESTED_PEOPLE_EVENT, (website_id,), None, data, deadline=deadline
+        )
 
     def list_people_profiles(
         self,
@@ -3338,6 +4068,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_date_start: QueryValue = None,
         filter_date_end: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List People Profiles.
 
@@ -3361,6 +4092,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def search_people_profiles(
@@ -3378,6 +4110,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_date_start: QueryValue = None,
         filter_date_end: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List People Profiles.
 
@@ -3403,25 +4136,34 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def add_new_people_profile(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Add New People Profile.
 
         ``POST /website/{website_id}/people/profile``
         """
         return self._client.call(
-            _ADD_NEW_PEOPLE_PROFILE, (website_id,), None, {} if data is None else data
+            _ADD_NEW_PEOPLE_PROFILE,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def check_people_profile_exists(
         self,
         website_id: str,
         people_id: str,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Check If People Profile Exists.
 
@@ -3429,7 +4171,9 @@ class WebsiteResource(WebsiteIteration, Resource):
 
         Returns ``{}`` if found; raises `NotFoundError` otherwise.
         """
-        return self._client.call(_CHECK_PEOPLE_PROFILE_EXISTS, (website_id, people_id), None, None)
+        return self._client.call(
+            _CHECK_PEOPLE_PROFILE_EXISTS, (website_id, people_id), None, None, deadline=deadline
+        )
 
     def get_people_profile(
         self,
@@ -3438,13 +4182,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Save People Profile.
 
         ``GET /website/{website_id}/people/profile/{people_id}``
         """
         return self._client.call(
-            _GET_PEOPLE_PROFILE, (website_id, people_id), query, None, use_cache=use_cache
+            _GET_PEOPLE_PROFILE,
+            (website_id, people_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_people_profile(
@@ -3452,13 +4202,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         people_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Get People Profile.
 
         ``PUT /website/{website_id}/people/profile/{people_id}``
         """
         return self._client.call(
-            _SAVE_PEOPLE_PROFILE, (website_id, people_id), None, {} if data is None else data
+            _SAVE_PEOPLE_PROFILE,
+            (website_id, people_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_people_profile(
@@ -3466,13 +4222,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         people_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update People Profile.
 
         ``PATCH /website/{website_id}/people/profile/{people_id}``
         """
         return self._client.call(
-            _UPDATE_PEOPLE_PROFILE, (website_id, people_id), None, {} if data is None else data
+            _UPDATE_PEOPLE_PROFILE,
+            (website_id, people_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def remove_people_profile(
@@ -3480,12 +4242,16 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         people_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Remove People Profile.
 
         ``DELETE /website/{website_id}/people/profile/{people_id}``
         """
-        return self._client.call(_REMOVE_PEOPLE_PROFILE, (website_id, people_id), None, data)
+        return self._client.call(
+            _REMOVE_PEOPLE_PROFILE, (website_id, people_id), None, data, deadline=deadline
+        )
 
     def list_people_conversations(
         self,
@@ -3498,6 +4264,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_resolved: QueryValue = None,
         filter_not_resolved: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List People Conversations.
 
@@ -3516,6 +4283,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def list_people_campaigns(
@@ -3526,6 +4294,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List People Campaigns.
 
@@ -3537,6 +4306,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def add_people_event(
@@ -3544,13 +4314,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         people_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Add A People Event.
 
         ``POST /website/{website_id}/people/events/{people_id}``
         """
         return self._client.call(
-            _ADD_PEOPLE_EVENT, (website_id, people_id), None, {} if data is None else data
+            _ADD_PEOPLE_EVENT,
+            (website_id, people_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def list_people_events(
@@ -3561,6 +4337,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List People Events.
 
@@ -3572,6 +4349,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def get_people_data(
@@ -3581,13 +4359,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get People Data.
 
         ``GET /website/{website_id}/people/data/{people_id}``
         """
         return self._client.call(
-            _GET_PEOPLE_DATA, (website_id, people_id), query, None, use_cache=use_cache
+            _GET_PEOPLE_DATA,
+            (website_id, people_id),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def save_people_data(
@@ -3595,13 +4379,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         people_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Save People Data.
 
         ``PUT /website/{website_id}/people/data/{people_id}``
         """
         return self._client.call(
-            _SAVE_PEOPLE_DATA, (website_id, people_id), None, {} if data is None else data
+            _SAVE_PEOPLE_DATA,
+            (website_id, people_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def update_people_data(
@@ -3609,13 +4399,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         people_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update People Data.
 
         ``PATCH /website/{website_id}/people/data/{people_id}``
         """
         return self._client.call(
-            _UPDATE_PEOPLE_DATA, (website_id, people_id), None, {} if data is None else data
+            _UPDATE_PEOPLE_DATA,
+            (website_id, people_id),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_people_subscription_status(
@@ -3625,6 +4421,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get People Subscription Status.
 
@@ -3636,6 +4433,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def update_people_subscription_status(
@@ -3643,6 +4441,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         people_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update People Subscription Status.
 
@@ -3653,32 +4453,45 @@ class WebsiteResource(WebsiteIteration, Resource):
             (website_id, people_id),
             None,
             {} if data is None else data,
+            deadline=deadline,
         )
 
     def export_people_profiles(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Export People Profiles.
 
         ``POST /website/{website_id}/people/export/profiles``
         """
         return self._client.call(
-            _EXPORT_PEOPLE_PROFILES, (website_id,), None, {} if data is None else data
+            _EXPORT_PEOPLE_PROFILES,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def import_people_profiles(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Import People Profiles.
 
         ``POST /website/{website_id}/people/import/profiles``
         """
         return self._client.call(
-            _IMPORT_PEOPLE_PROFILES, (website_id,), None, {} if data is None else data
+            _IMPORT_PEOPLE_PROFILES,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_website_settings(
@@ -3687,26 +4500,38 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Website Settings.
 
         ``GET /website/{website_id}/settings``
         """
         return self._client.call(
-            _GET_WEBSITE_SETTINGS, (website_id,), query, None, use_cache=use_cache
+            _GET_WEBSITE_SETTINGS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def update_website_settings(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Website Settings.
 
         ``PATCH /website/{website_id}/settings``
         """
         return self._client.call(
-            _UPDATE_WEBSITE_SETTINGS, (website_id,), None, {} if data is None else data
+            _UPDATE_WEBSITE_SETTINGS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_verify_settings(
@@ -3715,26 +4540,33 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Verify Settings.
 
         ``GET /website/{website_id}/verify/settings``
         """
         return self._client.call(
-            _GET_VERIFY_SETTINGS, (website_id,), query, None, use_cache=use_cache
+            _GET_VERIFY_SETTINGS, (website_id,), query, None, use_cache=use_cache, deadline=deadline
         )
 
     def update_verify_settings(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Update Verify Settings.
 
         ``PATCH /website/{website_id}/verify/settings``
         """
         return self._client.call(
-            _UPDATE_VERIFY_SETTINGS, (website_id,), None, {} if data is None else data
+            _UPDATE_VERIFY_SETTINGS,
+            (website_id,),
+            None,
+            {} if data is None else data,
+            deadline=deadline,
         )
 
     def get_verify_key(
@@ -3743,24 +4575,29 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Verify Key.
 
         ``GET /website/{website_id}/verify/key``
         """
-        return self._client.call(_GET_VERIFY_KEY, (website_id,), query, None, use_cache=use_cache)
+        return self._client.call(
+            _GET_VERIFY_KEY, (website_id,), query, None, use_cache=use_cache, deadline=deadline
+        )
 
     def roll_verify_key(
         self,
         website_id: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Roll Verify Key.
 
         ``POST /website/{website_id}/verify/key``
         """
         return self._client.call(
-            _ROLL_VERIFY_KEY, (website_id,), None, {} if data is None else data
+            _ROLL_VERIFY_KEY, (website_id,), None, {} if data is None else data, deadline=deadline
         )
 
     def count_visitors(
@@ -3769,12 +4606,15 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Count Visitors.
 
         ``GET /website/{website_id}/visitors/count``
         """
-        return self._client.call(_COUNT_VISITORS, (website_id,), query, None, use_cache=use_cache)
+        return self._client.call(
+            _COUNT_VISITORS, (website_id,), query, None, use_cache=use_cache, deadline=deadline
+        )
 
     def list_visitors(
         self,
@@ -3783,13 +4623,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """List Visitors.
 
         ``GET /website/{website_id}/visitors/list/{page_number}``
         """
         return self._client.call(
-            _LIST_VISITORS, (website_id, page_number), query, None, use_cache=use_cache
+            _LIST_VISITORS,
+            (website_id, page_number),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def pinpoint_visitors_on_map(
@@ -3801,6 +4647,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         center_latitude: QueryValue = None,
         center_radius: QueryValue = None,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Pinpoint Visitors On A Map.
 
@@ -3819,6 +4666,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             ),
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def get_session_identifier_from_token(
@@ -3828,6 +4676,7 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Get Session Identifier From Token.
 
@@ -3839,6 +4688,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             query,
             None,
             use_cache=use_cache,
+            deadline=deadline,
         )
 
     def count_blocked_visitors(
@@ -3847,13 +4697,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Count Blocked Visitors.
 
         ``GET /website/{website_id}/visitors/blocked``
         """
         return self._client.call(
-            _COUNT_BLOCKED_VISITORS, (website_id,), query, None, use_cache=use_cache
+            _COUNT_BLOCKED_VISITORS,
+            (website_id,),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def count_blocked_visitors_in_rule(
@@ -3863,13 +4719,19 @@ class WebsiteResource(WebsiteIteration, Resource):
         query: Query | None = None,
         *,
         use_cache: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Count Blocked Visitors In Rule.
 
         ``GET /website/{website_id}/visitors/blocked/{rule}``
         """
         return self._client.call(
-            _COUNT_BLOCKED_VISITORS_IN_RULE, (website_id, rule), query, None, use_cache=use_cache
+            _COUNT_BLOCKED_VISITORS_IN_RULE,
+            (website_id, rule),
+            query,
+            None,
+            use_cache=use_cache,
+            deadline=deadline,
         )
 
     def clear_blocked_visitors_in_rule(
@@ -3877,12 +4739,16 @@ class WebsiteResource(WebsiteIteration, Resource):
         website_id: str,
         rule: str,
         data: Body = None,
+        *,
+        deadline: float | None = None,
     ) -> Any:
         """Clear Blocked Visitors In Rule.
 
         ``DELETE /website/{website_id}/visitors/blocked/{rule}``
         """
-        return self._client.call(_CLEAR_BLOCKED_VISITORS_IN_RULE, (website_id, rule), None, data)
+        return self._client.call(
+            _CLEAR_BLOCKED_VISITORS_IN_RULE, (website_id, rule), None, data, deadline=deadline
+        )
 
     # Names of the original python-crisp-api, kept working.
     batch_resolve_items = batch_resolve_conversations

@@ -7,6 +7,7 @@ only 0 means the copy is complete, and only 1 asks for a plain rerun.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import threading
@@ -82,7 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--shard", help="with --all-websites: take the i-th of N slices (i/N)")
     parser.add_argument("--redis-url", help="share rate limit and cache through Redis")
-    parser.add_argument("--rate-limit", type=float, help="requests per second of our own")
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default=defaults.ADAPTIVE,
+        metavar="RATE",
+        help="requests per second of our own, or 'adaptive' (the default): a rate learnt "
+        "from Crisp's 429/420 answers",
+    )
     parser.add_argument(
         "--people-interval",
         type=_duration,
@@ -155,8 +163,21 @@ def _check(args: argparse.Namespace) -> None:
             sharding.parse_shard(args.shard)
         except ValueError as exc:
             raise _UsageError(str(exc)) from None
-    if args.rate_limit is not None and not args.rate_limit > 0:
-        raise _UsageError(f"--rate-limit must be positive, got {args.rate_limit}")
+
+
+def _rate_limit(value: str) -> float | str:
+    """``--rate-limit``: ``adaptive`` or a positive number of requests per second."""
+    if value == defaults.ADAPTIVE:
+        return value
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = math.nan
+    if not 0 < rate < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"must be {defaults.ADAPTIVE!r} or a positive number of requests/s, got {value!r}"
+        )
+    return rate
 
 
 def _target_from_environment(args: argparse.Namespace) -> Target:
@@ -177,9 +198,10 @@ def _store(path: str) -> Iterator[SQLiteStore]:
 
 
 def _client(args: argparse.Namespace, target: Target) -> Crisp:
-    options: dict[str, Any] = {"pool_size": max(defaults.POOL_SIZE, args.workers)}
-    if args.rate_limit is not None:
-        options["rate_limit"] = args.rate_limit
+    options: dict[str, Any] = {
+        "pool_size": max(defaults.POOL_SIZE, args.workers),
+        "rate_limit": args.rate_limit,
+    }
     if args.redis_url:
         options["redis_url"] = args.redis_url
     try:

@@ -11,12 +11,11 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from middleware import Handler, Request, Response
+from crisp_api.defaults import RATE_LIMIT_STATUSES
+from middleware import NOTE_CACHE, Handler, Request, Response
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
-
-RATE_LIMIT_STATUSES = frozenset({420, 429})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +68,7 @@ class _CallLayer:
         try:
             return call_next(request)
         finally:
-            self._counter._count_call(request.cache_status == "hit")
+            self._counter._count_call(request.notes.get(NOTE_CACHE) == "hit")
 
 
 class _SentLayer:

@@ -168,6 +168,8 @@ class Api:
         wait = call.injector.take_token(identifier)
         if wait is not None:
             self.stats.fault("bucket")
+            if not call.injector.faults.bucket_retry_after:
+                return failure(429, "rate_limited")
             return throttled(429, wait)
         if isinstance(match, WrongMethod):
             return failure(405, "method_not_allowed", (("Allow", ", ".join(match.allowed)),))

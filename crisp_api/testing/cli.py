@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--bucket-rate", type=float, default=None,
                         help="token bucket: requests/s per token")
     faults.add_argument("--bucket-burst", type=int, default=10)
+    faults.add_argument("--bucket-no-retry-after", action="store_true",
+                        help="token bucket refusals carry no Retry-After header")
     faults.add_argument("--drop-before-rate", type=float, default=0.0)
     faults.add_argument("--drop-after-rate", type=float, default=0.0)
     faults.add_argument("--hang-rate", type=float, default=0.0)
@@ -85,7 +87,8 @@ def faults_from(args: argparse.Namespace) -> Faults:
         latency_ms=args.latency_ms, error_rate=args.error_rate,
         html_error_ratio=args.html_error_ratio, throttle_rate=args.throttle_rate,
         retry_after=args.retry_after, bucket_rate=args.bucket_rate,
-        bucket_burst=args.bucket_burst, drop_before_rate=args.drop_before_rate,
+        bucket_burst=args.bucket_burst, bucket_retry_after=not args.bucket_no_retry_after,
+        drop_before_rate=args.drop_before_rate,
         drop_after_rate=args.drop_after_rate, hang_rate=args.hang_rate,
         slow_body_rate=args.slow_body_rate, slow_chunk_bytes=args.slow_chunk_bytes,
         slow_chunk_delay_ms=args.slow_chunk_delay_ms, methods=args.fault_methods,

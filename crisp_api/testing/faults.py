@@ -47,7 +47,8 @@ class Faults:
     - ``throttle_rate``: answer one of ``throttle_statuses`` with ``Retry-After:
       retry_after`` (seconds).
     - ``bucket_rate``/``bucket_burst``: a token bucket per token (requests per second,
-      capacity); when empty, 429 with ``Retry-After`` the seconds until the next token.
+      capacity); when empty, 429 with ``Retry-After`` the seconds until the next token, or
+      without it if ``bucket_retry_after`` is false (Crisp documents no such header).
     - ``drop_before_rate``: reset the connection as soon as the request arrives; nothing is
       applied.
     - ``drop_after_rate``: apply the request, then close the connection without answering.
@@ -70,6 +71,7 @@ class Faults:
     retry_after: int = 1
     bucket_rate: float | None = None
     bucket_burst: int = 10
+    bucket_retry_after: bool = True
     drop_before_rate: float = 0.0
     drop_after_rate: float = 0.0
     hang_rate: float = 0.0
@@ -189,7 +191,9 @@ class FaultInjector:
         self._budget = faults.budget
         self._buckets: dict[str, tuple[float, float]] = {}
         self._active = faults != Faults(bucket_rate=faults.bucket_rate,
-                                        bucket_burst=faults.bucket_burst, seed=faults.seed)
+                                        bucket_burst=faults.bucket_burst,
+                                        bucket_retry_after=faults.bucket_retry_after,
+                                        seed=faults.seed)
 
     def decide(self, method: str, route_name: str | None, template: str | None) -> Decision:
         """The faults for one request (``route_name``/``template`` None if unknown)."""

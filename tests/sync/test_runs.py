@@ -244,3 +244,15 @@ def test_people_interval_reads_durations() -> None:
     for bad in ("soon", "-1h", "h"):
         with pytest.raises(SystemExit):
             parse(["--people-interval", bad])
+
+
+def test_rate_limit_is_adaptive_unless_a_rate_is_given() -> None:
+    from crisp_api.sync.cli import build_parser  # noqa: PLC0415 - the CLI's own parser
+
+    parse = build_parser().parse_args
+    assert parse([]).rate_limit == "adaptive"
+    assert parse(["--rate-limit", "adaptive"]).rate_limit == "adaptive"
+    assert parse(["--rate-limit", "12.5"]).rate_limit == 12.5
+    for bad in ("fast", "0", "-3", "inf", "nan"):
+        with pytest.raises(SystemExit):
+            parse(["--rate-limit", bad])

@@ -1,0 +1,246 @@
+"""A request rate that finds a server's undisclosed limit by itself, and follows it as it moves.
+
+`AdaptiveRate` is the control law, in the spirit of botocore's adaptive retry mode (a token
+bucket whose rate follows TCP CUBIC: cut on throttling, grow back while answers succeed), with
+three changes learnt from running it against limits that move and against random 429s:
+
+* **It reacts to the share of throttled answers, not to single ones.** botocore cuts its rate
+  on every throttled answer; with many threads, one overshoot returns a volley of 429s and the
+  rate collapses, and a server that refuses a few requests at random (maintenance, another
+  tenant) drags it to the floor. Here a cut needs, over about the last ``window`` seconds
+  (counts decaying with that time constant), at least ``min_throttled`` refusals making up at
+  least the cut threshold of the requests sent, and at most one cut per two windows: the
+  first lets the cut take effect, the second measures what is left (below). A share no
+  noise could explain (a cut far too shallow) may be cut again after one window.
+* **The threshold learns the incidental share.** In the second window after each cut, when
+  the rate is at its lowest and below any limit it was cut for, and the cut's own volley of
+  429s and their retries are over, the throttled share left is measured:
+  429s that do not go away when the rate falls are not ours to fix. The cut threshold is
+  ``cut_share`` above twice a running average of those samples (each new one counts for
+  half; at most ``max_noise``), so random
+  refusals stop causing cuts, while an overshoot (whose share climbs fast) still does. A cut
+  too shallow to get below the limit samples a high share; the cap keeps that from hiding
+  the limit. (A plain average of the share over time would count our own overshoots as
+  noise and let them grow.)
+* **It cuts from what got through, not from what was sent.** The new rate is ``beta`` times
+  the rate of successful answers over the window, the best estimate of the server's limit; a
+  cut from the send rate after a burst overshoots far below it.
+
+Between cuts the rate grows as CUBIC does, ``scale * (t - K)**3 + w_max`` with ``w_max`` the
+rate at the last cut: fast at first, flat near ``w_max`` (where the limit was), then faster
+again to find a higher limit. It never exceeds twice the rate actually sent (so an idle client
+does not grow a rate it never tested) unless that is below ``w_max``, and never falls below
+``floor``. Until the first cut there is no client-side limit at all.
+
+The law has no lock and no clock of its own: the caller passes ``now`` and serialises calls.
+`AdaptiveBucket` wraps it with a token bucket for the threads of one process; the Redis bucket
+runs the same law in Lua so that a fleet shares one learned rate.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from middleware.ratelimit import InMemoryBucket
+
+ADAPTIVE = "adaptive"
+"""The ``rate`` that asks a backend taking a fixed rate for a learnt one instead (so far
+`middleware.redis_bucket.RedisBucket`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveSettings:
+    """The constants of the law; the defaults are those measured in the benchmarks."""
+
+    beta: float = 0.7
+    """Share of the successful rate kept at a cut."""
+    scale: float = 0.2
+    """CUBIC's C, in requests/s per s³: how fast the rate grows back."""
+    cut_share: float = 0.05
+    """Share of throttled answers over the window that calls for a cut (above the noise)."""
+    min_throttled: int = 2
+    """Throttled answers the window must hold before a cut: one 429 is never enough."""
+    window: float = 1.0
+    """Seconds over which shares and rates are measured; cuts are at least two apart."""
+    max_noise: float = 0.15
+    """The most of the throttled share that is ever taken for incidental."""
+    floor: float = 1.0
+    """Requests/s the rate never goes below."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.beta < 1.0:
+            raise ValueError(f"beta must be between 0 and 1, got {self.beta}")
+        if not 0.0 < self.cut_share < 1.0:
+            raise ValueError(f"cut_share must be between 0 and 1, got {self.cut_share}")
+        if not 0.0 <= self.max_noise < 0.5:
+            raise ValueError(f"max_noise must be between 0 and 0.5, got {self.max_noise}")
+        if self.min_throttled < 1:
+            raise ValueError(f"min_throttled must be at least 1, got {self.min_throttled}")
+        for name in ("scale", "window", "floor"):
+            value = getattr(self, name)
+            if not 0.0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number, got {value}")
+
+
+class AdaptiveRate:
+    """The control law for one credential; see the module docstring.
+
+    Counts are exponentially decaying sums with time constant ``window`` (three numbers, not
+    a list of slots, so that the Redis bucket keeps the very same state in a hash); rates
+    divide them by ``window``, corrected for the first moments, when less than a window of
+    history exists.
+    """
+
+    def __init__(self, settings: AdaptiveSettings | None = None) -> None:
+        self.settings = settings or AdaptiveSettings()
+        self.w_max: float | None = None
+        """The rate at the last cut; None before the first (no limit yet)."""
+        self.cut_at = -math.inf
+        self.noise = 0.0
+        """The average throttled share measured after cuts: the incidental share."""
+        self._k = 0.0
+        self._sent = 0.0
+        self._throttled = 0.0
+        self._updated = math.nan
+        self._first = math.nan
+        self._mark_at = math.inf
+        self._mark: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        """Time, sent and throttled when the noise sample's window opened."""
+        self._sample_at = math.inf
+
+    def sent(self, now: float) -> None:
+        """Count a request about to be sent."""
+        self._advance(now)
+        self._sent += 1.0
+
+    def throttled(self, now: float) -> bool:
+        """Count a throttled answer; cut the rate if the window calls for it. True if cut."""
+        self._advance(now)
+        self._throttled += 1.0
+        settings = self.settings
+        if self._throttled < settings.min_throttled or self._throttled > self._sent:
+            # More refusals than requests counted: they answer requests this law did not
+            # send (another bucket's, before a fallback or a change of credentials), and
+            # nothing says what got through; wait for counts of our own.
+            return False
+        share = self._throttled / self._sent if self._sent > 0 else 1.0
+        if share < settings.cut_share + 2.0 * self.noise:
+            return False
+        beyond_noise = share >= settings.cut_share + 2.0 * settings.max_noise
+        if now - self.cut_at < (1.0 if beyond_noise else 2.0) * settings.window:
+            return False
+        good = max(0.0, self._sent - self._throttled) / self._span(now)
+        current = self.rate(now)
+        base = good if current is None else min(good, current)
+        self.w_max = max(settings.floor, base)
+        self.cut_at = now
+        self._mark_at = now + settings.window
+        self._sample_at = now + 2.0 * settings.window
+        self._k = (self.w_max * (1.0 - settings.beta) / settings.scale) ** (1.0 / 3.0)
+        return True
+
+    def rate(self, now: float) -> float | None:
+        """The rate to send at, in requests/s; None before the first cut (no limit)."""
+        if self.w_max is None:
+            return None
+        settings = self.settings
+        grown = settings.scale * (now - self.cut_at - self._k) ** 3 + self.w_max
+        sent = self._sent * math.exp(-max(0.0, now - self._updated) / settings.window)
+        ceiling = max(self.w_max, 2.0 * sent / self._span(now))
+        return max(settings.floor, min(grown, ceiling))
+
+    def _advance(self, now: float) -> None:
+        """Decay the counts to ``now``; sample the noise over the second window after a cut."""
+        if self._first != self._first:  # NaN: the first event
+            self._first = self._updated = now
+            return
+        elapsed = now - self._updated
+        if elapsed > 0:
+            decay = math.exp(-elapsed / self.settings.window)
+            self._sent *= decay
+            self._throttled *= decay
+            self._updated = now
+        if now >= self._mark_at:
+            self._mark_at = math.inf
+            self._mark = (now, self._sent, self._throttled)
+            # A whole window from the mark, even when the first event after a cut comes late.
+            self._sample_at = max(self._sample_at, now + self.settings.window)
+        elif now >= self._sample_at:
+            self._sample_at = math.inf
+            began, sent, throttled = self._mark
+            decay = math.exp(-(now - began) / self.settings.window)
+            sent = self._sent - sent * decay
+            share = (self._throttled - throttled * decay) / sent if sent >= 1.0 else 0.0
+            self.noise = min(self.settings.max_noise, (self.noise + share) / 2.0)
+
+    def _span(self, now: float) -> float:
+        """What the decayed sums are to be divided by to give a rate: ``window``, less in
+        the first moments of history."""
+        window = self.settings.window
+        return window * max(0.05, 1.0 - math.exp(-(now - self._first) / window))
+
+
+class AdaptiveBucket:
+    """A `BucketBackend` whose rate is learnt by `AdaptiveRate`, one per scope.
+
+    ``scope`` names whose rate a reservation draws on (for a client: its credentials and
+    tier, asked at each reservation since they may change); each scope has its own law and
+    token bucket of ``burst`` tokens, shared by every thread. ``throttled`` is what the
+    rate-limit layer calls on each 429/420.
+    """
+
+    def __init__(
+        self,
+        burst: int = 10,
+        *,
+        settings: AdaptiveSettings | None = None,
+        scope: Callable[[], Hashable] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        self.burst = burst
+        self.settings = settings or AdaptiveSettings()
+        self._scope = scope
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._scopes: dict[Hashable, tuple[AdaptiveRate, InMemoryBucket]] = {}
+
+    def _for_scope(self) -> tuple[AdaptiveRate, InMemoryBucket]:
+        key = None if self._scope is None else self._scope()
+        found = self._scopes.get(key)
+        if found is None:
+            found = (AdaptiveRate(self.settings), InMemoryBucket(None, self.burst, self._clock))
+            self._scopes[key] = found
+        return found
+
+    def reserve(self, max_wait: float | None) -> float:
+        with self._lock:
+            law, bucket = self._for_scope()
+            now = self._clock()
+            bucket.rate = law.rate(now)
+            wait = bucket.reserve(max_wait)
+            if wait >= 0:
+                law.sent(now)
+            return wait
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._for_scope()[1].pause(seconds)
+
+    def throttled(self) -> None:
+        """Tell the law that an answer was throttled."""
+        with self._lock:
+            self._for_scope()[0].throttled(self._clock())
+
+    def rate(self) -> float | None:
+        """The current scope's learnt rate (requests/s); None while unlimited."""
+        with self._lock:
+            return self._for_scope()[0].rate(self._clock())
+
+    def __repr__(self) -> str:
+        return f"<AdaptiveBucket burst={self.burst} {self.settings!r}>"

@@ -1,0 +1,222 @@
+"""The adaptive rate: it finds an undisclosed limit, follows it when it moves, and is not
+fooled by random 429s. First the law on a virtual clock, then a default client against the
+fake Crisp over real sockets."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from crisp_api import Crisp, RouteError
+from crisp_api.testing import FakeCrispProcess, Faults
+from middleware import AdaptiveBucket, AdaptiveRate, AdaptiveSettings, Handler, Request, Response
+from tests.adaptive_sim import Phase, simulate, steady
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_there_is_no_limit_until_the_server_throttles() -> None:
+    clock = Clock()
+    bucket = AdaptiveBucket(10, clock=clock)
+    assert all(bucket.reserve(None) == 0.0 for _ in range(1000))
+    assert bucket.rate() is None
+
+
+def test_a_few_429s_among_many_successes_never_cut() -> None:
+    law = AdaptiveRate()
+    for index in range(5000):  # 500/s for 10 s, one in a hundred refused
+        now = index / 500
+        law.sent(now)
+        if index % 100 == 99:
+            assert not law.throttled(now)
+    assert law.rate(10.0) is None
+
+
+def warm(law: AdaptiveRate, rate: float, start: float, seconds: float) -> float:
+    """Send ``rate`` requests/s, all answered, from ``start``; returns the end time."""
+    count = int(rate * seconds)
+    for index in range(count):
+        law.sent(start + index / rate)
+    return start + count / rate
+
+
+def test_a_volley_cuts_once_from_what_got_through() -> None:
+    law = AdaptiveRate()
+    now = warm(law, 40, 0.0, 2.0)  # the server's 40/s, all answered
+    cuts = 0
+    for index in range(100):  # then 200/s for 0.5 s, of which 40/s got through
+        law.sent(now + index / 200)
+        if index % 5:
+            cuts += law.throttled(now + index / 200)
+    assert cuts == 1
+    assert law.w_max is not None
+    assert 30 <= law.w_max <= 55
+    rate = law.rate(law.cut_at)
+    assert rate is not None
+    assert rate == pytest.approx(law.settings.beta * law.w_max, rel=0.01)
+
+
+def test_the_rate_grows_back_to_where_it_was_cut_then_beyond() -> None:
+    law = AdaptiveRate()
+    now = warm(law, 40, 0.0, 2.0)
+    for index in range(20):
+        law.sent(now + index / 200)
+        law.throttled(now + index / 200)
+    assert law.w_max is not None
+    w_max, cut_at = law.w_max, law.cut_at
+    k = (w_max * (1 - law.settings.beta) / law.settings.scale) ** (1 / 3)
+
+    def rate_at(t: float) -> float:
+        warm(law, 4 * w_max, t - 1.0, 1.0)  # demand well above the rate: no ceiling
+        value = law.rate(t)
+        assert value is not None
+        return value
+
+    assert rate_at(cut_at + 0.01) == pytest.approx(law.settings.beta * w_max, rel=0.02)
+    assert rate_at(cut_at + k) == pytest.approx(w_max, rel=0.02)
+    assert rate_at(cut_at + k + 1.0) < 1.05 * w_max  # flat near where the limit was
+    assert rate_at(cut_at + k + 8.0) > 1.5 * w_max  # then probing for a higher one
+
+
+def test_an_idle_client_does_not_grow_a_rate_it_never_tested() -> None:
+    law = AdaptiveRate()
+    now = warm(law, 40, 0.0, 2.0)
+    for index in range(20):
+        law.sent(now + index / 200)
+        law.throttled(now + index / 200)
+    assert law.w_max is not None
+    rate = law.rate(now + 60.0)  # a minute without a request: CUBIC alone would be far up
+    assert rate == pytest.approx(law.w_max)
+
+
+def test_the_rate_never_goes_below_the_floor() -> None:
+    law = AdaptiveRate(AdaptiveSettings(floor=2.0))
+    now = 0.0
+    for _ in range(100):  # every request refused, for a long time
+        law.sent(now)
+        law.throttled(now)
+        now += 0.5
+    rate = law.rate(now)
+    assert rate is not None
+    assert rate >= 2.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"beta": 1.0}, {"cut_share": 0}, {"min_throttled": 0}, {"window": 0}, {"max_noise": 0.6},
+     {"floor": -1}, {"scale": float("inf")}],
+)
+def test_bad_settings_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        AdaptiveSettings(**bad)
+
+
+def test_simulated_limit_that_changes_is_found_and_followed() -> None:
+    phases = [Phase(30, 40), Phase(30, 20), Phase(30, 40)]
+    log, _ = simulate(phases)
+    start = 0.0
+    for phase in phases:
+        rate, refused = steady(log, start + 5, start + phase.seconds)
+        assert rate >= 0.9 * phase.limit
+        assert refused <= 0.10
+        start += phase.seconds
+    assert 1 - sum(sent.ok for sent in log) / len(log) <= 0.10
+
+
+@pytest.mark.parametrize("noise", [0.03, 0.10])
+def test_random_429s_do_not_collapse_the_rate(noise: float) -> None:
+    """No limit at all, but a share of requests refused at random: cutting does not help, and
+    the rate must stay far above the floor (botocore's law ends near zero here)."""
+    log, bucket = simulate([Phase(40, 1e9)], noise=noise, latency=0.02)
+    rate, _ = steady(log, 20, 40)
+    unthrottled = 16 / 0.02 * (1 - noise)
+    assert rate >= 0.4 * unthrottled
+    learnt = bucket.rate()
+    assert learnt is None or learnt >= 0.5 * rate
+
+
+# Over real sockets ---------------------------------------------------------------------
+
+
+class Timeline:
+    """Innermost layer recording when each attempt was answered, and how."""
+
+    name = "timeline"
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[float, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request, call_next: Handler) -> Response:
+        response = call_next(request)
+        with self._lock:
+            self.answers.append((time.monotonic(), response.status))
+        return response
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """(successful answers/s, share of 429s) between two instants."""
+        inside = [status for at, status in self.answers if start <= at < end]
+        ok = sum(200 <= status < 300 for status in inside)
+        return ok / (end - start), sum(status == 429 for status in inside) / max(1, len(inside))
+
+
+@pytest.fixture(scope="module")
+def limited() -> Iterator[FakeCrispProcess]:
+    with FakeCrispProcess(conversations=50, messages=5, seed=5) as fake:
+        yield fake
+
+
+def test_a_default_client_finds_an_unknown_limit_that_changes_mid_run(
+    limited: FakeCrispProcess,
+) -> None:
+    """16 threads on a default client; the server allows 40/s, then 20/s, answering the
+    excess 429 without Retry-After. Loose bounds: the benchmark measures the real figures."""
+    phase = 10.0
+    limited.set_faults(Faults(bucket_rate=40, bucket_burst=10, bucket_retry_after=False))
+    client: Crisp = limited.client(cache_ttl=0, pool_size=16)
+    timeline = Timeline()
+    client.use(timeline)
+    sessions = list(limited.ground_truth())
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        index = offset
+        while not stop.is_set():
+            try:
+                client.website.get_conversation(limited.website_id, sessions[index % 50])
+            except RouteError as exc:  # a call may run out of retries; count, go on
+                failures.append(exc)
+            index += 16
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    time.sleep(phase)
+    limited.set_faults(Faults(bucket_rate=20, bucket_burst=10, bucket_retry_after=False))
+    changed = time.monotonic()
+    time.sleep(phase)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    client.close()
+    first = timeline.between(started + 4, changed)
+    second = timeline.between(changed + 4, changed + phase)
+    print(f"\nadaptive: 40/s -> {first[0]:.1f}/s, {first[1]:.1%} 429; "
+          f"20/s -> {second[0]:.1f}/s, {second[1]:.1%} 429; failed calls {len(failures)}")
+    assert first[0] >= 0.75 * 40
+    assert first[1] <= 0.2
+    assert second[0] >= 0.75 * 20
+    assert second[1] <= 0.2
+    assert len(failures) <= 0.05 * len(timeline.answers)

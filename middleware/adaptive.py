@@ -66,6 +66,9 @@ class AdaptiveSettings:
     """Throttled answers the window must hold before a cut: one 429 is never enough."""
     window: float = 1.0
     """Seconds over which shares and rates are measured; cuts are at least two apart."""
+    pause_cut: float = 1.0
+    """A throttled answer whose ``Retry-After`` asks at least this many seconds is the server
+    pausing everyone: it cuts at once (see `AdaptiveRate.throttled`)."""
     max_noise: float = 0.15
     """The most of the throttled share that is ever taken for incidental."""
     floor: float = 1.0
@@ -80,7 +83,7 @@ class AdaptiveSettings:
             raise ValueError(f"max_noise must be between 0 and 0.5, got {self.max_noise}")
         if self.min_throttled < 1:
             raise ValueError(f"min_throttled must be at least 1, got {self.min_throttled}")
-        for name in ("scale", "window", "floor"):
+        for name in ("scale", "window", "floor", "pause_cut"):
             value = getattr(self, name)
             if not 0.0 < value < math.inf:
                 raise ValueError(f"{name} must be a positive number, got {value}")
@@ -111,17 +114,32 @@ class AdaptiveRate:
         self._mark: tuple[float, float, float] = (0.0, 0.0, 0.0)
         """Time, sent and throttled when the noise sample's window opened."""
         self._sample_at = math.inf
+        self._paused = (-math.inf, -math.inf)
+        """Start and end of the last pause: time during which nothing could be sent."""
 
     def sent(self, now: float) -> None:
         """Count a request about to be sent."""
         self._advance(now)
         self._sent += 1.0
 
-    def throttled(self, now: float) -> bool:
-        """Count a throttled answer; cut the rate if the window calls for it. True if cut."""
+    def throttled(self, now: float, retry_after: float | None = None) -> bool:
+        """Count a throttled answer; cut the rate if the window calls for it. True if cut.
+
+        A ``retry_after`` of ``pause_cut`` seconds or more cuts at once (at most once per
+        window), from the rate actually sent (or the current rate, if lower), as botocore
+        does: such a pause stops every caller, so few 429s ever come back, yet each costs a
+        whole pause; the share of 429s cannot be the signal.
+        """
         self._advance(now)
         self._throttled += 1.0
         settings = self.settings
+        if retry_after is not None and retry_after >= settings.pause_cut:
+            if now - self.cut_at < settings.window:
+                return False  # an answer to a request sent before the last cut's pause
+            sending = self._sent / self._span(now)
+            current = self.rate(now)
+            self._cut(now, sending if current is None else min(current, sending))
+            return True
         if self._throttled < settings.min_throttled or self._throttled > self._sent:
             # More refusals than requests counted: they answer requests this law did not
             # send (another bucket's, before a fallback or a change of credentials), and
@@ -135,13 +153,17 @@ class AdaptiveRate:
             return False
         good = max(0.0, self._sent - self._throttled) / self._span(now)
         current = self.rate(now)
-        base = good if current is None else min(good, current)
+        self._cut(now, good if current is None else min(good, current))
+        return True
+
+    def _cut(self, now: float, base: float) -> None:
+        """Start a new CUBIC epoch at ``now`` whose ``w_max`` is ``base`` requests/s."""
+        settings = self.settings
         self.w_max = max(settings.floor, base)
         self.cut_at = now
         self._mark_at = now + settings.window
         self._sample_at = now + 2.0 * settings.window
         self._k = (self.w_max * (1.0 - settings.beta) / settings.scale) ** (1.0 / 3.0)
-        return True
 
     def rate(self, now: float) -> float | None:
         """The rate to send at, in requests/s; None before the first cut (no limit)."""
@@ -177,11 +199,20 @@ class AdaptiveRate:
             share = (self._throttled - throttled * decay) / sent if sent >= 1.0 else 0.0
             self.noise = min(self.settings.max_noise, (self.noise + share) / 2.0)
 
+    def paused(self, now: float, seconds: float) -> None:
+        """Note a pause of every caller from ``now``: rates are measured over the time when
+        sending was possible, so that one spent pausing does not pass for a low limit."""
+        start, end = self._paused
+        self._paused = (now if now > end else start, max(end, now + seconds))
+
     def _span(self, now: float) -> float:
         """What the decayed sums are to be divided by to give a rate: ``window``, less in
-        the first moments of history."""
+        the first moments of history, less the part of it spent in a pause."""
         window = self.settings.window
-        return window * max(0.05, 1.0 - math.exp(-(now - self._first) / window))
+        span = window * max(0.05, 1.0 - math.exp(-(now - self._first) / window))
+        start, end = self._paused
+        overlap = max(0.0, min(end, now) - max(start, now - span))
+        return max(0.05 * window, span - overlap)
 
 
 class AdaptiveBucket:
@@ -230,12 +261,25 @@ class AdaptiveBucket:
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            self._for_scope()[1].pause(seconds)
+            law, bucket = self._for_scope()
+            law.paused(self._clock(), seconds)
+            bucket.pause(seconds)
 
-    def throttled(self) -> None:
-        """Tell the law that an answer was throttled."""
+    def pause_left(self) -> float:
+        """Seconds left of the current scope's pause (0 if none)."""
         with self._lock:
-            self._for_scope()[0].throttled(self._clock())
+            return self._for_scope()[1].pause_left()
+
+    @property
+    def pauses(self) -> int:
+        """How many pauses the current scope was asked for."""
+        with self._lock:
+            return self._for_scope()[1].pauses
+
+    def throttled(self, retry_after: float | None = None) -> None:
+        """Tell the law that an answer was throttled (with its ``Retry-After``, if any)."""
+        with self._lock:
+            self._for_scope()[0].throttled(self._clock(), retry_after)
 
     def rate(self) -> float | None:
         """The current scope's learnt rate (requests/s); None while unlimited."""

@@ -87,7 +87,9 @@ class QuotaBucket:
     ) -> None:
         self.bucket = bucket
         self.quota = quota
-        self.throttled: Callable[[], None] | None = getattr(bucket, "throttled", None)
+        self.throttled: Callable[[float | None], None] | None = getattr(
+            bucket, "throttled", None
+        )
         """The wrapped bucket's, when it learns its rate from throttled answers."""
         self._clock = clock
         self._lock = threading.Lock()
@@ -121,6 +123,13 @@ class QuotaBucket:
 
     def pause(self, seconds: float) -> None:
         self.bucket.pause(seconds)
+
+    def pause_left(self) -> float:
+        return self.bucket.pause_left()
+
+    @property
+    def pauses(self) -> int:
+        return self.bucket.pauses
 
     def adopt(self, period: int, used: int) -> None:
         """Take ``used``, counted by the shared store, as the count of ``period``; what this

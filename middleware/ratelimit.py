@@ -38,6 +38,16 @@ class BucketBackend(Protocol):
         """Hold every reservation back for ``seconds`` from now."""
         ...
 
+    def pause_left(self) -> float:
+        """Seconds left of the current pause (0 if none)."""
+        ...
+
+    @property
+    def pauses(self) -> int:
+        """How many pauses were asked of this bucket so far: a caller that reserved before
+        a pause can tell that one began while it waited for its turn."""
+        ...
+
 
 class InMemoryBucket:
     """A token bucket for the threads of one process.
@@ -63,6 +73,7 @@ class InMemoryBucket:
         self._tokens = float(burst)
         self._updated = clock()
         self._paused_until = 0.0
+        self._pauses = 0
 
     def reserve(self, max_wait: float | None) -> float:
         now = self._clock()
@@ -78,6 +89,15 @@ class InMemoryBucket:
             self._tokens, self._updated = tokens - 1.0, now
             return wait
 
+    def pause_left(self) -> float:
+        """Seconds left of the current pause (0 if none)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    @property
+    def pauses(self) -> int:
+        """How many pauses were asked of this bucket so far."""
+        return self._pauses
+
     def pause(self, seconds: float) -> None:
         """Hold reservations back until ``seconds`` from now, then resume at the rate.
 
@@ -90,6 +110,7 @@ class InMemoryBucket:
         until = self._clock() + seconds
         rate = self.rate
         with self._lock:
+            self._pauses += 1
             self._paused_until = max(self._paused_until, until)
             if rate is not None and self._updated + (1.0 - self._tokens) / rate < until:
                 self._tokens, self._updated = 1.0, until
@@ -109,10 +130,10 @@ class RateLimit:
     `RateLimitExceededError`, ``None`` waits as long as it takes); a request's deadline bounds
     it too, so a long pause asked by the server fails the calls that cannot wait that long,
     with the wait, instead of holding them. An answer whose status is in ``pause_statuses``
-    pauses the bucket for its ``Retry-After`` (at most ``max_pause``). Without one, a bucket
-    that learns its rate (it has a ``throttled`` method, like `AdaptiveBucket`) is told, and
-    adjusts; any other bucket pauses for ``default_pause``. The time a call really waited is
-    left in its notes (`NOTE_RATE_LIMIT_WAIT`).
+    pauses the bucket for its ``Retry-After`` (at most ``max_pause``). A bucket that learns its
+    rate (it has a ``throttled(retry_after)`` method, like `AdaptiveBucket`) is also told, and
+    adjusts; any other bucket pauses for ``default_pause`` when no ``Retry-After`` came. The
+    time a call really waited is left in its notes (`NOTE_RATE_LIMIT_WAIT`).
     """
 
     name = "rate_limit"
@@ -135,19 +156,25 @@ class RateLimit:
         self.default_pause = default_pause
         self.max_pause = max_pause
         self._sleep = sleep
-        self._throttled: Callable[[], None] | None = getattr(backend, "throttled", None)
+        self._throttled: Callable[[float | None], None] | None = getattr(
+            backend, "throttled", None
+        )
+
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
         max_wait = self.max_wait
         if request.deadline is not None:
             left = max(0.0, request.deadline - time.monotonic())
             max_wait = left if max_wait is None else min(max_wait, left)
+        pauses = self.backend.pauses
         wait = self.backend.reserve(max_wait)
         if wait:
             if wait < 0:
                 raise RateLimitExceededError(-wait, request.method, request.route)
             began = time.perf_counter()
             self._sleep(wait)
+            if self.backend.pauses != pauses:
+                self._sit_out_pause(request, max_wait, wait)
             request.notes[NOTE_RATE_LIMIT_WAIT] = time.perf_counter() - began
         response = call_next(request)
         if response.status in self.pause_statuses:
@@ -157,8 +184,21 @@ class RateLimit:
             elif self._throttled is None:
                 self.backend.pause(self.default_pause)
             if self._throttled is not None:
-                self._throttled()
+                self._throttled(asked)
         return response
+
+    def _sit_out_pause(self, request: Request, max_wait: float | None, waited: float) -> None:
+        """Wait out a pause that began while this call waited for its turn.
+
+        Its turn was given before the pause; sent now, it would draw the next 429 (and
+        another pause for everyone), as every call queued in the bucket would, one by one.
+        """
+        left = self.backend.pause_left()
+        if left <= 0:
+            return
+        if max_wait is not None and waited + left > max_wait:
+            raise RateLimitExceededError(left, request.method, request.route)
+        self._sleep(left)
 
     def __repr__(self) -> str:
         return f"<RateLimit {self.backend!r} max_wait={self.max_wait}>"

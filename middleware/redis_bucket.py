@@ -67,18 +67,19 @@ end
 -- durations seconds. S: AdaptiveSettings from ARGV[first], then ADAPTIVE_KEEP (s).
 local function law_settings(first)
   local a = {}
-  for i = 1, 8 do a[i] = tonumber(ARGV[first + i - 1]) end
+  for i = 1, 9 do a[i] = tonumber(ARGV[first + i - 1]) end
   return {beta = a[1], scale = a[2], cut_share = a[3], min_throttled = a[4], window = a[5],
-          max_noise = a[6], floor = a[7], keep = a[8]}
+          max_noise = a[6], floor = a[7], pause_cut = a[8], keep = a[9]}
 end
 local function law_read(key)
   local v = redis.call('HMGET', key, 'w', 'c', 'k', 's', 'r', 'd', 'f', 'z', 'o', 'e', 'm',
-                       'ms', 'mr')
+                       'ms', 'mr', 'ps', 'pe')
   return {w = tonumber(v[1]), c = tonumber(v[2]), k = tonumber(v[3]) or 0,
           s = tonumber(v[4]) or 0, r = tonumber(v[5]) or 0, d = tonumber(v[6]),
           f = tonumber(v[7]), z = tonumber(v[8]) or 0, o = tonumber(v[9]) or math.huge,
           e = tonumber(v[10]) or math.huge, m = tonumber(v[11]) or 0,
-          ms = tonumber(v[12]) or 0, mr = tonumber(v[13]) or 0}
+          ms = tonumber(v[12]) or 0, mr = tonumber(v[13]) or 0,
+          ps = tonumber(v[14]) or -math.huge, pe = tonumber(v[15]) or -math.huge}
 end
 local function law_write(key, law)
   redis.call('HSET', key, 's', law.s, 'r', law.r, 'd', law.d, 'f', law.f, 'z', law.z)
@@ -116,9 +117,12 @@ local function law_advance(law, now, S)
     law.z = math.min(S.max_noise, (law.z + share) / 2)
   end
 end
--- _span: what the decayed sums are divided by to give a rate (s).
+-- _span: what the decayed sums are divided by to give a rate (s), less the part of it
+-- spent in the last pause (ps..pe).
 local function law_span(law, now, S)
-  return S.window * math.max(0.05, 1 - math.exp(-(now - law.f) / 1000000 / S.window))
+  local span = S.window * math.max(0.05, 1 - math.exp(-(now - law.f) / 1000000 / S.window))
+  local overlap = math.max(0, math.min(law.pe, now) - math.max(law.ps, now - span * 1000000))
+  return math.max(0.05 * S.window, span - overlap / 1000000)
 end
 -- rate: requests/s, nil before the first cut (no limit).
 local function law_rate(law, now, S)
@@ -204,7 +208,12 @@ if ARGV[2] == 'adaptive' then
   -- during the pause at the rate the fleet learnt; 0 before the first cut, when there is no
   -- rate to restart at (as with rate None). A fixed 0 instead would let the tokens refill
   -- during the pause and release up to a burst at once at its end: another 429.
-  rate = law_rate(law_read(KEYS[1]), now, law_settings(8)) or 0
+  local law = law_read(KEYS[1])
+  rate = law_rate(law, now, law_settings(8)) or 0
+  if pause > 0 then  -- AdaptiveRate.paused: rates leave out the time nothing could be sent
+    if now > law.pe then law.ps = now end
+    redis.call('HSET', KEYS[1], 'ps', law.ps, 'pe', math.max(law.pe, now + pause))
+  end
 end
 local keep = 0
 local state = redis.call('HMGET', KEYS[1], 'p', 't', 'u', 'q', 'n')
@@ -234,9 +243,9 @@ return 1
 """
 
 THROTTLED = LAW + """
--- KEYS[1]: the bucket's hash. ARGV: the law's settings (law_settings). Counts a throttled
--- answer and cuts the rate if the window calls for it, as AdaptiveRate.throttled does.
--- Replies 1 if it cut, else 0.
+-- KEYS[1]: the bucket's hash. ARGV: the law's settings (law_settings), then the answer's
+-- Retry-After (s, < 0: none). Counts a throttled answer and cuts the rate if the window (or
+-- a server pause) calls for it, as AdaptiveRate.throttled does. Replies 1 if it cut, else 0.
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -244,15 +253,26 @@ local S = law_settings(1)
 local law = law_read(KEYS[1])
 law_advance(law, now, S)
 law.r = law.r + 1
-local share, gap, cut = 1, 2, 0
+local retry_after = tonumber(ARGV[10])
+local share, gap, cut, base = 1, 2, 0, nil
 if law.s > 0 then share = law.r / law.s end
-if share >= S.cut_share + 2 * S.max_noise then gap = 1 end  -- beyond any noise
--- More refusals than requests counted: they answer requests this law did not send.
-if law.r >= S.min_throttled and law.r <= law.s and share >= S.cut_share + 2 * law.z
-    and not (law.c and now - law.c < gap * S.window * 1000000) then
-  local good = math.max(0, law.s - law.r) / law_span(law, now, S)
-  local current = law_rate(law, now, S)
-  law.w = math.max(S.floor, current and math.min(good, current) or good)
+local current = law_rate(law, now, S)
+if retry_after >= S.pause_cut then  -- a server pause: cut at once, from the rate sent
+  if not (law.c and now - law.c < S.window * 1000000) then
+    local sending = law.s / law_span(law, now, S)
+    base = current and math.min(current, sending) or sending
+  end
+else
+  if share >= S.cut_share + 2 * S.max_noise then gap = 1 end  -- beyond any noise
+  -- More refusals than requests counted: they answer requests this law did not send.
+  if law.r >= S.min_throttled and law.r <= law.s and share >= S.cut_share + 2 * law.z
+      and not (law.c and now - law.c < gap * S.window * 1000000) then
+    local good = math.max(0, law.s - law.r) / law_span(law, now, S)
+    base = current and math.min(good, current) or good
+  end
+end
+if base then
+  law.w = math.max(S.floor, base)
   law.c, law.k = now, (law.w * (1 - S.beta) / S.scale) ^ (1 / 3)
   law.o, law.e = now + S.window * 1000000, now + 2 * S.window * 1000000
   cut = 1
@@ -293,7 +313,7 @@ class RedisBucket:
         self.burst = burst
         self.quota = quota
         self.settings = settings
-        self.throttled: Callable[[], None] | None = None
+        self.throttled: Callable[[float | None], None] | None = None
         local: BucketBackend
         if isinstance(rate, str):
             if rate != ADAPTIVE:
@@ -321,6 +341,7 @@ class RedisBucket:
         self._merge = link.redis.register_script(MERGE)
         self._lock = threading.Lock()
         self._paused_until = 0.0
+        self._pauses = 0
         self._hand_over_due = False
 
     def key(self) -> str:
@@ -335,14 +356,29 @@ class RedisBucket:
     def pause(self, seconds: float) -> None:
         self.fallback.pause(seconds)
         with self._lock:
+            self._pauses += 1
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         self.link.run(lambda: self._merge_shared(self.key(), seconds), self._note_hand_over)
 
-    def _throttled(self, local: AdaptiveBucket) -> None:
+    def pause_left(self) -> float:
+        """Seconds left of the last pause this process asked for (pauses asked by others are
+        seen at the next reservation)."""
+        with self._lock:
+            return max(0.0, self._paused_until - time.monotonic())
+
+    @property
+    def pauses(self) -> int:
+        """How many pauses this process asked for."""
+        return self._pauses
+
+    def _throttled(self, local: AdaptiveBucket, retry_after: float | None = None) -> None:
         """Count a throttled answer in the fleet's law, or in ``local``'s (the fallback's)
         while Redis is down; bound to ``throttled`` in adaptive mode."""
-        self.link.run(lambda: self._throttle(keys=[self.key()], args=self._law_args),
-                      local.throttled)
+        asked = -1.0 if retry_after is None else retry_after
+        self.link.run(
+            lambda: self._throttle(keys=[self.key()], args=[*self._law_args, asked]),
+            lambda: local.throttled(retry_after),
+        )
 
     def _reserve_shared(self, max_wait: float | None) -> float:
         key = self.key()
@@ -412,4 +448,5 @@ class RedisBucket:
 def _settings_args(settings: AdaptiveSettings) -> list[float]:
     """The law's settings as the scripts take them (``law_settings`` in `LAW`)."""
     return [settings.beta, settings.scale, settings.cut_share, settings.min_throttled,
-            settings.window, settings.max_noise, settings.floor, ADAPTIVE_KEEP]
+            settings.window, settings.max_noise, settings.floor, settings.pause_cut,
+            ADAPTIVE_KEEP]

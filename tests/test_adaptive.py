@@ -99,6 +99,25 @@ def test_an_idle_client_does_not_grow_a_rate_it_never_tested() -> None:
     assert rate == pytest.approx(law.w_max)
 
 
+def test_a_server_pause_cuts_at_once_from_the_current_rate() -> None:
+    """A Retry-After of a second stops every caller: few 429s come back, each costing a
+    pause; the law cuts on the first, from the rate it was sending at, not from the share."""
+    law = AdaptiveRate()
+    now = warm(law, 40, 0.0, 2.0)
+    assert law.throttled(now, retry_after=1.0)  # one 429 among 80 requests: still a cut
+    first = law.w_max
+    assert first is not None
+    assert first == pytest.approx(40, rel=0.15)
+    assert not law.throttled(now + 0.5, retry_after=1.0)  # at most one per two windows
+    later = warm(law, 25, now + 0.5, 2 * law.settings.window)  # sending 25/s, under its rate
+    current = law.rate(later)
+    assert current is not None
+    assert current > 25
+    assert law.throttled(later, retry_after=3.0)
+    assert law.w_max == pytest.approx(25, rel=0.15)  # from what was sent, not the rate
+    assert not law.throttled(later + 5, retry_after=0.5)  # a short one is an ordinary 429
+
+
 def test_the_rate_never_goes_below_the_floor() -> None:
     law = AdaptiveRate(AdaptiveSettings(floor=2.0))
     now = 0.0

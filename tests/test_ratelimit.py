@@ -143,3 +143,27 @@ def test_the_client_can_fail_fast_instead_of_waiting(server: ScriptedServer) -> 
 def test_a_negative_wait_is_refused() -> None:
     with pytest.raises(ValueError, match="max_wait"):
         Crisp(rate_limit_wait=-1)
+
+
+def test_a_pause_that_began_while_a_call_waited_its_turn_is_sat_out(
+    server: ScriptedServer,
+) -> None:
+    """Its turn was given before the pause: sent at once, it would draw the next 429."""
+    clock = FakeClock()
+    bucket = InMemoryBucket(rate=10.0, burst=1, clock=clock)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            bucket.pause(2.0)  # another caller's 429 arrives while this one waits
+        clock.now += seconds
+
+    client = Crisp()
+    client.set_rest_host(server.url)
+    client.authenticate(IDENTIFIER, KEY)
+    client.set_middleware([RateLimit(bucket, sleep=sleep), client.auth])
+    bucket.reserve(None)  # the only token: the call waits 0.1 s for its turn
+    client.website.get_website("w")
+    assert waits == [pytest.approx(0.1), pytest.approx(1.9)]
+    assert server.count() == 1

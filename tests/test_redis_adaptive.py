@@ -49,11 +49,11 @@ def state(server: RedisServer, bucket: RedisBucket) -> dict[str, float]:
     return {field.decode(): float(value) for field, value in stored.items()}
 
 
-def throttle(bucket: RedisBucket, answers: int = 1) -> None:
+def throttle(bucket: RedisBucket, answers: int = 1, retry_after: float | None = None) -> None:
     """Tell ``bucket`` of ``answers`` throttled answers, as the rate-limit layer does."""
     assert bucket.throttled is not None
     for _ in range(answers):
-        bucket.throttled()
+        bucket.throttled(retry_after)
 
 
 def overshoot(bucket: RedisBucket) -> None:
@@ -203,7 +203,17 @@ def test_the_lua_law_is_the_python_law(redis_server: RedisServer, redis_url: str
             same_cuts()
         time.sleep(0.02)
 
-    assert cuts >= 2
+    # A server pause: measured rates leave it out, and it cuts at once, in both.
+    time.sleep(2 * settings.window)
+    shared.pause(0.1)
+    law.paused(float(redis.hget(key, "ps")), 0.1 * MICRO)
+    time.sleep(0.05)
+    throttle(shared, retry_after=2.0)
+    assert law.throttled(now(), 2.0)
+    same_cuts()
+    cuts += 1
+
+    assert cuts >= 3
     assert law.noise > 0  # a noise sample was taken
     assert law.w_max is not None
     fields = state(redis_server, shared)

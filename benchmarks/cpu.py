@@ -59,7 +59,7 @@ class CpuResult:
 
 def run(config: Config) -> CpuResult:
     """Measure every contender against one fake Crisp process."""
-    with FakeCrispProcess(conversations=20, messages=5) as fake:
+    with FakeCrispProcess(conversations=20, messages=5, rtm=False) as fake:
         target = Target(fake.url, fake.identifier, fake.key, fake.website_id)
         racing: list[Contender] = [*contenders.in_process(target)]
         offline: list[Contender] = [*contenders.offline(target)]

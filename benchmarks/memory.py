@@ -42,7 +42,7 @@ class MemoryResult:
 def run(config: Config) -> MemoryResult:
     """One client process doing ``memory_requests`` requests against a fake Crisp."""
     print(f"benchmarks: memory, {config.memory_requests:,} requests", file=sys.stderr)
-    with FakeCrispProcess(conversations=20, messages=5) as fake:
+    with FakeCrispProcess(conversations=20, messages=5, rtm=False) as fake:
         setup = {"url": fake.url, "identifier": fake.identifier, "key": fake.key,
                  "website_id": fake.website_id, "requests": config.memory_requests,
                  "samples": SAMPLES}

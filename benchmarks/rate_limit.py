@@ -123,7 +123,7 @@ def changing(config: Config) -> ChangingLimit | None:
     failures: list[float] = []
     stop = threading.Event()
     with (
-        FakeCrispProcess(conversations=CHANGING_CONVERSATIONS, messages=5) as fake,
+        FakeCrispProcess(conversations=CHANGING_CONVERSATIONS, messages=5, rtm=False) as fake,
         fake.client(cache_ttl=0, pool_size=CHANGING_THREADS) as client,
     ):
         client.use(timeline)
@@ -214,7 +214,8 @@ def _one(config: Config, name: str, conversations: int, options: dict[str, Any])
     print(f"benchmarks: rate limit, {name}", file=sys.stderr)
     faults = Faults(bucket_rate=config.rate, bucket_burst=config.rate_burst)
     with (
-        FakeCrispProcess(conversations=conversations, messages=30, faults=faults) as fake,
+        FakeCrispProcess(conversations=conversations, messages=30, faults=faults,
+                         rtm=False) as fake,
         fake.client(**options) as client,
         tempfile.TemporaryDirectory() as folder,
     ):

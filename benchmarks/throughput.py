@@ -98,7 +98,7 @@ def run(config: Config) -> SyncResult:
     """Every (latency, workers) configuration, against one fake Crisp process."""
     runs = []
     with FakeCrispProcess(
-        conversations=config.sync_conversations, messages=config.sync_messages
+        conversations=config.sync_conversations, messages=config.sync_messages, rtm=False
     ) as fake:
         for latency in config.sync_latencies_ms:
             fake.set_faults(Faults(latency_ms=latency))

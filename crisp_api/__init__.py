@@ -1,4 +1,5 @@
-"""crisp-api: a complete, resilient and fast client for the Crisp REST API v1.
+"""crisp-api: a complete, resilient and fast client for the Crisp REST API v1, and for its
+real-time events (`Crisp.events`, `crisp_api.events`).
 
 >>> from crisp_api import Crisp
 >>> client = Crisp()
@@ -23,10 +24,22 @@ from crisp_api.errors import (
     ServerError,
     UnauthorizedError,
 )
+from crisp_api.events import (
+    Event,
+    EventsError,
+    EventsTimeoutError,
+    EventStream,
+    EventsUnauthorizedError,
+)
 
 __all__ = [
     "BadRequestError",
     "Crisp",
+    "Event",
+    "EventStream",
+    "EventsError",
+    "EventsTimeoutError",
+    "EventsUnauthorizedError",
     "ForbiddenError",
     "InvalidResponseError",
     "NetworkError",

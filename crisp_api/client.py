@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -27,6 +27,7 @@ from crisp_api.errors import (
 from crisp_api.errors import (
     ResponseTooLargeError as TooLargeError,
 )
+from crisp_api.events import EventStream
 from crisp_api.resources import (
     BucketResource,
     MediaResource,
@@ -110,6 +111,9 @@ class Crisp(PluginShortcuts):
     back. ``daily_quota`` caps the requests sent per UTC day (plugin tokens have such a
     quota), counted for the whole fleet when shared: the requests left are spread over the
     rest of the day, and once none is left calls fail with `QuotaExceededError` unsent.
+
+    `events` opens Crisp's real-time events for the same token (`crisp_api.events`, the
+    ``events`` extra).
     """
 
     def __init__(
@@ -144,6 +148,8 @@ class Crisp(PluginShortcuts):
         self._root = self._prefix + self._base_path
         self._tier = defaults.TIER
         self._identifier: str | None = None
+        self._key: str | None = None
+        self._logger = logger
         self._partition: tuple[str | None, str] = (None, self._tier)
         self._transport = Urllib3Transport(
             timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
@@ -266,7 +272,7 @@ class Crisp(PluginShortcuts):
         with self._lock:
             for layer in self._auth_layers():
                 layer.set_credentials(identifier, key)
-            self._identifier = identifier
+            self._identifier, self._key = identifier, key
             self._partition = (identifier, self._tier)
 
     def set_tier(self, tier: str) -> None:
@@ -316,6 +322,15 @@ class Crisp(PluginShortcuts):
     def get_tier(self) -> str:
         """The tier in use."""
         return self._tier
+
+    def _token(self) -> tuple[str, str, str]:
+        """``(identifier, key, tier)``, for `crisp_api.events`, whose socket authenticates
+        with them; ValueError before `authenticate`."""
+        with self._lock:
+            identifier, key, tier = self._identifier, self._key, self._tier
+        if identifier is None or key is None:
+            raise ValueError("call authenticate(identifier, key) first")
+        return identifier, key, tier
 
     def _auth_layers(self) -> list[BasicAuth]:
         layers = [m for m in self._pipeline.stack if isinstance(m, BasicAuth)]
@@ -510,6 +525,21 @@ class Crisp(PluginShortcuts):
         return self._raw("DELETE", resource, None, None)
 
     delete = remove
+
+    # Real-time events -----------------------------------------------------------------
+
+    def events(
+        self,
+        names: Sequence[str],
+        *,
+        timeout: float = defaults.RTM_START_TIMEOUT,
+        **options: Any,
+    ) -> EventStream:
+        """Crisp's real-time events ``names`` for this client's token: an `EventStream`
+        (built with ``options``, and this client's logger), already connected and
+        authenticated within ``timeout`` seconds. Needs the ``events`` extra."""
+        options.setdefault("logger", self._logger)
+        return EventStream(self, names, **options).start(timeout)
 
     # Lifetime -------------------------------------------------------------------------
 

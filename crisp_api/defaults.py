@@ -66,3 +66,24 @@ DAILY_QUOTA: int | None = None
 """Requests allowed per UTC day (plugin tokens have such a quota); None counts nothing."""
 QUOTA_BURST = 20
 """Requests that may go ahead of the daily quota's even schedule."""
+
+RTM_CONNECT_TIMEOUT = 10.0
+"""Seconds allowed to open the RTM socket, and again for Crisp to answer its authentication
+(Crisp's own clients allow 10 s)."""
+RTM_START_TIMEOUT = 30.0
+"""Seconds `EventStream.start` waits for the first authenticated connection, retries
+included."""
+RTM_RECONNECT_DELAY = 1.0
+RTM_RECONNECT_DELAY_MAX = 10.0
+RTM_JITTER = 0.5
+"""The socket is opened again RTM_RECONNECT_DELAY seconds after it failed or dropped, then
+twice as late each time it still fails, up to RTM_RECONNECT_DELAY_MAX; each wait is spread by
+up to RTM_JITTER of itself either way, so that a fleet does not reconnect all at once."""
+RTM_REDISCOVER_AFTER = 3
+"""Failed connections in a row after which the RTM endpoint is asked for again (Crisp may move
+a client to another RTM server)."""
+RTM_QUEUE_SIZE = 10_000
+"""Events an `EventStream` keeps for its reader."""
+RTM_OVERFLOW_WAIT = 1.0
+"""Seconds the socket's reader waits for room in a full event queue before dropping the
+event."""

@@ -240,6 +240,8 @@ class AdaptiveBucket:
         self._clock = clock
         self._lock = threading.Lock()
         self._scopes: dict[Hashable, tuple[AdaptiveRate, InMemoryBucket]] = {}
+        self.pauses = 0
+        """How many pauses were asked of this bucket so far (of any scope)."""
 
     def _for_scope(self) -> tuple[AdaptiveRate, InMemoryBucket]:
         key = None if self._scope is None else self._scope()
@@ -261,6 +263,7 @@ class AdaptiveBucket:
 
     def pause(self, seconds: float) -> None:
         with self._lock:
+            self.pauses += 1
             law, bucket = self._for_scope()
             law.paused(self._clock(), seconds)
             bucket.pause(seconds)
@@ -270,11 +273,6 @@ class AdaptiveBucket:
         with self._lock:
             return self._for_scope()[1].pause_left()
 
-    @property
-    def pauses(self) -> int:
-        """How many pauses the current scope was asked for."""
-        with self._lock:
-            return self._for_scope()[1].pauses
 
     def throttled(self, retry_after: float | None = None) -> None:
         """Tell the law that an answer was throttled (with its ``Retry-After``, if any)."""

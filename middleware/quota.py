@@ -121,6 +121,12 @@ class QuotaBucket:
             self._next_slot = start + interval
             return max(wait, quota_wait)
 
+    def left(self) -> int:
+        """Requests left of the current period's quota (as counted here)."""
+        period, _ = self.quota.period_of(self._clock())
+        with self._lock:
+            return self.quota.limit if period != self._period else self.quota.limit - self._used
+
     def pause(self, seconds: float) -> None:
         self.bucket.pause(seconds)
 

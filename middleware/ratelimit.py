@@ -73,7 +73,8 @@ class InMemoryBucket:
         self._tokens = float(burst)
         self._updated = clock()
         self._paused_until = 0.0
-        self._pauses = 0
+        self.pauses = 0
+        """How many pauses were asked of this bucket so far."""
 
     def reserve(self, max_wait: float | None) -> float:
         now = self._clock()
@@ -93,10 +94,6 @@ class InMemoryBucket:
         """Seconds left of the current pause (0 if none)."""
         return max(0.0, self._paused_until - self._clock())
 
-    @property
-    def pauses(self) -> int:
-        """How many pauses were asked of this bucket so far."""
-        return self._pauses
 
     def pause(self, seconds: float) -> None:
         """Hold reservations back until ``seconds`` from now, then resume at the rate.
@@ -110,7 +107,7 @@ class InMemoryBucket:
         until = self._clock() + seconds
         rate = self.rate
         with self._lock:
-            self._pauses += 1
+            self.pauses += 1
             self._paused_until = max(self._paused_until, until)
             if rate is not None and self._updated + (1.0 - self._tokens) / rate < until:
                 self._tokens, self._updated = 1.0, until

@@ -341,7 +341,8 @@ class RedisBucket:
         self._merge = link.redis.register_script(MERGE)
         self._lock = threading.Lock()
         self._paused_until = 0.0
-        self._pauses = 0
+        self.pauses = 0
+        """How many pauses this process asked for."""
         self._hand_over_due = False
 
     def key(self) -> str:
@@ -356,7 +357,7 @@ class RedisBucket:
     def pause(self, seconds: float) -> None:
         self.fallback.pause(seconds)
         with self._lock:
-            self._pauses += 1
+            self.pauses += 1
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         self.link.run(lambda: self._merge_shared(self.key(), seconds), self._note_hand_over)
 
@@ -366,10 +367,6 @@ class RedisBucket:
         with self._lock:
             return max(0.0, self._paused_until - time.monotonic())
 
-    @property
-    def pauses(self) -> int:
-        """How many pauses this process asked for."""
-        return self._pauses
 
     def _throttled(self, local: AdaptiveBucket, retry_after: float | None = None) -> None:
         """Count a throttled answer in the fleet's law, or in ``local``'s (the fallback's)

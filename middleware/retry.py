@@ -20,12 +20,13 @@ rules:
   paced anyway: by the server (a ``Retry-After`` of a second or more) or by a limiter that
   learns its rate from them (``paced_by_limiter``).
 
-Why a short loop rather than tenacity: every decision needs the attempt's outcome *and* the
-request (its method, its deadline), the budget is a shared side effect that must be charged
-exactly once per retry, and each ending attempt must be reported to the log as it ends.
-Expressed as tenacity strategies, those became predicates that re-read and re-judged the same
-outcome (``Retry-After`` parsed five times for one 429) and a replay of the first attempt to
-enter tenacity's loop. The loop below is the whole algorithm in one screen, judges each
+Why a short loop rather than tenacity (which the project no longer depends on): every
+decision needs the attempt's outcome *and* the request (its method, its deadline), the budget
+is a shared side effect that must be charged exactly once per retry, and each ending attempt
+must be reported to the log as it ends. Expressed as tenacity strategies, those became
+predicates that re-read and re-judged the same outcome (``Retry-After`` parsed five times for
+one 429) and a replay of the first attempt to enter tenacity's loop; its full jitter is one
+line (`RetryPolicy.backoff`). The loop below is the whole algorithm in one screen, judges each
 outcome once, and costs nothing on the common path (an answer that needs no retry).
 """
 

@@ -145,19 +145,32 @@ def test_missing_or_wrong_credentials_or_tier_are_unauthorized(fake, headers):
     assert reply.json == {"error": True, "reason": "unauthorized", "data": {}}
 
 
-def test_every_tier_and_website_tokens_are_accepted(fake):
-    for tier in ("user", "website", "plugin"):
+def test_tokens_only_pass_on_the_fakes_tier_website_tokens_included(fake):
+    assert fake.tier == "plugin"
+    for tier, status in (("user", 401), ("website", 401), ("plugin", 200), ("PLUGIN", 200)):
         reply = call(fake, "GET", f"/website/{fake.website_id}",
                      headers={"Authorization": AUTH, "X-Crisp-Tier": tier})
-        assert reply.status == 200
+        assert reply.status == status, tier
     token = call(fake, "GET", "/plugin/connect/websites/all/1").data[0]["token"]
     website_auth = base64.b64encode(f"{token['identifier']}:{token['key']}".encode()).decode()
-    reply = call(fake, "GET", f"/website/{fake.website_id}",
-                 headers={"Authorization": "basic " + website_auth, "X-Crisp-Tier": "website"})
-    assert reply.status == 200
+    for tier, status in (("website", 401), ("plugin", 200)):
+        reply = call(fake, "GET", f"/website/{fake.website_id}",
+                     headers={"Authorization": "basic " + website_auth, "X-Crisp-Tier": tier})
+        assert reply.status == status, tier
 
 
-def test_plugin_connect_routes_need_the_plugin_tier(fake):
+def test_a_fake_on_another_tier_refuses_the_plugin_tier(fake_crisp_factory):
+    fake = fake_crisp_factory(conversations=1, messages=1, tier="user", rtm=False)
+    user = {"Authorization": AUTH, "X-Crisp-Tier": "user"}
+    assert call(fake, "GET", f"/website/{fake.website_id}", headers=user).status == 200
+    assert call(fake, "GET", f"/website/{fake.website_id}").status == 401
+    assert fake.client().get_tier() == "user"
+    with pytest.raises(ValueError, match="tier"):
+        FakeCrisp(tier="admin")
+
+
+def test_plugin_connect_routes_need_the_plugin_tier(fake_crisp_factory):
+    fake = fake_crisp_factory(conversations=1, messages=1, tier="user", rtm=False)
     reply = call(fake, "GET", "/plugin/connect/account",
                  headers={"Authorization": AUTH, "X-Crisp-Tier": "user"})
     assert reply.status == 403
@@ -558,7 +571,7 @@ def raw_exchange(port: int, payload: bytes) -> bytes:
 
 def test_connection_close_and_http10_close_after_answer(fake):
     request = (f"GET /v1/website/{fake.website_id} HTTP/1.1\r\nHost: x\r\n"
-               f"Authorization: {AUTH}\r\nX-Crisp-Tier: user\r\nConnection: close\r\n\r\n")
+               f"Authorization: {AUTH}\r\nX-Crisp-Tier: plugin\r\nConnection: close\r\n\r\n")
     answer = raw_exchange(fake.port, request.encode())
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"Connection: close" in answer

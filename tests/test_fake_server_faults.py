@@ -127,7 +127,7 @@ def test_token_bucket_keys_by_token(fake_crisp_factory):
     websites = request(fake, "GET", "/v1/plugin/connect/websites/all/1")
     token = json.loads(websites[2])["data"][0]["token"]
     other = base64.b64encode(f"{token['identifier']}:{token['key']}".encode()).decode()
-    headers = {"Authorization": "Basic " + other, "X-Crisp-Tier": "website"}
+    headers = {"Authorization": "Basic " + other, "X-Crisp-Tier": "plugin"}
     assert request(fake, "GET", website_path(fake), headers=headers)[0] == 200
     assert request(fake, "GET", website_path(fake), headers=headers)[0] == 429
 

@@ -105,6 +105,7 @@ def test_a_shared_quota_is_spread_over_its_period_then_refused(redis_url: str) -
     with FakeCrisp(conversations=2, messages=1) as fake:
         crisp = Crisp(middleware=[RateLimit(bucket)])
         crisp.set_rest_host(fake.url)
+        crisp.set_tier("plugin")
         crisp.authenticate(DEFAULT_IDENTIFIER, DEFAULT_KEY)
         sent: list[float] = []
         refusals: list[float] = []

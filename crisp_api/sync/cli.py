@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,9 +28,18 @@ from crisp_api.errors import (
     RouteError,
     UnauthorizedError,
 )
+from crisp_api.events import EVENTS
 from crisp_api.pagination import paginate
 from crisp_api.sync import sharding
 from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, describe, sync_website
+from crisp_api.sync.event_applier import EventApplier
+from crisp_api.sync.follow import (
+    DEFAULT_HEALTH_THRESHOLD,
+    DEFAULT_INTERVAL,
+    Follower,
+    Health,
+)
+from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from
 from crisp_api.sync.metrics import RequestCounter, install
 from crisp_api.sync.report import summary
 from crisp_api.sync.sqlite_store import SQLiteStore
@@ -48,6 +58,16 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted; committed work is kept",
 }
 """What each exit status means (listed by ``--help``)."""
+HOOKS_SECRET_ENV = "CRISP_HOOKS_SECRET"  # noqa: S105 - the name of a variable, not a secret
+ENVIRONMENT = {
+    "CRISP_IDENTIFIER": "token identifier (required)",
+    "CRISP_KEY": "token key (required)",
+    "CRISP_TIER": "token tier: plugin (default), website or user",
+    "CRISP_REST_HOST": "API host, if not --rest-host",
+    defaults.REDIS_URL_ENV: "Redis URL, if not --redis-url",
+    HOOKS_SECRET_ENV: "web hooks secret (with --hooks-port)",
+}
+"""The environment variables read (listed by ``--help``)."""
 DEMO_DB = "crisp-demo.sqlite3"
 DEMO_CONVERSATIONS = 500
 
@@ -66,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line (see the module docstring for exit statuses)."""
     parser = argparse.ArgumentParser(
         prog="crisp-sync",
-        description="Mirror Crisp conversations, messages, people and operators into SQLite. "
-        "Credentials come from CRISP_IDENTIFIER, CRISP_KEY and CRISP_TIER (default plugin).",
-        epilog="exit status:\n"
+        description="Mirror Crisp conversations, messages, people and operators into SQLite.",
+        epilog="environment:\n"
+        + "\n".join(f"  {name:<18} {meaning}" for name, meaning in ENVIRONMENT.items())
+        + "\n\nexit status:\n"
         + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -105,28 +126,94 @@ def build_parser() -> argparse.ArgumentParser:
         help="sync a seeded local fake Crisp (no account needed), then an incremental run",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    service = parser.add_argument_group("follow mode (a long-running service)")
+    service.add_argument(
+        "--follow",
+        action="store_true",
+        help="after the first run, apply Crisp's live events as they come and reconcile "
+        "every --interval, until SIGTERM or SIGINT (exit 0)",
+    )
+    service.add_argument(
+        "--interval",
+        type=_duration,
+        default=DEFAULT_INTERVAL,
+        metavar="DURATION",
+        help="with --follow: time between reconciliation runs (default 5m)",
+    )
+    service.add_argument(
+        "--hooks-port",
+        type=_port,
+        metavar="PORT",
+        help="with --follow: also take Crisp's web hooks on this port, verified with "
+        f"${HOOKS_SECRET_ENV}",
+    )
+    service.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="with --follow: serve Prometheus /metrics and /healthz on this port",
+    )
+    service.add_argument(
+        "--bind", default="0.0.0.0", metavar="ADDRESS",  # noqa: S104 - a service's ports
+        help="address the hooks and metrics ports listen on (default 0.0.0.0)",
+    )
+    service.add_argument(
+        "--health-threshold",
+        type=_duration,
+        default=DEFAULT_HEALTH_THRESHOLD,
+        metavar="DURATION",
+        help="/healthz fails once the socket has been down, or reconciliation has failed, "
+        "this long (default 15m)",
+    )
+    logs = parser.add_argument_group("logs (structlog, on stderr)")
+    logs.add_argument("-v", "--verbose", action="count", default=0,
+                      help="more logs: -v info, -vv debug (default: warnings)")
+    logs.add_argument("--log-level", choices=sorted(LEVELS), help="overrides -v")
+    logs.add_argument("--log-format", choices=FORMATS, default="console",
+                      help="console lines (default) or one JSON object per line")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crisp-sync``; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return _main(args)
+    except KeyboardInterrupt:
+        print("crisp-sync: interrupted; committed work is kept, rerun to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (crisp-sync | head): nothing more to say, and no traceback
+        # when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_INCOMPLETE
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         _check(args)
+        args.logger = configure(level_from(args.verbose, args.log_level), args.log_format)
         if args.demo:
             return _demo(args)
         target = _target_from_environment(args)
-        with _store(args.db or "crisp.sqlite3") as store:
-            return _run(args, target, store, sys.stdout)
+        path = Path(args.db or "crisp.sqlite3")
+        existed = path.exists()
+        with _store(str(path)) as store:
+            status = (_follow if args.follow else _run)(args, target, store, sys.stdout)
+            empty = not existed and store.is_empty()
+        if empty and status in (EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE):
+            _remove_database(path)  # a run that could not start leaves no empty file behind
+        return status
     except _UsageError as exc:
         print(f"crisp-sync: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except StoreError as exc:
         return _store_failed(exc)
-    except KeyboardInterrupt:
-        print("crisp-sync: interrupted; committed work is kept, rerun to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+
+def _remove_database(path: Path) -> None:
+    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        part.unlink(missing_ok=True)
 
 
 class _UsageError(Exception):
@@ -163,6 +250,21 @@ def _check(args: argparse.Namespace) -> None:
             sharding.parse_shard(args.shard)
         except ValueError as exc:
             raise _UsageError(str(exc)) from None
+    if not args.follow:
+        for given, flag in ((args.hooks_port, "--hooks-port"),
+                            (args.metrics_port, "--metrics-port")):
+            if given:
+                raise _UsageError(f"{flag} goes with --follow")
+    if args.follow and not args.interval > 0:
+        raise _UsageError("--interval must be longer than 0 with --follow")
+    if args.demo:
+        ignored = [flag for flag, given in (
+            ("--website-id", args.website_id), ("--all-websites", args.all_websites),
+            ("--shard", args.shard), ("--rest-host", args.rest_host),
+            ("--redis-url", args.redis_url), ("--follow", args.follow),
+        ) if given]
+        if ignored:
+            raise _UsageError(f"--demo runs against its own fake Crisp: drop {', '.join(ignored)}")
 
 
 def _rate_limit(value: str) -> float | str:
@@ -197,10 +299,22 @@ def _store(path: str) -> Iterator[SQLiteStore]:
         yield store
 
 
+def _port(text: str) -> int:
+    """A TCP port number (argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return port
+
+
 def _client(args: argparse.Namespace, target: Target) -> Crisp:
     options: dict[str, Any] = {
         "pool_size": max(defaults.POOL_SIZE, args.workers),
         "rate_limit": args.rate_limit,
+        "logger": getattr(args, "logger", None),
     }
     if args.redis_url:
         options["redis_url"] = args.redis_url
@@ -223,10 +337,7 @@ def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: Text
         started = time.monotonic()
         reports: list[SyncReport] = []
         try:
-            for website_id in _websites(args, client):
-                report = _sync_one(args, client, website_id, store)
-                if report is not None:
-                    reports.append(report)
+            reports = _sync_all(args, client, store)
         except WebsiteLockedError as exc:
             return _fail(f"{exc}; not starting a second one", EXIT_LOCKED)
         except StoreError as exc:
@@ -256,8 +367,29 @@ def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: Text
     return EXIT_OK
 
 
+def _sync_all(
+    args: argparse.Namespace,
+    client: Crisp,
+    store: SQLiteStore,
+    stop: threading.Event | None = None,
+) -> list[SyncReport]:
+    """One run over every chosen website; raises what ends a run (see `_run`)."""
+    reports = []
+    for website_id in _websites(args, client):
+        if stop is not None and stop.is_set():
+            break
+        report = _sync_one(args, client, website_id, store, stop)
+        if report is not None:
+            reports.append(report)
+    return reports
+
+
 def _sync_one(
-    args: argparse.Namespace, client: Crisp, website_id: str, store: SQLiteStore
+    args: argparse.Namespace,
+    client: Crisp,
+    website_id: str,
+    store: SQLiteStore,
+    stop: threading.Event | None = None,
 ) -> SyncReport | None:
     """One website's sync; None for a website of ``--all-websites`` that is gone."""
     with _progress(args, website_id) as tick:
@@ -269,12 +401,103 @@ def _sync_one(
                 workers=args.workers,
                 people_interval=args.people_interval,
                 on_conversation=tick,
+                stop=stop,
             )
         except NotFoundError:
             if not args.all_websites:
                 raise
     print(f"crisp-sync: website {website_id} is gone (disconnected?); skipped", file=sys.stderr)
     return None
+
+
+def _follow(args: argparse.Namespace, target: Target, store: SQLiteStore, out: TextIO) -> int:
+    """A first run, then live events and a reconciliation every ``--interval`` until SIGTERM
+    or SIGINT (exit 0), or until something fatal (its exit status)."""
+    from crisp_api.events import EventsUnauthorizedError  # noqa: PLC0415 - follow mode only
+    from crisp_api.sync.monitoring import Metrics, serve  # noqa: PLC0415 - follow mode only
+
+    secret = os.environ.get(HOOKS_SECRET_ENV, "")
+    if args.hooks_port and not secret:
+        raise _UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
+    status = _run(args, target, store, out)
+    if status not in (EXIT_OK, EXIT_INCOMPLETE):
+        return status
+    logger = args.logger
+    stop = threading.Event()
+    health = Health()
+    with _client(args, target) as client, _stopped_by_signals(stop):
+        metrics = Metrics(client, health) if args.metrics_port else None
+        if metrics is not None:
+            client.use(metrics.layer, before="auth")
+        website_ids = set(_websites(args, client))
+        applier = EventApplier(store, website_ids, _profile_reader(client))
+
+        def reconcile(stopping: threading.Event) -> list[SyncReport]:
+            reports = _sync_all(args, client, store, stopping)
+            website_ids.update(report.website_id for report in reports)
+            return reports
+
+        try:
+            source = client.events(sorted(EVENTS))
+        except EventsUnauthorizedError as exc:
+            return _fail(f"the event socket refused the credentials ({exc})", EXIT_AUTH)
+        follower = Follower(
+            applier=applier,
+            source=source,
+            reconcile=reconcile,
+            interval=args.interval,
+            stop=stop,
+            fatal_errors={EventsUnauthorizedError: EXIT_AUTH},
+            store_status=EXIT_STORE,
+            logger=logger,
+            health=health,
+            on_event=None if metrics is None else metrics.event_applied,
+        )
+        servers = []
+        try:
+            if args.metrics_port:
+                servers.append(serve(args.bind, args.metrics_port, health=health,
+                                     threshold=args.health_threshold, metrics=metrics))
+            if args.hooks_port:
+                servers.append(serve(args.bind, args.hooks_port, health=health,
+                                     threshold=args.health_threshold,
+                                     hooks=(secret, follower.apply)))
+        except OSError as exc:
+            source.close()
+            raise _UsageError(f"cannot listen on {args.bind}: {exc}") from None
+        logger.info("follow.started", websites=len(website_ids), interval=args.interval)
+        status = follower.run()
+        for server in servers:
+            server.shutdown()
+    if follower.fatal is not None:
+        return _fail(str(follower.fatal), status)
+    logger.info("follow.stopped")
+    return status
+
+
+def _profile_reader(client: Crisp) -> Callable[[str, str], Any]:
+    """Reads a people profile for the event applier; None once it is gone."""
+
+    def read(website_id: str, people_id: str) -> Any:
+        try:
+            return client.website.get_people_profile(website_id, people_id, use_cache=False)
+        except NotFoundError:
+            return None
+
+    return read
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM and SIGINT (instead of raising), for the block's duration."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _fail(reason: str, status: int) -> int:
@@ -331,8 +554,7 @@ def _demo(args: argparse.Namespace) -> int:
     path = Path(args.db or DEMO_DB)
     if args.db and path.exists():
         raise _UsageError(f"--demo wants a new database file; {path} exists")
-    for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        stale.unlink(missing_ok=True)
+    _remove_database(path)
     faults = Faults(error_rate=0.02, throttle_rate=0.003, drop_before_rate=0.005, seed=7)
     with ExitStack() as stack:
         fake = stack.enter_context(

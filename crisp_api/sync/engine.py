@@ -112,13 +112,16 @@ def sync_website(
     operators: bool = True,
     on_conversation: Callable[[], None] | None = None,
     now_ms: Callable[[], int] | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncReport:
     """Bring ``store``'s copy of ``website_id`` up to date; see the module docstring.
 
     ``workers`` threads fetch messages in parallel, sharing ``client`` (its pool, rate limit,
     cache and retries). ``people_interval`` is the seconds between full people listings
     (``0``: every run). ``on_conversation`` is called once per conversation handled (for a
-    progress bar); ``now_ms`` replaces this machine's clock (epoch ms). Errors of the listing
+    progress bar); ``now_ms`` replaces this machine's clock (epoch ms). Once ``stop`` is set
+    (a service shutting down), no further conversation is started: those in flight finish,
+    and the run ends incomplete, its checkpoint where it was. Errors of the listing
     or of the store's lock raise (`RouteError`, `WebsiteLockedError`, `StoreError`); a
     conversation that fails is recorded in ``errors`` and leaves the checkpoint where it was.
     """
@@ -137,9 +140,15 @@ def sync_website(
         )
         listing = _Listing(client, website_id, report)
         _sync_conversations(
-            client, store, listing, report, workers=workers, on_conversation=on_conversation
+            client,
+            store,
+            listing,
+            report,
+            workers=workers,
+            on_conversation=on_conversation,
+            stop=stop,
         )
-        if report.store_error is None:
+        if report.store_error is None and not (stop is not None and stop.is_set()):
             if people:
                 _sync_people(client, store, report, people_interval, clock)
             if operators:
@@ -160,6 +169,7 @@ def _sync_conversations(
     *,
     workers: int,
     on_conversation: Callable[[], None] | None,
+    stop: threading.Event | None,
 ) -> None:
     """Fetch and save every changed conversation of the window in ``workers`` threads."""
     lock = threading.Lock()
@@ -188,6 +198,9 @@ def _sync_conversations(
             for conversation in listing:
                 if report.store_error is not None and report.store_error.permanent:
                     break  # the store cannot take more: stop spending requests
+                if stop is not None and stop.is_set():
+                    report.errors.append("stopped before the end of the window")
+                    break
                 report.conversations_seen += 1
                 if len(pending) >= 2 * workers:
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -274,7 +287,13 @@ def _sync_conversation(
             "those beyond one page cannot be listed through the API"
             for stamp in crowded
         ]
-    changes = store.save_conversation(website_id, conversation, MessageSpan(messages, since))
+    # Messages newer than the conversation as listed were not visible to this read (they
+    # may have been stored from live events meanwhile): the store does not judge them.
+    listed = conversation.get("updated_at")
+    until = listed if isinstance(listed, int) and not isinstance(listed, bool) else None
+    changes = store.save_conversation(
+        website_id, conversation, MessageSpan(messages, since, until)
+    )
     return _Outcome(1, calls, changes[0], changes[1], warnings)
 
 

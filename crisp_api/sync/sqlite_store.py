@@ -1,8 +1,9 @@
 """`SQLiteStore`: the embedded default store (stdlib sqlite3, WAL, upserts in transactions).
 
 The schema carries its version in ``PRAGMA user_version``. A database written by an older
-release (version 0: messages keyed by fingerprint alone, people by ``people_id`` alone) is
-migrated in place, in one transaction, the first time it is opened: every row is kept.
+release (version 0: messages keyed by fingerprint alone, people by ``people_id`` alone;
+version 1: no ``from_event`` column) is migrated in place, in one transaction, the first time
+it is opened: every row is kept.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from crisp_api.sync.store import (
     WebsiteLockedError,
 )
 
-SCHEMA_VERSION = 1
-"""The schema this module writes, kept in ``PRAGMA user_version`` (0: the first release's)."""
+SCHEMA_VERSION = 2
+"""The schema this module writes, kept in ``PRAGMA user_version`` (0: the first release's;
+1: keyed per conversation; 2: messages know whether a live event stored them)."""
 LOCK_EXPIRY_SECONDS = 120.0
 """A lock taken on another host is dead once its heartbeat is older than this."""
 HEARTBEAT_SECONDS = 30.0
@@ -52,6 +54,7 @@ TABLES = {
         website_id TEXT NOT NULL,
         timestamp INTEGER NOT NULL,
         data TEXT NOT NULL,
+        from_event INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (session_id, fingerprint)
     )""",
     "people": """CREATE TABLE {name} (
@@ -225,7 +228,8 @@ class SQLiteStore:
                 "SELECT updated_at FROM conversations WHERE session_id = ?", (session_id,)
             ).fetchone()
             newest = db.execute(
-                "SELECT MAX(timestamp) FROM messages WHERE session_id = ?", (session_id,)
+                "SELECT MAX(timestamp) FROM messages WHERE session_id = ? AND from_event = 0",
+                (session_id,),
             ).fetchone()
         return ConversationState(
             updated_at=None if row is None else row[0],
@@ -243,7 +247,8 @@ class SQLiteStore:
         messages: list[_Upsert] = [
             (
                 (session_id, _fingerprint(m)),
-                {"website_id": website_id, "timestamp": _integer(m, "timestamp")},
+                {"website_id": website_id, "timestamp": _integer(m, "timestamp"),
+                 "from_event": 0},
                 m,
             )
             for m in span.messages
@@ -255,7 +260,9 @@ class SQLiteStore:
         )
         with self._transaction() as db:
             upserted = _upsert(db, "messages", ("session_id", "fingerprint"), messages)
-            removed = _remove_absent(db, session_id, span.since, {key[1] for key, *_ in messages})
+            kept = {key[1] for key, *_ in messages}
+            removed = _remove_absent(db, session_id, span.since, span.until, kept)
+            _mark_read(db, session_id, kept)
             conversation_changes = _upsert(db, "conversations", ("session_id",), [conversation_row])
         return conversation_changes, upserted + Changes(removed=removed)
 
@@ -270,6 +277,74 @@ class SQLiteStore:
         rows: list[_Upsert] = [((website_id, _operator_id(o)), {}, o) for o in operators]
         with self._transaction() as db:
             return _upsert(db, "operators", ("website_id", "user_id"), rows)
+
+    def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
+        """Upsert one message from a live event; a message a sync already read keeps
+        counting as read."""
+        fingerprint = _fingerprint(message)
+        timestamp = _integer(message, "timestamp")
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT from_event FROM messages WHERE session_id = ? AND fingerprint = ?",
+                (session_id, fingerprint),
+            ).fetchone()
+            row: _Upsert = (
+                (session_id, fingerprint),
+                {"website_id": website_id, "timestamp": timestamp,
+                 "from_event": 1 if found is None else found[0]},
+                message,
+            )
+            return _upsert(db, "messages", ("session_id", "fingerprint"), [row])
+
+    def edit_message(
+        self, website_id: str, session_id: str, fingerprint: int, content: Any
+    ) -> Changes:
+        """Set a stored message's ``content``; nothing if it is not stored."""
+        with self._transaction() as db:
+            return _merge(db, "messages", ("session_id", "fingerprint"),
+                          (session_id, fingerprint), {"content": content})
+
+    def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
+        """Delete a stored message, if there."""
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM messages WHERE session_id = ? AND fingerprint = ?",
+                (session_id, fingerprint),
+            ).rowcount
+        return Changes(removed=deleted)
+
+    def update_conversation(self, website_id: str, session_id: str, fields: Row) -> Changes:
+        """Merge ``fields`` into a stored conversation; nothing if it is not stored."""
+        with self._transaction() as db:
+            return _merge(db, "conversations", ("session_id",), (session_id,), fields)
+
+    def remove_conversation(self, website_id: str, session_id: str) -> Changes:
+        """Delete a conversation and its messages, in one transaction."""
+        with self._transaction() as db:
+            messages = db.execute(
+                "DELETE FROM messages WHERE session_id = ?", (session_id,)
+            ).rowcount
+            conversations = db.execute(
+                "DELETE FROM conversations WHERE session_id = ?", (session_id,)
+            ).rowcount
+        return Changes(removed=messages + conversations)
+
+    def remove_person(self, website_id: str, people_id: str) -> Changes:
+        """Delete a people profile, if there."""
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM people WHERE website_id = ? AND people_id = ?",
+                (website_id, people_id),
+            ).rowcount
+        return Changes(removed=deleted)
+
+    def is_empty(self) -> bool:
+        """Whether no row of any kind is stored (a run that never got going)."""
+        with self._serialised() as db:
+            return not any(
+                db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()  # noqa: S608 - fixed names
+                for table in ("conversations", "messages", "people", "operators", "sync_state")
+            )
 
     def checkpoint(self, website_id: str) -> int | None:
         """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
@@ -459,14 +534,52 @@ def _upsert(
     return Changes(added, updated)
 
 
+def _merge(
+    db: sqlite3.Connection,
+    table: str,
+    keys: tuple[str, ...],
+    key_values: tuple[Any, ...],
+    fields: Row,
+) -> Changes:
+    """Merge ``fields`` into the JSON of the row at ``key_values``, if there is one."""
+    where = " AND ".join(f"{k} = ?" for k in keys)
+    found = db.execute(f"SELECT data FROM {table} WHERE {where}", key_values).fetchone()  # noqa: S608 - fixed names
+    if found is None:
+        return Changes()
+    merged = {**json.loads(found[0]), **fields}
+    data = json.dumps(merged, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    if data == found[0]:
+        return Changes()
+    db.execute(f"UPDATE {table} SET data = ? WHERE {where}", (data, *key_values))  # noqa: S608 - fixed names
+    return Changes(updated=1)
+
+
+def _mark_read(db: sqlite3.Connection, session_id: str, fingerprints: set[int]) -> None:
+    """Count the messages a sync just read as read, those stored from live events included
+    (an unchanged row is not rewritten by the upsert, so its mark is set here)."""
+    flagged = db.execute(
+        "SELECT fingerprint FROM messages WHERE session_id = ? AND from_event = 1", (session_id,)
+    ).fetchall()
+    db.executemany(
+        "UPDATE messages SET from_event = 0 WHERE session_id = ? AND fingerprint = ?",
+        [(session_id, fingerprint) for (fingerprint,) in flagged if fingerprint in fingerprints],
+    )
+
+
 def _remove_absent(
-    db: sqlite3.Connection, session_id: str, since: int | None, kept: set[int]
+    db: sqlite3.Connection,
+    session_id: str,
+    since: int | None,
+    until: int | None,
+    kept: set[int],
 ) -> int:
-    """Delete the conversation's messages newer than ``since`` (all if None) whose
-    fingerprint is not in ``kept``; how many were deleted."""
+    """Delete the conversation's messages newer than ``since`` (all if None), up to
+    ``until`` (no bound if None), whose fingerprint is not in ``kept``; how many were
+    deleted."""
     stored = db.execute(
-        "SELECT fingerprint FROM messages WHERE session_id = ? AND (? IS NULL OR timestamp > ?)",
-        (session_id, since, since),
+        "SELECT fingerprint FROM messages WHERE session_id = ? AND (? IS NULL OR timestamp > ?)"
+        " AND (? IS NULL OR timestamp <= ?)",
+        (session_id, since, since, until, until),
     ).fetchall()
     absent = [(session_id, fingerprint) for (fingerprint,) in stored if fingerprint not in kept]
     db.executemany("DELETE FROM messages WHERE session_id = ? AND fingerprint = ?", absent)

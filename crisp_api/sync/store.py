@@ -2,7 +2,8 @@
 
 A store keeps four kinds of rows (conversations, messages, people profiles, operators) and
 the state of each website (its checkpoint, when its people were last listed, which run holds
-it). The engine relies on these promises:
+it). The engine writes what it reads from the REST API; follow mode also applies Crisp's live
+events one row at a time (`save_message`, `edit_message`, ...). They rely on these promises:
 
 - every ``save_*`` call is atomic (all of it is kept, or none), and saving the same rows twice
   changes nothing;
@@ -45,7 +46,9 @@ class ConversationState:
     updated_at: int | None
     """The conversation's ``updated_at`` (epoch ms) when it was last saved in full."""
     newest_message: int | None
-    """The timestamp of the newest stored message."""
+    """The timestamp of the newest stored message that a sync read. Messages stored from
+    live events do not count: a walk that started after them would skip the older messages
+    the events missed (a dropped socket)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +59,14 @@ class MessageSpan:
     ``since`` (all of its messages when ``since`` is None), as Crisp holds them now; they may
     also hold some messages at or before ``since``. A store upserts them all and removes the
     stored messages of the conversation newer than ``since`` that are not among them (Crisp
-    removed them). Nothing at or before ``since`` is removed.
+    removed them). Nothing at or before ``since`` is removed, nor anything newer than
+    ``until`` (when given: the conversation's ``updated_at`` as read), which the read could not
+    see (a message that arrived since, maybe stored from a live event).
     """
 
     messages: Sequence[Row]
     since: int | None
+    until: int | None = None
 
 
 class StoreError(Exception):
@@ -109,6 +115,38 @@ class Store(Protocol):
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
         """Atomically upsert the website's operators (keyed by their user id)."""
+        ...
+
+    def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
+        """Upsert one message received as a live event (keyed by session and fingerprint).
+
+        It does not count as read by a sync (see `ConversationState.newest_message`).
+        """
+        ...
+
+    def edit_message(
+        self, website_id: str, session_id: str, fingerprint: int, content: Any
+    ) -> Changes:
+        """Set the ``content`` of a stored message; nothing if it is not stored."""
+        ...
+
+    def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
+        """Delete a stored message, if there."""
+        ...
+
+    def update_conversation(
+        self, website_id: str, session_id: str, fields: Row
+    ) -> Changes:
+        """Merge ``fields`` into a stored conversation (its ``updated_at`` unchanged, so the
+        next sync still reads it if it changed); nothing if it is not stored."""
+        ...
+
+    def remove_conversation(self, website_id: str, session_id: str) -> Changes:
+        """Delete a conversation and its messages, atomically."""
+        ...
+
+    def remove_person(self, website_id: str, people_id: str) -> Changes:
+        """Delete a people profile, if there."""
         ...
 
     def checkpoint(self, website_id: str) -> int | None:

@@ -4,8 +4,11 @@
 - `FakeCrispProcess`: served by a child process, for benchmarks where the server must not
   share the client's GIL.
 - ``python -m crisp_api.testing``: the same server from the command line.
+- Each serves Crisp's RTM API too (Socket.IO, `crisp_api.testing.rtm`): every change made
+  through its routes or helpers is pushed as a real-time event; its tokens are valid on one
+  tier only (``plugin`` by default), over REST and RTM alike.
 - `Faults`: what to inject (latency, 5xx, 429/420, token bucket, dropped connections, slow
-  bodies, hangs), changeable while running.
+  bodies, hangs, RTM event delay), changeable while running.
 - ``crisp_api.testing.pytest_plugin``: pytest fixtures.
 """
 

@@ -17,6 +17,10 @@ They need no credentials, are never faulted nor counted, and answer in Crisp's e
 - ``POST /_fake/conversations`` ``{"count"?, "messages"?, "website_id"?}``: new conversations.
 - ``POST /_fake/touch`` ``{"count"?, "website_id"?}``: add a message to random conversations.
 - ``GET /_fake/truth?website_id=...``: every conversation with all its messages.
+- ``POST /_fake/sockets/drop``: cut every RTM socket's connection now; ``{"dropped": N}``.
+- ``POST /_fake/events`` ``{"name", "data"}``: push a raw RTM event (any JSON ``data``).
+
+The RTM events' delay is a fault field (``event_delay_ms``), set through ``/_fake/faults``.
 """
 
 from __future__ import annotations
@@ -63,7 +67,9 @@ class Admin:
     """Serves the ``/_fake/`` endpoints for one fake."""
 
     def __init__(self, faults: FaultSetting, stats: Stats, controls: Controls,
-                 info: Callable[[], dict[str, Any]]) -> None:
+                 info: Callable[[], dict[str, Any]],
+                 sockets: tuple[Callable[[], int], Callable[[str, object], None]]) -> None:
+        drop_sockets, self._push_event = sockets
         self._faults = faults
         self._stats = stats
         self._controls = controls
@@ -83,6 +89,8 @@ class Admin:
             ("POST", "conversations"): self._create_conversations,
             ("POST", "touch"): self._touch,
             ("GET", "truth"): self._truth,
+            ("POST", "sockets/drop"): lambda request: {"dropped": drop_sockets()},
+            ("POST", "events"): self._push,
         }
 
     def admit(self, request: Request) -> _AdminCall:
@@ -90,7 +98,8 @@ class Admin:
         return _AdminCall(self, request)
 
     def answer(self, request: Request) -> Response:
-        """The endpoint's answer; 404 for unknown ones, 400 for bad bodies."""
+        """The endpoint's answer; 404 for unknown ones, 400 for bad bodies, 409 for what
+        this fake cannot do (RTM calls to a fake without RTM)."""
         endpoint = self._routes.get((request.method, request.path[len(PREFIX):]))
         if endpoint is None:
             return failure(404, "route_not_found")
@@ -100,6 +109,8 @@ class Admin:
             return failure(404, "not_found")
         except (TypeError, ValueError):
             return failure(400, "invalid_data")
+        except RuntimeError:
+            return failure(409, "no_rtm")
 
     def _reset_stats(self, request: Request) -> object:
         self._stats.reset()
@@ -153,6 +164,11 @@ class Admin:
         body = _body(request)
         return {"session_ids": self._controls.touch_conversations(
             int(body.get("count", 1)), website_id=body.get("website_id"))}
+
+    def _push(self, request: Request) -> object:
+        body = _body(request)
+        self._push_event(_text(body, "name"), body.get("data"))
+        return {}
 
     def _truth(self, request: Request) -> object:
         website_id = dict(parse_qsl(request.query)).get("website_id")

@@ -3,9 +3,11 @@ envelope.
 
 Order of checks, as a client meets them: injected faults (they stand for the network and load
 balancers, so they come first); unknown route (404 ``route_not_found``); credentials and tier
-(401 ``unauthorized``); the token bucket (429); wrong method (405 ``method_not_allowed``);
-plugin-only routes (``/plugin/connect/...`` need tier ``plugin``: 403 ``not_allowed``; every
-other route accepts any valid tier); then the handler, under the state lock.
+(401 ``unauthorized``: like Crisp's, the fake's tokens belong to one tier, its ``tier``, and a
+request naming another in ``X-Crisp-Tier`` is refused); the token bucket (429); wrong method
+(405 ``method_not_allowed``); plugin-only routes (``/plugin/connect/...`` need tier
+``plugin``: 403 ``not_allowed``, for a fake whose tokens are of another tier); then the
+handler, under the state lock.
 
 What a wrong address answers, always in Crisp's envelope:
 
@@ -98,12 +100,15 @@ class _Call:
 
 class Api:
     """Admits and answers ``/v1`` requests for the tokens in ``credentials``
-    (identifier to key)."""
+    (identifier to key), all of tier ``tier``."""
 
     def __init__(self, world: World, stats: Stats, credentials: Mapping[str, str],
-                 faults: Faults) -> None:
+                 faults: Faults, tier: str) -> None:
+        if tier not in TIERS:
+            raise ValueError(f"tier must be one of {sorted(TIERS)}, got {tier!r}")
         self.world = world
         self.stats = stats
+        self.tier = tier
         self.router = Router(load_routes())
         self._credentials = dict(credentials)
         self._headers = {basic_authorization(identifier, key): identifier
@@ -163,7 +168,7 @@ class Api:
             return failure(404, "route_not_found")
         identifier = self._authenticate(request.headers.get("authorization"))
         tier = request.headers.get("x-crisp-tier", "").lower()
-        if identifier is None or tier not in TIERS:
+        if identifier is None or tier != self.tier:
             return failure(401, "unauthorized")
         wait = call.injector.take_token(identifier)
         if wait is not None:

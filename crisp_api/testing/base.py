@@ -32,6 +32,27 @@ class FakeBase(ABC):
 
     @property
     @abstractmethod
+    def tier(self) -> str:
+        """The tier of the fake's tokens: requests and sockets on another are refused."""
+
+    @property
+    @abstractmethod
+    def rtm_url(self) -> str | None:
+        """The RTM (Socket.IO) URL, as ``GET /v1/plugin/connect/endpoints`` answers it; None
+        for a fake serving no RTM."""
+
+    @abstractmethod
+    def drop_sockets(self) -> int:
+        """Cut every RTM socket's connection now, as a network failure would (clients must
+        reconnect and authenticate again); how many were cut."""
+
+    @abstractmethod
+    def push_event(self, name: str, data: object) -> None:
+        """Push a raw RTM event ``name`` with ``data`` (any JSON value, malformed ones
+        included, to test how a client takes them) to the sockets listening to it."""
+
+    @property
+    @abstractmethod
     def faults(self) -> Faults:
         """The faults in force."""
 
@@ -55,11 +76,11 @@ class FakeBase(ABC):
 
     def client(self, **kwargs: Any) -> Crisp:
         """A `crisp_api.Crisp` client (built with ``kwargs``) pointed at this fake, on the
-        plugin tier, authenticated."""
+        fake's tier (plugin by default), authenticated."""
         from crisp_api import Crisp  # noqa: PLC0415 (no import cycle with crisp_api)
 
         client = Crisp(**kwargs)
         client.set_rest_host(self.url)
-        client.set_tier("plugin")
+        client.set_tier(self.tier)
         client.authenticate(self.identifier, self.key)
         return client

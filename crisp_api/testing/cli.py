@@ -1,7 +1,8 @@
 """``python -m crisp_api.testing``: serve a fake Crisp until SIGINT or SIGTERM.
 
-The first line of stdout is the URL (flushed as soon as the port is bound), then
-``website_id=...``, ``identifier=...`` and ``key=...`` lines.
+The first line of stdout is the URL (flushed as soon as the ports are bound), then
+``website_id=...``, ``identifier=...``, ``key=...``, ``tier=...`` and ``rtm_url=...`` lines
+(``rtm_url=None`` with ``--no-rtm``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import asyncio
 import signal
 from collections.abc import Sequence
 
+from crisp_api.testing.api import TIERS
 from crisp_api.testing.faults import Faults
 from crisp_api.testing.http11 import HttpServer
-from crisp_api.testing.service import DEFAULT_IDENTIFIER, DEFAULT_KEY, Service
+from crisp_api.testing.service import DEFAULT_IDENTIFIER, DEFAULT_KEY, DEFAULT_TIER, Service
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "does (--no-partial-status: always 200)")
     data.add_argument("--identifier", default=DEFAULT_IDENTIFIER)
     data.add_argument("--key", default=DEFAULT_KEY)
+    data.add_argument("--tier", choices=sorted(TIERS), default=DEFAULT_TIER,
+                      help="the only tier the tokens are valid on (REST and RTM)")
+    data.add_argument("--rtm", action=argparse.BooleanOptionalAction, default=True,
+                      help="serve Crisp's RTM API (Socket.IO) too, pushing every change as an "
+                           "event (--no-rtm: REST only, without the 'testing' extra)")
+    data.add_argument("--rtm-port", type=int, default=0,
+                      help="the RTM server's port (default: a free one)")
     data.add_argument("--log-size", type=int, default=1000, help="requests kept in the log")
     faults = parser.add_argument_group("faults (see crisp_api.testing.Faults)")
     faults.add_argument("--latency-ms", type=_latency, default=0.0, help="'50' or '20-80'")
@@ -69,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--fault-budget", type=int, default=None,
                         help="stop injecting after this many faults")
     faults.add_argument("--fault-seed", type=int, default=0)
+    faults.add_argument("--event-delay-ms", type=float, default=0.0,
+                        help="push every RTM event this long after its change")
     return parser
 
 
@@ -93,6 +104,7 @@ def faults_from(args: argparse.Namespace) -> Faults:
         slow_body_rate=args.slow_body_rate, slow_chunk_bytes=args.slow_chunk_bytes,
         slow_chunk_delay_ms=args.slow_chunk_delay_ms, methods=args.fault_methods,
         routes=args.fault_routes, budget=args.fault_budget, seed=args.fault_seed,
+        event_delay_ms=args.event_delay_ms,
     )
 
 
@@ -106,26 +118,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             people=args.people, operators=args.operators, seed=args.seed, now_ms=args.now_ms,
             clock_offset_ms=args.clock_offset_ms, partial_status=args.partial_status,
             identifier=args.identifier, key=args.key, faults=faults_from(args),
-            log_size=args.log_size,
+            log_size=args.log_size, tier=args.tier, rtm=args.rtm,
         )
     except ValueError as problem:
         parser.error(str(problem))
-    asyncio.run(_serve(service, args.host, args.port))
+    asyncio.run(_serve(service, args.host, args.port, args.rtm_port))
     return 0
 
 
-async def _serve(service: Service, host: str, port: int) -> None:
+async def _serve(service: Service, host: str, port: int, rtm_port: int) -> None:
     server = HttpServer(service)
     bound = await server.start(host, port)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, stopping.set)
-    shown_host = f"[{host}]" if ":" in host else host
-    print(f"http://{shown_host}:{bound}", flush=True)
-    print(f"website_id={service.world.website_id}\nidentifier={service.identifier}\n"
-          f"key={service.key}", flush=True)
     try:
+        await service.start_rtm(host, rtm_port)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stopping.set)
+        shown_host = f"[{host}]" if ":" in host else host
+        print(f"http://{shown_host}:{bound}", flush=True)
+        print(f"website_id={service.world.website_id}\nidentifier={service.identifier}\n"
+              f"key={service.key}\ntier={service.tier}\nrtm_url={service.world.rtm_url}",
+              flush=True)
         await stopping.wait()
     finally:
+        await service.stop_rtm()
         await server.close()

@@ -1,7 +1,8 @@
 """Test helpers on the fake's state: simulate live activity while a client syncs, and read
 the ground truth to compare a synced copy with. Safe to call from any thread while the server
 runs; unknown websites, conversations or messages raise KeyError, refused values ValueError
-(and change nothing)."""
+(and change nothing). Every change a helper makes reaches the fake's RTM sockets as the event
+Crisp would push, as if made through the API (`crisp_api.testing.world.World.emit`)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from crisp_api.testing.base import FakeBase
 from crisp_api.testing.controls import Controls
 from crisp_api.testing.faults import Faults
 from crisp_api.testing.http11 import HttpServer
-from crisp_api.testing.service import DEFAULT_IDENTIFIER, DEFAULT_KEY, Service
+from crisp_api.testing.service import DEFAULT_IDENTIFIER, DEFAULT_KEY, DEFAULT_TIER, Service
 from crisp_api.testing.stats import StatsSnapshot
 
 
@@ -27,6 +27,12 @@ class FakeCrisp(FakeBase, Controls):
     The data is seeded (see `crisp_api.testing.world`); the activity and ground-truth helpers
     come from `Controls`.
 
+    Its tokens belong to ``tier`` (``plugin`` by default): REST requests and RTM sockets on
+    another tier are refused, as Crisp does. It serves Crisp's RTM API too (`rtm_url`, on
+    ``rtm_port``, a free one by default), pushing every change made through its routes or
+    helpers as a real-time event (see `crisp_api.testing.rtm`); ``rtm=False`` leaves it out,
+    and with it the need for the ``testing`` extra.
+
     The server's clock starts at ``now_ms`` (epoch ms), or at the real time plus
     ``clock_offset_ms`` (e.g. ``-3_600_000`` for a server one hour behind its clients), or at
     the real time; everything it stamps, filters by and sends as ``Date`` follows it.
@@ -39,15 +45,17 @@ class FakeCrisp(FakeBase, Controls):
                  faults: Faults | None = None, identifier: str = DEFAULT_IDENTIFIER,
                  key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0,
                  now_ms: int | None = None, clock_offset_ms: int | None = None,
-                 partial_status: bool = True, log_size: int = 1000) -> None:
+                 partial_status: bool = True, log_size: int = 1000,
+                 tier: str = DEFAULT_TIER, rtm: bool = True, rtm_port: int = 0) -> None:
         self._service = Service(websites=websites, conversations=conversations,
                                 messages=messages, people=people, operators=operators,
                                 seed=seed, now_ms=now_ms, clock_offset_ms=clock_offset_ms,
                                 partial_status=partial_status, identifier=identifier, key=key,
-                                faults=faults, log_size=log_size)
+                                faults=faults, log_size=log_size, tier=tier, rtm=rtm)
         Controls.__init__(self, self._service.world)
         self.host = host
         self.port = port
+        self._rtm_port = rtm_port
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -67,6 +75,32 @@ class FakeCrisp(FakeBase, Controls):
     def key(self) -> str:
         """The token key the fake accepts."""
         return self._service.key
+
+    @property
+    def tier(self) -> str:
+        """The tier of the fake's tokens."""
+        return self._service.tier
+
+    @property
+    def rtm_url(self) -> str | None:
+        """The RTM URL (e.g. ``http://127.0.0.1:54322/``) while running; None otherwise or
+        without RTM."""
+        return self._service.world.rtm_url
+
+    def drop_sockets(self) -> int:
+        """Cut every RTM socket's connection now; how many were cut."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("FakeCrisp is not running")
+
+        async def drop() -> int:
+            return self._service.drop_sockets()
+
+        return asyncio.run_coroutine_threadsafe(drop(), loop).result()
+
+    def push_event(self, name: str, data: object) -> None:
+        """Push a raw RTM event (any JSON ``data``) to the sockets listening to ``name``."""
+        self._service.push_event(name, data)
 
     @property
     def plugin_id(self) -> str:
@@ -132,10 +166,12 @@ class FakeCrisp(FakeBase, Controls):
     async def _serve(self, ready: threading.Event) -> None:
         server = HttpServer(self._service)
         self.port = await server.start(self.host, self.port)
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        ready.set()
         try:
+            await self._service.start_rtm(self.host, self._rtm_port)
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            ready.set()
             await self._stopping.wait()
         finally:
+            await self._service.stop_rtm()
             await server.close()

@@ -15,6 +15,9 @@ to matching requests; ``budget`` caps how many outcome and slow-body faults are 
 The token bucket (``bucket_rate``/``bucket_burst``) is different: it is a real rate limiter,
 keyed by the request's credentials, applied to every authenticated ``/v1`` request whatever
 ``methods``/``routes`` say, and refilled continuously.
+
+``event_delay_ms`` is not about requests at all: it holds back every RTM event the fake's
+socket server pushes (a lagging real-time feed), whatever the other fields say.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class Faults:
       means all.
     - ``budget``: stop after this many outcome and slow-body faults (``None``: never).
     - ``seed``: of the generator that draws the decisions.
+    - ``event_delay_ms``: push every RTM event this long after its change (events keep their
+      order).
     """
 
     latency_ms: float | tuple[float, float] = 0.0
@@ -82,6 +87,7 @@ class Faults:
     routes: Collection[str] | None = None
     budget: int | None = None
     seed: int = 0
+    event_delay_ms: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", _frozen(
@@ -116,6 +122,8 @@ class Faults:
             raise ValueError("bucket_rate must be > 0 and bucket_burst >= 1")
         if self.budget is not None and self.budget < 0:
             raise ValueError("budget must be >= 0")
+        if not 0.0 <= self.event_delay_ms < math.inf:
+            raise ValueError("event_delay_ms must be a number of milliseconds >= 0")
 
     @property
     def latency_range(self) -> tuple[float, float]:
@@ -193,7 +201,7 @@ class FaultInjector:
         self._active = faults != Faults(bucket_rate=faults.bucket_rate,
                                         bucket_burst=faults.bucket_burst,
                                         bucket_retry_after=faults.bucket_retry_after,
-                                        seed=faults.seed)
+                                        seed=faults.seed, event_delay_ms=faults.event_delay_ms)
 
     def decide(self, method: str, route_name: str | None, template: str | None) -> Decision:
         """The faults for one request (``route_name``/``template`` None if unknown)."""

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 from crisp_api.testing.base import FakeBase
 from crisp_api.testing.data import ConversationTruth
 from crisp_api.testing.faults import Faults
-from crisp_api.testing.service import DEFAULT_IDENTIFIER, DEFAULT_KEY
+from crisp_api.testing.service import DEFAULT_IDENTIFIER, DEFAULT_KEY, DEFAULT_TIER
 from crisp_api.testing.stats import StatsSnapshot
 
 ADMIN_TIMEOUT = 120.0
@@ -33,9 +33,9 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 class FakeCrispProcess(FakeBase):
     """``python -m crisp_api.testing`` as a child process; a context manager.
 
-    Takes `FakeCrisp`'s data and clock arguments (``clock_offset_ms`` is taken from the
-    child's real time at its start); ``faults`` are put in force before `start` returns.
-    The activity and ground-truth helpers match `FakeCrisp`'s, over HTTP.
+    Takes `FakeCrisp`'s data, clock, tier and RTM arguments (``clock_offset_ms`` is taken
+    from the child's real time at its start); ``faults`` are put in force before `start`
+    returns. The activity, ground-truth and socket helpers match `FakeCrisp`'s, over HTTP.
     """
 
     def __init__(self, *, websites: int = 1, conversations: int = 200, messages: int = 30,
@@ -43,13 +43,17 @@ class FakeCrispProcess(FakeBase):
                  faults: Faults | None = None, identifier: str = DEFAULT_IDENTIFIER,
                  key: str = DEFAULT_KEY, port: int = 0, now_ms: int | None = None,
                  clock_offset_ms: int | None = None, partial_status: bool = True,
-                 log_size: int = 1000, startup_timeout: float = 60.0) -> None:
+                 log_size: int = 1000, startup_timeout: float = 60.0,
+                 tier: str = DEFAULT_TIER, rtm: bool = True, rtm_port: int = 0) -> None:
         self._arguments = [
             "--port", str(port), "--websites", str(websites),
             "--conversations", str(conversations), "--messages", str(messages),
             "--operators", str(operators), "--seed", str(seed), "--identifier", identifier,
-            "--key", key, "--log-size", str(log_size),
+            "--key", key, "--log-size", str(log_size), "--tier", tier,
+            "--rtm-port", str(rtm_port),
         ]
+        if not rtm:
+            self._arguments.append("--no-rtm")
         if people is not None:
             self._arguments += ["--people", str(people)]
         if now_ms is not None:
@@ -78,6 +82,25 @@ class FakeCrispProcess(FakeBase):
     def key(self) -> str:
         """The token key the fake accepts."""
         return str(self._info["key"])
+
+    @property
+    def tier(self) -> str:
+        """The tier of the fake's tokens."""
+        return str(self._info["tier"])
+
+    @property
+    def rtm_url(self) -> str | None:
+        """The RTM URL; None without RTM."""
+        url = self._info["rtm_url"]
+        return None if url is None else str(url)
+
+    def drop_sockets(self) -> int:
+        """As `FakeCrisp.drop_sockets`."""
+        return int(self._admin("POST", "sockets/drop")["dropped"])
+
+    def push_event(self, name: str, data: object) -> None:
+        """As `FakeCrisp.push_event`."""
+        self._admin("POST", "events", {"name": name, "data": data})
 
     @property
     def website_id(self) -> str:

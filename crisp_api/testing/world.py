@@ -12,6 +12,11 @@ bumps, the ``Date`` header) and every date filter it applies lives in that clock
 Messages of a conversation are kept oldest first; several may share a millisecond and a
 fingerprint is unique only within its conversation, as in Crisp. ``partial_status`` says
 whether a page of messages with older ones left answers 206 (Crisp) or 200.
+
+Every change goes through a `World` method, whether a route or a test helper asks for it, and
+each of those methods announces its change as the Crisp RTM event a real server would push
+(`World.emit`, the one hook: routes and helpers never publish events themselves). The events
+go to ``World.events``, the fake's RTM server, when one runs.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from random import Random
-from typing import Any
+from typing import Any, Protocol
 
 from crisp_api.testing import generate
 from crisp_api.testing.data import (
@@ -33,6 +39,7 @@ from crisp_api.testing.data import (
     Operator,
     Website,
     draw_message,
+    encode,
     new_profile,
     valid_content,
 )
@@ -52,6 +59,17 @@ SPECIAL_COUNTS = {3: 0, 5: MESSAGES_PAGE, 7: 2 * MESSAGES_PAGE, 11: 1}
 """Message counts forced by ``ordinal % 50``, so that every data set of at least 12
 conversations holds the paging edge cases (empty, exactly one and two full pages, one)."""
 SPECIAL_PERIOD = 50
+
+
+class EventSink(Protocol):
+    """Where the world's changes go as RTM events: the fake's RTM server."""
+
+    def wants(self, name: str) -> bool:
+        """Whether any socket listens to event ``name`` now (payloads are built only then)."""
+
+    def publish(self, name: str, payload: object) -> None:
+        """Push event ``name`` with ``payload`` (JSON-ready, owned by the sink from now on) to
+        the sockets listening to it; called under the state lock, from any thread."""
 
 
 class World:
@@ -94,6 +112,18 @@ class World:
             )
             self.websites[website.website_id] = website
         self.rng = generate.seeded(f"crisp-fake/{seed}/runtime")
+        self.events: EventSink | None = None
+        """The RTM server the changes are announced to, while one runs."""
+        self.rtm_url: str | None = None
+        """The RTM server's URL, answered by ``GET /plugin/connect/endpoints``."""
+
+    def emit(self, name: str, payload: Callable[[], dict[str, Any]]) -> None:
+        """Announce a change as RTM event ``name``; ``payload`` builds its data, and is only
+        called when a socket listens (so a fake nobody listens to pays nothing). Callers hold
+        the state lock, so the payload is the state right after the change."""
+        sink = self.events
+        if sink is not None and sink.wants(name):
+            sink.publish(name, payload())
 
     @property
     def website_id(self) -> str:
@@ -147,7 +177,9 @@ class World:
         message given an older ``timestamp`` still changes the conversation now).
 
         A visitor's message reopens a resolved conversation and waits for an answer; an
-        operator's message takes a pending conversation to unresolved.
+        operator's message takes a pending conversation to unresolved. Announced as
+        ``message:send`` (from the visitor) or ``message:received`` (from an operator), then
+        ``session:set_state`` if the state changed.
         """
         stamp = self._stamp(conversation, timestamp)
         chosen = self._fingerprint(conversation, fingerprint)
@@ -161,9 +193,15 @@ class World:
             author = nickname or operator.nickname
             author_id = operator.user_id
         message = Message(chosen, stamp, kind, sender, origin, content, author, author_id)
+        state = conversation.state
         conversation.messages.append(message)
         _follow(conversation, message)
         website.set_updated(conversation, updated_at)
+        session_id = conversation.session_id
+        self.emit("message:send" if sender == "user" else "message:received",
+                  lambda: json.loads(message.encode(session_id, website.website_id)))
+        if conversation.state != state:
+            self._emit_state(conversation)
         return message
 
     def _stamp(self, conversation: Conversation, timestamp: int | None) -> int:
@@ -202,21 +240,73 @@ class World:
     def edit_message(self, website: Website, conversation: Conversation, message: Message,
                      content: Any) -> None:
         """Replace a message's content (400 if it does not suit the message's type), mark it
-        edited and bump the conversation."""
+        edited and bump the conversation; announced as ``message:updated``."""
         if not valid_content(message.type, content):
             raise invalid_data()
         message.content = content
         message.edited = True
         message.encoded = None
         self.bump(website, conversation)
+        self.emit("message:updated", lambda: {
+            **_session(conversation), "fingerprint": message.fingerprint,
+            "content": _snapshot(content)})
 
     def remove_message(self, website: Website, conversation: Conversation,
                        message: Message) -> None:
-        """Delete a message and bump the conversation."""
+        """Delete a message and bump the conversation; announced as ``message:removed``."""
         messages = conversation.messages
         messages.remove(message)
         conversation.last = messages[-1] if messages else None
         self.bump(website, conversation)
+        self.emit("message:removed", lambda: {**_session(conversation),
+                                              "fingerprint": message.fingerprint})
+
+    def set_state(self, website: Website, conversation: Conversation, state: str) -> None:
+        """Set a conversation's state (400 unless one of `STATES`; resolving stops the wait)
+        and bump it; announced as ``session:set_state``."""
+        if state not in STATES:
+            raise invalid_data()
+        conversation.state = state
+        if state == "resolved":
+            conversation.waiting_since = 0
+        self.bump(website, conversation)
+        self._emit_state(conversation)
+
+    def _emit_state(self, conversation: Conversation) -> None:
+        self.emit("session:set_state", lambda: {**_session(conversation),
+                                                "state": conversation.state})
+
+    def update_meta(self, website: Website, conversation: Conversation,
+                    changes: dict[str, Any]) -> None:
+        """Replace the given meta fields (already checked) and bump the conversation; a change
+        of ``segments`` is announced as ``session:set_segments``."""
+        conversation.meta.update(changes)
+        self.bump(website, conversation)
+        if "segments" in changes:
+            self.emit("session:set_segments", lambda: {
+                **_session(conversation), "segments": list(conversation.meta["segments"])})
+
+    def remove_conversation(self, website: Website, conversation: Conversation) -> None:
+        """Delete a conversation and its messages; announced as ``session:removed``."""
+        website.remove_conversation(conversation)
+        self.emit("session:removed", lambda: _session(conversation))
+
+    def add_profile(self, website: Website, profile: dict[str, Any]) -> None:
+        """Store a new people profile; announced as ``people:profile:created``."""
+        website.add_profile(profile)
+        self.emit("people:profile:created", lambda: _person(website, profile))
+
+    def profile_changed(self, website: Website, profile: dict[str, Any]) -> None:
+        """Announce a profile's change (made by the caller) as ``people:profile:updated``,
+        with the whole profile as served under ``update``."""
+        self.emit("people:profile:updated", lambda: {**_person(website, profile),
+                                                     "update": _snapshot(profile)})
+
+    def remove_profile(self, website: Website, profile: dict[str, Any]) -> None:
+        """Forget a profile, with its data and events; announced as
+        ``people:profile:removed``."""
+        website.remove_profile(profile)
+        self.emit("people:profile:removed", lambda: _person(website, profile))
 
     def add_activity_message(self, website: Website, conversation: Conversation) -> Message:
         """A random visitor or operator text message, as live traffic would add."""
@@ -253,6 +343,23 @@ def truth_of(conversation: Conversation) -> ConversationTruth:
         [json.loads(message.encode(session_id, website_id))
          for message in conversation.messages],
     )
+
+
+def _session(conversation: Conversation) -> dict[str, Any]:
+    """The fields every session event carries."""
+    return {"website_id": conversation.website_id, "session_id": conversation.session_id}
+
+
+def _person(website: Website, profile: dict[str, Any]) -> dict[str, Any]:
+    """The fields every people profile event carries."""
+    return {"website_id": website.website_id, "people_id": profile["people_id"],
+            "email": profile["email"]}
+
+
+def _snapshot(value: Any) -> Any:
+    """A deep copy of JSON-ready ``value``, so that a delayed event shows the state at its
+    change, not what later changes made of it."""
+    return json.loads(encode(value))
 
 
 def _follow(conversation: Conversation, message: Message) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -173,8 +174,12 @@ def test_failures_exit_non_zero_with_one_line(
             command, env={**env, **environment}, capture_output=True, text=True, timeout=120
         )
     assert done.returncode == code
-    assert message in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    last = done.stderr.strip().splitlines()[-1]  # after any warnings logged on the way
+    assert last.startswith("crisp-sync: ")
+    assert message in last
+    assert "Traceback" not in done.stderr
+    # A run that could not start leaves no empty database behind.
+    assert not (tmp_path / "x.sqlite3").exists()
 
 
 @pytest.mark.parametrize(
@@ -184,6 +189,11 @@ def test_failures_exit_non_zero_with_one_line(
         ["--workers", "0"],
         ["--shard", "1/2", "--website-id", "w"],
         ["--all-websites", "--shard", "3/2"],
+        ["--demo", "--website-id", "w"],
+        ["--demo", "--follow"],
+        ["--website-id", "w", "--metrics-port", "9100"],
+        ["--website-id", "w", "--hooks-port", "9101"],
+        ["--website-id", "w", "--follow", "--interval", "0"],
     ],
 )
 def test_bad_arguments_exit_2(tmp_path: Path, arguments: list[str]) -> None:
@@ -256,3 +266,40 @@ def test_rate_limit_is_adaptive_unless_a_rate_is_given() -> None:
     for bad in ("fast", "0", "-3", "inf", "nan"):
         with pytest.raises(SystemExit):
             parse(["--rate-limit", bad])
+
+
+def test_help_lists_exit_codes_and_environment() -> None:
+    command = [sys.executable, "-m", "crisp_api.sync.cli", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for name in ("CRISP_IDENTIFIER", "CRISP_KEY", "CRISP_TIER", "CRISP_REDIS_URL",
+                 "CRISP_HOOKS_SECRET", "130", "--follow", "--log-format"):
+        assert name in done.stdout
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """``crisp-sync --demo | head -1``: the reader leaves early; no traceback follows."""
+    command = [sys.executable, "-m", "crisp_api.sync.cli", "--demo", "--no-progress",
+               "--db", str(tmp_path / "demo.sqlite3")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          cwd=tmp_path) as child:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        assert child.stdout.readline().startswith(b"demo: ")
+        child.stdout.close()  # what head does after its line
+        errors = child.stderr.read().decode()
+        status = child.wait(timeout=180)
+    assert "Traceback" not in errors
+    assert status in (0, 1)
+
+
+def test_logs_go_to_stderr_as_json_when_asked(tmp_path: Path) -> None:
+    with FakeCrisp(conversations=5, messages=2) as fake:
+        command, env = sync_command(fake, tmp_path / "x.sqlite3", "--website-id",
+                                    fake.website_id, "-vv", "--log-format", "json")
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "http.attempt" and e["level"] == "debug" for e in events)
+    assert all("timestamp" in e for e in events)
+    assert fake.key not in done.stderr

@@ -144,6 +144,28 @@ def test_an_old_database_is_migrated_in_place_keeping_every_row(tmp_path: Path) 
     assert not [name for name in names if "migrating" in name]
 
 
+def test_a_version_1_database_gains_from_event_keeping_every_message(tmp_path: Path) -> None:
+    """Version 1 had no ``from_event``: every message it holds was read by a sync."""
+    path = tmp_path / "v1.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE messages (session_id TEXT NOT NULL, fingerprint INTEGER NOT NULL,"
+        " website_id TEXT NOT NULL, timestamp INTEGER NOT NULL, data TEXT NOT NULL,"
+        " PRIMARY KEY (session_id, fingerprint));"
+        "INSERT INTO messages VALUES ('s1', 1, 'w', 100, '{}'), ('s1', 2, 'w', 250, '{}');"
+        "PRAGMA user_version = 1;"
+    )
+    db.close()
+
+    with SQLiteStore(path) as store:
+        assert store.conversation_state(WEBSITE, "s1").newest_message == 250
+    assert query(path, "SELECT fingerprint, from_event FROM messages ORDER BY 1") == [
+        (1, 0),
+        (2, 0),
+    ]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
 def test_a_migrated_database_takes_the_new_keys(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     create_old_database(path)

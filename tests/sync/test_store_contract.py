@@ -227,3 +227,74 @@ def test_a_held_website_is_refused_to_other_runs_until_released(
             pass  # other websites stay free
     with second.lock(WEBSITE):
         pass
+
+
+# Live events (follow mode) -----------------------------------------------------------------
+
+
+def test_a_message_from_an_event_is_stored_but_does_not_count_as_read(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100)])
+    assert store.save_message(WEBSITE, "s1", message("s1", 2, 500)) == Changes(added=1)
+    assert store.save_message(WEBSITE, "s1", message("s1", 2, 500)) == Changes()  # idempotent
+    # A walk starting after the event's message would skip what a dropped socket missed.
+    assert store.conversation_state(WEBSITE, "s1").newest_message == 100
+    # Once a sync reads it, it counts.
+    save(store, "s1", [message("s1", 1, 100), message("s1", 2, 500)])
+    assert store.conversation_state(WEBSITE, "s1").newest_message == 500
+
+
+def test_an_event_on_a_message_a_sync_read_keeps_it_read(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100)])
+    assert store.save_message(WEBSITE, "s1", message("s1", 1, 100, "again")) == Changes(
+        updated=1
+    )
+    assert store.conversation_state(WEBSITE, "s1").newest_message == 100
+
+
+def test_edits_and_removals_from_events_are_idempotent(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100), message("s1", 2, 200)])
+    assert store.edit_message(WEBSITE, "s1", 1, "edited") == Changes(updated=1)
+    assert store.edit_message(WEBSITE, "s1", 1, "edited") == Changes()
+    assert store.edit_message(WEBSITE, "s1", 9, "nobody") == Changes()  # not stored: nothing
+    assert store.remove_message(WEBSITE, "s1", 2) == Changes(removed=1)
+    assert store.remove_message(WEBSITE, "s1", 2) == Changes()
+    kept = [message("s1", 1, 100, "edited")]
+    assert save(store, "s1", kept)[1] == Changes()  # the store holds exactly that
+
+
+def test_conversation_updates_and_removal_from_events(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100)])
+    save(store, "s2", [message("s2", 1, 100)])
+    assert store.update_conversation(WEBSITE, "s1", {"state": "unresolved"}) == Changes(
+        updated=1
+    )
+    assert store.update_conversation(WEBSITE, "s1", {"state": "unresolved"}) == Changes()
+    assert store.update_conversation(WEBSITE, "s9", {"state": "pending"}) == Changes()
+    # updated_at is unchanged, so the next sync still reads a conversation that changed.
+    assert store.conversation_state(WEBSITE, "s1").updated_at == 1_000
+    assert store.remove_conversation(WEBSITE, "s1") == Changes(removed=2)
+    assert store.remove_conversation(WEBSITE, "s1") == Changes()
+    assert store.conversation_state(WEBSITE, "s1") == ConversationState(None, None)
+    assert store.conversation_state(WEBSITE, "s2").newest_message == 100
+
+
+def test_a_person_removed_by_an_event(store: Store) -> None:
+    store.save_people(WEBSITE, [{"people_id": "p1", "email": "a@example.com"}])
+    store.save_people(OTHER_WEBSITE, [{"people_id": "p1", "email": "b@example.com"}])
+    assert store.remove_person(WEBSITE, "p1") == Changes(removed=1)
+    assert store.remove_person(WEBSITE, "p1") == Changes()
+    assert store.save_people(OTHER_WEBSITE, [{"people_id": "p1", "email": "b@example.com"}]) == (
+        Changes()
+    )
+
+
+def test_a_span_does_not_judge_messages_newer_than_what_it_could_see(store: Store) -> None:
+    save(store, "s1", [message("s1", 1, 100)])
+    store.save_message(WEBSITE, "s1", message("s1", 2, 5_000))  # arrived after the listing
+    changes = store.save_conversation(
+        WEBSITE,
+        conversation("s1", 2_000),
+        MessageSpan(messages=[message("s1", 1, 100)], since=None, until=2_000),
+    )
+    assert changes[1] == Changes()  # the event's message is not "absent from Crisp"
+    assert store.save_message(WEBSITE, "s1", message("s1", 2, 5_000)) == Changes()

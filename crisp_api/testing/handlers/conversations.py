@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crisp_api.testing.context import Context, Raw
-from crisp_api.testing.data import META_FIELDS, STATES, Conversation
+from crisp_api.testing.data import META_FIELDS, Conversation
 from crisp_api.testing.errors import invalid_data
 from crisp_api.testing.handlers.registry import CONVERSATION, WEBSITE, handles
 
@@ -80,7 +80,7 @@ def get_conversation(context: Context) -> object:
 @handles("DELETE", CONVERSATION)
 def remove_conversation(context: Context) -> object:
     """Delete a conversation and its messages."""
-    context.website.remove_conversation(context.conversation)
+    context.world.remove_conversation(context.website, context.conversation)
     return {}
 
 
@@ -100,13 +100,9 @@ def get_state(context: Context) -> object:
 def change_state(context: Context) -> object:
     """Set ``pending``, ``unresolved`` or ``resolved``; bumps ``updated_at``."""
     state = context.json().get("state")
-    if state not in STATES:
+    if not isinstance(state, str):
         raise invalid_data()
-    conversation = context.conversation
-    conversation.state = state
-    if state == "resolved":
-        conversation.waiting_since = 0
-    context.world.bump(context.website, conversation)
+    context.world.set_state(context.website, context.conversation, state)
     return {}
 
 
@@ -126,9 +122,7 @@ def update_meta(context: Context) -> object:
     for name, value in body.items():
         if not _valid_meta(name, value):
             raise invalid_data()
-    conversation = context.conversation
-    conversation.meta.update(body)
-    context.world.bump(context.website, conversation)
+    context.world.update_meta(context.website, context.conversation, body)
     return {}
 
 

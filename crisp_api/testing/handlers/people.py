@@ -40,7 +40,7 @@ def add_profile(context: Context) -> object:
                           str(person.get("nickname") or email.partition("@")[0]),
                           context.world.now())
     _apply(profile, body, context.world.now())
-    website.add_profile(profile)
+    context.world.add_profile(website, profile)
     return {"people_id": profile["people_id"]}
 
 
@@ -61,6 +61,7 @@ def save_profile(context: Context) -> object:
         profile[name] = blank[name]
     _change_email(context, profile, body["email"])
     _apply(profile, body, context.world.now())
+    context.world.profile_changed(context.website, profile)
     return {}
 
 
@@ -72,13 +73,14 @@ def update_profile(context: Context) -> object:
     if "email" in body:
         _change_email(context, profile, body["email"])
     _apply(profile, body, context.world.now())
+    context.world.profile_changed(context.website, profile)
     return {}
 
 
 @handles("DELETE", PROFILE)
 def remove_profile(context: Context) -> object:
     """Delete a profile (its conversations stay)."""
-    context.website.remove_profile(context.profile)
+    context.world.remove_profile(context.website, context.profile)
     return {}
 
 

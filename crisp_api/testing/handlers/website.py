@@ -83,6 +83,14 @@ def get_connect_account(context: Context) -> object:
     return {"plugin_id": context.world.plugin_id}
 
 
+@handles("GET", "/plugin/connect/endpoints")
+def get_connect_endpoints(context: Context) -> object:
+    """Where the RTM API is: ``{"socket": {"app": URL}}``, the fake's own RTM server (``{}``
+    when it runs without one)."""
+    url = context.world.rtm_url
+    return {} if url is None else {"socket": {"app": url}}
+
+
 @handles("HEAD", "/plugin/connect/session")
 def check_connect_session(context: Context) -> object:
     """The plugin token is valid (authentication already checked it)."""

@@ -227,3 +227,19 @@ def test_database_rows_survive_in_wal_after_stop(tmp_path: Path) -> None:
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM messages WHERE fingerprint = ?",
                                   (new["fingerprint"],)).fetchone() == (1,)
+
+
+def test_healthz_fails_while_reconciliation_keeps_failing_then_recovers(tmp_path: Path) -> None:
+    with FakeCrisp(conversations=3, messages=1, seed=9) as fake, following(
+        fake, tmp_path / "health.sqlite3", "--interval", "0.3", "--health-threshold", "1"
+    ) as (child, port):
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_for(lambda: get(url)[0] == 200, 10, "a healthy start")
+        fake.set_faults(error_rate=1.0, error_statuses=(503,))
+        wait_for(lambda: get(url)[0] == 503, 20, "/healthz to fail")
+        status, body = get(url)
+        assert "reconciliation has failed" in json.loads(body)["problems"][0]
+        fake.set_faults()
+        wait_for(lambda: get(url)[0] == 200, 20, "/healthz to recover")
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 0

@@ -20,9 +20,11 @@ from crisp_api.testing import FakeCrisp
 
 pytest_plugins = ["crisp_api.testing.pytest_plugin"]
 
+Live = tuple[FakeCrisp, Crisp, SQLiteStore, EventStream, EventApplier]
+
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[tuple[FakeCrisp, Crisp, SQLiteStore, EventStream, EventApplier]]:
+def live(tmp_path: Path) -> Iterator[Live]:
     with FakeCrisp(conversations=5, messages=3, seed=12) as fake, fake.client(
         cache_ttl=0
     ) as client, SQLiteStore(tmp_path / "events.sqlite3") as store:

@@ -237,7 +237,7 @@ def test_healthz_fails_while_reconciliation_keeps_failing_then_recovers(tmp_path
         wait_for(lambda: get(url)[0] == 200, 10, "a healthy start")
         fake.set_faults(error_rate=1.0, error_statuses=(503,))
         wait_for(lambda: get(url)[0] == 503, 20, "/healthz to fail")
-        status, body = get(url)
+        _, body = get(url)
         assert "reconciliation has failed" in json.loads(body)["problems"][0]
         fake.set_faults()
         wait_for(lambda: get(url)[0] == 200, 20, "/healthz to recover")

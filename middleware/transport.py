@@ -155,7 +155,18 @@ def _read_by(raw: urllib3.BaseHTTPResponse, request: Request, limit: int, deadli
 
     Each read returns what the socket has; when less time is left than the socket's read
     timeout, the timeout is cut to it, so a trickle ends at the deadline, not a read later.
+    The common case, a body of known length already in the connection's buffer (one peek,
+    no wait beyond one socket read), is read in one call, at the cost of a plain read.
     """
+    length = raw.length_remaining
+    buffered = getattr(getattr(raw, "_fp", None), "fp", None)
+    if length is not None and length < limit and buffered is not None:
+        try:
+            ready = len(buffered.peek(length))
+        except (OSError, ValueError):
+            ready = -1
+        if ready >= length:
+            return raw.read(limit)
     chunks: list[bytes] = []
     size = 0
     while size < limit:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import cpu, machine, memory, plot, rate_limit, report, targets, throughput
+from benchmarks import cpu, follow, machine, memory, plot, rate_limit, report, targets, throughput
 from benchmarks.config import FULL, QUICK, SECTIONS, Config
 from benchmarks.results import Results
 
@@ -53,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rate limit: seconds per phase of the unknown limit "
                        "(0 leaves that run out)")
     sizes.add_argument("--memory-requests", type=int, help="memory: requests in the client")
+    sizes.add_argument("--follow-conversations", type=int,
+                       help="follow: conversations in the fake")
+    sizes.add_argument("--follow-rate", type=float, help="follow: messages/s for the latency")
+    sizes.add_argument("--follow-seconds", type=float, help="follow: seconds of messages")
+    sizes.add_argument("--drop-seconds", type=float, help="follow: seconds of socket drops")
+    sizes.add_argument("--drop-every", type=float, help="follow: seconds between drops")
+    sizes.add_argument("--drop-interval", type=float,
+                       help="follow: reconciliation interval during the drops, s")
+    sizes.add_argument("--quiet-seconds", type=float, help="follow: the quiet period, s")
+    sizes.add_argument("--quiet-interval", type=float,
+                       help="follow: reconciliation interval while quiet, s")
     return parser
 
 
@@ -89,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.changing_limit = rate_limit.changing(config)
     if "memory" in config.sections:
         results.memory = memory.run(config)
+    if "follow" in config.sections:
+        results.follow = follow.run(config)
     results.seconds = time.monotonic() - started
     text = report.render(results, targets.evaluate(results))
     config.output.mkdir(parents=True, exist_ok=True)

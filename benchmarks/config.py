@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-SECTIONS = ("cpu", "sync", "ratelimit", "memory")
+SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow")
 """Every section, in the order they run."""
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,6 +41,19 @@ class Config:
     changing_seconds: float
     # 4. Memory.
     memory_requests: int
+    # 5. Follow mode (crisp-sync --follow): event-to-store latency of messages added at
+    # `follow_rate`/s for `follow_seconds`; sockets dropped every `drop_every` s for
+    # `drop_seconds` (messages at `drop_rate`/s, reconciling every `drop_interval` s); a quiet
+    # website followed for `quiet_seconds`, reconciling every `quiet_interval` s.
+    follow_conversations: int
+    follow_rate: float
+    follow_seconds: float
+    drop_seconds: float
+    drop_every: float
+    drop_rate: float
+    drop_interval: float
+    quiet_seconds: float
+    quiet_interval: float
 
 
 FULL = Config(
@@ -64,6 +77,15 @@ FULL = Config(
     changing_rates=(40.0, 20.0),
     changing_seconds=30.0,
     memory_requests=1_000_000,
+    follow_conversations=50,
+    follow_rate=200.0,
+    follow_seconds=20.0,
+    drop_seconds=60.0,
+    drop_every=3.0,
+    drop_rate=20.0,
+    drop_interval=5.0,
+    quiet_seconds=60.0,
+    quiet_interval=10.0,
 )
 
 QUICK = replace(
@@ -79,4 +101,8 @@ QUICK = replace(
     default_conversations=30,
     changing_seconds=10.0,
     memory_requests=50_000,
+    follow_seconds=5.0,
+    drop_seconds=15.0,
+    quiet_seconds=20.0,
+    quiet_interval=5.0,
 )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from benchmarks import contenders, original
 from benchmarks.cpu import CpuResult
+from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
 from benchmarks.results import Results
@@ -25,6 +26,8 @@ def render(results: Results, checks: Sequence[Check]) -> str:
         parts.append(_rate(results.rate_limit, results.changing_limit))
     if results.memory is not None:
         parts.append(_memory(results.memory))
+    if results.follow is not None:
+        parts.append(_follow(results.follow))
     return "\n\n".join(parts) + "\n"
 
 
@@ -214,3 +217,44 @@ def _memory(memory: MemoryResult) -> str:
                "end", "peak after warm-up", "growth"], [row]),
     ])
 
+
+
+def _follow(follow: FollowResult) -> str:
+    latency, drops, quiet = follow.latency, follow.drops, follow.quiet
+    return "\n\n".join([
+        "## 5. Follow mode",
+        "`crisp-sync --follow` as a child process (JSON logs, metrics on a local port) "
+        "against a fake Crisp in another process serving REST and Socket.IO RTM, "
+        f"{latency.conversations} conversations. **Event-to-store latency**: this process "
+        "adds messages through the fake's admin helpers (a batch per 20 ms tick, round-robin "
+        "over the conversations) and reads the CLI's database (read-only) every 10 ms; a "
+        "message's latency runs from its add call returning to its first sight in the "
+        "database (reconciliation every hour: only events can store them).",
+        table(["messages/s", "seconds", "sent", "seen", "median s", "p95 s", "max s"],
+              [[f"{latency.rate:g}", f"{latency.seconds:g}", f"{latency.sent:,}",
+                f"{latency.seen:,}", _number(latency.median_s, 3), _number(latency.p95_s, 3),
+                _number(latency.max_s, 3)]]),
+        f"**Socket kills**: the fake drops the CLI's socket every {drops.every_s:g} s for "
+        f"{drops.seconds:g} s while messages come (one per call, round-robin); the CLI "
+        f"reconciles every {drops.interval_s:g} s. After two more reconciliations it gets "
+        "SIGTERM, and its database is compared with the fake's ground truth: every "
+        "conversation and message, byte for byte.",
+        table(["drops", "messages sent", "reconciliations after", "exit status", "exact copy",
+               "conversations missing", "messages missing", "messages different"],
+              [[str(drops.drops), f"{drops.sent:,}", str(drops.reconciliations),
+                str(drops.exit_status), "yes" if drops.exact else "no",
+                str(drops.conversations_missing), str(drops.messages_missing),
+                str(drops.messages_different)]]),
+        f"**A quiet day**: the CLI follows a website where nothing changes, reconciling every "
+        f"{quiet.interval_s:g} s; the fake counts the `/v1` requests of {quiet.seconds:g} s "
+        "(from half an interval after the socket connects). One full and one incremental "
+        "`sync_website` run on an unchanged website, measured directly on a database of "
+        "their own (`cache_ttl=0`), give the costs to compare with. A day = 86,400 s / "
+        "interval reconciliations, at the observed cost, or at a full rescan's.",
+        table(["seconds", "interval s", "requests", "reconciliations", "per reconciliation",
+               "incremental run", "full run", "quiet day", "day of rescans"],
+              [[f"{quiet.seconds:g}", f"{quiet.interval_s:g}", str(quiet.requests),
+                str(quiet.reconciliations), _number(quiet.per_reconciliation, 1),
+                str(quiet.incremental_requests), str(quiet.full_requests),
+                _number(quiet.day_requests), _number(quiet.day_rescans)]]),
+    ])

@@ -10,6 +10,7 @@ from typing import Any
 
 from benchmarks.config import Config
 from benchmarks.cpu import CpuResult
+from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.rate_limit import ChangingLimit, RateRun
 from benchmarks.throughput import SyncResult
@@ -29,6 +30,7 @@ class Results:
     rate_limit: list[RateRun] = field(default_factory=list)
     changing_limit: ChangingLimit | None = None
     memory: MemoryResult | None = None
+    follow: FollowResult | None = None
 
     def to_json(self) -> str:
         """Indented JSON; NaN (a figure that could not be computed) becomes null."""

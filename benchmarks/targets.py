@@ -16,6 +16,7 @@ MIN_RATE_FRACTION = 0.95
 MIN_ADAPTIVE_FRACTION = 0.90
 MAX_ADAPTIVE_429_SHARE = 0.10
 MAX_GROWTH_MB = 10.0
+MAX_EVENT_MEDIAN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Check:
 def evaluate(results: Results) -> list[Check]:
     """Every target, in the order of the sections."""
     return [*_cpu(results), _scaling(results), _rate(results), _changing(results),
-            _memory(results)]
+            _memory(results), *_follow(results)]
 
 
 def _cpu(results: Results) -> list[Check]:
@@ -122,3 +123,37 @@ def _memory(results: Results) -> Check:
         f"{memory.growth_mb:+.1f} MB over {memory.requests:,} requests",
         memory.growth_mb < MAX_GROWTH_MB,
     )
+
+
+def _follow(results: Results) -> list[Check]:
+    follow = results.follow
+    latency = follow.latency if follow else None
+    drops = follow.drops if follow else None
+    quiet = follow.quiet if follow else None
+    return [
+        Check(
+            f"follow: event-to-store latency median < {MAX_EVENT_MEDIAN_S:g} s",
+            "-" if latency is None else
+            f"{latency.median_s:.3f} s (p95 {latency.p95_s:.3f} s, {latency.seen:,} of "
+            f"{latency.sent:,} seen)",
+            None if latency is None else
+            latency.median_s < MAX_EVENT_MEDIAN_S and latency.seen == latency.sent,
+        ),
+        Check(
+            "follow: sockets dropped every few seconds, then an exact copy and exit 0 on "
+            "SIGTERM",
+            "-" if drops is None else
+            f"{drops.drops} drops, {drops.sent:,} messages, exact: "
+            f"{'yes' if drops.exact else 'no'}, exit {drops.exit_status}",
+            None if drops is None else drops.exact and drops.exit_status == 0,
+        ),
+        Check(
+            "follow: a quiet day costs at most reconciliations x an incremental run's "
+            "requests (no rescan)",
+            "-" if quiet is None else
+            f"{quiet.requests} requests in {quiet.reconciliations} reconciliations "
+            f"(incremental run: {quiet.incremental_requests}, full: {quiet.full_requests})",
+            None if quiet is None else quiet.reconciliations > 0
+            and quiet.requests <= quiet.reconciliations * quiet.incremental_requests,
+        ),
+    ]

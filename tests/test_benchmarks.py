@@ -21,6 +21,9 @@ TINY = [
     "--sync-conversations", "120", "--sync-workers", "1,16", "--sync-latencies", "0,50",
     "--sync-seconds", "0.5", "--rate", "100", "--rate-conversations", "20",
     "--default-conversations", "20", "--changing-seconds", "2", "--memory-requests", "2000",
+    "--follow-conversations", "10", "--follow-seconds", "0.5", "--drop-seconds", "1",
+    "--drop-every", "0.5", "--drop-interval", "1", "--quiet-seconds", "1",
+    "--quiet-interval", "1",
 ]
 
 
@@ -46,7 +49,10 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     }
     assert expected <= rows
     assert "Quick run" in report
+    assert "## 5. Follow mode" in report
+    assert results["follow"]["latency"]["sent"] > 0
     for target in ("bare urllib3", "cache hit", "original client", "16 workers",
-                   "rate limit", "unknown changing limit", "RSS growth"):
+                   "rate limit", "unknown changing limit", "RSS growth",
+                   "event-to-store latency", "sockets dropped", "quiet day"):
         assert any(target in line and line.endswith(("PASS** |", "MISS** |", "not run** |"))
                    for line in report.splitlines()), target

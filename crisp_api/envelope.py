@@ -97,17 +97,10 @@ def error_for(
 ) -> RouteError:
     """The exception class that the answer's status calls for."""
     status = response.status
-    if status in RATE_LIMIT_STATUSES:
-        return RateLimitedError(
-            reason,
-            status=status,
-            method=method,
-            route=route,
-            snippet=snippet,
-            retry_after=response.retry_after,
-        )
     cls: type[RouteError]
-    if status == 401:
+    if status in RATE_LIMIT_STATUSES:
+        cls = RateLimitedError
+    elif status == 401:
         cls = UnauthorizedError
     elif status in (402, 403):
         cls = ForbiddenError

@@ -69,6 +69,7 @@ class StructuredLogging:
     def __init__(self, logger: Any = None, logger_name: str = "middleware") -> None:
         self.logger = logger if logger is not None else default_logger(logger_name)
         self._enabled = getattr(self.logger, "is_enabled_for", None)
+        self._listener = self._attempt_ended  # bound once, not per request
 
     def _is_enabled(self, level: int) -> bool:
         return True if self._enabled is None else bool(self._enabled(level))
@@ -76,7 +77,7 @@ class StructuredLogging:
     def __call__(self, request: Request, call_next: Handler) -> Response:
         started = time.perf_counter()
         notes = request.notes
-        notes[NOTE_ATTEMPT_ENDED] = self._attempt_ended
+        notes[NOTE_ATTEMPT_ENDED] = self._listener
         try:
             response = call_next(request)
         except PipelineError as exc:

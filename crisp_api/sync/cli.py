@@ -435,6 +435,7 @@ def _follow(args: argparse.Namespace, target: Target, store: SQLiteStore, out: T
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
             reports = _sync_all(args, client, store, stopping)
             website_ids.update(report.website_id for report in reports)
+            applier.website_ids = frozenset(website_ids)  # websites connected since start
             return reports
 
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks.config import Config
 from crisp_api import defaults
 from crisp_api.routing import ROUTES
-from crisp_api.sync import SQLiteStore, sync_website
+from crisp_api.sync import SQLiteStore, SyncProgress, sync_website
 from crisp_api.testing import FakeCrispProcess, Faults
 from middleware import Handler, Request, Response
 
@@ -88,9 +88,9 @@ class _Ticks:
         self.count = 0
         self.last = 0.0
 
-    def __call__(self) -> None:
+    def __call__(self, progress: SyncProgress) -> None:
         with self._lock:
-            self.count += 1
+            self.count = max(self.count, progress.conversations)
             self.last = time.monotonic()
 
 
@@ -124,7 +124,7 @@ def _one(fake: FakeCrispProcess, latency: float, workers: int, seconds: float) -
             try:
                 sync_website(
                     client, fake.website_id, store, workers=workers, people=False,
-                    operators=False, on_conversation=ticks,
+                    operators=False, on_progress=ticks,
                 )
                 boxed = False
             except TimeUpError:

@@ -5,7 +5,7 @@
 ...     report = sync_website(client, website_id, store, workers=8)
 """
 
-from crisp_api.sync.engine import SyncReport, sync_website
+from crisp_api.sync.engine import SyncProgress, SyncReport, sync_website
 from crisp_api.sync.metrics import Counts, RequestCounter, install
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import (
@@ -26,6 +26,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "SyncProgress",
     "SyncReport",
     "WebsiteLockedError",
     "install",

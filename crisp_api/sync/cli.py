@@ -30,7 +30,7 @@ from crisp_api.errors import (
 )
 from crisp_api.events import EVENTS
 from crisp_api.pagination import paginate
-from crisp_api.sync import sharding
+from crisp_api.sync import progress, sharding
 from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, describe, sync_website
 from crisp_api.sync.event_applier import EventApplier
 from crisp_api.sync.follow import (
@@ -373,14 +373,19 @@ def _sync_all(
     store: SQLiteStore,
     stop: threading.Event | None = None,
 ) -> list[SyncReport]:
-    """One run over every chosen website; raises what ends a run (see `_run`)."""
+    """One run over every chosen website; raises what ends a run (see `_run`). Progress bars
+    are drawn on a terminal, except for a service's reconciliations (``stop`` given)."""
+    bars = stop is None and progress.shown(not args.no_progress)
+    websites = list(_websites(args, client))
     reports = []
-    for website_id in _websites(args, client):
-        if stop is not None and stop.is_set():
-            break
-        report = _sync_one(args, client, website_id, store, stop)
-        if report is not None:
-            reports.append(report)
+    with progress.websites_bar(len(websites), bars and args.all_websites) as tick:
+        for website_id in websites:
+            if stop is not None and stop.is_set():
+                break
+            report = _sync_one(args, client, website_id, store, stop, bars=bars)
+            if report is not None:
+                reports.append(report)
+            tick()
     return reports
 
 
@@ -389,10 +394,12 @@ def _sync_one(
     client: Crisp,
     website_id: str,
     store: SQLiteStore,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None,
+    *,
+    bars: bool,
 ) -> SyncReport | None:
     """One website's sync; None for a website of ``--all-websites`` that is gone."""
-    with _progress(args, website_id) as tick:
+    with progress.website_bar(website_id, bars, nested=args.all_websites) as report:
         try:
             return sync_website(
                 client,
@@ -400,7 +407,7 @@ def _sync_one(
                 store,
                 workers=args.workers,
                 people_interval=args.people_interval,
-                on_conversation=tick,
+                on_progress=report,
                 stop=stop,
             )
         except NotFoundError:
@@ -521,31 +528,6 @@ def _websites(args: argparse.Namespace, client: Crisp) -> Iterator[str]:
         website_id = connected.get("website_id") if isinstance(connected, dict) else None
         if isinstance(website_id, str) and sharding.in_shard(website_id, *shard):
             yield website_id
-
-
-@contextmanager
-def _progress(args: argparse.Namespace, website_id: str) -> Iterator[Callable[[], None]]:
-    """A thread-safe tick for a tqdm bar on a terminal; a no-op elsewhere or without tqdm."""
-    if args.no_progress or not sys.stderr.isatty():
-        yield _nothing
-        return
-    try:
-        from tqdm import tqdm  # noqa: PLC0415 - optional dependency, terminal only
-    except ImportError:
-        yield _nothing
-        return
-    lock = threading.Lock()
-    with tqdm(desc=website_id[:13], unit=" conversations", file=sys.stderr) as bar:
-
-        def tick() -> None:
-            with lock:
-                bar.update(1)
-
-        yield tick
-
-
-def _nothing() -> None:
-    return None
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -100,6 +100,17 @@ class SyncReport:
         return self.listing_calls + self.message_calls + self.people_calls + 1
 
 
+@dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """How far a website's sync has come, for a progress bar (``on_progress``)."""
+
+    conversations: int
+    """Conversations handled so far (stored, unchanged or failed)."""
+    window: float | None
+    """The share of the window's time span walked so far (0 to 1), or None where its start
+    is unknown (a first run: Crisp's listing gives no count and no oldest date)."""
+
+
 def sync_website(
     client: Crisp,
     website_id: str,
@@ -110,7 +121,7 @@ def sync_website(
     people: bool = True,
     people_interval: float = DEFAULT_PEOPLE_INTERVAL,
     operators: bool = True,
-    on_conversation: Callable[[], None] | None = None,
+    on_progress: Callable[[SyncProgress], None] | None = None,
     now_ms: Callable[[], int] | None = None,
     stop: threading.Event | None = None,
 ) -> SyncReport:
@@ -118,12 +129,13 @@ def sync_website(
 
     ``workers`` threads fetch messages in parallel, sharing ``client`` (its pool, rate limit,
     cache and retries). ``people_interval`` is the seconds between full people listings
-    (``0``: every run). ``on_conversation`` is called once per conversation handled (for a
-    progress bar); ``now_ms`` replaces this machine's clock (epoch ms). Once ``stop`` is set
-    (a service shutting down), no further conversation is started: those in flight finish,
-    and the run ends incomplete, its checkpoint where it was. Errors of the listing
-    or of the store's lock raise (`RouteError`, `WebsiteLockedError`, `StoreError`); a
-    conversation that fails is recorded in ``errors`` and leaves the checkpoint where it was.
+    (``0``: every run). ``on_progress`` is called after each conversation handled and once
+    when the listing is done (for a progress bar); ``now_ms`` replaces this machine's clock
+    (epoch ms). Once ``stop`` is set (a service shutting down), no further conversation is
+    started: those in flight finish, and the run ends incomplete, its checkpoint where it
+    was. Errors of the listing or of the store's lock raise (`RouteError`,
+    `WebsiteLockedError`, `StoreError`); a conversation that fails is recorded in ``errors``
+    and leaves the checkpoint where it was.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -145,7 +157,7 @@ def sync_website(
             listing,
             report,
             workers=workers,
-            on_conversation=on_conversation,
+            on_progress=on_progress,
             stop=stop,
         )
         if report.store_error is None and not (stop is not None and stop.is_set()):
@@ -168,12 +180,13 @@ def _sync_conversations(
     report: SyncReport,
     *,
     workers: int,
-    on_conversation: Callable[[], None] | None,
+    on_progress: Callable[[SyncProgress], None] | None,
     stop: threading.Event | None,
 ) -> None:
     """Fetch and save every changed conversation of the window in ``workers`` threads."""
     lock = threading.Lock()
     signal = client.website.partial_signal()
+    progress = _Progress(listing, on_progress)
 
     def handle(conversation: Mapping[str, Any]) -> None:
         try:
@@ -188,8 +201,7 @@ def _sync_conversations(
                 report.conversations += outcome.conversation
                 report.messages += outcome.messages
                 report.warnings += outcome.warnings
-        if on_conversation is not None:
-            on_conversation()
+        progress.handled(conversation)
 
     futures: list[Future[None]] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
@@ -217,6 +229,51 @@ def _sync_conversations(
         failure = None if future.cancelled() else future.exception()
         if failure is not None:
             report.errors.append(f"worker: {describe(failure)}")
+    if listing.walked:
+        progress.done()
+
+
+class _Progress:
+    """Turns conversations handled into `SyncProgress` reports (thread-safe).
+
+    The walk goes newest first from the first page's newest ``updated_at`` down to the window's
+    start, so the share of that span behind the oldest conversation handled is the share of
+    the work done, as far as anyone can know it before the listing ends.
+    """
+
+    def __init__(
+        self, listing: _Listing, report: Callable[[SyncProgress], None] | None
+    ) -> None:
+        self._listing = listing
+        self._report = report
+        self._lock = threading.Lock()
+        self._count = 0
+        self._reached: int | None = None
+
+    def handled(self, conversation: Mapping[str, Any]) -> None:
+        if self._report is None:
+            return
+        stamp = _updated_at(conversation)
+        with self._lock:
+            self._count += 1
+            if self._reached is None or stamp < self._reached:
+                self._reached = stamp
+            self._report(SyncProgress(self._count, self._share()))
+
+    def done(self) -> None:
+        if self._report is None:
+            return
+        start = self._listing.start
+        with self._lock:
+            self._report(SyncProgress(self._count, None if start is None else 1.0))
+
+    def _share(self) -> float | None:
+        start, top, reached = self._listing.start, self._listing.top, self._reached
+        if start is None or top is None or reached is None:
+            return None
+        if top <= start:
+            return 1.0
+        return min(1.0, max(0.0, (top - reached) / (top - start)))
 
 
 def _record_failure(report: SyncReport, session_id: object, exc: Exception) -> None:
@@ -318,6 +375,11 @@ class _Listing:
         self._report = report
         self.high_water: int | None = None
         self.server_time: int | None = None
+        self.start = report.window_start_ms
+        self.top: int | None = None
+        """The newest ``updated_at`` of the first page: where the walk began."""
+        self.walked = False
+        """Whether the walk reached the window's end."""
 
     def clock_cap(self, local_now: int) -> int:
         """The latest watermark the clocks allow: a stamp beyond it is Crisp's error, and
@@ -327,7 +389,7 @@ class _Listing:
         return max(local_now, self.server_time + CLOCK_MARGIN_MS)
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
-        start = self._report.window_start_ms
+        start = self.start
         end: int | None = None
         page = 1
         at_boundary: set[str] = set()
@@ -347,10 +409,13 @@ class _Listing:
             stamps = [_updated_at(conversation) for conversation in listed]
             if stamps and (self.high_water is None or max(stamps) > self.high_water):
                 self.high_water = max(stamps)
+            if self.top is None:
+                self.top = self.high_water
             for conversation in listed:
                 if conversation.get("session_id") not in at_boundary:
                     yield conversation
             if len(listed) < PER_PAGE:
+                self.walked = True
                 return
             oldest = min(stamps)
             if end is None or oldest < end:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from crisp_api.errors import InvalidResponseError
-from crisp_api.sync import RequestCounter, SQLiteStore, install, sync_website
+from crisp_api.sync import RequestCounter, SQLiteStore, SyncProgress, install, sync_website
 from crisp_api.sync.store import MessageSpan, Row, StoreError
 from crisp_api.testing import FakeCrisp
 from tests.scripted_server import Reply, ScriptedServer
@@ -100,7 +100,7 @@ def test_a_database_locked_by_another_process_fails_the_run_visibly(tmp_path: Pa
             holder = None
             once = threading.Lock()
 
-            def lock_once_started() -> None:
+            def lock_once_started(_: SyncProgress) -> None:
                 nonlocal holder
                 with once:
                     if holder is not None:
@@ -115,7 +115,7 @@ def test_a_database_locked_by_another_process_fails_the_run_visibly(tmp_path: Pa
                     assert holder.stdout.readline().strip() == "locked"
 
             report = sync_website(
-                client, fake.website_id, store, workers=4, on_conversation=lock_once_started
+                client, fake.website_id, store, workers=4, on_progress=lock_once_started
             )
             assert holder is not None
             holder.communicate(timeout=30)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from crisp_api import defaults
 from crisp_api.client import Crisp
@@ -30,8 +30,14 @@ from crisp_api.errors import (
 )
 from crisp_api.events import EVENTS
 from crisp_api.pagination import paginate
-from crisp_api.sync import progress, sharding
-from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, describe, sync_website
+from crisp_api.sync import fleet, progress, sharding
+from crisp_api.sync.engine import (
+    DEFAULT_PEOPLE_INTERVAL,
+    StopSignal,
+    SyncReport,
+    describe,
+    sync_website,
+)
 from crisp_api.sync.event_applier import EventApplier
 from crisp_api.sync.follow import (
     DEFAULT_HEALTH_THRESHOLD,
@@ -41,9 +47,14 @@ from crisp_api.sync.follow import (
 )
 from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from
 from crisp_api.sync.metrics import RequestCounter, install
+from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL
 from crisp_api.sync.report import summary
 from crisp_api.sync.sqlite_store import SQLiteStore
-from crisp_api.sync.store import StoreError, WebsiteLockedError
+from crisp_api.sync.store import Store, StoreError, WebsiteLockedError
+
+if TYPE_CHECKING:
+    from crisp_api.sync.postgres_leases import Leases
+    from crisp_api.sync.postgres_store import PostgresStore
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 EXIT_STORE, EXIT_LOCKED, EXIT_INTERRUPTED = 5, 6, 130
@@ -58,6 +69,9 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted; committed work is kept",
 }
 """What each exit status means (listed by ``--help``)."""
+DB_ENV = "CRISP_SYNC_DB"
+DEFAULT_DB = "crisp.sqlite3"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 HOOKS_SECRET_ENV = "CRISP_HOOKS_SECRET"  # noqa: S105 - the name of a variable, not a secret
 ENVIRONMENT = {
     "CRISP_IDENTIFIER": "token identifier (required)",
@@ -65,6 +79,7 @@ ENVIRONMENT = {
     "CRISP_TIER": "token tier: plugin (default), website or user",
     "CRISP_REST_HOST": "API host, if not --rest-host",
     defaults.REDIS_URL_ENV: "Redis URL, if not --redis-url",
+    DB_ENV: "the database (file or PostgreSQL URL), if not --db",
     HOOKS_SECRET_ENV: "web hooks secret (with --hooks-port)",
 }
 """The environment variables read (listed by ``--help``)."""
@@ -94,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--website-id", help="the website to sync")
-    parser.add_argument("--db", help="SQLite database file (default crisp.sqlite3)")
+    parser.add_argument(
+        "--db",
+        help="SQLite database file (default crisp.sqlite3), or a PostgreSQL URL "
+        "postgresql://user:password@host:port/dbname (shared by a fleet of workers)",
+    )
     parser.add_argument("--rest-host", help="API host (default $CRISP_REST_HOST or Crisp's)")
     parser.add_argument("--workers", type=int, default=8, help="parallel fetchers (default 8)")
     parser.add_argument(
@@ -103,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="sync every website the plugin token is connected to",
     )
     parser.add_argument("--shard", help="with --all-websites: take the i-th of N slices (i/N)")
+    parser.add_argument(
+        "--lease-ttl",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="with a PostgreSQL --db: how long a website stays held by a worker that stopped "
+        f"renewing its lease (died) before another takes it over (default {DEFAULT_LEASE_TTL:g}s)",
+    )
     parser.add_argument("--redis-url", help="share rate limit and cache through Redis")
     parser.add_argument(
         "--rate-limit",
@@ -196,11 +223,15 @@ def _main(args: argparse.Namespace) -> int:
         if args.demo:
             return _demo(args)
         target = _target_from_environment(args)
-        path = Path(args.db or "crisp.sqlite3")
+        _choose_database(args)
+        if _is_postgres(args.db):
+            with _postgres_store(args) as store:
+                return (_follow if args.follow else _run)(args, target, store, sys.stdout)
+        path = Path(args.db)
         existed = path.exists()
-        with _store(str(path)) as store:
-            status = (_follow if args.follow else _run)(args, target, store, sys.stdout)
-            empty = not existed and store.is_empty()
+        with SQLiteStore(path) as sqlite:
+            status = (_follow if args.follow else _run)(args, target, sqlite, sys.stdout)
+            empty = not existed and sqlite.is_empty()
         if empty and status in (EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE):
             _remove_database(path)  # a run that could not start leaves no empty file behind
         return status
@@ -262,6 +293,7 @@ def _check(args: argparse.Namespace) -> None:
             ("--website-id", args.website_id), ("--all-websites", args.all_websites),
             ("--shard", args.shard), ("--rest-host", args.rest_host),
             ("--redis-url", args.redis_url), ("--follow", args.follow),
+            ("--lease-ttl", args.lease_ttl),
         ) if given]
         if ignored:
             raise _UsageError(f"--demo runs against its own fake Crisp: drop {', '.join(ignored)}")
@@ -293,9 +325,36 @@ def _target_from_environment(args: argparse.Namespace) -> Target:
     return Target(args.rest_host or os.environ.get("CRISP_REST_HOST"), identifier, key, tier)
 
 
+def _choose_database(args: argparse.Namespace) -> None:
+    """``--db``, else ``$CRISP_SYNC_DB``, else the default SQLite file; and the flags that
+    only one kind of database takes."""
+    args.db = args.db or os.environ.get(DB_ENV) or DEFAULT_DB
+    if args.lease_ttl is not None and not _is_postgres(args.db):
+        raise _UsageError("--lease-ttl goes with a PostgreSQL database (--db postgresql://...)")
+    if args.lease_ttl is not None and args.lease_ttl < MIN_LEASE_TTL:
+        raise _UsageError(f"--lease-ttl must be at least {MIN_LEASE_TTL:g}s")
+
+
+def _is_postgres(db: str | None) -> bool:
+    return db is not None and db.startswith(POSTGRES_SCHEMES)
+
+
 @contextmanager
-def _store(path: str) -> Iterator[SQLiteStore]:
-    with SQLiteStore(path) as store:
+def _postgres_store(args: argparse.Namespace) -> Iterator[PostgresStore]:
+    """The PostgreSQL store of ``--db``; a usage error without the ``[postgres]`` extra."""
+    try:
+        from crisp_api.sync.postgres_store import PostgresStore  # noqa: PLC0415 - optional extra
+    except ImportError as exc:
+        raise _UsageError(str(exc)) from None
+    try:
+        store = PostgresStore(
+            args.db,
+            pool_size=max(16, args.workers + 4),
+            lease_ttl=args.lease_ttl or DEFAULT_LEASE_TTL,
+        )
+    except ValueError as exc:
+        raise _UsageError(f"--db: {exc}") from None
+    with store:
         yield store
 
 
@@ -329,7 +388,7 @@ def _client(args: argparse.Namespace, target: Target) -> Crisp:
     return client
 
 
-def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: TextIO) -> int:
+def _run(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
     """Sync every chosen website once and print the summary; returns the exit status."""
     counter = RequestCounter()
     with _client(args, target) as client:
@@ -340,6 +399,8 @@ def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: Text
             reports = _sync_all(args, client, store)
         except WebsiteLockedError as exc:
             return _fail(f"{exc}; not starting a second one", EXIT_LOCKED)
+        except _LeaseLostError as exc:
+            return _fail(f"{exc}; rerun to finish", EXIT_INCOMPLETE)
         except StoreError as exc:
             return _store_failed(exc)
         except (UnauthorizedError, ForbiddenError) as exc:
@@ -370,13 +431,27 @@ def _run(args: argparse.Namespace, target: Target, store: SQLiteStore, out: Text
 def _sync_all(
     args: argparse.Namespace,
     client: Crisp,
-    store: SQLiteStore,
+    store: Store,
     stop: threading.Event | None = None,
 ) -> list[SyncReport]:
-    """One run over every chosen website; raises what ends a run (see `_run`). Progress bars
-    are drawn on a terminal, except for a service's reconciliations (``stop`` given)."""
+    """One run over every chosen website; raises what ends a run (see `_run`). With a
+    PostgreSQL store and ``--all-websites``, the websites are shared with the other workers
+    (`fleet.sync_once`). Progress bars are drawn on a terminal, except for a service's
+    reconciliations (``stop`` given)."""
     bars = stop is None and progress.shown(not args.no_progress)
     websites = list(_websites(args, client))
+    leases = _fleet_leases(args, store)
+    if leases is not None:
+        run = fleet.sync_once(
+            leases, websites,
+            lambda website_id, stopping: _sync_one(
+                args, client, website_id, store, stopping, bars=bars),
+            stop=stop,
+        )
+        lost = [w for w in run.failed if all(r.website_id != w or r.complete for r in run.reports)]
+        if lost:
+            raise _LeaseLostError(lost)
+        return run.reports
     reports = []
     with progress.websites_bar(len(websites), bars and args.all_websites) as tick:
         for website_id in websites:
@@ -389,19 +464,42 @@ def _sync_all(
     return reports
 
 
+class _LeaseLostError(Exception):
+    """Websites this worker synced while another took their lease over (it stalled)."""
+
+    def __init__(self, websites: list[str]) -> None:
+        super().__init__(
+            f"lost the lease of {len(websites)} website(s) ({', '.join(websites[:3])}) while "
+            "syncing them: this worker stalled for longer than --lease-ttl"
+        )
+
+
+def _fleet_leases(args: argparse.Namespace, store: Store) -> Leases | None:
+    """The leases a fleet shares the websites through: with ``--all-websites`` on
+    PostgreSQL."""
+    if not (args.all_websites and _is_postgres(args.db)):
+        return None
+    from crisp_api.sync.postgres_store import PostgresStore  # noqa: PLC0415 - optional extra
+
+    assert isinstance(store, PostgresStore)
+    return store.leases
+
+
 def _sync_one(
     args: argparse.Namespace,
     client: Crisp,
     website_id: str,
-    store: SQLiteStore,
-    stop: threading.Event | None,
+    store: Store,
+    stop: StopSignal | None,
     *,
     bars: bool,
 ) -> SyncReport | None:
     """One website's sync; None for a website of ``--all-websites`` that is gone."""
+    logger = args.logger
+    logger.info("website.sync.started", website_id=website_id)
     with progress.website_bar(website_id, bars, nested=args.all_websites) as report:
         try:
-            return sync_website(
+            done = sync_website(
                 client,
                 website_id,
                 store,
@@ -413,11 +511,14 @@ def _sync_one(
         except NotFoundError:
             if not args.all_websites:
                 raise
+        else:
+            logger.info("website.sync.ended", website_id=website_id, complete=done.complete)
+            return done
     print(f"crisp-sync: website {website_id} is gone (disconnected?); skipped", file=sys.stderr)
     return None
 
 
-def _follow(args: argparse.Namespace, target: Target, store: SQLiteStore, out: TextIO) -> int:
+def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
     """A first run, then live events and a reconciliation every ``--interval`` until SIGTERM
     or SIGINT (exit 0), or until something fatal (its exit status)."""
     from crisp_api.events import EventsUnauthorizedError  # noqa: PLC0415 - follow mode only
@@ -534,6 +635,8 @@ def _demo(args: argparse.Namespace) -> int:
     """Sync a seeded fake Crisp (with a few faults), then change it and sync incrementally."""
     from crisp_api.testing import FakeCrisp, Faults  # noqa: PLC0415 - demo only
 
+    if _is_postgres(args.db):
+        raise _UsageError("--demo writes a new SQLite file: give a file name to --db, or none")
     path = Path(args.db or DEMO_DB)
     if args.db and path.exists():
         raise _UsageError(f"--demo wants a new database file; {path} exists")
@@ -543,7 +646,7 @@ def _demo(args: argparse.Namespace) -> int:
         fake = stack.enter_context(
             FakeCrisp(conversations=DEMO_CONVERSATIONS, messages=30, seed=7, faults=faults)
         )
-        store = stack.enter_context(_store(str(path)))
+        store = stack.enter_context(SQLiteStore(path))
         args.website_id = fake.website_id
         target = Target(fake.url, fake.identifier, fake.key, "plugin")
         print(

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crisp_api.errors import InvalidResponseError
 from crisp_api.pagination import MessagePage, PartialSignal, paginate, walk_messages
@@ -100,6 +100,14 @@ class SyncReport:
         return self.listing_calls + self.message_calls + self.people_calls + 1
 
 
+class StopSignal(Protocol):
+    """What tells a run to stop early (a `threading.Event` is one)."""
+
+    def is_set(self) -> bool:
+        """Whether the run should stop."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SyncProgress:
     """How far a website's sync has come, for a progress bar (``on_progress``)."""
@@ -123,7 +131,7 @@ def sync_website(
     operators: bool = True,
     on_progress: Callable[[SyncProgress], None] | None = None,
     now_ms: Callable[[], int] | None = None,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
 ) -> SyncReport:
     """Bring ``store``'s copy of ``website_id`` up to date; see the module docstring.
 
@@ -181,7 +189,7 @@ def _sync_conversations(
     *,
     workers: int,
     on_progress: Callable[[SyncProgress], None] | None,
-    stop: threading.Event | None,
+    stop: StopSignal | None,
 ) -> None:
     """Fetch and save every changed conversation of the window in ``workers`` threads."""
     lock = threading.Lock()

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from crisp_api.sync import rows
 from crisp_api.sync.store import (
     Changes,
     ConversationState,
@@ -31,6 +32,7 @@ from crisp_api.sync.store import (
     Row,
     StoreError,
     WebsiteLockedError,
+    WebsiteState,
 )
 
 SCHEMA_VERSION = 2
@@ -122,7 +124,7 @@ _held_tokens: set[str] = set()
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore:
+class SQLiteStore(WebsiteState):
     """A SQLite database holding each row's full JSON, keyed as the API keys it.
 
     One connection serialised by a lock: SQLite has one writer at a time anyway, and the
@@ -243,11 +245,11 @@ class SQLiteStore:
         of the span Crisp no longer has; (conversation, message) changes, all in one
         transaction, the conversation row last.
         """
-        session_id = _text(conversation, "session_id")
+        session_id = rows.text(conversation, "session_id")
         messages: list[_Upsert] = [
             (
-                (session_id, _fingerprint(m)),
-                {"website_id": website_id, "timestamp": _integer(m, "timestamp"),
+                (session_id, rows.fingerprint(m)),
+                {"website_id": website_id, "timestamp": rows.integer(m, "timestamp"),
                  "from_event": 0},
                 m,
             )
@@ -255,7 +257,8 @@ class SQLiteStore:
         ]
         conversation_row: _Upsert = (
             (session_id,),
-            {"website_id": website_id, "updated_at": _optional_integer(conversation, "updated_at")},
+            {"website_id": website_id,
+             "updated_at": rows.optional_integer(conversation, "updated_at")},
             conversation,
         )
         with self._transaction() as db:
@@ -268,21 +271,23 @@ class SQLiteStore:
 
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
         """Upsert people profiles, keyed by website and ``people_id``, in one transaction."""
-        rows: list[_Upsert] = [((website_id, _text(p, "people_id")), {}, p) for p in profiles]
+        upserts: list[_Upsert] = [
+            ((website_id, rows.text(p, "people_id")), {}, p) for p in profiles
+        ]
         with self._transaction() as db:
-            return _upsert(db, "people", ("website_id", "people_id"), rows)
+            return _upsert(db, "people", ("website_id", "people_id"), upserts)
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
         """Upsert the website's operators, keyed by their user id, in one transaction."""
-        rows: list[_Upsert] = [((website_id, _operator_id(o)), {}, o) for o in operators]
+        upserts: list[_Upsert] = [((website_id, rows.operator_id(o)), {}, o) for o in operators]
         with self._transaction() as db:
-            return _upsert(db, "operators", ("website_id", "user_id"), rows)
+            return _upsert(db, "operators", ("website_id", "user_id"), upserts)
 
     def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
         """Upsert one message from a live event; a message a sync already read keeps
         counting as read."""
-        fingerprint = _fingerprint(message)
-        timestamp = _integer(message, "timestamp")
+        fingerprint = rows.fingerprint(message)
+        timestamp = rows.integer(message, "timestamp")
         with self._transaction() as db:
             found = db.execute(
                 "SELECT from_event FROM messages WHERE session_id = ? AND fingerprint = ?",
@@ -345,22 +350,6 @@ class SQLiteStore:
                 db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()  # noqa: S608 - fixed names
                 for table in ("conversations", "messages", "people", "operators", "sync_state")
             )
-
-    def checkpoint(self, website_id: str) -> int | None:
-        """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
-        return self._state(website_id, "checkpoint_ms")
-
-    def set_checkpoint(self, website_id: str, until_ms: int) -> None:
-        """Record that everything updated up to ``until_ms`` (Crisp's time) is stored."""
-        self._set_state(website_id, "checkpoint_ms", until_ms)
-
-    def people_listed_at(self, website_id: str) -> int | None:
-        """When (epoch ms, this machine's clock) the last full people listing completed."""
-        return self._state(website_id, "people_listed_ms")
-
-    def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
-        """Record that a full people listing completed at ``at_ms``."""
-        self._set_state(website_id, "people_listed_ms", at_ms)
 
     def _state(self, website_id: str, column: str) -> int | None:
         with self._serialised() as db:
@@ -507,31 +496,55 @@ def _upsert(
     db: sqlite3.Connection,
     table: str,
     keys: tuple[str, ...],
-    rows: list[_Upsert],
+    upserts: list[_Upsert],
 ) -> Changes:
-    """Insert or update ``rows`` (key values, other columns, JSON) and count what changed."""
-    if not rows:
+    """Insert or update ``upserts`` (key values, other columns, JSON) and count what changed.
+
+    Batched: the stored documents are read a chunk of keys per query and only the rows that
+    differ are written, in one ``executemany``. A key given twice counts once, the last wins.
+    """
+    latest = {key_values: (columns, rows.document(doc)) for key_values, columns, doc in upserts}
+    if not latest:
         return Changes()
-    where = " AND ".join(f"{k} = ?" for k in keys)
-    added = updated = 0
-    for key_values, columns, document in rows:
-        data = json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-        found = db.execute(f"SELECT data FROM {table} WHERE {where}", key_values).fetchone()  # noqa: S608 - fixed names
+    stored = _stored_documents(db, table, keys, list(latest))
+    changed = [
+        (*key_values, *columns.values(), data)
+        for key_values, (columns, data) in latest.items()
+        if stored.get(key_values) != data
+    ]
+    if changed:
+        columns = next(iter(latest.values()))[0]
         names = (*keys, *columns, "data")
-        values = (*key_values, *columns.values(), data)
-        if found is None:
-            added += 1
-        elif found[0] != data:
-            updated += 1
-        else:
-            continue
         assignments = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
-        db.execute(
+        db.executemany(
             f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "  # noqa: S608 - fixed names
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {assignments}",
-            values,
+            changed,
         )
-    return Changes(added, updated)
+    added = sum(1 for key_values in latest if key_values not in stored)
+    return Changes(added, len(changed) - added)
+
+
+_KEYS_PER_QUERY = 300
+"""Keys looked up per query (SQLite allows 999 parameters in older builds)."""
+
+
+def _stored_documents(
+    db: sqlite3.Connection, table: str, keys: tuple[str, ...], wanted: list[tuple[Any, ...]]
+) -> dict[tuple[Any, ...], str]:
+    """The stored JSON of each key of ``wanted`` that is stored."""
+    found: dict[tuple[Any, ...], str] = {}
+    names = ", ".join(keys)
+    one = f"({', '.join('?' * len(keys))})"
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        chunk = wanted[start:start + _KEYS_PER_QUERY]
+        query = (
+            f"SELECT {names}, data FROM {table} "  # noqa: S608 - fixed names
+            f"WHERE ({names}) IN (VALUES {', '.join([one] * len(chunk))})"
+        )
+        for *key_values, data in db.execute(query, [v for key in chunk for v in key]):
+            found[tuple(key_values)] = data
+    return found
 
 
 def _merge(
@@ -547,7 +560,7 @@ def _merge(
     if found is None:
         return Changes()
     merged = {**json.loads(found[0]), **fields}
-    data = json.dumps(merged, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    data = rows.document(merged)
     if data == found[0]:
         return Changes()
     db.execute(f"UPDATE {table} SET data = ? WHERE {where}", (data, *key_values))  # noqa: S608 - fixed names
@@ -633,33 +646,3 @@ def _holder(host: str, pid: int, acquired_ms: int) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _text(row: Row, field: str) -> str:
-    value = row.get(field)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"row has no {field}: cannot store it")
-    return value
-
-
-def _integer(row: Row, field: str) -> int:
-    value = row.get(field)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"row has no integer {field}: cannot store it")
-    return value
-
-
-def _optional_integer(row: Row, field: str) -> int | None:
-    return _integer(row, field) if row.get(field) is not None else None
-
-
-def _fingerprint(message: Row) -> int:
-    return _integer(message, "fingerprint")
-
-
-def _operator_id(operator: Row) -> str:
-    details = operator.get("details")
-    user_id = details.get("user_id") if isinstance(details, dict) else operator.get("user_id")
-    if not isinstance(user_id, str) or not user_id:
-        raise ValueError("operator has no user_id: cannot store it")
-    return user_id

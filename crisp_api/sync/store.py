@@ -171,3 +171,31 @@ class Store(Protocol):
         A run that died (killed, machine lost) must not keep the website locked forever.
         """
         ...
+
+
+class WebsiteState:
+    """The website state methods of `Store`, written once over a table of one row per
+    website with a column per value (``checkpoint_ms``, ``people_listed_ms``): a store
+    inheriting it gives ``_state`` and ``_set_state``."""
+
+    def _state(self, website_id: str, column: str) -> int | None:
+        raise NotImplementedError
+
+    def _set_state(self, website_id: str, column: str, value: int) -> None:
+        raise NotImplementedError
+
+    def checkpoint(self, website_id: str) -> int | None:
+        """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
+        return self._state(website_id, "checkpoint_ms")
+
+    def set_checkpoint(self, website_id: str, until_ms: int) -> None:
+        """Record that everything updated up to ``until_ms`` (Crisp's time) is stored."""
+        self._set_state(website_id, "checkpoint_ms", until_ms)
+
+    def people_listed_at(self, website_id: str) -> int | None:
+        """When (epoch ms, this machine's clock) the last full people listing completed."""
+        return self._state(website_id, "people_listed_ms")
+
+    def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
+        """Record that a full people listing completed at ``at_ms``."""
+        self._set_state(website_id, "people_listed_ms", at_ms)

@@ -1,14 +1,15 @@
 """The `Store` contract, run against every store implementation.
 
-Each implementation is one entry of `FACTORIES`: a context manager opening a store on a
-fresh, empty database under a temporary directory, which may be opened several times (each
-call a new store object on the same data). A PostgreSQL store joins by adding its entry.
+Each implementation is one entry of `FACTORIES`: given the test's request, it returns an
+opener of stores on one fresh, empty database (a file under the test's directory, a new
+PostgreSQL database on the session's private server), which may be called several times
+(each call a new store object on the same data).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +28,37 @@ WEBSITE = "website-a"
 OTHER_WEBSITE = "website-b"
 
 
-@contextmanager
-def _sqlite(directory: Path) -> Iterator[Store]:
-    with SQLiteStore(directory / "store.sqlite3") as store:
-        yield store
+pytest_plugins = ["tests.postgres_server"]
+
+Opener = Callable[[], AbstractContextManager[Store]]
 
 
-FACTORIES: dict[str, Callable[[Path], AbstractContextManager[Store]]] = {"sqlite": _sqlite}
+def _sqlite(request: pytest.FixtureRequest) -> Opener:
+    path: Path = request.getfixturevalue("tmp_path") / "store.sqlite3"
+    return lambda: SQLiteStore(path)
+
+
+def _postgres(request: pytest.FixtureRequest) -> Opener:
+    url: str = request.getfixturevalue("postgres_url")  # skips, saying why, without a server
+    from crisp_api.sync.postgres_store import PostgresStore  # noqa: PLC0415 - optional extra
+
+    return lambda: PostgresStore(url, pool_size=4)
+
+
+FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 StoreFactory = Callable[[], Store]
 
 
 @pytest.fixture(params=sorted(FACTORIES))
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     """Opens stores of one implementation on one database; all are closed after the test."""
+    opener = FACTORIES[request.param](request)
     with ExitStack() as stack:
-        yield lambda: stack.enter_context(FACTORIES[request.param](tmp_path))
+        yield lambda: stack.enter_context(opener())
 
 
 @pytest.fixture

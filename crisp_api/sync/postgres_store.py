@@ -1,0 +1,416 @@
+"""`PostgresStore`: the store for several machines (psycopg 3 and psycopg_pool, ``[postgres]``).
+
+The same tables and keys as `SQLiteStore` (``conversations`` by ``session_id``, ``messages``
+by ``(session_id, fingerprint)``, ``people``, ``operators``, ``sync_state``), each row's full
+answer as ``JSONB``. Writes are batched: a conversation's messages go in one ``INSERT ... SELECT
+FROM unnest(...) ON CONFLICT DO UPDATE`` that rewrites only the rows whose document changed and
+tells added from updated rows, all in the conversation's one transaction.
+
+The tool creates and migrates its schema itself: `MIGRATIONS` are applied in order, each
+once, under a transaction-scoped advisory lock (so workers starting together do not race), and
+the version reached is kept in ``crisp_sync_schema``. A database of a newer release is refused.
+
+Which worker syncs which website is decided here too, with leases (`postgres_leases`): the
+``lock`` of the `Store` protocol is a lease that expires unless renewed, so a worker that dies
+(``kill -9``, a lost machine) frees its websites after the lease's time to live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+from crisp_api.sync import rows
+from crisp_api.sync.store import (
+    Changes,
+    ConversationState,
+    MessageSpan,
+    Row,
+    StoreError,
+    WebsiteState,
+)
+
+try:
+    import psycopg
+    import psycopg_pool
+    from psycopg import conninfo
+    from psycopg.types.json import Jsonb
+except ImportError as missing:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "the PostgreSQL store needs psycopg 3 and psycopg_pool: "
+        "pip install 'crisp-api[postgres]'"
+    ) from missing
+
+from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, Leases
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE conversations (
+            session_id TEXT PRIMARY KEY,
+            website_id TEXT NOT NULL,
+            updated_at BIGINT,
+            data JSONB NOT NULL
+        )""",
+        """CREATE TABLE messages (
+            session_id TEXT NOT NULL,
+            fingerprint BIGINT NOT NULL,
+            website_id TEXT NOT NULL,
+            timestamp BIGINT NOT NULL,
+            data JSONB NOT NULL,
+            from_event BOOLEAN NOT NULL DEFAULT FALSE,
+            PRIMARY KEY (session_id, fingerprint)
+        )""",
+        """CREATE TABLE people (
+            website_id TEXT NOT NULL,
+            people_id TEXT NOT NULL,
+            data JSONB NOT NULL,
+            PRIMARY KEY (website_id, people_id)
+        )""",
+        """CREATE TABLE operators (
+            website_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            data JSONB NOT NULL,
+            PRIMARY KEY (website_id, user_id)
+        )""",
+        """CREATE TABLE sync_state (
+            website_id TEXT PRIMARY KEY,
+            checkpoint_ms BIGINT,
+            people_listed_ms BIGINT
+        )""",
+        """CREATE TABLE sync_leases (
+            website_id TEXT PRIMARY KEY,
+            owner TEXT,
+            holder TEXT,
+            lease_until TIMESTAMPTZ,
+            claimed_at TIMESTAMPTZ,
+            synced_at TIMESTAMPTZ
+        )""",
+        """CREATE TABLE sync_workers (
+            owner TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            alive_until TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE INDEX conversations_website ON conversations (website_id, updated_at)",
+        "CREATE INDEX messages_session ON messages (session_id, timestamp)",
+    ),
+)
+"""The schema's history: version N is reached by applying the first N entries in order.
+Version 1: the tables of `SQLiteStore`'s schema 2 in JSONB, plus the fleet's leases."""
+SCHEMA_VERSION = len(MIGRATIONS)
+_MIGRATION_LOCK = 0x63726973  # any constant: one advisory lock for every migrating worker
+
+_TYPES = {
+    "session_id": "text", "website_id": "text", "people_id": "text", "user_id": "text",
+    "fingerprint": "bigint", "timestamp": "bigint", "updated_at": "bigint",
+    "from_event": "boolean", "data": "text",
+}
+"""The SQL type of each column, for the arrays a batch is sent as."""
+
+_PERMANENT_CLASSES = ("28", "3D", "42", "XX")
+"""SQLSTATE classes a rerun cannot get past: refused credentials, no such database, a schema
+or privilege problem, corruption."""
+_PERMANENT_CODES = frozenset({"53100", "25006", "57P04"})
+"""Disk full, a read-only server (a standby), a database dropped."""
+
+
+class PostgresStore(WebsiteState):
+    """A PostgreSQL database holding each row's full answer as JSONB, for one or many workers.
+
+    ``url`` is a ``postgresql://user:password@host:port/dbname`` URL (or a libpq connection
+    string); the password never appears in errors or ``repr``. ``pool_size`` connections at
+    most are shared by the sync's threads. ``lease_ttl`` is how long (seconds) a website stays
+    held by a worker that stopped renewing its lease.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 16,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        self.name = _public_name(url)
+        options: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
+        with self._errors():
+            with psycopg.connect(url, **options) as db:  # fails fast on a bad URL or password
+                self._upgrade(db)
+            self._pool = psycopg_pool.ConnectionPool(
+                url, min_size=1, max_size=pool_size, kwargs=options, open=False,
+                timeout=max(30.0, connect_timeout), name="crisp-sync",
+            )
+            self._pool.open(wait=True, timeout=max(30.0, connect_timeout))
+        self.leases = Leases(self._pool, self._errors, ttl=lease_ttl)
+
+    def _upgrade(self, db: psycopg.Connection[Any]) -> None:
+        """Apply the migrations this database lacks, in one transaction."""
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            db.execute("CREATE TABLE IF NOT EXISTS crisp_sync_schema (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM crisp_sync_schema").fetchone()
+            version = 0 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL database {self.name}: schema version {version} is newer than "
+                    f"this release's ({SCHEMA_VERSION}); upgrade crisp-api",
+                    permanent=True,
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    db.execute(statement)
+            if row is None:
+                db.execute("INSERT INTO crisp_sync_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                db.execute("UPDATE crisp_sync_schema SET version = %s", (SCHEMA_VERSION,))
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Raise psycopg's and the pool's errors as `StoreError`, naming this database."""
+        try:
+            yield
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(
+                f"PostgreSQL database {self.name}: no connection free or reachable ({exc})",
+                permanent=False,
+            ) from exc
+        except psycopg.Error as exc:
+            raise _store_error(self.name, exc) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor inside one transaction, committed if the block succeeds."""
+        with self._errors(), self._pool.connection() as db, db.transaction(), db.cursor() as cur:
+            yield cur
+
+    def conversation_state(self, website_id: str, session_id: str) -> ConversationState:
+        """What is stored of ``session_id`` (both fields ``None`` for a new conversation)."""
+        with self._transaction() as cur:
+            row = cur.execute(
+                "SELECT (SELECT updated_at FROM conversations WHERE session_id = %s), "
+                "(SELECT max(timestamp) FROM messages WHERE session_id = %s AND NOT from_event)",
+                (session_id, session_id),
+            ).fetchone()
+        assert row is not None  # a SELECT without FROM has one row
+        return ConversationState(updated_at=row[0], newest_message=row[1])
+
+    def save_conversation(
+        self, website_id: str, conversation: Row, span: MessageSpan
+    ) -> tuple[Changes, Changes]:
+        """Upsert the conversation and its ``span`` of messages, removing the stored messages
+        of the span Crisp no longer has; (conversation, message) changes, all in one
+        transaction, the conversation row last."""
+        session_id = rows.text(conversation, "session_id")
+        messages = {
+            rows.fingerprint(m): (rows.integer(m, "timestamp"), rows.document(m))
+            for m in span.messages
+        }
+        with self._transaction() as cur:
+            upserted = _upsert(
+                cur, "messages", ("session_id", "fingerprint"),
+                ("website_id", "timestamp", "from_event"),
+                [(session_id, fingerprint, website_id, timestamp, False, data)
+                 for fingerprint, (timestamp, data) in messages.items()],
+            )
+            kept = list(messages)
+            removed = cur.execute(
+                "DELETE FROM messages WHERE session_id = %(s)s"
+                " AND (%(since)s::bigint IS NULL OR timestamp > %(since)s)"
+                " AND (%(until)s::bigint IS NULL OR timestamp <= %(until)s)"
+                " AND NOT (fingerprint = ANY(%(kept)s::bigint[]))",
+                {"s": session_id, "since": span.since, "until": span.until, "kept": kept},
+            ).rowcount
+            cur.execute(
+                "UPDATE messages SET from_event = FALSE"
+                " WHERE session_id = %s AND from_event AND fingerprint = ANY(%s::bigint[])",
+                (session_id, kept),
+            )
+            conversation_changes = _upsert(
+                cur, "conversations", ("session_id",), ("website_id", "updated_at"),
+                [(session_id, website_id, rows.optional_integer(conversation, "updated_at"),
+                  rows.document(conversation))],
+            )
+        return conversation_changes, upserted + Changes(removed=removed)
+
+    def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
+        """Upsert people profiles, keyed by website and ``people_id``, in one statement."""
+        latest = {rows.text(p, "people_id"): rows.document(p) for p in profiles}
+        with self._transaction() as cur:
+            return _upsert(cur, "people", ("website_id", "people_id"), (),
+                           [(website_id, key, data) for key, data in latest.items()])
+
+    def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
+        """Upsert the website's operators, keyed by their user id, in one statement."""
+        latest = {rows.operator_id(o): rows.document(o) for o in operators}
+        with self._transaction() as cur:
+            return _upsert(cur, "operators", ("website_id", "user_id"), (),
+                           [(website_id, key, data) for key, data in latest.items()])
+
+    def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
+        """Upsert one message from a live event; a message a sync already read keeps
+        counting as read."""
+        row = (session_id, rows.fingerprint(message), website_id,
+               rows.integer(message, "timestamp"), True, rows.document(message))
+        with self._transaction() as cur:
+            return _upsert(cur, "messages", ("session_id", "fingerprint"),
+                           ("website_id", "timestamp", "from_event"), [row],
+                           keep=("from_event",))
+
+    def edit_message(
+        self, website_id: str, session_id: str, fingerprint: int, content: Any
+    ) -> Changes:
+        """Set a stored message's ``content``; nothing if it is not stored."""
+        with self._transaction() as cur:
+            return _merge(cur, "messages", "session_id = %s AND fingerprint = %s",
+                          (session_id, fingerprint), {"content": content})
+
+    def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
+        """Delete a stored message, if there."""
+        with self._transaction() as cur:
+            deleted = cur.execute(
+                "DELETE FROM messages WHERE session_id = %s AND fingerprint = %s",
+                (session_id, fingerprint),
+            ).rowcount
+        return Changes(removed=deleted)
+
+    def update_conversation(self, website_id: str, session_id: str, fields: Row) -> Changes:
+        """Merge ``fields`` into a stored conversation; nothing if it is not stored."""
+        with self._transaction() as cur:
+            return _merge(cur, "conversations", "session_id = %s", (session_id,), fields)
+
+    def remove_conversation(self, website_id: str, session_id: str) -> Changes:
+        """Delete a conversation and its messages, in one transaction."""
+        with self._transaction() as cur:
+            messages = cur.execute(
+                "DELETE FROM messages WHERE session_id = %s", (session_id,)
+            ).rowcount
+            conversations = cur.execute(
+                "DELETE FROM conversations WHERE session_id = %s", (session_id,)
+            ).rowcount
+        return Changes(removed=messages + conversations)
+
+    def remove_person(self, website_id: str, people_id: str) -> Changes:
+        """Delete a people profile, if there."""
+        with self._transaction() as cur:
+            deleted = cur.execute(
+                "DELETE FROM people WHERE website_id = %s AND people_id = %s",
+                (website_id, people_id),
+            ).rowcount
+        return Changes(removed=deleted)
+
+    def _state(self, website_id: str, column: str) -> int | None:
+        with self._transaction() as cur:
+            row = cur.execute(
+                f"SELECT {column} FROM sync_state WHERE website_id = %s",  # noqa: S608 - fixed names
+                (website_id,),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _set_state(self, website_id: str, column: str, value: int) -> None:
+        """Set one column of the website's state, leaving the others as they are."""
+        with self._transaction() as cur:
+            cur.execute(
+                f"INSERT INTO sync_state (website_id, {column}) VALUES (%s, %s) "  # noqa: S608 - fixed names
+                f"ON CONFLICT (website_id) DO UPDATE SET {column} = excluded.{column}",
+                (website_id, value),
+            )
+
+    def lock(self, website_id: str) -> Any:
+        """Hold ``website_id`` for one run: a lease (see `Leases.hold`); `WebsiteLockedError`
+        if another live worker holds it."""
+        return self.leases.hold(website_id)
+
+    def close(self) -> None:
+        """Give up every lease this store holds and close the connections."""
+        try:
+            self.leases.close()
+        finally:
+            self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self.name}>"
+
+
+def _upsert(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    values: list[tuple[Any, ...]],
+    *,
+    keep: tuple[str, ...] = (),
+) -> Changes:
+    """Insert or update ``values`` (keys, then ``columns``, then the JSON text) in one
+    statement; a row whose document is unchanged is not written. ``keep`` names columns an
+    update leaves as they are. Keys must be unique within ``values``."""
+    if not values:
+        return Changes()
+    names = (*keys, *columns, "data")
+    arrays = ", ".join(f"%s::{_TYPES[name]}[]" for name in names)
+    chosen = ", ".join(f"u.{name}::jsonb" if name == "data" else f"u.{name}" for name in names)
+    updated = ", ".join(
+        f"{name} = excluded.{name}" for name in names if name not in keys and name not in keep
+    )
+    statement = (
+        f"INSERT INTO {table} AS t ({', '.join(names)}) "  # noqa: S608 - fixed names
+        f"SELECT {chosen} FROM unnest({arrays}) AS u({', '.join(names)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updated} "
+        "WHERE t.data IS DISTINCT FROM excluded.data "
+        "RETURNING (xmax = 0)"
+    )
+    cur.execute(statement, [list(column) for column in zip(*values, strict=True)])
+    inserted = [row[0] for row in cur.fetchall()]
+    added = sum(inserted)
+    return Changes(added, len(inserted) - added)
+
+
+def _merge(
+    cur: psycopg.Cursor[Any], table: str, where: str, key_values: tuple[Any, ...], fields: Row
+) -> Changes:
+    """Merge ``fields`` into the document of the row ``where`` selects, if it changes it."""
+    patch = Jsonb(dict(fields))
+    updated = cur.execute(
+        f"UPDATE {table} SET data = data || %s WHERE {where} "  # noqa: S608 - fixed names
+        "AND data IS DISTINCT FROM data || %s",
+        (patch, *key_values, patch),
+    ).rowcount
+    return Changes(updated=updated)
+
+
+def _public_name(url: str) -> str:
+    """``user@host:port/dbname`` of a connection URL or string: no password, no options."""
+    try:
+        parts = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"not a PostgreSQL URL or connection string ({exc})") from None
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"{user}{parts.get('host', 'localhost')}{port}/{parts.get('dbname', '')}"
+
+
+def _store_error(name: str, error: psycopg.Error) -> StoreError:
+    """``error`` as a one-line `StoreError` naming the database, permanent by its SQLSTATE."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    code = error.sqlstate
+    permanent = code is not None and (code in _PERMANENT_CODES or code[:2] in _PERMANENT_CLASSES)
+    if code is None and "authentication failed" in text:
+        permanent = True  # refused at connection time, before any SQLSTATE
+    return StoreError(
+        f"PostgreSQL database {name}: {text}" + (f" (SQLSTATE {code})" if code else ""),
+        permanent=permanent,
+    )
+

@@ -520,16 +520,24 @@ def _sync_one(
 
 def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
     """A first run, then live events and a reconciliation every ``--interval`` until SIGTERM
-    or SIGINT (exit 0), or until something fatal (its exit status)."""
+    or SIGINT (exit 0), or until something fatal (its exit status).
+
+    In a fleet (``--all-websites`` on PostgreSQL) there is no separate first run: the first
+    reconciliation, at once, claims this worker's share of the websites and syncs them, and
+    each one after rebalances the share (`fleet.Share`); events are applied for the websites
+    held.
+    """
     from crisp_api.events import EventsUnauthorizedError  # noqa: PLC0415 - follow mode only
     from crisp_api.sync.monitoring import Metrics, serve  # noqa: PLC0415 - follow mode only
 
     secret = os.environ.get(HOOKS_SECRET_ENV, "")
     if args.hooks_port and not secret:
         raise _UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
-    status = _run(args, target, store, out)
-    if status not in (EXIT_OK, EXIT_INCOMPLETE):
-        return status
+    leases = _fleet_leases(args, store)
+    if leases is None:
+        status = _run(args, target, store, out)
+        if status not in (EXIT_OK, EXIT_INCOMPLETE):
+            return status
     logger = args.logger
     stop = threading.Event()
     health = Health()
@@ -537,10 +545,13 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
         metrics = Metrics(client, health) if args.metrics_port else None
         if metrics is not None:
             client.use(metrics.layer, before="auth")
-        website_ids = set(_websites(args, client))
+        website_ids = set() if leases is not None else set(_websites(args, client))
         applier = EventApplier(store, website_ids, _profile_reader(client))
 
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
+            if leases is not None:
+                return _reconcile_share(args, client, store, fleet.Share(leases), applier,
+                                        stop=stopping)
             reports = _sync_all(args, client, store, stopping)
             website_ids.update(report.website_id for report in reports)
             applier.website_ids = frozenset(website_ids)  # websites connected since start
@@ -555,6 +566,7 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
             source=source,
             reconcile=reconcile,
             interval=args.interval,
+            reconcile_at_start=leases is not None,
             stop=stop,
             fatal_errors={EventsUnauthorizedError: EXIT_AUTH},
             store_status=EXIT_STORE,
@@ -582,6 +594,39 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
         return _fail(str(follower.fatal), status)
     logger.info("follow.stopped")
     return status
+
+
+def _reconcile_share(
+    args: argparse.Namespace,
+    client: Crisp,
+    store: Store,
+    share: fleet.Share,
+    applier: EventApplier,
+    *,
+    stop: threading.Event,
+) -> list[SyncReport]:
+    """A fleet worker's reconciliation: rebalance its share of the websites, sync those it
+    holds, then claim and sync more while it holds less than its share. The event filter
+    follows the websites held, each added before its sync so no event of it is missed."""
+    listed = list(_websites(args, client))
+    held = share.rebalance(listed)
+    todo = list(held)
+    reports = []
+    while not stop.is_set():
+        if not todo:
+            claimed = share.claim_one(listed)
+            if claimed is None:
+                break
+            held.append(claimed)
+            todo.append(claimed)
+        website_id = todo.pop(0)
+        applier.website_ids = frozenset(held)
+        lost = share.leases.lost(website_id)
+        report = _sync_one(args, client, website_id, store, fleet.either(stop, lost), bars=False)
+        if report is not None:
+            reports.append(report)
+    args.logger.info("fleet.share", websites=len(held), listed=len(listed))
+    return reports
 
 
 def _profile_reader(client: Crisp) -> Callable[[str, str], Any]:

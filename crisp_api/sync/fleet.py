@@ -30,6 +30,11 @@ WAIT_SECONDS = 1.0
 """How often a worker with nothing to claim looks again for websites held by others."""
 
 
+def either(first: StopSignal | None, second: StopSignal) -> StopSignal:
+    """A stop signal set when either of two is (a shutdown, or a lease lost)."""
+    return _Either(first, second)
+
+
 class _Either:
     """Set when either of two stop signals is."""
 
@@ -74,7 +79,7 @@ def sync_once(
         lost = leases.lost(website_id)
         synced = False
         try:
-            report = sync_one(website_id, _Either(stop, lost))
+            report = sync_one(website_id, either(stop, lost))
             synced = report is not None and report.complete and not lost.is_set()
         finally:
             leases.give_back(website_id, synced=synced)

@@ -90,7 +90,8 @@ class Fatal(Exception):  # noqa: N818 - a stop reason, not an error class of the
 class Follower:
     """Runs follow mode; see the module docstring.
 
-    ``reconcile(stop)`` runs one incremental sync of every website and returns the reports.
+    ``reconcile(stop)`` runs one incremental sync of every website and returns the reports
+    (the first one at once with ``reconcile_at_start``, else after ``interval``).
     ``source`` gives the live events. ``fatal_errors`` maps exception types raised by the
     source (e.g. refused credentials) to exit statuses. ``logger`` is a structlog logger.
     """
@@ -108,6 +109,7 @@ class Follower:
         logger: Any,
         health: Health | None = None,
         on_event: Callable[[str, float], None] | None = None,
+        reconcile_at_start: bool = False,
     ) -> None:
         self.applier = applier
         self.source = source
@@ -119,6 +121,7 @@ class Follower:
         self.logger = logger
         self.health = health or Health()
         self.on_event = on_event
+        self.reconcile_at_start = reconcile_at_start
         self._fatal: Fatal | None = None
         self._lock = threading.Lock()
 
@@ -181,9 +184,12 @@ class Follower:
             self.logger.warning("socket.disconnected")
 
     def _reconcile_forever(self) -> None:
-        """Reconcile every ``interval`` until stopped; failures are logged and retried at the
-        next interval (the health check reports them if they last)."""
-        while not self.stop.wait(self.interval):
+        """Reconcile every ``interval`` (the first at once if ``reconcile_at_start``) until
+        stopped; failures are logged and retried at the next interval (the health check
+        reports them if they last)."""
+        wait = 0.0 if self.reconcile_at_start else self.interval
+        while not self.stop.wait(wait):
+            wait = self.interval
             try:
                 reports = self.reconcile(self.stop)
             except StoreError as exc:

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from crisp_api.sync.postgres_store import PostgresStore
 from crisp_api.testing import FakeCrisp, Faults
 from tests.sync.helpers import sync_command
 
@@ -55,8 +56,8 @@ def _syncs(log: Path) -> list[tuple[str, datetime, datetime | None]]:
     open_: dict[str, datetime] = {}
     done = []
     for line in log.read_text().splitlines():
-        if not line.startswith("{"):
-            continue
+        if not (line.startswith("{") and line.endswith("}")):
+            continue  # not a log line, or one still being written
         entry = json.loads(line)
         at = datetime.fromisoformat(entry["timestamp"])
         if entry["event"] == "website.sync.started":
@@ -80,10 +81,9 @@ def test_three_workers_one_killed_share_every_website_exactly_once_at_a_time(
         logs = [tmp_path / f"worker{i}.log" for i in range(3)]
         handles = [path.open("w") for path in logs]
         workers = [_worker(fake, url, handle, "--lease-ttl", "3") for handle in handles]
-        deadline = time.monotonic() + 60
-        while "website.sync.ended" not in logs[0].read_text():  # mid-run: one website done
-            assert time.monotonic() < deadline, logs[0].read_text()
-            time.sleep(0.02)
+        _wait(lambda: any(end is None for *_, end in _syncs(logs[0]))
+              and any(end is not None for *_, end in _syncs(logs[0])), 60,
+              "worker 0 in the middle of its second website")
         workers[0].send_signal(signal.SIGKILL)
         killed_at = datetime.now().astimezone()
         statuses = [worker.wait(timeout=120) for worker in workers]
@@ -114,3 +114,83 @@ def test_three_workers_one_killed_share_every_website_exactly_once_at_a_time(
         assert all(any(w == website for i in (1, 2) for w, *_ in syncs[i])
                    for website in taken_over)
         assert fake.stats.requests <= 1.3 * single
+
+
+def _owners(db: Any) -> dict[str, list[str]]:
+    """The websites each lease owner holds now (owners named by their pid)."""
+    held: dict[str, list[str]] = {}
+    for website_id, owner in db.execute(
+        "SELECT website_id, owner FROM sync_leases WHERE owner IS NOT NULL AND lease_until > now()"
+    ):
+        held.setdefault(owner.split(":")[1], []).append(website_id)
+    return held
+
+
+def _wait(check: Any, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_following_workers_split_the_websites_and_take_over_a_dead_ones(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.create_database()
+    dbname = url.rsplit("/", 1)[1]
+    PostgresStore(url).close()  # the schema, before the test looks at the leases
+    with FakeCrisp(websites=6, conversations=5, messages=2, seed=43) as fake, \
+            postgres_server.connect(dbname) as db:
+        logs = [(tmp_path / f"follower{i}.log").open("w") for i in range(2)]
+        followers = [_worker(fake, url, log, "--follow", "--interval", "2", "--lease-ttl", "3")
+                     for log in logs]
+        try:
+            pids = [str(follower.pid) for follower in followers]
+            _wait(lambda: sorted(len(w) for w in _owners(db).values()) == [3, 3], 60,
+                  "an even split")
+            held = _owners(db)
+            assert sorted(held) == sorted(pids)
+
+            def stored(website_id: str, session_id: str, fingerprint: int) -> bool:
+                return db.execute(
+                    "SELECT 1 FROM messages WHERE website_id = %s AND session_id = %s"
+                    " AND fingerprint = %s", (website_id, session_id, fingerprint),
+                ).fetchone() is not None
+
+            def add_and_see(website_id: str, what: str) -> None:
+                session = next(iter(fake.ground_truth(website_id=website_id)))
+                sent = fake.add_messages(session, 1, website_id=website_id)[0]
+                _wait(lambda: stored(website_id, session, sent["fingerprint"]), 10, what)
+
+            for pid in pids:  # each follower applies the events of its own websites
+                add_and_see(held[pid][0], f"a message of a website of {pid}")
+
+            followers[0].send_signal(signal.SIGKILL)
+            took = _wait(lambda: _owners(db).get(pids[1], []) and len(_owners(db)[pids[1]]) == 6,
+                         30, "the takeover")
+            assert took < 3 + 2 + 5  # the lease's time to live, one interval, some slack
+            add_and_see(held[pids[0]][0], "a message of a website taken over")
+
+            def exact() -> bool:
+                try:
+                    for website_id in fake.website_ids:
+                        assert_exact_copy_in_postgres(db, fake, website_id)
+                except AssertionError:
+                    return False
+                return True
+
+            # Events carry messages, not the conversation's new updated_at: the next
+            # reconciliation of the survivor brings every row to Crisp's state.
+            _wait(exact, 3 * 2 + 10, "an exact copy after the reconciliations")
+            followers[1].send_signal(signal.SIGTERM)
+            assert followers[1].wait(timeout=20) == 0
+            assert db.execute("SELECT count(*) FROM sync_leases WHERE owner IS NOT NULL"
+                              ).fetchone() == (0,)  # given back on the way out
+        finally:
+            for follower in followers:
+                if follower.poll() is None:
+                    follower.kill()
+                follower.wait()
+            for log in logs:
+                log.close()

@@ -448,9 +448,8 @@ def _sync_all(
                 args, client, website_id, store, stopping, bars=bars),
             stop=stop,
         )
-        lost = [w for w in run.failed if all(r.website_id != w or r.complete for r in run.reports)]
-        if lost:
-            raise _LeaseLostError(lost)
+        if run.lost:
+            raise _LeaseLostError(run.lost)
         return run.reports
     reports = []
     with progress.websites_bar(len(websites), bars and args.all_websites) as tick:

@@ -53,6 +53,9 @@ class FleetRun:
     reports: list[SyncReport] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     """Websites whose sync this worker began and could not complete (or lost the lease of)."""
+    lost: list[str] = field(default_factory=list)
+    """Websites whose lease another worker took over while this one synced them (it
+    stalled for longer than the lease's time to live)."""
 
 
 def sync_once(
@@ -85,6 +88,8 @@ def sync_once(
             leases.give_back(website_id, synced=synced)
         if report is not None:
             run.reports.append(report)
+        if lost.is_set():
+            run.lost.append(website_id)
         if not synced:
             run.failed.append(website_id)
     return run

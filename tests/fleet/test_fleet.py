@@ -194,3 +194,30 @@ def test_following_workers_split_the_websites_and_take_over_a_dead_ones(
                 follower.wait()
             for log in logs:
                 log.close()
+
+
+def test_a_worker_that_stalls_past_its_lease_stops_and_says_so(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.create_database()
+    slow = Faults(latency_ms=20)
+    with FakeCrisp(websites=2, conversations=120, messages=2, seed=44, faults=slow) as fake:
+        logs = [tmp_path / "stalled.log", tmp_path / "other.log"]
+        handles = [path.open("w") for path in logs]
+        try:
+            stalled = _worker(fake, url, handles[0], "--lease-ttl", "3", "--workers", "2")
+            _wait(lambda: any(end is None for *_, end in _syncs(logs[0])), 60,
+                  "the first worker in the middle of a website")
+            stalled.send_signal(signal.SIGSTOP)  # a frozen VM, a long GC pause
+            other = _worker(fake, url, handles[1], "--lease-ttl", "3", "--workers", "2")
+            assert other.wait(timeout=120) == 0  # it took the stalled worker's website over
+            stalled.send_signal(signal.SIGCONT)
+            assert stalled.wait(timeout=60) == 1
+        finally:
+            for handle in handles:
+                handle.close()
+        assert "lost the lease of 1 website(s)" in logs[0].read_text()
+        assert {website for website, *_ in _syncs(logs[1])} == set(fake.website_ids)
+        with postgres_server.connect(url.rsplit("/", 1)[1]) as db:
+            for website_id in fake.website_ids:
+                assert_exact_copy_in_postgres(db, fake, website_id)

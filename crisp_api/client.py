@@ -66,6 +66,7 @@ from middleware import (
     StructuredLogging,
     TransportError,
     Urllib3Transport,
+    structured,
 )
 
 Body = Mapping[str, Any] | list[Any] | None
@@ -100,8 +101,9 @@ class Crisp(PluginShortcuts):
     waits as long as it takes),
     ``cache_ttl`` (seconds, ``0`` = no cache), ``cache_size``, ``pool_size``,
     ``middleware`` (a whole custom stack, outermost first; the client's ``auth`` layer is
-    added innermost unless the stack has a `BasicAuth` of its own) and ``logger`` (any
-    structlog logger; by default the stdlib logger ``crisp_api``, silent until configured).
+    added innermost unless the stack has a `BasicAuth` of its own) and ``logger`` (a
+    structlog logger or a `logging.Logger`; by default structlog's once the application
+    configures structlog, else the stdlib logger ``crisp_api``, silent until configured).
 
     ``redis_url`` (default: the ``CRISP_REDIS_URL`` environment variable; ``""`` for none)
     puts the rate-limit bucket, the 429/420 pause and the response cache in Redis, shared by
@@ -149,7 +151,7 @@ class Crisp(PluginShortcuts):
         self._tier = defaults.TIER
         self._identifier: str | None = None
         self._key: str | None = None
-        self._logger = logger
+        self._logger = logger = structured(logger, defaults.LOGGER_NAME)
         self._partition: tuple[str | None, str] = (None, self._tier)
         self._transport = Urllib3Transport(
             timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
@@ -354,8 +356,9 @@ class Crisp(PluginShortcuts):
         return self._pipeline.remove(name)
 
     def set_middleware(self, middleware: Iterable[Middleware]) -> None:
-        """Replace the whole stack (outermost first)."""
-        self._pipeline.replace(middleware)
+        """Replace the whole stack (outermost first); as with ``Crisp(middleware=...)``, the
+        client's ``auth`` layer is added innermost unless the stack has a `BasicAuth`."""
+        self._pipeline.replace(_with_auth(list(middleware), self.auth))
 
     # Calls ----------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 
 from crisp_api import defaults
 from crisp_api.errors import ForbiddenError, RouteError, UnauthorizedError
-from middleware.structured_log import default_logger
+from middleware.structured_log import structured
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
@@ -208,7 +208,7 @@ class EventStream:
         self._jitter = jitter
         self._rediscover_after = rediscover_after
         self._on_state = on_state
-        self._log = logger if logger is not None else default_logger(defaults.LOGGER_NAME)
+        self._log = structured(logger, defaults.LOGGER_NAME)
 
         self._cond = threading.Condition()
         self._buffer: deque[Event] = deque()

@@ -40,7 +40,7 @@ from middleware.redis_cache import RedisCache
 from middleware.redis_link import RedisLink
 from middleware.retry import Decision, Outcome, Retry, RetryPolicy
 from middleware.retry_after import retry_after_seconds
-from middleware.structured_log import StructuredLogging
+from middleware.structured_log import StructuredLogging, structured
 from middleware.transport import Urllib3Transport
 
 __all__ = [
@@ -88,4 +88,5 @@ __all__ = [
     "Urllib3Transport",
     "compose",
     "retry_after_seconds",
+    "structured",
 ]

@@ -16,7 +16,8 @@ class Middleware(Protocol):
     """One layer of the pipeline.
 
     It may call ``call_next`` zero times (cache hit, fail fast), once, or several times (retry).
-    ``name`` identifies the layer so users can insert their own before or after it.
+    ``call_next`` is passed by position (any parameter name will do). ``name`` identifies the
+    layer, unique within a stack, so users can insert their own before or after it.
     """
 
     name: str

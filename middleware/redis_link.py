@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from middleware.structured_log import default_logger
+from middleware.structured_log import structured
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -88,7 +88,7 @@ class RedisLink:
         self._redis_errors: tuple[type[RedisError], ...] = (RedisError,)
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.logger = logger if logger is not None else default_logger(logger_name)
+        self.logger = structured(logger, logger_name)
         self._lock = threading.Lock()
         self._retry_at: float | None = None
         self._failures = 0

@@ -11,9 +11,12 @@ attempt of a retried call to this layer through the request's notes (`NOTE_ATTEM
 a call throttled for a minute shows its warnings as they happen. A call that needed no retry
 is logged once, when it returns.
 
-By default events go to the standard library logger ``logger_name`` (with a ``NullHandler``),
-so a library stays silent until the application configures logging. Pass any structlog
-logger to route them elsewhere.
+By default events go to structlog once the application has configured structlog, and to the
+standard library logger ``logger_name`` (with a ``NullHandler``) otherwise, so a library stays
+silent until the application configures logging. Pass any structlog logger, or a standard
+library ``logging.Logger``, to route them elsewhere (`structured`). Logging never fails a call:
+an exception raised while logging is counted (``failures``) and dropped, since the request has
+been sent by then and a failed-looking delivery invites a resend.
 """
 
 from __future__ import annotations
@@ -44,16 +47,62 @@ _REPORTED = "logging.reported"
 so the attempt that ends the call is logged exactly once."""
 
 
-def default_logger(logger_name: str) -> Any:
-    """A structlog logger over the stdlib logger ``logger_name``, rendering key=value text."""
-    stdlib_logger = logging.getLogger(logger_name)
-    if not any(isinstance(h, logging.NullHandler) for h in stdlib_logger.handlers):
-        stdlib_logger.addHandler(logging.NullHandler())
+def structured(logger: Any, logger_name: str) -> Any:
+    """The logger to write events to: a structlog logger (anything with ``log(level, event,
+    **fields)``) as given; a standard library ``Logger`` or ``LoggerAdapter`` wrapped so that
+    it takes fields (rendered as ``key=value`` text); None for the default (`DefaultLogger`).
+    Anything else is refused at once (TypeError), not at the first request."""
+    if logger is None:
+        return DefaultLogger(logger_name)
+    if isinstance(logger, logging.Logger | logging.LoggerAdapter):
+        return _key_value(logger)
+    if not callable(getattr(logger, "log", None)):
+        raise TypeError(
+            "logger must be a structlog logger or a logging.Logger, "
+            f"got {type(logger).__name__}"
+        )
+    return logger
+
+
+def _key_value(stdlib_logger: logging.Logger | logging.LoggerAdapter[Any]) -> Any:
+    """A structlog logger over a standard library one, rendering ``event key=value ...``."""
     return structlog.wrap_logger(
         stdlib_logger,
         wrapper_class=structlog.stdlib.BoundLogger,
         processors=[structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True)],
     )
+
+
+class DefaultLogger:
+    """Where events go when no logger is given: structlog's own loggers once the application
+    has configured structlog (``structlog.configure``), else the standard library logger
+    ``name``, which has a ``NullHandler`` and so stays silent until logging is configured."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        stdlib_logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in stdlib_logger.handlers):
+            stdlib_logger.addHandler(logging.NullHandler())
+        self._stdlib = stdlib_logger
+        self._fallback = _key_value(stdlib_logger)
+
+    def _target(self) -> Any:
+        return structlog.get_logger(self.name) if structlog.is_configured() else self._fallback
+
+    def is_enabled_for(self, level: int) -> bool:
+        """Whether an event of ``level`` would go anywhere (cheap: checked before building
+        the event)."""
+        if structlog.is_configured():
+            check = getattr(self._target(), "is_enabled_for", None)
+            return True if check is None else bool(check(level))
+        return self._stdlib.isEnabledFor(level)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+    def __repr__(self) -> str:
+        where = "structlog" if structlog.is_configured() else f"logging {self.name!r}"
+        return f"<DefaultLogger to {where}>"
 
 
 class StructuredLogging:
@@ -67,9 +116,11 @@ class StructuredLogging:
     name = "logging"
 
     def __init__(self, logger: Any = None, logger_name: str = "middleware") -> None:
-        self.logger = logger if logger is not None else default_logger(logger_name)
+        self.logger = structured(logger, logger_name)
         self._enabled = getattr(self.logger, "is_enabled_for", None)
         self._listener = self._attempt_ended  # bound once, not per request
+        self.failures = 0
+        """Events that could not be logged (the logger raised); the calls went on."""
 
     def _is_enabled(self, level: int) -> bool:
         return True if self._enabled is None else bool(self._enabled(level))
@@ -99,9 +150,8 @@ class StructuredLogging:
         if not self._is_enabled(level):
             return
         retrying = decision is not None and decision.retry
-        self.logger.log(
+        self._log(
             level,
-            EVENT,
             method=request.method,
             route=request.route,
             status=outcome.status,
@@ -122,9 +172,8 @@ class StructuredLogging:
         if not self._is_enabled(level):
             return
         notes = request.notes
-        self.logger.log(
+        self._log(
             level,
-            EVENT,
             method=request.method,
             route=request.route,
             status=status,
@@ -137,8 +186,15 @@ class StructuredLogging:
             gave_up=None,
         )
 
+    def _log(self, level: int, **fields: Any) -> None:
+        """Write one event; a logger that raises is counted, never passed on to the call."""
+        try:
+            self.logger.log(level, EVENT, **fields)
+        except Exception:  # see the module docstring: logging never fails a call
+            self.failures += 1
+
     def __repr__(self) -> str:
-        return f"<StructuredLogging {self.logger!r}>"
+        return f"<StructuredLogging to {self.logger!r}>"
 
 
 def _status_level(status: int | None) -> int:

@@ -5,12 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from crisp_api import Crisp
 from tests.scripted_server import ScriptedServer
 
 IDENTIFIER = "ident-7f3c"
 KEY = "secret-key-4d9a1b"
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_new() -> Iterator[None]:
+    """Each test starts with structlog unconfigured: the client's default logger follows
+    structlog once an application configures it, and ``capture_logs`` leaves it configured."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from crisp_api import defaults
+from crisp_api import defaults, options
 from crisp_api.envelope import decode, is_success
 from crisp_api.errors import (
     NetworkError,
@@ -28,6 +27,7 @@ from crisp_api.errors import (
     ResponseTooLargeError as TooLargeError,
 )
 from crisp_api.events import EventStream
+from crisp_api.redaction import redact_url
 from crisp_api.resources import (
     BucketResource,
     MediaResource,
@@ -137,13 +137,12 @@ class Crisp(PluginShortcuts):
         daily_quota: int | None = defaults.DAILY_QUOTA,
         deadline: float | None = defaults.DEADLINE,
     ) -> None:
-        _check_seconds("timeout", timeout)
-        if deadline is not None:
-            _check_seconds("deadline", deadline)
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
-        if not isinstance(cache_ttl, int | float) or not 0 <= cache_ttl < math.inf:
-            raise ValueError(f"cache_ttl must be a number of seconds >= 0, got {cache_ttl!r}")
+        options.check(
+            timeout=timeout, max_retries=max_retries, rate_limit=rate_limit, burst=burst,
+            rate_limit_wait=rate_limit_wait, cache_ttl=cache_ttl, cache_size=cache_size,
+            pool_size=pool_size, max_body=max_body, redis_url=redis_url,
+            redis_prefix=redis_prefix, daily_quota=daily_quota, deadline=deadline,
+        )
         self._lock = threading.Lock()
         self._origin, self._prefix = _split_host(defaults.REST_HOST)
         self._base_path = defaults.REST_BASE_PATH
@@ -288,9 +287,14 @@ class Crisp(PluginShortcuts):
             self._partition = (self._identifier, tier)
 
     def set_rest_host(self, rest_host: str) -> None:
-        """Talk to ``rest_host`` (``scheme://host[:port][/prefix]``) instead of Crisp's API."""
+        """Talk to ``rest_host`` (``scheme://host[:port][/prefix]``) instead of Crisp's API.
+
+        A host given with the API's base path (``https://api.crisp.chat/v1``) means the same
+        as without it: the base path is not added twice."""
         origin, prefix = _split_host(rest_host)
         with self._lock:
+            if self._base_path and prefix.endswith(self._base_path):
+                prefix = prefix[: -len(self._base_path)]
             self._origin, self._prefix = origin, prefix
             self._root = prefix + self._base_path
 
@@ -305,7 +309,7 @@ class Crisp(PluginShortcuts):
 
     def set_timeout(self, timeout: float) -> None:
         """Seconds allowed to connect, and again for each read of the answer."""
-        _check_seconds("timeout", timeout)
+        options.check(timeout=timeout)
         self._transport.timeout = _timeout(timeout)
 
     def get_rest_host(self) -> str:
@@ -441,7 +445,7 @@ class Crisp(PluginShortcuts):
         deadline: float | None = None,
     ) -> Response:
         if deadline is not None:
-            _check_seconds("deadline", deadline)
+            options.check(deadline=deadline)
         request = Request(
             method,
             self._origin,
@@ -590,22 +594,10 @@ def _encode_body(body: Body) -> bytes:
         raise TypeError(f"request body is not JSON-serialisable: {exc}") from None
 
 
-def _check_seconds(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-
-
-def _rate(rate_limit: object) -> float | str:
-    """The bucket's rate: a positive number of requests/s, or `defaults.ADAPTIVE`."""
+def _rate(rate_limit: float | str | None) -> float | str:
+    """The bucket's rate (checked by `options`): requests/s, or `defaults.ADAPTIVE`."""
     if rate_limit is None or rate_limit == defaults.ADAPTIVE:
         return defaults.ADAPTIVE
-    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or not (
-        0 < rate_limit < math.inf
-    ):
-        raise ValueError(
-            f"rate_limit must be a positive number of requests/s, {defaults.ADAPTIVE!r} or "
-            f"None, got {rate_limit!r}"
-        )
     return float(rate_limit)
 
 
@@ -626,18 +618,22 @@ def _timeout(seconds: float) -> urllib3.Timeout:
 
 
 def _split_host(rest_host: str) -> tuple[str, str]:
-    """``(origin, path prefix)`` of a REST host URL; a clear ValueError if it is not one."""
+    """``(origin, path prefix)`` of a REST host URL; a clear ValueError if it is not one,
+    which never repeats credentials written in the URL."""
     if not isinstance(rest_host, str):
-        raise ValueError(f"rest_host must be a URL string, got {rest_host!r}")
+        raise ValueError(f"rest_host must be a URL string, got {type(rest_host).__name__}")
+    shown = redact_url(rest_host)
     try:
         parts = urlsplit(rest_host.strip())
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"rest_host is not a valid URL: {rest_host!r} ({exc})") from None
+        raise ValueError(f"rest_host is not a valid URL: {shown!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"rest_host must be an http(s) URL with a host, got {rest_host!r}")
+        raise ValueError(f"rest_host must be an http(s) URL with a host, got {shown!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("rest_host must not carry a query, fragment or credentials")
+        raise ValueError(
+            f"rest_host must not carry a query, fragment or credentials, got {shown!r}"
+        )
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
     return origin, parts.path.rstrip("/")

@@ -102,3 +102,43 @@ def test_two_middlewares_with_one_name_are_refused(server: ScriptedServer) -> No
         with pytest.raises(ValueError, match="two middlewares are named 'tagging'"):
             client.use(_Tagging(), before="auth")
         assert [m.name for m in client.middleware].count("tagging") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"rate_limit": "5"}, TypeError, r"rate_limit must be 'adaptive', None or a number"),
+        ({"pool_size": "32"}, TypeError, r"pool_size must be a whole number, got '32' \(str\)"),
+        ({"pool_size": 1.5}, TypeError, r"pool_size must be a whole number, got 1.5"),
+        ({"pool_size": 0}, ValueError, r"pool_size must be a whole number >= 1, got 0"),
+        ({"burst": "3"}, TypeError, r"burst must be a whole number"),
+        ({"cache_size": -1}, ValueError, r"cache_size must be a whole number >= 1"),
+        ({"rate_limit_wait": -1}, ValueError, r"rate_limit_wait must be a number of seconds"),
+        ({"max_retries": True}, TypeError, r"max_retries must be a whole number"),
+        ({"timeout": "3"}, TypeError, r"timeout must be a number of seconds"),
+        ({"daily_quota": 0}, ValueError, r"daily_quota must be a whole number >= 1"),
+        ({"redis_prefix": ""}, ValueError, r"redis_prefix must not be empty"),
+    ],
+)
+def test_options_are_checked_once_under_their_public_names(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        Crisp(**options)
+
+
+def test_a_rest_host_with_the_base_path_is_not_doubled(server: ScriptedServer) -> None:
+    with _client(server) as client:
+        client.set_rest_host(server.url + "/v1/")
+        assert client.get_rest_host() == server.url
+        client.website.get_website("w1")
+    assert server.seen[-1].path == "/v1/website/w1"
+
+
+def test_a_rest_host_error_never_repeats_its_credentials() -> None:
+    with Crisp() as client:
+        for host in ("https://admin:hunter2@api.example:99999", "https://admin:hunter2@x/?a=1"):
+            with pytest.raises(ValueError, match=r"rest_host") as refused:
+                client.set_rest_host(host)
+            assert "hunter2" not in str(refused.value)
+            assert "admin" not in str(refused.value)

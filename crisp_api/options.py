@@ -1,0 +1,101 @@
+"""The client's options, checked in one place, with the names the user wrote.
+
+Each option of `Crisp` has one rule here. A value of the wrong type raises `TypeError`, a
+value out of range `ValueError`; both name the option as the user passed it (``pool_size``,
+not the name of whatever layer receives it), at construction, before anything is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from crisp_api import defaults
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seconds(name: str, value: object, *, zero: bool = False) -> None:
+    if not _number(value):
+        raise TypeError(f"{name} must be a number of seconds, got {_shown(value)}")
+    assert isinstance(value, int | float)
+    if not (value >= 0 if zero else value > 0) or not value < math.inf:
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{name} must be a number of seconds {bound}, got {value!r}")
+
+
+def _count(name: str, value: object, *, least: int) -> None:
+    if not _whole(value):
+        raise TypeError(f"{name} must be a whole number, got {_shown(value)}")
+    assert isinstance(value, int)
+    if value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+
+
+def _rate_limit(name: str, value: object) -> None:
+    if value is None or value == defaults.ADAPTIVE:
+        return
+    if not _number(value):
+        raise TypeError(
+            f"{name} must be {defaults.ADAPTIVE!r}, None or a number of requests/s, "
+            f"got {_shown(value)}"
+        )
+    assert isinstance(value, int | float)
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive number of requests/s, got {value!r}")
+
+
+def _optional(rule: Callable[[str, object], None]) -> Callable[[str, object], None]:
+    def check(name: str, value: object) -> None:
+        if value is not None:
+            rule(name, value)
+
+    return check
+
+
+def _text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {_shown(value)}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+
+
+def _url(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a URL string, got {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    """A value and its type, for a message (strings shown quoted: ``'32' (str)``)."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+RULES: dict[str, Callable[[str, object], None]] = {
+    "timeout": _seconds,
+    "deadline": _optional(_seconds),
+    "max_retries": lambda name, value: _count(name, value, least=0),
+    "rate_limit": _rate_limit,
+    "burst": lambda name, value: _count(name, value, least=1),
+    "rate_limit_wait": _optional(lambda name, value: _seconds(name, value, zero=True)),
+    "cache_ttl": lambda name, value: _seconds(name, value, zero=True),
+    "cache_size": lambda name, value: _count(name, value, least=1),
+    "pool_size": lambda name, value: _count(name, value, least=1),
+    "max_body": lambda name, value: _count(name, value, least=1),
+    "redis_url": _optional(_url),
+    "redis_prefix": _text,
+    "daily_quota": _optional(lambda name, value: _count(name, value, least=1)),
+}
+"""The rule of each option that takes a plain value."""
+
+
+def check(**options: Any) -> None:
+    """Check each option given by its public name (`RULES`); raise on the first bad one."""
+    for name, value in options.items():
+        RULES[name](name, value)

@@ -188,11 +188,39 @@ class Crisp(PluginShortcuts):
         )
         self._pipeline = Pipeline(stack, self._transport)
 
-        self.website = WebsiteResource(self)
-        self.plugin = PluginResource(self)
-        self.plan = PlanResource(self)
-        self.media = MediaResource(self)
-        self.bucket = BucketResource(self)
+        self._website = WebsiteResource(self)
+        self._plugin = PluginResource(self)
+        self._plan = PlanResource(self)
+        self._media = MediaResource(self)
+        self._bucket = BucketResource(self)
+
+    # The routes, by resource (as in Crisp's reference) ---------------------------------
+
+    @property
+    def website(self) -> WebsiteResource:
+        """Website routes: conversations, messages, people, operators, visitors, settings,
+        campaigns, helpdesk..."""
+        return self._website
+
+    @property
+    def plugin(self) -> PluginResource:
+        """Plugin routes: connected websites, subscriptions, settings, endpoints."""
+        return self._plugin
+
+    @property
+    def plan(self) -> PlanResource:
+        """Plan routes: the plans and their subscription."""
+        return self._plan
+
+    @property
+    def media(self) -> MediaResource:
+        """Media routes: searching animated images."""
+        return self._media
+
+    @property
+    def bucket(self) -> BucketResource:
+        """Bucket routes: generating upload URLs."""
+        return self._bucket
 
     def _default_stack(
         self,

@@ -285,4 +285,4 @@ class AdaptiveBucket:
             return self._for_scope()[0].rate(self._clock())
 
     def __repr__(self) -> str:
-        return f"<AdaptiveBucket burst={self.burst} {self.settings!r}>"
+        return f"<AdaptiveBucket burst={self.burst}>"

@@ -217,7 +217,7 @@ class Retry:
             listener(request, outcome, decision)
 
     def __repr__(self) -> str:
-        return f"<Retry {self.policy!r} {self.budget!r}>"
+        return f"<Retry max_retries={self.policy.max_retries} {self.budget!r}>"
 
 
 def _outcome(

@@ -101,8 +101,11 @@ class DefaultLogger:
         return getattr(self._target(), name)
 
     def __repr__(self) -> str:
-        where = "structlog" if structlog.is_configured() else f"logging {self.name!r}"
-        return f"<DefaultLogger to {where}>"
+        return f"<DefaultLogger to {self.where()}>"
+
+    def where(self) -> str:
+        """Where events go now, in words."""
+        return "structlog" if structlog.is_configured() else f"logging {self.name!r}"
 
 
 class StructuredLogging:
@@ -194,7 +197,17 @@ class StructuredLogging:
             self.failures += 1
 
     def __repr__(self) -> str:
-        return f"<StructuredLogging to {self.logger!r}>"
+        return f"<StructuredLogging to {_described(self.logger)}>"
+
+
+def _described(logger: Any) -> str:
+    """A logger in a few words (a structlog proxy's own repr is a wall of internals)."""
+    if isinstance(logger, DefaultLogger):
+        return logger.where()
+    wrapped = getattr(logger, "_logger", None)
+    if isinstance(wrapped, logging.Logger):
+        return f"logging {wrapped.name!r}"
+    return type(logger).__name__
 
 
 def _status_level(status: int | None) -> int:

@@ -141,7 +141,7 @@ def test_the_client_can_fail_fast_instead_of_waiting(server: ScriptedServer) -> 
 
 
 def test_a_negative_wait_is_refused() -> None:
-    with pytest.raises(ValueError, match="max_wait"):
+    with pytest.raises(ValueError, match="rate_limit_wait must be a number of seconds >= 0"):
         Crisp(rate_limit_wait=-1)
 
 

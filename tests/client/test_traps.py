@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pydoc
 from typing import Any
 
 import pytest
@@ -142,3 +143,15 @@ def test_a_rest_host_error_never_repeats_its_credentials() -> None:
                 client.set_rest_host(host)
             assert "hunter2" not in str(refused.value)
             assert "admin" not in str(refused.value)
+
+
+def test_help_lists_the_resources_and_the_stack_reads_as_a_user_expects() -> None:
+    text = pydoc.plain(pydoc.render_doc(Crisp))
+    listed = {line[4:].strip() for line in text.splitlines() if line.startswith(" |  ")}
+    assert {"website", "plugin", "plan", "media", "bucket"} <= listed
+    with Crisp() as client:
+        shown = repr(client.middleware)
+    assert "<StructuredLogging to logging 'crisp_api'>" in shown
+    assert len(shown) < 400
+    assert "frozenset" not in shown
+    assert "BoundLoggerLazyProxy(" not in repr(Crisp(logger=structlog.get_logger()).middleware)

@@ -7,6 +7,12 @@ path order, then seed-compatible positional query values, then the JSON body (wr
 or a ``query`` mapping (reads), then the route's query options as keywords. A resource may
 also inherit a hand-written class of methods built on its routes (`MIXINS`: the website
 iterators of ``crisp_api.resources.iteration``).
+
+Besides each route's service, title, name, method and path, an entry may hold: ``query`` (its
+query options), ``positional_query`` and ``aliases`` (seed-compatible forms), ``seed_name``
+(its name in the seed README) and ``official_name`` (its name in the official client 1.1.23),
+both generated as aliases, and ``body_name`` (the body parameter's name where the original
+client did not call it ``data``).
 """
 
 from __future__ import annotations
@@ -50,8 +56,9 @@ def _signature(entry: dict[str, Any], positional_query: list[str]) -> tuple[list
     lines += [f"{p}: {PARAM_TYPES.get(p, 'str')}," for p in params]
     lines += [f"{q}: QueryValue = None," for q in positional_query]
     writes = method in ("POST", "PUT", "PATCH")
+    body = _body_name(entry)
     if writes or method == "DELETE":
-        lines.append("data: Body = None,")
+        lines.append(f"{body}: Body = None,")
     if method == "GET":
         lines.append("query: Query | None = None,")
     keywords = [q for q in entry.get("query", []) if q not in positional_query]
@@ -75,12 +82,18 @@ def _signature(entry: dict[str, Any], positional_query: list[str]) -> tuple[list
     # Writes always send a JSON body (``{}`` by default, as the original library did); a
     # DELETE sends one only when given, for the few routes that take one.
     body_expr = (
-        "{} if data is None else data" if writes else "data" if method == "DELETE" else "None"
+        f"{{}} if {body} is None else {body}" if writes
+        else body if method == "DELETE" else "None"
     )
     call = f"self._client.call({_route_const(entry)}, {values}, {query_expr}, {body_expr}"
     call += ", use_cache=use_cache" if method == "GET" else ""
     call += ", deadline=deadline)"
     return lines, call
+
+
+def _body_name(entry: dict[str, Any]) -> str:
+    """The body's parameter name: ``data``, or the original client's where it differed."""
+    return str(entry.get("body_name", "data"))
 
 
 def _route_const(entry: dict[str, Any]) -> str:
@@ -143,12 +156,16 @@ def render_service(service: str, entries: list[dict[str, Any]]) -> str:
             out += list(
                 _method(entry, alias["name"], list(alias["positional_query"]), entry["name"])
             )
-        seed = entry.get("seed_name")
-        if seed and seed not in names and seed not in aliased:
-            aliased.add(seed)
-            aliases.append(f"    {seed} = {entry['name']}")
+        for key in ("seed_name", "official_name"):
+            seed = entry.get(key)
+            if seed and seed not in names and seed not in aliased:
+                aliased.add(seed)
+                aliases.append(f"    {seed} = {entry['name']}")
     if aliases:
-        out.append("    # Names of the original python-crisp-api, kept working.")
+        out.append(
+            "    # Names of the original python-crisp-api (its README, and the official 1.1.23),"
+        )
+        out.append("    # kept working.")
         out += aliases
     return _finish(out)
 
@@ -174,7 +191,10 @@ def render_shortcuts(entries: list[dict[str, Any]]) -> str:
         "class PluginShortcuts:",
         '    """``client.get_connect_account()`` and the other plugin calls of the seed README."""',
         "",
-        "    plugin: PluginResource",
+        "    @property",
+        "    def plugin(self) -> PluginResource:",
+        '        """The plugin routes (the client provides them)."""',
+        "        raise NotImplementedError",
         "",
     ]
     for entry in entries:
@@ -189,7 +209,7 @@ def render_shortcuts(entries: list[dict[str, Any]]) -> str:
         out.append(f'        """{entry["title"]}: the same as ``client.plugin.{seed}``."""')
         args = [p for p in _params(entry)] + positional
         if entry["method"] in ("POST", "PUT", "PATCH", "DELETE"):
-            args.append("data")
+            args.append(_body_name(entry))
         if entry["method"] == "GET":
             args.append("query")
         kwargs = [q for q in entry.get("query", []) if q not in positional]

@@ -6,9 +6,16 @@ short ``snippet`` of the body, and ``retry_after``, the wait in seconds the serv
 client's limiter) asked for, when one was given: a 429 and a 503 asking for longer than the
 client may wait both fail at once with it. None of them ever holds a credential or a request
 body.
+
+For code written against the official client (1.1.x), ``args[0]`` keeps that client's shape,
+a dict: ``{"reason": "error", "message": reason, "code": status (500 when no answer came),
+"data": {"namespace": "response" or "request", "message": ...}}``, so ``e.args[0]["code"]``
+works as it did; ``str(e)`` is this client's one-line message.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RouteError(Exception):
@@ -26,13 +33,44 @@ class RouteError(Exception):
     ) -> None:
         where = f" {method} {route}" if method else ""
         code = f" {status}" if status is not None else ""
-        super().__init__(f"{reason} ({code.strip() or 'no answer'}{where})")
+        super().__init__(_official_shape(reason, status))
+        self.message = f"{reason} ({code.strip() or 'no answer'}{where})"
         self.reason = reason
         self.status = status
         self.method = method
         self.route = route
         self.snippet = snippet
         self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from the reason and the attributes, not from ``args`` (the legacy dict).
+        fields = {name: getattr(self, name) for name in _FIELDS}
+        return (_rebuilt, (type(self), self.reason, fields))
+
+
+_FIELDS = ("status", "method", "route", "snippet", "retry_after")
+
+
+def _rebuilt(kind: type[RouteError], reason: str, fields: dict[str, Any]) -> RouteError:
+    """A `RouteError` back from a pickle."""
+    return kind(reason, **fields)
+
+
+def _official_shape(reason: str, status: int | None) -> dict[str, Any]:
+    """The dict the official client put in ``args[0]`` (see the module docstring)."""
+    answered = status is not None
+    return {
+        "reason": "error",
+        "message": reason,
+        "code": status if answered else 500,
+        "data": {
+            "namespace": "response" if answered else "request",
+            "message": f"Got response error: {reason}" if answered else "Got request error",
+        },
+    }
 
 
 class BadRequestError(RouteError):

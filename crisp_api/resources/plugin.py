@@ -250,7 +250,7 @@ class PluginResource(Resource):
         self,
         website_id: str,
         plugin_id: str,
-        data: Body = None,
+        settings: Body = None,
         *,
         deadline: float | None = None,
     ) -> Any:
@@ -262,7 +262,7 @@ class PluginResource(Resource):
             _SAVE_SUBSCRIPTION_SETTINGS,
             (website_id, plugin_id),
             None,
-            {} if data is None else data,
+            {} if settings is None else settings,
             deadline=deadline,
         )
 
@@ -270,7 +270,7 @@ class PluginResource(Resource):
         self,
         website_id: str,
         plugin_id: str,
-        data: Body = None,
+        settings: Body = None,
         *,
         deadline: float | None = None,
     ) -> Any:
@@ -282,7 +282,7 @@ class PluginResource(Resource):
             _UPDATE_SUBSCRIPTION_SETTINGS,
             (website_id, plugin_id),
             None,
-            {} if data is None else data,
+            {} if settings is None else settings,
             deadline=deadline,
         )
 
@@ -390,6 +390,7 @@ class PluginResource(Resource):
             deadline=deadline,
         )
 
-    # Names of the original python-crisp-api, kept working.
+    # Names of the original python-crisp-api (its README, and the official 1.1.23),
+    # kept working.
     list_subscriptions_website = list_subscriptions_for_website
     subscribe_plugin_to_website = subscribe_website_to_plugin

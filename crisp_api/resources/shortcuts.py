@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 class PluginShortcuts:
     """``client.get_connect_account()`` and the other plugin calls of the seed README."""
 
-    plugin: PluginResource
+    @property
+    def plugin(self) -> PluginResource:
+        """The plugin routes (the client provides them)."""
+        raise NotImplementedError
 
     def get_connect_account(
         self,
@@ -137,26 +140,26 @@ class PluginShortcuts:
         self,
         website_id: str,
         plugin_id: str,
-        data: Body = None,
+        settings: Body = None,
         *,
         deadline: float | None = None,
     ) -> Any:
         """Save Subscription Settings: the same as ``client.plugin.save_subscription_settings``."""
         return self.plugin.save_subscription_settings(
-            website_id, plugin_id, data, deadline=deadline
+            website_id, plugin_id, settings, deadline=deadline
         )
 
     def update_subscription_settings(
         self,
         website_id: str,
         plugin_id: str,
-        data: Body = None,
+        settings: Body = None,
         *,
         deadline: float | None = None,
     ) -> Any:
         """Update Subscription Settings: the same as ``client.plugin.update_subscription_settings``."""
         return self.plugin.update_subscription_settings(
-            website_id, plugin_id, data, deadline=deadline
+            website_id, plugin_id, settings, deadline=deadline
         )
 
     def forward_plugin_payload_to_channel(

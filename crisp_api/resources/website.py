@@ -4750,8 +4750,17 @@ class WebsiteResource(WebsiteIteration, Resource):
             _CLEAR_BLOCKED_VISITORS_IN_RULE, (website_id, rule), None, data, deadline=deadline
         )
 
-    # Names of the original python-crisp-api, kept working.
+    # Names of the original python-crisp-api (its README, and the official 1.1.23),
+    # kept working.
     batch_resolve_items = batch_resolve_conversations
+    batch_unresolve_items = batch_unresolve_conversations
     batch_read_items = batch_read_conversations
+    batch_unread_items = batch_unread_conversations
     batch_remove_items = batch_remove_conversations
+    batch_report_items = batch_report_conversations
+    batch_block_items = batch_block_conversations
+    batch_routing_items = batch_routing_conversations
+    batch_inbox_items = batch_inbox_conversations
+    batch_data_items = batch_update_conversations_data
+    batch_segments_items = batch_update_conversations_segments
     list_people_segments = list_suggested_people_segments

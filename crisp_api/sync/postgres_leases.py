@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crisp_api.sync.store import StoreError, WebsiteLockedError
@@ -153,7 +153,9 @@ class Leases:
                 ).fetchone()
         if taken is None:
             holder, until = row if row is not None else ("another worker", None)
-            expiry = "" if until is None else f", its lease ends {until:%Y-%m-%dT%H:%M:%SZ}"
+            # ``until`` comes in the session's time zone (the server's TimeZone): show UTC.
+            ends = None if until is None else until.astimezone(UTC)
+            expiry = "" if ends is None else f", its lease ends {ends:%Y-%m-%dT%H:%M:%SZ}"
             raise WebsiteLockedError(website_id, f"{holder}{expiry}")
         self._owned_now(website_id)
 

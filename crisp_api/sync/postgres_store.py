@@ -113,6 +113,9 @@ _PERMANENT_CLASSES = ("28", "3D", "42", "XX")
 or privilege problem, corruption."""
 _PERMANENT_CODES = frozenset({"53100", "25006", "57P04"})
 """Disk full, a read-only server (a standby), a database dropped."""
+_PERMANENT_REFUSALS = ("authentication failed", "does not exist", "pg_hba.conf")
+"""What libpq says when the server refuses a connection for good (a wrong password, no such
+database or role, not allowed by ``pg_hba.conf``): such errors carry no SQLSTATE."""
 
 
 class PostgresStore(WebsiteState):
@@ -395,8 +398,12 @@ def _public_name(url: str) -> str:
     """``user@host:port/dbname`` of a connection URL or string: no password, no options."""
     try:
         parts = conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise ValueError(f"not a PostgreSQL URL or connection string ({exc})") from None
+    except psycopg.ProgrammingError:
+        # libpq's reason quotes the part it could not parse, which may be the password.
+        raise ValueError(
+            "not a PostgreSQL URL or connection string "
+            "(postgresql://user:password@host:port/dbname)"
+        ) from None
     user = f"{parts['user']}@" if parts.get("user") else ""
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"{user}{parts.get('host', 'localhost')}{port}/{parts.get('dbname', '')}"
@@ -407,7 +414,7 @@ def _store_error(name: str, error: psycopg.Error) -> StoreError:
     text = " ".join(str(error).split()) or type(error).__name__
     code = error.sqlstate
     permanent = code is not None and (code in _PERMANENT_CODES or code[:2] in _PERMANENT_CLASSES)
-    if code is None and "authentication failed" in text:
+    if code is None and any(refusal in text for refusal in _PERMANENT_REFUSALS):
         permanent = True  # refused at connection time, before any SQLSTATE
     return StoreError(
         f"PostgreSQL database {name}: {text}" + (f" (SQLSTATE {code})" if code else ""),

@@ -7,7 +7,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("crisp-api", "urllib3", "httpx", "cachetools", "structlog")
+PACKAGES = ("crisp-api-next", "urllib3", "httpx", "cachetools", "structlog")
 
 
 def describe() -> dict[str, str]:

@@ -27,6 +27,7 @@ from crisp_api.errors import (
     ResponseTooLargeError as TooLargeError,
 )
 from crisp_api.events import EventStream
+from crisp_api.extras import install_hint
 from crisp_api.redaction import redact_url
 from crisp_api.resources import (
     BucketResource,
@@ -258,7 +259,7 @@ class Crisp(PluginShortcuts):
                 )
             except ImportError as exc:
                 raise ImportError(
-                    "redis_url needs the redis extra: pip install 'crisp-api[redis]'"
+                    f"redis_url needs the redis extra: {install_hint('redis')}"
                 ) from exc
         self._redis_link = link
         bucket: BucketBackend

@@ -28,7 +28,7 @@ Payloads are JSON objects carrying ``website_id`` and, for session and message e
 - ``people:profile:created``, ``people:profile:removed``: ``people_id``, ``email``;
   ``people:profile:updated``: the same plus ``update``, the profile's new card.
 
-This module needs the ``events`` extra (``pip install 'crisp-api[events]'``): python-socketio's
+This module needs the ``events`` extra (``pip install 'crisp-api-next[events]'``): python-socketio's
 client and websocket-client, imported when a stream is built. `crisp_api.testing.FakeCrisp`
 serves the RTM API too, for tests.
 """
@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 
 from crisp_api import defaults
 from crisp_api.errors import ForbiddenError, RouteError, UnauthorizedError
+from crisp_api.extras import install_hint
 from middleware.structured_log import structured
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ EVENTS = frozenset({
 })
 """The event names a stream may subscribe to."""
 
-INSTALL_HINT = "Crisp's RTM events need the 'events' extra: pip install 'crisp-api[events]'"
+INSTALL_HINT = f"Crisp's RTM events need the 'events' extra: {install_hint('events')}"
 
 
 class EventsError(Exception):

@@ -119,7 +119,7 @@ class PostgresServer:
             pytest.skip("the PostgreSQL server (initdb, pg_ctl, postgres) is not installed "
                         "(CI installs it: apt-get install postgresql)")
         pytest.importorskip("psycopg", reason="the psycopg package is not installed "
-                                              "(pip install 'crisp-api[postgres]')")
+                                              "(pip install 'crisp-api-next[postgres]')")
         self.initdb, self.pg_ctl, self.postgres = (
             binaries["initdb"], binaries["pg_ctl"], binaries["postgres"])
         self.port = port or _free_port()

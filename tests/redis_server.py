@@ -45,7 +45,7 @@ class RedisServer:
             pytest.skip("redis-server is not installed (CI installs it: apt-get install "
                         "redis-server)")
         pytest.importorskip("redis", reason="the redis package is not installed "
-                                            "(pip install 'crisp-api[redis]')")
+                                            "(pip install 'crisp-api-next[redis]')")
         self.executable = executable
         self.port = port or _free_port()
         self._directory = tempfile.TemporaryDirectory(prefix="crisp-redis-")

@@ -383,7 +383,7 @@ def test_the_events_extra_is_named_when_missing(fake, monkeypatch):
     _socketio.cache_clear()
     monkeypatch.setitem(sys.modules, "socketio", None)
     try:
-        with pytest.raises(ImportError, match=r"crisp-api\[events\]"):
+        with pytest.raises(ImportError, match=r"crisp-api-next\[events\]"):
             EventStream(fake.client(), ["message:send"], endpoint=fake.rtm_url)
     finally:
         _socketio.cache_clear()

@@ -174,7 +174,7 @@ def test_without_rtm_the_fake_needs_no_testing_extra(monkeypatch):
         with pytest.raises(RuntimeError, match="no RTM"):
             fake.push_event("message:send", {})
         fake.add_message(fake.conversations()[0]["session_id"])  # changes, nobody told
-    with pytest.raises(ImportError, match=r"crisp-api\[testing\]"):
+    with pytest.raises(ImportError, match=r"crisp-api-next\[testing\]"):
         FakeCrisp(conversations=1, messages=1)
 
 

@@ -183,5 +183,5 @@ def test_without_the_redis_package_the_error_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(ImportError, match=r"pip install 'crisp-api\[redis\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'crisp-api-next\[redis\]'"):
         Crisp(redis_url="redis://127.0.0.1:6379/0")

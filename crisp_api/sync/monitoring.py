@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from crisp_api.defaults import RATE_LIMIT_STATUSES
+from crisp_api.extras import install_hint
 from crisp_api.sync.follow import Health
 from crisp_api.webhooks import WebhookError, parse
 from middleware import (
@@ -34,7 +35,7 @@ from middleware import (
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
 
-INSTALL_HINT = "--metrics-port needs prometheus_client: pip install 'crisp-api[metrics]'"
+INSTALL_HINT = f"--metrics-port needs prometheus_client: {install_hint('metrics')}"
 MAX_HOOK_BODY = 1024 * 1024
 """The largest web hook body read; larger ones are refused unread (413)."""
 

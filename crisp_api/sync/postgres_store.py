@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from crisp_api.extras import install_hint
 from crisp_api.sync import rows
 from crisp_api.sync.store import (
     Changes,
@@ -40,7 +41,7 @@ try:
 except ImportError as missing:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "the PostgreSQL store needs psycopg 3 and psycopg_pool: "
-        "pip install 'crisp-api[postgres]'"
+        + install_hint("postgres")
     ) from missing
 
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, Leases
@@ -159,7 +160,7 @@ class PostgresStore(WebsiteState):
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"PostgreSQL database {self.name}: schema version {version} is newer than "
-                    f"this release's ({SCHEMA_VERSION}); upgrade crisp-api",
+                    f"this release's ({SCHEMA_VERSION}); upgrade crisp-api-next",
                     permanent=True,
                 )
             for statements in MIGRATIONS[version:]:

@@ -165,7 +165,7 @@ class SQLiteStore(WebsiteState):
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"SQLite database {self.path}: schema version {version} is newer than "
-                    f"this release's ({SCHEMA_VERSION}); upgrade crisp-api",
+                    f"this release's ({SCHEMA_VERSION}); upgrade crisp-api-next",
                     permanent=True,
                 )
             if version < SCHEMA_VERSION:

@@ -27,11 +27,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from crisp_api.extras import install_hint
+
 if TYPE_CHECKING:
     from aiohttp import web
 
-INSTALL_HINT = ("the fake Crisp's RTM server needs the 'testing' extra: pip install "
-                "'crisp-api[testing]' (or run the fake with rtm=False / --no-rtm)")
+INSTALL_HINT = (
+    f"the fake Crisp's RTM server needs the 'testing' extra: {install_hint('testing')} "
+    "(or run the fake with rtm=False / --no-rtm)"
+)
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds the web server may wait for its connections to end when it stops."""
 UNAUTHORIZED_MESSAGE = "authentication refused: unknown credentials, or not on this tier"

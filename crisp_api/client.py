@@ -16,16 +16,8 @@ import urllib3
 
 from crisp_api import defaults, options
 from crisp_api.envelope import decode, is_success
-from crisp_api.errors import (
-    NetworkError,
-    QuotaExceededError,
-    RateLimitedError,
-    RequestTimeoutError,
-    RouteError,
-)
-from crisp_api.errors import (
-    ResponseTooLargeError as TooLargeError,
-)
+from crisp_api.errors import RouteError
+from crisp_api.errors.translation import translated
 from crisp_api.events import EventStream
 from crisp_api.extras import install_hint
 from crisp_api.redaction import redact_url
@@ -44,28 +36,23 @@ from middleware import (
     BucketBackend,
     CacheBackend,
     DailyQuota,
-    DeadlineExceededError,
     InMemoryBucket,
     InMemoryCache,
     Middleware,
     Pipeline,
+    PipelineError,
     QuotaBucket,
-    QuotaExhaustedError,
     RateLimit,
-    RateLimitExceededError,
-    ReadTimeoutError,
     RedisBucket,
     RedisCache,
     RedisLink,
     Request,
     Response,
     ResponseCache,
-    ResponseTooLargeError,
     Retry,
     RetryBudget,
     RetryPolicy,
     StructuredLogging,
-    TransportError,
     Urllib3Transport,
     structured,
 )
@@ -489,29 +476,8 @@ class Crisp(PluginShortcuts):
         )
         try:
             response = self._pipeline(request)
-        except (ReadTimeoutError, DeadlineExceededError) as exc:
-            raise RequestTimeoutError(
-                exc.detail, status=exc.status, method=method, route=template
-            ) from exc
-        except ResponseTooLargeError as exc:
-            raise TooLargeError(
-                f"body larger than {exc.limit} bytes",
-                status=exc.status,
-                method=method,
-                route=template,
-            ) from exc
-        except TransportError as exc:
-            raise NetworkError(
-                exc.detail, status=exc.status, method=method, route=template
-            ) from exc
-        except RateLimitExceededError as exc:
-            raise RateLimitedError(
-                "client_rate_limited", method=method, route=template, retry_after=exc.wait
-            ) from exc
-        except QuotaExhaustedError as exc:
-            raise QuotaExceededError(
-                "daily_quota_exceeded", method=method, route=template, retry_after=exc.reset_in
-            ) from exc
+        except PipelineError as exc:
+            raise translated(exc, method, template) from exc
         return response
 
     def _raw(self, method: str, resource: str, query: Query | None, body: Body) -> Any:

@@ -13,13 +13,13 @@ from middleware.budget import RetryBudget
 from middleware.cache import CacheBackend, InMemoryCache, ResponseCache
 from middleware.contract import Handler, Middleware
 from middleware.errors import (
+    BodyTooLargeError,
     ConnectError,
     ConnectionDroppedError,
     DeadlineExceededError,
     PipelineError,
-    RateLimitExceededError,
+    RateLimitWaitError,
     ReadTimeoutError,
-    ResponseTooLargeError,
     TLSError,
     TransportError,
 )
@@ -53,6 +53,7 @@ __all__ = [
     "AdaptiveRate",
     "AdaptiveSettings",
     "BasicAuth",
+    "BodyTooLargeError",
     "BucketBackend",
     "CacheBackend",
     "ConnectError",
@@ -70,7 +71,7 @@ __all__ = [
     "QuotaBucket",
     "QuotaExhaustedError",
     "RateLimit",
-    "RateLimitExceededError",
+    "RateLimitWaitError",
     "ReadTimeoutError",
     "RedisBucket",
     "RedisCache",
@@ -78,7 +79,6 @@ __all__ = [
     "Request",
     "Response",
     "ResponseCache",
-    "ResponseTooLargeError",
     "Retry",
     "RetryBudget",
     "RetryPolicy",

@@ -67,8 +67,10 @@ class TLSError(TransportError):
     retry_can_help = False
 
 
-class ResponseTooLargeError(PipelineError):
-    """The answer's body is larger than the configured limit; it was not read (nor retried)."""
+class BodyTooLargeError(PipelineError):
+    """The answer's body is larger than the configured limit; it was not read (nor retried).
+    (A client built on the pipeline names it its own way: `crisp_api` raises its
+    ``ResponseTooLargeError``.)"""
 
     def __init__(self, limit: int, status: int, method: str, route: str) -> None:
         super().__init__(f"body larger than {limit} bytes ({status} {method} {route})")
@@ -78,8 +80,9 @@ class ResponseTooLargeError(PipelineError):
         self.route = route
 
 
-class RateLimitExceededError(PipelineError):
-    """The client-side rate limiter could not grant a token within the allowed wait."""
+class RateLimitWaitError(PipelineError):
+    """The client-side rate limiter could not grant a token within the allowed wait (`crisp_api`
+    raises it as its ``RateLimitedError``, as a 429 that retries could not get past)."""
 
     def __init__(self, wait: float, method: str, route: str) -> None:
         super().__init__(f"rate limit: next token in {wait:.3f}s ({method} {route})")

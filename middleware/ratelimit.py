@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from middleware.contract import Handler
-from middleware.errors import RateLimitExceededError
+from middleware.errors import RateLimitWaitError
 from middleware.message import NOTE_RATE_LIMIT_WAIT, Request, Response
 
 
@@ -124,7 +124,7 @@ class RateLimit:
     """The rate-limit middleware.
 
     ``max_wait`` bounds how long a call may wait for its token (``0`` fails fast with
-    `RateLimitExceededError`, ``None`` waits as long as it takes); a request's deadline bounds
+    `RateLimitWaitError`, ``None`` waits as long as it takes); a request's deadline bounds
     it too, so a long pause asked by the server fails the calls that cannot wait that long,
     with the wait, instead of holding them. An answer whose status is in ``pause_statuses``
     pauses the bucket for its ``Retry-After`` (at most ``max_pause``). A bucket that learns its
@@ -167,7 +167,7 @@ class RateLimit:
         wait = self.backend.reserve(max_wait)
         if wait:
             if wait < 0:
-                raise RateLimitExceededError(-wait, request.method, request.route)
+                raise RateLimitWaitError(-wait, request.method, request.route)
             began = time.perf_counter()
             self._sleep(wait)
             if self.backend.pauses != pauses:
@@ -194,7 +194,7 @@ class RateLimit:
         if left <= 0:
             return
         if max_wait is not None and waited + left > max_wait:
-            raise RateLimitExceededError(left, request.method, request.route)
+            raise RateLimitWaitError(left, request.method, request.route)
         self._sleep(left)
 
     def __repr__(self) -> str:

@@ -19,11 +19,11 @@ from urllib3 import exceptions as u3
 from urllib3.connectionpool import HTTPConnectionPool
 
 from middleware.errors import (
+    BodyTooLargeError,
     ConnectError,
     ConnectionDroppedError,
     DeadlineExceededError,
     ReadTimeoutError,
-    ResponseTooLargeError,
     TLSError,
     TransportError,
 )
@@ -114,7 +114,7 @@ class Urllib3Transport:
             ) from None
         if len(body) > self.max_body:
             raw.close()
-            raise ResponseTooLargeError(self.max_body, raw.status, request.method, request.route)
+            raise BodyTooLargeError(self.max_body, raw.status, request.method, request.route)
         raw.release_conn()
         return Response(raw.status, raw.headers, body)
 

@@ -1,4 +1,20 @@
-"""The exceptions a Crisp call raises; `RouteError` is the base of all of them.
+"""The exceptions a Crisp call raises; `RouteError` is the base of all of them::
+
+    RouteError                      a Crisp call failed
+    ├── BadRequestError             400, and other 4xx without a class of their own
+    ├── UnauthorizedError           401: credentials or tier
+    ├── ForbiddenError              402/403: plan, scope or permission
+    ├── NotFoundError               404 (and HEAD routes for a missing resource)
+    ├── RateLimitedError            429/420 after retries, or the client's own limiter
+    │   └── QuotaExceededError      the daily request quota is spent (nothing sent)
+    ├── ServerError                 5xx after retries (HTML pages of load balancers too)
+    ├── NetworkError                no usable answer: refused, dropped, TLS
+    │   └── RequestTimeoutError     no answer in time, or the call's deadline passed
+    └── InvalidResponseError        an answer that is not a Crisp envelope
+        └── ResponseTooLargeError   a body beyond ``max_body`` (not read)
+
+Which status gives which class is decided in `crisp_api.envelope`; which failure of the
+pipeline gives which class, in `crisp_api.errors.translation`.
 
 Each carries the HTTP ``status`` (``None`` when no answer came), Crisp's ``reason`` string,
 the ``method`` and the ``route`` template called, for answers that could not be read a

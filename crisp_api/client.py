@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -15,11 +16,11 @@ from urllib.parse import urlsplit
 import urllib3
 
 from crisp_api import defaults, options
-from crisp_api.envelope import decode, is_success
+from crisp_api.config import ClientConfig
+from crisp_api.envelope import decode
 from crisp_api.errors import RouteError
 from crisp_api.errors.translation import translated
 from crisp_api.events import EventStream
-from crisp_api.extras import install_hint
 from crisp_api.redaction import redact_url
 from crisp_api.resources import (
     BucketResource,
@@ -30,29 +31,14 @@ from crisp_api.resources import (
     WebsiteResource,
 )
 from crisp_api.routing import MATCHER, QueryValue, Route, encode_query
+from crisp_api.stack import Stack, StackOptions, default_stack, retry_policy
 from middleware import (
-    AdaptiveBucket,
     BasicAuth,
-    BucketBackend,
-    CacheBackend,
-    DailyQuota,
-    InMemoryBucket,
-    InMemoryCache,
     Middleware,
     Pipeline,
     PipelineError,
-    QuotaBucket,
-    RateLimit,
-    RedisBucket,
-    RedisCache,
-    RedisLink,
     Request,
     Response,
-    ResponseCache,
-    Retry,
-    RetryBudget,
-    RetryPolicy,
-    StructuredLogging,
     Urllib3Transport,
     structured,
 )
@@ -131,50 +117,49 @@ class Crisp(PluginShortcuts):
             pool_size=pool_size, max_body=max_body, redis_url=redis_url,
             redis_prefix=redis_prefix, daily_quota=daily_quota, deadline=deadline,
         )
-        self._lock = threading.Lock()
-        self._origin, self._prefix = _split_host(defaults.REST_HOST)
-        self._base_path = defaults.REST_BASE_PATH
-        self._root = self._prefix + self._base_path
-        self._tier = defaults.TIER
-        self._identifier: str | None = None
-        self._key: str | None = None
+        self._lock = threading.Lock()  # serialises the setters' read-modify-write of _config
+        origin, prefix = _split_host(defaults.REST_HOST)
+        self._config = ClientConfig(origin, prefix, defaults.REST_BASE_PATH, defaults.TIER)
         self._logger = logger = structured(logger, defaults.LOGGER_NAME)
-        self._partition: tuple[str | None, str] = (None, self._tier)
         self._transport = Urllib3Transport(
             timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
         )
-        self._redis_link: RedisLink | None = None
         self._deadline = (
             deadline
             if deadline is not None
-            else (max_retries + 1) * timeout + _policy(max_retries, False).worst_backoff()
+            else (max_retries + 1) * timeout + retry_policy(max_retries, False).worst_backoff()
         )
         self.auth = BasicAuth(
             headers={
                 "User-Agent": defaults.USER_AGENT,
                 "Accept": "application/json",
-                defaults.TIER_HEADER: self._tier,
+                defaults.TIER_HEADER: self._config.tier,
             }
         )
-        stack = (
-            _with_auth(list(middleware), self.auth)
+        built = (
+            Stack(tuple(_with_auth(list(middleware), self.auth)), None)
             if middleware is not None
-            else self._default_stack(
-                max_retries=max_retries,
-                rate_limit=rate_limit,
-                burst=burst,
-                rate_limit_wait=rate_limit_wait,
-                cache_ttl=cache_ttl,
-                cache_size=cache_size,
-                logger=logger,
-                redis_url=(
-                    os.environ.get(defaults.REDIS_URL_ENV) if redis_url is None else redis_url
+            else default_stack(
+                StackOptions(
+                    max_retries=max_retries,
+                    rate_limit=rate_limit,
+                    burst=burst,
+                    rate_limit_wait=rate_limit_wait,
+                    cache_ttl=cache_ttl,
+                    cache_size=cache_size,
+                    logger=logger,
+                    redis_url=(
+                        os.environ.get(defaults.REDIS_URL_ENV) if redis_url is None else redis_url
+                    ),
+                    redis_prefix=redis_prefix,
+                    daily_quota=daily_quota,
                 ),
-                redis_prefix=redis_prefix,
-                daily_quota=daily_quota,
+                auth=self.auth,
+                scope=lambda: self._config.partition,
             )
         )
-        self._pipeline = Pipeline(stack, self._transport)
+        self._redis_link = built.redis_link
+        self._pipeline = Pipeline(built.layers, self._transport)
 
         self._website = WebsiteResource(self)
         self._plugin = PluginResource(self)
@@ -210,78 +195,6 @@ class Crisp(PluginShortcuts):
         """Bucket routes: generating upload URLs."""
         return self._bucket
 
-    def _default_stack(
-        self,
-        *,
-        max_retries: int,
-        rate_limit: float | str | None,
-        burst: int,
-        rate_limit_wait: float | None,
-        cache_ttl: float,
-        cache_size: int,
-        logger: Any,
-        redis_url: str | None,
-        redis_prefix: str,
-        daily_quota: int | None,
-    ) -> list[Middleware]:
-        rate = _rate(rate_limit)
-        policy = _policy(max_retries, rate == defaults.ADAPTIVE)
-        budget = RetryBudget(
-            ratio=defaults.RETRY_BUDGET_RATIO, min_per_second=defaults.RETRY_BUDGET_FLOOR
-        )
-        quota = (
-            None if daily_quota is None else DailyQuota(daily_quota, burst=defaults.QUOTA_BURST)
-        )
-        link = None
-        if redis_url:
-            try:
-                link = RedisLink(
-                    redis_url,
-                    prefix=redis_prefix,
-                    timeout=defaults.REDIS_TIMEOUT,
-                    backoff=defaults.REDIS_BACKOFF,
-                    max_backoff=defaults.REDIS_MAX_BACKOFF,
-                    logger=logger,
-                    logger_name=defaults.LOGGER_NAME,
-                )
-            except ImportError as exc:
-                raise ImportError(
-                    f"redis_url needs the redis extra: {install_hint('redis')}"
-                ) from exc
-        self._redis_link = link
-        bucket: BucketBackend
-        if link is not None:
-            bucket = RedisBucket(link, rate, burst, quota=quota, scope=lambda: self._partition)
-        else:
-            bucket = (
-                InMemoryBucket(rate, burst)
-                if isinstance(rate, float)
-                else AdaptiveBucket(burst, scope=lambda: self._partition)
-            )
-            if quota is not None:
-                bucket = QuotaBucket(bucket, quota)
-        stack: list[Middleware] = [
-            StructuredLogging(logger, logger_name=defaults.LOGGER_NAME),
-        ]
-        if cache_ttl > 0:
-            cache: CacheBackend = (
-                InMemoryCache(maxsize=cache_size, ttl=cache_ttl)
-                if link is None
-                else RedisCache(link, ttl=cache_ttl, keep_headers=defaults.CACHE_HEADERS)
-            )
-            stack.append(ResponseCache(cache, storable=is_success))
-        stack += [
-            Retry(policy, budget),
-            RateLimit(
-                bucket,
-                max_wait=rate_limit_wait,
-                pause_statuses=defaults.RATE_LIMIT_STATUSES,
-                max_pause=defaults.MAX_RETRY_AFTER,
-            ),
-            self.auth,
-        ]
-        return stack
-
     # Configuration (the seed API) ------------------------------------------------------
 
     def authenticate(self, identifier: str, key: str) -> None:
@@ -289,8 +202,7 @@ class Crisp(PluginShortcuts):
         with self._lock:
             for layer in self._auth_layers():
                 layer.set_credentials(identifier, key)
-            self._identifier, self._key = identifier, key
-            self._partition = (identifier, self._tier)
+            self._config = replace(self._config, identifier=identifier, key=key)
 
     def set_tier(self, tier: str) -> None:
         """Authenticate as ``user`` (default), ``website`` or ``plugin``."""
@@ -299,8 +211,7 @@ class Crisp(PluginShortcuts):
         with self._lock:
             for layer in self._auth_layers():
                 layer.set_header(defaults.TIER_HEADER, tier)
-            self._tier = tier
-            self._partition = (self._identifier, tier)
+            self._config = replace(self._config, tier=tier)
 
     def set_rest_host(self, rest_host: str) -> None:
         """Talk to ``rest_host`` (``scheme://host[:port][/prefix]``) instead of Crisp's API.
@@ -309,10 +220,10 @@ class Crisp(PluginShortcuts):
         as without it: the base path is not added twice."""
         origin, prefix = _split_host(rest_host)
         with self._lock:
-            if self._base_path and prefix.endswith(self._base_path):
-                prefix = prefix[: -len(self._base_path)]
-            self._origin, self._prefix = origin, prefix
-            self._root = prefix + self._base_path
+            base_path = self._config.base_path
+            if base_path and prefix.endswith(base_path):
+                prefix = prefix[: -len(base_path)]
+            self._config = replace(self._config, origin=origin, prefix=prefix)
 
     def set_rest_base_path(self, rest_base_path: str) -> None:
         """Use another API base path than ``/v1``."""
@@ -320,8 +231,7 @@ class Crisp(PluginShortcuts):
             raise ValueError(f"rest_base_path must be a URL path, got {rest_base_path!r}")
         path = "/" + rest_base_path.strip("/") if rest_base_path.strip("/") else ""
         with self._lock:
-            self._base_path = path
-            self._root = self._prefix + path
+            self._config = replace(self._config, base_path=path)
 
     def set_timeout(self, timeout: float) -> None:
         """Seconds allowed to connect, and again for each read of the answer."""
@@ -330,11 +240,12 @@ class Crisp(PluginShortcuts):
 
     def get_rest_host(self) -> str:
         """The REST host in use."""
-        return self._origin + self._prefix
+        config = self._config
+        return config.origin + config.prefix
 
     def get_rest_base_path(self) -> str:
         """The API base path in use."""
-        return self._base_path
+        return self._config.base_path
 
     def get_timeout(self) -> float:
         """The timeout in use, in seconds."""
@@ -343,13 +254,13 @@ class Crisp(PluginShortcuts):
 
     def get_tier(self) -> str:
         """The tier in use."""
-        return self._tier
+        return self._config.tier
 
     def _token(self) -> tuple[str, str, str]:
         """``(identifier, key, tier)``, for `crisp_api.events`, whose socket authenticates
         with them; ValueError before `authenticate`."""
-        with self._lock:
-            identifier, key, tier = self._identifier, self._key, self._tier
+        config = self._config
+        identifier, key, tier = config.identifier, config.key, config.tier
         if identifier is None or key is None:
             raise ValueError("call authenticate(identifier, key) first")
         return identifier, key, tier
@@ -434,12 +345,14 @@ class Crisp(PluginShortcuts):
         use_cache: bool,
         deadline: float | None,
     ) -> Response:
-        path = self._root + route.expand(params)
+        config = self._config
+        path = config.root + route.expand(params)
         if query:
             encoded = encode_query(query)
             if encoded:
                 path = f"{path}?{encoded}"
         return self._send(
+            config,
             method=route.method,
             path=path,
             template=route.template,
@@ -451,6 +364,7 @@ class Crisp(PluginShortcuts):
 
     def _send(
         self,
+        config: ClientConfig,
         *,
         method: str,
         path: str,
@@ -464,12 +378,12 @@ class Crisp(PluginShortcuts):
             options.check(deadline=deadline)
         request = Request(
             method,
-            self._origin,
+            config.origin,
             path,
             route=template,
             headers=None if body is None else dict(_JSON_HEADERS),
             body=None if body is None else _encode_body(body),
-            partition=self._partition,
+            partition=config.partition,
             group=group,
             use_cache=use_cache,
             deadline=time.monotonic() + (self._deadline if deadline is None else deadline),
@@ -492,13 +406,15 @@ class Crisp(PluginShortcuts):
             template = route.template
             if route.group_index is not None:
                 group = values[route.group_index]
-        path = self._root + resource
+        config = self._config
+        path = config.root + resource
         if query:
             encoded = encode_query(query)
             if encoded:
                 path = f"{path}{'&' if '?' in path else '?'}{encoded}"
         response = self._send(
-            method=method, path=path, template=template, group=group, body=body, use_cache=True
+            config, method=method, path=path, template=template, group=group, body=body,
+            use_cache=True,
         )
         return decode(response, method, template)
 
@@ -563,8 +479,9 @@ class Crisp(PluginShortcuts):
         self.close()
 
     def __repr__(self) -> str:
-        state = "authenticated" if self._identifier else "anonymous"
-        return f"<Crisp {self.get_rest_host()}{self._base_path} tier={self._tier} {state}>"
+        config = self._config
+        state = "authenticated" if config.identifier else "anonymous"
+        return f"<Crisp {config.origin}{config.root} tier={config.tier} {state}>"
 
 
 def _server_time_ms(date: str | None) -> int | None:
@@ -587,25 +504,6 @@ def _encode_body(body: Body) -> bytes:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise TypeError(f"request body is not JSON-serialisable: {exc}") from None
-
-
-def _rate(rate_limit: float | str | None) -> float | str:
-    """The bucket's rate (checked by `options`): requests/s, or `defaults.ADAPTIVE`."""
-    if rate_limit is None or rate_limit == defaults.ADAPTIVE:
-        return defaults.ADAPTIVE
-    return float(rate_limit)
-
-
-def _policy(max_retries: int, adaptive: bool) -> RetryPolicy:
-    """The client's retry rules, from its defaults; an adaptive bucket paces 429 retries."""
-    return RetryPolicy(
-        max_retries=max_retries,
-        paced_by_limiter=adaptive,
-        backoff_base=defaults.BACKOFF_BASE,
-        backoff_cap=defaults.BACKOFF_CAP,
-        max_retry_after=defaults.MAX_RETRY_AFTER,
-        rate_limit_statuses=defaults.RATE_LIMIT_STATUSES,
-    )
 
 
 def _timeout(seconds: float) -> urllib3.Timeout:

@@ -9,53 +9,29 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from crisp_api.testing import DEFAULT_IDENTIFIER, DEFAULT_KEY, FakeCrisp
+from crisp_api.testing import DEFAULT_KEY, FakeCrisp
 from crisp_api.testing.handlers import HANDLERS
 from crisp_api.testing.routes import load_routes
 from crisp_api.testing.world import World
+from tests import fake_http
+from tests.fake_http import AUTH, Reply
 
 pytest_plugins = ["crisp_api.testing.pytest_plugin"]
 
-AUTH = "Basic " + base64.b64encode(f"{DEFAULT_IDENTIFIER}:{DEFAULT_KEY}".encode()).decode()
 HEADERS = {"Authorization": AUTH, "X-Crisp-Tier": "plugin"}
 CONVERSATIONS = "/website/{w}/conversations/{page}"
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def data(self) -> Any:
-        envelope = self.json
-        assert envelope["error"] is False, envelope
-        return envelope["data"]
-
-
 def call(fake: FakeCrisp, method: str, path: str, body: Any = None,
          headers: dict[str, str] | None = None, prefix: str = "/v1") -> Reply:
-    connection = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
-    try:
-        encoded = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        connection.request(method, prefix + path, body=encoded,
-                           headers=HEADERS if headers is None else headers)
-        response = connection.getresponse()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
-                     response.read())
-    finally:
-        connection.close()
+    """`fake_http.call` on a path below ``prefix``."""
+    return fake_http.call(fake, method, prefix + path, body,
+                          HEADERS if headers is None else headers)
 
 
 def iso(milliseconds: int, offset_hours: int = 0) -> str:

@@ -4,65 +4,23 @@ a server clock that is not the client's, and what wrong addresses answer."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from crisp_api.testing import DEFAULT_IDENTIFIER, DEFAULT_KEY, FakeCrisp, FakeCrispProcess
+from crisp_api.testing import FakeCrisp, FakeCrispProcess
 from crisp_api.testing.cli import build_parser
+from tests.fake_http import HEADERS, Reply, call
 
 pytest_plugins = ["crisp_api.testing.pytest_plugin"]
 
-AUTH = "Basic " + base64.b64encode(f"{DEFAULT_IDENTIFIER}:{DEFAULT_KEY}".encode()).decode()
-HEADERS = {"Authorization": AUTH, "X-Crisp-Tier": "plugin", "Content-Type": "application/json"}
 HOUR = 3_600_000
 PAGE = 40
 IMF_FIXDATE = "%a, %d %b %Y %H:%M:%S GMT"
-
-
-@dataclass
-class Reply:
-    status: int
-    reason: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def data(self) -> Any:
-        envelope = self.json
-        assert envelope["error"] is False, envelope
-        assert envelope["reason"] == "resolved"
-        return envelope["data"]
-
-    @property
-    def date_ms(self) -> int:
-        return int(parsedate_to_datetime(self.headers["date"]).timestamp() * 1000)
-
-
-def call(fake: FakeCrisp, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> Reply:
-    connection = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
-    try:
-        connection.request(method, path, body=None if body is None else json.dumps(body),
-                           headers=HEADERS if headers is None else headers)
-        response = connection.getresponse()
-        return Reply(response.status, response.reason,
-                     {name.lower(): value for name, value in response.getheaders()},
-                     response.read())
-    finally:
-        connection.close()
 
 
 def conversation_path(fake: FakeCrisp, session_id: str) -> str:

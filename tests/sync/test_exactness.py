@@ -294,8 +294,8 @@ def test_an_unchanged_run_after_a_full_one_costs_a_handful_of_requests(tmp_path:
 
 @pytest.mark.parametrize(
     ("arguments", "rest_host_suffix"),
-    [(["--website-id", "no-such-website"], ""), ([], "/v1")],
-    ids=["unknown-website", "rest-host-with-v1"],
+    [(["--website-id", "no-such-website"], ""), ([], "/api")],
+    ids=["unknown-website", "rest-host-with-a-wrong-path"],
 )
 def test_permanent_failures_exit_2_with_what_to_fix(
     tmp_path: Path, arguments: list[str], rest_host_suffix: str
@@ -310,6 +310,17 @@ def test_permanent_failures_exit_2_with_what_to_fix(
     assert "--rest-host" in done.stderr
     assert "rerun" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_rest_host_given_with_the_base_path_works(tmp_path: Path) -> None:
+    """``--rest-host https://api.crisp.chat/v1`` means the API's root, not ``/v1/v1``."""
+    path = tmp_path / "x.sqlite3"
+    with FakeCrisp(conversations=3, messages=1) as fake:
+        command, env = sync_command(fake, path, "--website-id", fake.website_id)
+        env["CRISP_REST_HOST"] = fake.url + "/v1/"
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert_exact_copy(path, fake)
 
 
 def test_a_second_run_on_the_same_database_and_website_exits_6(tmp_path: Path) -> None:

@@ -232,6 +232,9 @@ class Leases:
         self._ensure_renewer()
         with self._cursor() as cur:
             cur.execute(_BEAT, self._params())
+            cur.execute(  # workers long dead (killed: they never said goodbye)
+                "DELETE FROM sync_workers WHERE alive_until < now() - interval '1 day'"
+            )
             row = cur.execute(
                 "SELECT count(*) FROM sync_workers WHERE alive_until >= now()"
             ).fetchone()

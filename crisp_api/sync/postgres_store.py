@@ -17,6 +17,7 @@ Which worker syncs which website is decided here too, with leases (`postgres_lea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -209,7 +210,7 @@ class PostgresStore(WebsiteState):
         transaction, the conversation row last."""
         session_id = rows.text(conversation, "session_id")
         messages = {
-            rows.fingerprint(m): (rows.integer(m, "timestamp"), rows.document(m))
+            rows.fingerprint(m): (rows.integer(m, "timestamp"), _document(m))
             for m in span.messages
         }
         with self._transaction() as cur:
@@ -235,20 +236,20 @@ class PostgresStore(WebsiteState):
             conversation_changes = _upsert(
                 cur, "conversations", ("session_id",), ("website_id", "updated_at"),
                 [(session_id, website_id, rows.optional_integer(conversation, "updated_at"),
-                  rows.document(conversation))],
+                  _document(conversation))],
             )
         return conversation_changes, upserted + Changes(removed=removed)
 
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
         """Upsert people profiles, keyed by website and ``people_id``, in one statement."""
-        latest = {rows.text(p, "people_id"): rows.document(p) for p in profiles}
+        latest = {rows.text(p, "people_id"): _document(p) for p in profiles}
         with self._transaction() as cur:
             return _upsert(cur, "people", ("website_id", "people_id"), (),
                            [(website_id, key, data) for key, data in latest.items()])
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
         """Upsert the website's operators, keyed by their user id, in one statement."""
-        latest = {rows.operator_id(o): rows.document(o) for o in operators}
+        latest = {rows.operator_id(o): _document(o) for o in operators}
         with self._transaction() as cur:
             return _upsert(cur, "operators", ("website_id", "user_id"), (),
                            [(website_id, key, data) for key, data in latest.items()])
@@ -257,7 +258,7 @@ class PostgresStore(WebsiteState):
         """Upsert one message from a live event; a message a sync already read keeps
         counting as read."""
         row = (session_id, rows.fingerprint(message), website_id,
-               rows.integer(message, "timestamp"), True, rows.document(message))
+               rows.integer(message, "timestamp"), True, _document(message))
         with self._transaction() as cur:
             return _upsert(cur, "messages", ("session_id", "fingerprint"),
                            ("website_id", "timestamp", "from_event"), [row],
@@ -386,13 +387,24 @@ def _merge(
     cur: psycopg.Cursor[Any], table: str, where: str, key_values: tuple[Any, ...], fields: Row
 ) -> Changes:
     """Merge ``fields`` into the document of the row ``where`` selects, if it changes it."""
-    patch = Jsonb(dict(fields))
+    patch = Jsonb(dict(fields), dumps=_document)
     updated = cur.execute(
         f"UPDATE {table} SET data = data || %s WHERE {where} "  # noqa: S608 - fixed names
         "AND data IS DISTINCT FROM data || %s",
         (patch, *key_values, patch),
     ).rowcount
     return Changes(updated=updated)
+
+
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+"""A ``\u0000`` escape in JSON text (not an escaped backslash followed by ``u0000``)."""
+
+
+def _document(row: Any) -> str:
+    """A row as canonical JSON text that JSONB accepts: PostgreSQL cannot hold U+0000 in
+    text or JSONB, so that character is dropped, as other loaders into PostgreSQL do (the one
+    way a PostgreSQL copy may differ from Crisp's data; a SQLite copy keeps it)."""
+    return _NUL.sub(r"\1", rows.document(row))
 
 
 def _public_name(url: str) -> str:
@@ -411,8 +423,12 @@ def _public_name(url: str) -> str:
 
 
 def _store_error(name: str, error: psycopg.Error) -> StoreError:
-    """``error`` as a one-line `StoreError` naming the database, permanent by its SQLSTATE."""
-    text = " ".join(str(error).split()) or type(error).__name__
+    """``error`` as a one-line `StoreError` naming the database, permanent by its SQLSTATE.
+
+    Only the server's primary message is kept: its DETAIL and CONTEXT lines may quote the
+    row being written (a message's text), which has no place in an error or a log."""
+    primary = error.diag.message_primary if error.sqlstate is not None else None
+    text = " ".join((primary or str(error)).split()) or type(error).__name__
     code = error.sqlstate
     permanent = code is not None and (code in _PERMANENT_CODES or code[:2] in _PERMANENT_CLASSES)
     if code is None and any(refusal in text for refusal in _PERMANENT_REFUSALS):

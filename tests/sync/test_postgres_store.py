@@ -178,6 +178,25 @@ def test_rows_are_jsonb_objects_holding_the_whole_document(
     ]
 
 
+def test_a_nul_character_is_dropped_not_a_failure_forever(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """JSONB cannot hold U+0000: the character is dropped (the rest of the row is exact),
+    instead of failing the conversation at every run."""
+    message = {"session_id": "s1", "fingerprint": 1, "timestamp": 5,
+               "content": "before\u0000after", "note": "a backslash: \\u0000 stays"}
+    conversation = {"session_id": "s1", "updated_at": 5}
+    with PostgresStore(postgres_url) as store:
+        saved = store.save_conversation(WEBSITE, conversation, MessageSpan([message], None))
+        again = store.save_conversation(WEBSITE, conversation, MessageSpan([message], None))
+        assert store.save_message(WEBSITE, "s1", message).added == 0
+        assert store.edit_message(WEBSITE, "s1", 1, "edited\u0000").updated == 1
+    assert saved[1].added == 1
+    assert again[1].added == again[1].updated == 0  # idempotent, though not byte-equal
+    [(data,)] = query(postgres_server, postgres_url, "SELECT data FROM messages")
+    assert data == {**message, "content": "edited", "note": "a backslash: \\u0000 stays"}
+
+
 def test_opening_again_leaves_the_schema_and_rows_as_they_are(
     postgres_server: PostgresServer, postgres_url: str
 ) -> None:

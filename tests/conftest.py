@@ -14,6 +14,27 @@ IDENTIFIER = "ident-7f3c"
 KEY = "secret-key-4d9a1b"
 
 
+GROUPS = ("middleware", "client", "sync", "fleet")
+"""The test folders, each also a marker (``pytest -m sync``)."""
+SERVICES = {
+    "redis": {"redis_server", "redis_url", "redis_server_factory"},
+    "postgres": {"postgres_server", "postgres_url", "postgres_server_factory"},
+}
+"""Markers given to the tests that use a real service, by the fixtures that start it."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its group (its folder) and the services it starts."""
+    for item in items:
+        group = item.path.parent.name
+        if group in GROUPS:
+            item.add_marker(group)
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in SERVICES.items():
+            if used & fixtures or marker in item.path.name:
+                item.add_marker(marker)
+
+
 @pytest.fixture(autouse=True)
 def _structlog_as_new() -> Iterator[None]:
     """Each test starts with structlog unconfigured: the client's default logger follows

@@ -27,7 +27,7 @@ from middleware import (
 )
 from middleware.adaptive import ADAPTIVE
 from middleware.redis_bucket import ADAPTIVE_KEEP
-from middleware.structured_log import default_logger
+from middleware.structured_log import DefaultLogger
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
@@ -143,7 +143,7 @@ def test_without_redis_the_local_adaptive_bucket_learns_and_paces(
     redis_server_factory: Callable[[], RedisServer],
 ) -> None:
     redis = redis_server_factory()
-    link = RedisLink(redis.url, prefix="test", logger=default_logger("test"))
+    link = RedisLink(redis.url, prefix="test", logger=DefaultLogger("test"))
     shared = RedisBucket(link, ADAPTIVE, 2, quota=DailyQuota(10_000, burst=10_000),
                          scope=lambda: "s")
     assert shared.reserve(None) == 0.0

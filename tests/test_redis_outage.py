@@ -18,7 +18,7 @@ import pytest
 from crisp_api import Crisp
 from crisp_api.testing import FakeCrisp
 from middleware import DailyQuota, RateLimit, RedisBucket, RedisLink
-from middleware.structured_log import default_logger
+from middleware.structured_log import DefaultLogger
 from tests.conftest import IDENTIFIER, KEY
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def test_redis_killed_mid_run_fails_no_request_and_sharing_resumes(
     with FakeCrisp(conversations=2, messages=1) as fake:
         clients = [
             fake.client(redis_url=redis.url, rate_limit=rate, burst=burst, cache_ttl=0,
-                        logger=default_logger("crisp_api").bind(client=number))
+                        logger=DefaultLogger("crisp_api").bind(client=number))
             for number in (1, 2)
         ]
         stop = threading.Event()
@@ -148,7 +148,7 @@ def test_quota_counts_and_pauses_made_without_redis_are_handed_over(
     redis = redis_server_factory()
     quota = DailyQuota(1000, burst=1000)
     link = RedisLink(redis.url, prefix="test", backoff=0.1, max_backoff=0.1,
-                     logger=default_logger("test"))
+                     logger=DefaultLogger("test"))
     bucket = RedisBucket(link, None, quota=quota, scope=lambda: "s")
     for _ in range(3):
         bucket.reserve(None)

@@ -2,7 +2,8 @@
 
 Hand-written, and mixed into the generated `WebsiteResource` by ``crisp_api._codegen``. The
 walking itself lives in `crisp_api.pagination`; these methods hand it the resource's own
-route methods, so what they send is exactly what those methods send.
+route methods, so what they send is exactly what those methods send. The items are typed
+(`crisp_api.types.ConversationListItem`, `crisp_api.types.Message`): plain dicts at run time.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from crisp_api import pagination
 from crisp_api.routing import ROUTES, QueryValue
+from crisp_api.types import ConversationListItem, Message
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
@@ -40,7 +42,7 @@ class WebsiteIteration:
         start: int = 1,
         use_cache: bool = True,
         **filters: QueryValue,
-    ) -> Iterator[Any]:
+    ) -> Iterator[ConversationListItem]:
         """Every conversation of a website that ``filters`` select, in the API's order.
 
         ``per_page`` is 20 to 50 (default 20), ``start`` the first page number, ``filters``
@@ -62,7 +64,7 @@ class WebsiteIteration:
         *,
         after: int | None = None,
         use_cache: bool = True,
-    ) -> Iterator[Any]:
+    ) -> Iterator[Message]:
         """Every message of a conversation newer than ``after`` (if given), newest first.
 
         See `crisp_api.pagination.iter_messages`.
@@ -78,7 +80,7 @@ class WebsiteIteration:
         *,
         after: int | None = None,
         use_cache: bool = True,
-    ) -> Iterator[list[Any]]:
+    ) -> Iterator[list[Message]]:
         """The pages of `iter_messages` as the API sends them: newest page first, each page
         oldest message first. See `crisp_api.pagination.iter_message_pages`; Crisp's 206
         (more to come) and 200 (last page) save the request a full last page would cost.
@@ -91,11 +93,11 @@ class WebsiteIteration:
 
     def message_page_fetcher(
         self, website_id: str, session_id: str, *, use_cache: bool = True
-    ) -> Callable[[int | None], tuple[Any, int | None]]:
+    ) -> Callable[[int | None], tuple[list[Message], int | None]]:
         """``fetch(timestamp_before) -> (messages, status)`` for `pagination.walk_messages`."""
         client = self._client
 
-        def fetch(before: int | None) -> tuple[Any, int | None]:
+        def fetch(before: int | None) -> tuple[list[Message], int | None]:
             query = None if before is None else {"timestamp_before": before}
             answer = client.fetch(_MESSAGES, (website_id, session_id), query, use_cache=use_cache)
             return answer.data, answer.status

@@ -9,6 +9,7 @@ from typing import Any
 
 from crisp_api.resources.base import Body, Query, Resource, merge_query
 from crisp_api.routing import ROUTES, QueryValue
+from crisp_api.types import ConnectWebsite
 
 _GET_CONNECT_ACCOUNT = ROUTES["plugin", "get_connect_account"]
 _CHECK_CONNECT_SESSION_VALIDITY = ROUTES["plugin", "check_connect_session_validity"]
@@ -70,12 +71,17 @@ class PluginResource(Resource):
         include_plan: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[ConnectWebsite]:
         """List All Connect Websites.
 
         ``GET /plugin/connect/websites/all/{page_number}``
+
+        ``page_number`` counts from 1; past the last page the list is empty. ``filter_configured``
+        (1) keeps only the websites where the plugin's settings were saved; ``include_plan`` (1)
+        adds each website's plan. Returns the websites the plugin is installed on, with its settings
+        there.
         """
-        return self._client.call(
+        answer: list[ConnectWebsite] = self._client.call(
             _LIST_ALL_CONNECT_WEBSITES,
             (page_number,),
             merge_query(
@@ -85,6 +91,7 @@ class PluginResource(Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def list_connect_websites_since(
         self,
@@ -95,12 +102,16 @@ class PluginResource(Resource):
         include_plan: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[ConnectWebsite]:
         """List Connect Websites Since.
 
         ``GET /plugin/connect/websites/since``
+
+        ``date_since`` (ISO 8601) is required: returns the websites that installed or removed the
+        plugin since then, each with its ``difference`` (``added`` or ``removed``).
+        ``filter_configured`` and ``include_plan`` as for `list_all_connect_websites`.
         """
-        return self._client.call(
+        answer: list[ConnectWebsite] = self._client.call(
             _LIST_CONNECT_WEBSITES_SINCE,
             (),
             merge_query(
@@ -115,6 +126,7 @@ class PluginResource(Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def get_connect_endpoints(
         self,
@@ -157,6 +169,8 @@ class PluginResource(Resource):
         """List Subscriptions For A Website.
 
         ``GET /plugins/subscription/{website_id}``
+
+        Returns the plugins installed on the website ``website_id``.
         """
         return self._client.call(
             _LIST_SUBSCRIPTIONS_FOR_WEBSITE,
@@ -236,6 +250,9 @@ class PluginResource(Resource):
         """Get Subscription Settings.
 
         ``GET /plugins/subscription/{website_id}/{plugin_id}/settings``
+
+        ``plugin_id`` is the plugin's id (yours: see `get_connect_account`). Returns the plugin's
+        settings for the website, as last saved.
         """
         return self._client.call(
             _GET_SUBSCRIPTION_SETTINGS,
@@ -257,6 +274,9 @@ class PluginResource(Resource):
         """Save Subscription Settings.
 
         ``PUT /plugins/subscription/{website_id}/{plugin_id}/settings``
+
+        ``settings`` is the plugin's whole settings object for the website, replacing the stored
+        one. Nothing useful comes back.
         """
         return self._client.call(
             _SAVE_SUBSCRIPTION_SETTINGS,
@@ -277,6 +297,8 @@ class PluginResource(Resource):
         """Update Subscription Settings.
 
         ``PATCH /plugins/subscription/{website_id}/{plugin_id}/settings``
+
+        ``settings`` holds the settings to change; the others are kept. Nothing useful comes back.
         """
         return self._client.call(
             _UPDATE_SUBSCRIPTION_SETTINGS,

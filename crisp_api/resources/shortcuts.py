@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from crisp_api.resources.base import Body, Query
 from crisp_api.routing import QueryValue
+from crisp_api.types import ConnectWebsite
 
 if TYPE_CHECKING:
     from crisp_api.resources.plugin import PluginResource
@@ -37,7 +38,9 @@ class PluginShortcuts:
         *,
         deadline: float | None = None,
     ) -> Any:
-        """Check Connect Session Validity: the same as ``client.plugin.check_connect_session_validity``."""
+        """Check Connect Session Validity: the same as
+        ``client.plugin.check_connect_session_validity``.
+        """
         return self.plugin.check_connect_session_validity(deadline=deadline)
 
     def list_all_connect_websites(
@@ -49,7 +52,7 @@ class PluginShortcuts:
         include_plan: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[ConnectWebsite]:
         """List All Connect Websites: the same as ``client.plugin.list_all_connect_websites``."""
         return self.plugin.list_all_connect_websites(
             page_number,
@@ -67,7 +70,9 @@ class PluginShortcuts:
         use_cache: bool = True,
         deadline: float | None = None,
     ) -> Any:
-        """List All Active Subscriptions: the same as ``client.plugin.list_all_active_subscriptions``."""
+        """List All Active Subscriptions: the same as
+        ``client.plugin.list_all_active_subscriptions``.
+        """
         return self.plugin.list_all_active_subscriptions(
             query, use_cache=use_cache, deadline=deadline
         )
@@ -80,7 +85,9 @@ class PluginShortcuts:
         use_cache: bool = True,
         deadline: float | None = None,
     ) -> Any:
-        """List Subscriptions For A Website: the same as ``client.plugin.list_subscriptions_website``."""
+        """List Subscriptions For A Website: the same as
+        ``client.plugin.list_subscriptions_website``.
+        """
         return self.plugin.list_subscriptions_website(
             website_id, query, use_cache=use_cache, deadline=deadline
         )
@@ -106,7 +113,8 @@ class PluginShortcuts:
         *,
         deadline: float | None = None,
     ) -> Any:
-        """Subscribe Website To Plugin: the same as ``client.plugin.subscribe_plugin_to_website``."""
+        """Subscribe Website To Plugin: the same as ``client.plugin.subscribe_plugin_to_website``.
+        """
         return self.plugin.subscribe_plugin_to_website(website_id, data, deadline=deadline)
 
     def unsubscribe_plugin_from_website(
@@ -117,7 +125,9 @@ class PluginShortcuts:
         *,
         deadline: float | None = None,
     ) -> Any:
-        """Unsubscribe Plugin From Website: the same as ``client.plugin.unsubscribe_plugin_from_website``."""
+        """Unsubscribe Plugin From Website: the same as
+        ``client.plugin.unsubscribe_plugin_from_website``.
+        """
         return self.plugin.unsubscribe_plugin_from_website(
             website_id, plugin_id, data, deadline=deadline
         )
@@ -157,7 +167,8 @@ class PluginShortcuts:
         *,
         deadline: float | None = None,
     ) -> Any:
-        """Update Subscription Settings: the same as ``client.plugin.update_subscription_settings``."""
+        """Update Subscription Settings: the same as ``client.plugin.update_subscription_settings``.
+        """
         return self.plugin.update_subscription_settings(
             website_id, plugin_id, settings, deadline=deadline
         )
@@ -170,7 +181,9 @@ class PluginShortcuts:
         *,
         deadline: float | None = None,
     ) -> Any:
-        """Forward Plugin Payload To Channel: the same as ``client.plugin.forward_plugin_payload_to_channel``."""
+        """Forward Plugin Payload To Channel: the same as
+        ``client.plugin.forward_plugin_payload_to_channel``.
+        """
         return self.plugin.forward_plugin_payload_to_channel(
             website_id, plugin_id, data, deadline=deadline
         )

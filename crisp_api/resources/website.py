@@ -10,6 +10,18 @@ from typing import Any
 from crisp_api.resources.base import Body, Query, Resource, merge_query
 from crisp_api.resources.iteration import WebsiteIteration
 from crisp_api.routing import ROUTES, QueryValue
+from crisp_api.types import (
+    Conversation,
+    ConversationListItem,
+    ConversationMeta,
+    Message,
+    NewConversation,
+    NewPeopleProfile,
+    Operator,
+    PeopleProfile,
+    SentMessage,
+    Website,
+)
 
 _GENERATE_ANALYTICS = ROUTES["website", "generate_analytics"]
 _GET_WEBSITE_AVAILABILITY_STATUS = ROUTES["website", "get_website_availability_status"]
@@ -381,14 +393,17 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> Website:
         """Get A Website.
 
         ``GET /website/{website_id}``
+
+        ``website_id`` is the website's id. Returns its id, name, domain and logo URL.
         """
-        return self._client.call(
+        answer: Website = self._client.call(
             _GET_WEBSITE, (website_id,), query, None, use_cache=use_cache, deadline=deadline
         )
+        return answer
 
     def delete_website(
         self,
@@ -428,6 +443,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Batch Resolve Conversations.
 
         ``PATCH /website/{website_id}/batch/resolve``
+
+        The body: ``{"sessions": [session_id, ...]}``, the conversations to mark resolved in one
+        call. Nothing useful comes back.
         """
         return self._client.call(
             _BATCH_RESOLVE_CONVERSATIONS,
@@ -1169,12 +1187,21 @@ class WebsiteResource(WebsiteIteration, Resource):
         order_date_waiting: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[ConversationListItem]:
         """List Conversations.
 
         ``GET /website/{website_id}/conversations/{page_number}``
+
+        ``page_number`` counts from 1; past the last page the list is empty. The options filter and
+        sort: ``per_page`` (20 to 50), ``search_query`` with ``search_type`` (``text``, ``segment``
+        or ``filter``), ``filter_unread``, ``filter_resolved``, ``filter_not_resolved``,
+        ``filter_assigned`` (an operator's user id), ``filter_date_start`` and ``filter_date_end``
+        (on the last update), and
+        ``order_date_created``/``order_date_updated``/``order_date_waiting`` (1 to sort on that
+        date). Returns the page's conversations without their messages; `iter_conversations` walks
+        every page.
         """
-        return self._client.call(
+        answer: list[ConversationListItem] = self._client.call(
             _LIST_CONVERSATIONS,
             (website_id, page_number),
             merge_query(
@@ -1203,6 +1230,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def search_conversations(
         self,
@@ -1229,14 +1257,23 @@ class WebsiteResource(WebsiteIteration, Resource):
         order_date_waiting: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[ConversationListItem]:
         """List Conversations.
 
         ``GET /website/{website_id}/conversations/{page_number}``
 
+        ``page_number`` counts from 1; past the last page the list is empty. The options filter and
+        sort: ``per_page`` (20 to 50), ``search_query`` with ``search_type`` (``text``, ``segment``
+        or ``filter``), ``filter_unread``, ``filter_resolved``, ``filter_not_resolved``,
+        ``filter_assigned`` (an operator's user id), ``filter_date_start`` and ``filter_date_end``
+        (on the last update), and
+        ``order_date_created``/``order_date_updated``/``order_date_waiting`` (1 to sort on that
+        date). Returns the page's conversations without their messages; `iter_conversations` walks
+        every page.
+
         Seed-compatible form of `list_conversations`, with query values by position.
         """
-        return self._client.call(
+        answer: list[ConversationListItem] = self._client.call(
             _LIST_CONVERSATIONS,
             (website_id, page_number),
             merge_query(
@@ -1265,6 +1302,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def list_suggested_conversation_segments(
         self,
@@ -1410,18 +1448,22 @@ class WebsiteResource(WebsiteIteration, Resource):
         data: Body = None,
         *,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> NewConversation:
         """Create A New Conversation.
 
         ``POST /website/{website_id}/conversation``
+
+        Starts a new, empty conversation; no body is needed. Returns the new ``session_id``; send
+        the first message with `send_message_in_conversation`.
         """
-        return self._client.call(
+        answer: NewConversation = self._client.call(
             _CREATE_NEW_CONVERSATION,
             (website_id,),
             None,
             {} if data is None else data,
             deadline=deadline,
         )
+        return answer
 
     def check_conversation_exists(
         self,
@@ -1448,12 +1490,16 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> Conversation:
         """Get A Conversation.
 
         ``GET /website/{website_id}/conversation/{session_id}``
+
+        ``session_id`` is the conversation's id (``session_`` and a UUID). Returns the conversation:
+        its state, the visitor's metas, unread counts, assignment and the last message's excerpt,
+        but not its messages (see `get_messages_in_conversation`).
         """
-        return self._client.call(
+        answer: Conversation = self._client.call(
             _GET_CONVERSATION,
             (website_id, session_id),
             query,
@@ -1461,6 +1507,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def remove_conversation(
         self,
@@ -1473,6 +1520,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Remove A Conversation.
 
         ``DELETE /website/{website_id}/conversation/{session_id}``
+
+        Deletes the conversation and its messages for good; nothing useful comes back.
         """
         return self._client.call(
             _REMOVE_CONVERSATION, (website_id, session_id), None, data, deadline=deadline
@@ -1507,12 +1556,17 @@ class WebsiteResource(WebsiteIteration, Resource):
         timestamp_before: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[Message]:
         """Get Messages In Conversation.
 
         ``GET /website/{website_id}/conversation/{session_id}/messages``
+
+        The ``timestamp_before`` option (milliseconds since the epoch) asks for the messages older
+        than it; without it, the newest ones. Returns one page of messages, oldest first. To read a
+        whole conversation use `iter_messages` (newest first) or `iter_message_pages`, which page
+        with ``timestamp_before`` for you.
         """
-        return self._client.call(
+        answer: list[Message] = self._client.call(
             _GET_MESSAGES_IN_CONVERSATION,
             (website_id, session_id),
             merge_query(query, {"timestamp_before": timestamp_before}),
@@ -1520,6 +1574,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def send_message_in_conversation(
         self,
@@ -1528,18 +1583,25 @@ class WebsiteResource(WebsiteIteration, Resource):
         data: Body = None,
         *,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> SentMessage:
         """Send A Message In Conversation.
 
         ``POST /website/{website_id}/conversation/{session_id}/message``
+
+        The body is the message: ``type`` (``text``, ``note``, ``file``, ``animation``, ``audio``,
+        ``picker``, ``field``, ``carousel`` or ``event``), ``from`` (``operator`` or ``user``),
+        ``origin`` (``chat``, ``email`` or a plugin's ``urn:``) and ``content`` (a string for text
+        and notes, an object for the others, shaped as in `Message`); optionally ``user`` (the
+        author to show), ``mentions``, ``stealth``... Returns the new message's ``fingerprint``.
         """
-        return self._client.call(
+        answer: SentMessage = self._client.call(
             _SEND_MESSAGE_IN_CONVERSATION,
             (website_id, session_id),
             None,
             {} if data is None else data,
             deadline=deadline,
         )
+        return answer
 
     def get_message_in_conversation(
         self,
@@ -1550,12 +1612,14 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> Message:
         """Get A Message In Conversation.
 
         ``GET /website/{website_id}/conversation/{session_id}/message/{fingerprint}``
+
+        ``fingerprint`` is the message's id within the conversation (an int). Returns the message.
         """
-        return self._client.call(
+        answer: Message = self._client.call(
             _GET_MESSAGE_IN_CONVERSATION,
             (website_id, session_id, fingerprint),
             query,
@@ -1563,6 +1627,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def update_message_in_conversation(
         self,
@@ -1576,6 +1641,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Update A Message In Conversation.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/message/{fingerprint}``
+
+        ``fingerprint`` picks the message; the body holds its new ``content``, shaped as the
+        message's type wants (a string for text). Nothing useful comes back.
         """
         return self._client.call(
             _UPDATE_MESSAGE_IN_CONVERSATION,
@@ -1617,6 +1685,10 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Compose A Message In Conversation.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/compose``
+
+        Shows or hides the typing indicator. The body: ``type`` (``start`` or ``stop``), ``from``
+        (``operator``) and optionally ``excerpt`` (the text typed so far). Nothing useful comes
+        back.
         """
         return self._client.call(
             _COMPOSE_MESSAGE_IN_CONVERSATION,
@@ -1637,6 +1709,10 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Mark Messages As Read In Conversation.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/read``
+
+        The body: ``from`` (who read them: ``operator`` or ``user``), ``origin`` (``chat``,
+        ``email``...) and optionally ``fingerprints`` (only those messages; every unread one
+        otherwise). Clears the unread count; nothing useful comes back.
         """
         return self._client.call(
             _MARK_MESSAGES_READ_IN_CONVERSATION,
@@ -1677,6 +1753,10 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Mark Messages As Delivered In Conversation.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/delivered``
+
+        The body: ``from``, ``origin`` and ``fingerprints``, as for
+        `mark_messages_read_in_conversation`, for messages that reached their recipient. Nothing
+        useful comes back.
         """
         return self._client.call(
             _MARK_MESSAGES_DELIVERED_IN_CONVERSATION,
@@ -1718,6 +1798,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Get Conversation Routing Assign.
 
         ``GET /website/{website_id}/conversation/{session_id}/routing``
+
+        Returns ``{"assigned": {"user_id": ...}}``: the operator the conversation is assigned to, if
+        any.
         """
         return self._client.call(
             _GET_CONVERSATION_ROUTING_ASSIGN,
@@ -1739,6 +1822,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Assign Conversation Routing.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/routing``
+
+        The body: ``{"assigned": {"user_id": ...}}`` assigns the conversation to that operator;
+        ``{"assigned": None}`` unassigns it. Nothing useful comes back.
         """
         return self._client.call(
             _ASSIGN_CONVERSATION_ROUTING,
@@ -1776,12 +1862,15 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> ConversationMeta:
         """Get Conversation Metas.
 
         ``GET /website/{website_id}/conversation/{session_id}/meta``
+
+        Returns what is known of the visitor: nickname, email, phone, segments, custom ``data``,
+        device and location (the ``meta`` of `get_conversation`).
         """
-        return self._client.call(
+        answer: ConversationMeta = self._client.call(
             _GET_CONVERSATION_METAS,
             (website_id, session_id),
             query,
@@ -1789,6 +1878,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def update_conversation_metas(
         self,
@@ -1801,6 +1891,10 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Update Conversation Metas.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/meta``
+
+        The body holds the fields to change, e.g. ``nickname``, ``email``, ``phone``, ``subject``,
+        ``segments`` (replaces the list) or ``data`` (custom key/values); fields left out are kept.
+        Nothing useful comes back.
         """
         return self._client.call(
             _UPDATE_CONVERSATION_METAS,
@@ -1914,6 +2008,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Get Conversation State.
 
         ``GET /website/{website_id}/conversation/{session_id}/state``
+
+        Returns ``{"state": ...}``: ``pending``, ``unresolved`` or ``resolved``.
         """
         return self._client.call(
             _GET_CONVERSATION_STATE,
@@ -1935,6 +2031,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Change Conversation State.
 
         ``PATCH /website/{website_id}/conversation/{session_id}/state``
+
+        The body: ``{"state": "resolved"}``, or ``pending`` or ``unresolved``. Resolving marks the
+        conversation as done for the team; nothing useful comes back.
         """
         return self._client.call(
             _CHANGE_CONVERSATION_STATE,
@@ -3775,12 +3874,15 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[Operator]:
         """List Website Operators.
 
         ``GET /website/{website_id}/operators/list``
+
+        Returns every member of the website's team, each as ``{"type": ..., "details": {...}}`` with
+        the operator's user id, email, names, role and availability.
         """
-        return self._client.call(
+        answer: list[Operator] = self._client.call(
             _LIST_WEBSITE_OPERATORS,
             (website_id,),
             query,
@@ -3788,6 +3890,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def list_last_active_website_operators(
         self,
@@ -4069,12 +4172,18 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_date_end: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[PeopleProfile]:
         """List People Profiles.
 
         ``GET /website/{website_id}/people/profiles/{page_number}``
+
+        ``page_number`` counts from 1; past the last page the list is empty. Options: ``per_page``
+        (20 to 50), ``search_text`` (a quick search), ``search_filter`` with ``search_operator``
+        (``and``/``or``), ``sort_field`` and ``sort_order``, and
+        ``filter_date_start``/``filter_date_end`` (on the creation date). Returns the page's
+        contacts; `crisp_api.pagination.paginate` walks every page.
         """
-        return self._client.call(
+        answer: list[PeopleProfile] = self._client.call(
             _LIST_PEOPLE_PROFILES,
             (website_id, page_number),
             merge_query(
@@ -4094,6 +4203,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def search_people_profiles(
         self,
@@ -4111,14 +4221,20 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_date_end: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[PeopleProfile]:
         """List People Profiles.
 
         ``GET /website/{website_id}/people/profiles/{page_number}``
 
+        ``page_number`` counts from 1; past the last page the list is empty. Options: ``per_page``
+        (20 to 50), ``search_text`` (a quick search), ``search_filter`` with ``search_operator``
+        (``and``/``or``), ``sort_field`` and ``sort_order``, and
+        ``filter_date_start``/``filter_date_end`` (on the creation date). Returns the page's
+        contacts; `crisp_api.pagination.paginate` walks every page.
+
         Seed-compatible form of `list_people_profiles`, with query values by position.
         """
-        return self._client.call(
+        answer: list[PeopleProfile] = self._client.call(
             _LIST_PEOPLE_PROFILES,
             (website_id, page_number),
             merge_query(
@@ -4138,6 +4254,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def add_new_people_profile(
         self,
@@ -4145,18 +4262,22 @@ class WebsiteResource(WebsiteIteration, Resource):
         data: Body = None,
         *,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> NewPeopleProfile:
         """Add New People Profile.
 
         ``POST /website/{website_id}/people/profile``
+
+        The body is the new contact: ``email`` and ``person`` (with at least its ``nickname``),
+        optionally ``company``, ``segments`` and ``notepad``. Returns the new ``people_id``.
         """
-        return self._client.call(
+        answer: NewPeopleProfile = self._client.call(
             _ADD_NEW_PEOPLE_PROFILE,
             (website_id,),
             None,
             {} if data is None else data,
             deadline=deadline,
         )
+        return answer
 
     def check_people_profile_exists(
         self,
@@ -4183,12 +4304,15 @@ class WebsiteResource(WebsiteIteration, Resource):
         *,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> PeopleProfile:
         """Save People Profile.
 
         ``GET /website/{website_id}/people/profile/{people_id}``
+
+        ``people_id`` is the profile's id, or the contact's email. Returns the contact: email,
+        ``person`` (name, phone, location...), ``company``, segments, notepad and activity.
         """
-        return self._client.call(
+        answer: PeopleProfile = self._client.call(
             _GET_PEOPLE_PROFILE,
             (website_id, people_id),
             query,
@@ -4196,6 +4320,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def save_people_profile(
         self,
@@ -4208,6 +4333,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Get People Profile.
 
         ``PUT /website/{website_id}/people/profile/{people_id}``
+
+        The body is the whole profile (as for `add_new_people_profile`), replacing the stored one.
+        Nothing useful comes back.
         """
         return self._client.call(
             _SAVE_PEOPLE_PROFILE,
@@ -4228,6 +4356,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Update People Profile.
 
         ``PATCH /website/{website_id}/people/profile/{people_id}``
+
+        The body holds the fields to change (shaped as for `add_new_people_profile`); the others are
+        kept. Nothing useful comes back.
         """
         return self._client.call(
             _UPDATE_PEOPLE_PROFILE,
@@ -4248,6 +4379,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Remove People Profile.
 
         ``DELETE /website/{website_id}/people/profile/{people_id}``
+
+        ``people_id`` is the profile's id or the contact's email; the profile is deleted. Nothing
+        useful comes back.
         """
         return self._client.call(
             _REMOVE_PEOPLE_PROFILE, (website_id, people_id), None, data, deadline=deadline
@@ -4265,12 +4399,15 @@ class WebsiteResource(WebsiteIteration, Resource):
         filter_not_resolved: QueryValue = None,
         use_cache: bool = True,
         deadline: float | None = None,
-    ) -> Any:
+    ) -> list[str]:
         """List People Conversations.
 
         ``GET /website/{website_id}/people/conversations/{people_id}/list/{page_number}``
+
+        ``people_id`` is the profile's id or the contact's email; ``page_number`` counts from 1.
+        Returns the session ids of the contact's conversations (fetch each with `get_conversation`).
         """
-        return self._client.call(
+        answer: list[str] = self._client.call(
             _LIST_PEOPLE_CONVERSATIONS,
             (website_id, people_id, page_number),
             merge_query(
@@ -4285,6 +4422,7 @@ class WebsiteResource(WebsiteIteration, Resource):
             use_cache=use_cache,
             deadline=deadline,
         )
+        return answer
 
     def list_people_campaigns(
         self,
@@ -4364,6 +4502,8 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Get People Data.
 
         ``GET /website/{website_id}/people/data/{people_id}``
+
+        Returns ``{"data": {...}}``: the contact's custom key/value data.
         """
         return self._client.call(
             _GET_PEOPLE_DATA,
@@ -4385,6 +4525,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Save People Data.
 
         ``PUT /website/{website_id}/people/data/{people_id}``
+
+        The body: ``{"data": {key: value, ...}}``, replacing the contact's custom data. Nothing
+        useful comes back.
         """
         return self._client.call(
             _SAVE_PEOPLE_DATA,
@@ -4505,6 +4648,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """Get Website Settings.
 
         ``GET /website/{website_id}/settings``
+
+        Returns the website's settings, section by section (``contact``, ``inbox``, ``emails``,
+        ``chatbox``...), as ``update_website_settings`` takes them.
         """
         return self._client.call(
             _GET_WEBSITE_SETTINGS,
@@ -4628,6 +4774,9 @@ class WebsiteResource(WebsiteIteration, Resource):
         """List Visitors.
 
         ``GET /website/{website_id}/visitors/list/{page_number}``
+
+        ``page_number`` counts from 1. Returns the visitors on the website right now, with their
+        session id, nickname, current page and location.
         """
         return self._client.call(
             _LIST_VISITORS,

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crisp_api.routing import Route
+from crisp_api.routing import Route, route_of
 
 PACKAGE = Path(__file__).resolve().parent
 CATALOGUE = PACKAGE / "catalogue.json"
@@ -329,18 +329,8 @@ class Method:
 
 
 def _route(entry: dict[str, Any]) -> Route:
-    """The catalogue entry as the client compiles it (`crisp_api.routing.load_catalogue`)."""
-    return Route(
-        service=entry["service"],
-        name=entry["name"],
-        method=entry["method"],
-        template=entry["path"],
-        title=entry["title"],
-        section=entry.get("section", ""),
-        seed_name=entry.get("seed_name"),
-        query=tuple(entry.get("query", ())),
-        positional_query=tuple(entry.get("positional_query", ())),
-    )
+    """The catalogue entry as the client compiles it (`crisp_api.routing.route_of`)."""
+    return route_of(entry)
 
 
 def _methods(entry: dict[str, Any]) -> list[Method]:

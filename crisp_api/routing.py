@@ -137,23 +137,25 @@ def _query_text(key: str, value: QueryValue) -> str:
     raise TypeError(f"query option {key} must be a str, number, bool or date, got {value!r}")
 
 
+def route_of(entry: Mapping[str, Any]) -> Route:
+    """One catalogue entry as a `Route` (the code generator compiles entries the same way)."""
+    return Route(
+        service=entry["service"],
+        name=entry["name"],
+        method=entry["method"],
+        template=entry["path"],
+        title=entry["title"],
+        section=entry.get("section", ""),
+        seed_name=entry.get("seed_name"),
+        query=tuple(entry.get("query", ())),
+        positional_query=tuple(entry.get("positional_query", ())),
+    )
+
+
 def load_catalogue() -> tuple[Route, ...]:
     """Every route of the catalogue, in catalogue order."""
     text = resources.files("crisp_api").joinpath("catalogue.json").read_text("utf-8")
-    return tuple(
-        Route(
-            service=entry["service"],
-            name=entry["name"],
-            method=entry["method"],
-            template=entry["path"],
-            title=entry["title"],
-            section=entry.get("section", ""),
-            seed_name=entry.get("seed_name"),
-            query=tuple(entry.get("query", ())),
-            positional_query=tuple(entry.get("positional_query", ())),
-        )
-        for entry in json.loads(text)
-    )
+    return tuple(route_of(entry) for entry in json.loads(text))
 
 
 CATALOGUE: tuple[Route, ...] = load_catalogue()

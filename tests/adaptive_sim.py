@@ -1,7 +1,7 @@
 """A discrete-event simulation of threads sending through an `AdaptiveBucket` to a server whose
 token bucket refuses with 429: the control law on a virtual clock, for fast, exact tests.
 
-The real-socket version of the same scenario is in tests/test_adaptive.py.
+The real-socket version of the same scenario is in tests/middleware/test_adaptive.py.
 """
 
 from __future__ import annotations

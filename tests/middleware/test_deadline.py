@@ -13,7 +13,7 @@ from crisp_api import Crisp, RateLimitedError, RequestTimeoutError, ServerError
 from middleware import Response
 from tests.conftest import IDENTIFIER, KEY, SleepRecorder
 from tests.scripted_server import Reply, ScriptedServer
-from tests.test_retry import retrying_client
+from tests.middleware.test_retry import retrying_client
 
 pytest_plugins = ["crisp_api.testing.pytest_plugin"]
 

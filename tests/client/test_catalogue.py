@@ -25,7 +25,7 @@ import pytest
 from crisp_api import Crisp, RouteError
 from crisp_api.testing import FakeCrisp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE: list[dict[str, Any]] = json.loads(
     (ROOT / "crisp_api" / "catalogue.json").read_text("utf-8")
 )

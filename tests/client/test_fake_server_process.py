@@ -16,7 +16,7 @@ import pytest
 
 from crisp_api.testing import FakeCrispProcess, Faults
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def get(url: str, path: str, identifier: str, key: str) -> tuple[int, dict]:

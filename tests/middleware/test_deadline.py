@@ -12,8 +12,8 @@ import middleware.message as message_module
 from crisp_api import Crisp, RateLimitedError, RequestTimeoutError, ServerError
 from middleware import Response
 from tests.conftest import IDENTIFIER, KEY, SleepRecorder
-from tests.scripted_server import Reply, ScriptedServer
 from tests.middleware.test_retry import retrying_client
+from tests.scripted_server import Reply, ScriptedServer
 
 pytest_plugins = ["crisp_api.testing.pytest_plugin"]
 

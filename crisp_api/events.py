@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from crisp_api import defaults
 from crisp_api.errors import ForbiddenError, RouteError, UnauthorizedError
 from crisp_api.extras import install_hint
+from crisp_api.redaction import redact_url
 from middleware.structured_log import structured
 
 if TYPE_CHECKING:
@@ -562,15 +563,22 @@ def _event_names(events: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def _shown(url: object) -> str:
+    """An endpoint for a message: credentials in it masked (`redact_url`)."""
+    return repr(redact_url(url)) if isinstance(url, str) else type(url).__name__
+
+
 def _endpoint(url: str) -> _Endpoint:
     """An RTM URL (``http(s)://`` or ``ws(s)://``) split into origin and Socket.IO path."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except (AttributeError, ValueError):
-        raise ValueError(f"the RTM endpoint is not a URL: {url!r}") from None
+        raise ValueError(f"the RTM endpoint is not a URL: {_shown(url)}") from None
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-        raise ValueError(f"the RTM endpoint must be an http(s) or ws(s) URL, got {url!r}")
+        raise ValueError(
+            f"the RTM endpoint must be an http(s) or ws(s) URL, got {_shown(url)}"
+        )
     if parts.username or parts.password:
         raise ValueError("the RTM endpoint must not carry credentials")
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"

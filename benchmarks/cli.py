@@ -11,7 +11,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import cpu, follow, machine, memory, plot, rate_limit, report, targets, throughput
+from benchmarks import (
+    cpu,
+    fleet,
+    follow,
+    machine,
+    memory,
+    plot,
+    rate_limit,
+    report,
+    targets,
+    throughput,
+)
 from benchmarks.config import FULL, QUICK, SECTIONS, Config
 from benchmarks.results import Results
 
@@ -31,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-original", action="store_true",
                         help="leave out the original client (no virtual environment is made)")
     parser.add_argument("--output", type=Path, default=None, help="where to write the results")
+    parser.add_argument("--postgres-url", type=_postgres_url, default=None,
+                        help="fleet: a PostgreSQL server to create (and drop) the section's "
+                        "databases on, as postgresql://user:password@host:port/dbname of a "
+                        "database we may connect to (default: a private server, if PostgreSQL "
+                        "is installed)")
     sizes = parser.add_argument_group("sizes (each overrides the preset)")
     sizes.add_argument("--rounds", type=int, help="CPU: interleaved rounds")
     sizes.add_argument("--batch", type=int, help="CPU: requests per contender per round")
@@ -64,6 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--quiet-seconds", type=float, help="follow: the quiet period, s")
     sizes.add_argument("--quiet-interval", type=float,
                        help="follow: reconciliation interval while quiet, s")
+    sizes.add_argument("--store-conversations", type=int,
+                       help="fleet: conversations saved into each store")
+    sizes.add_argument("--store-messages", type=int, help="fleet: messages per conversation")
+    sizes.add_argument("--store-threads", type=int, help="fleet: threads saving them")
+    sizes.add_argument("--store-rounds", type=int,
+                       help="fleet: rounds of store throughput, on fresh stores")
+    sizes.add_argument("--fleet-websites", type=int, help="fleet: websites in the fake")
+    sizes.add_argument("--fleet-processes", type=int,
+                       help="fleet: crisp-sync processes against one")
+    sizes.add_argument("--fleet-latency", type=float, dest="fleet_latency_ms",
+                       help="fleet: added latency in ms (the takeover's too)")
+    sizes.add_argument("--fleet-conversations", type=int,
+                       help="fleet: conversations per website")
+    sizes.add_argument("--fleet-messages", type=int,
+                       help="fleet: messages per conversation")
+    sizes.add_argument("--fleet-slow-latency", type=float, dest="fleet_slow_latency_ms",
+                       help="fleet: the latency-dominated run's latency in ms (0 leaves it out)")
+    sizes.add_argument("--fleet-slow-conversations", type=int,
+                       help="fleet: conversations per website of the latency-dominated run")
+    sizes.add_argument("--fleet-slow-messages", type=int,
+                       help="fleet: messages per conversation of the latency-dominated run")
+    sizes.add_argument("--lease-ttl", type=float, dest="fleet_lease_ttl",
+                       help="fleet: the takeover's --lease-ttl, s (at least 3)")
+    sizes.add_argument("--takeover-conversations", type=int,
+                       help="fleet: conversations per website of the takeover's two")
     return parser
 
 
@@ -88,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config=config,
         machine=machine.describe(),
         started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        command=" ".join(["python -m benchmarks", *arguments]),
+        command=" ".join(["python -m benchmarks", *map(_redacted, arguments)]),
     )
     started = time.monotonic()
     if "cpu" in config.sections:
@@ -102,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.memory = memory.run(config)
     if "follow" in config.sections:
         results.follow = follow.run(config)
+    if "fleet" in config.sections:
+        results.fleet = fleet.run(config)
     results.seconds = time.monotonic() - started
     text = report.render(results, targets.evaluate(results))
     config.output.mkdir(parents=True, exist_ok=True)
@@ -131,3 +174,21 @@ def _integers(text: str) -> tuple[int, ...]:
 
 def _numbers(text: str) -> tuple[float, ...]:
     return tuple(float(item) for item in text.split(",") if item.strip())
+
+
+def _postgres_url(text: str) -> str:
+    if not text.startswith(fleet.SCHEMES):
+        raise argparse.ArgumentTypeError(
+            "a URL such as postgresql://user:password@host:5432/postgres"
+        )
+    return text
+
+
+def _redacted(argument: str) -> str:
+    """An argument as the report shows it: a PostgreSQL URL without its password."""
+    if argument.startswith(fleet.SCHEMES):
+        return fleet.redact(argument)
+    name, equals, value = argument.partition("=")
+    if equals and value.startswith(fleet.SCHEMES):
+        return f"{name}={fleet.redact(value)}"
+    return argument

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow")
+SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow", "fleet")
 """Every section, in the order they run."""
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,6 +54,30 @@ class Config:
     drop_interval: float
     quiet_seconds: float
     quiet_interval: float
+    # 6. PostgreSQL and the fleet: `store_conversations` conversations of `store_messages`
+    # messages saved from `store_threads` threads into each store, twice (inserts, then
+    # unchanged), in `store_rounds` rounds on fresh stores; `fleet_websites` websites synced
+    # by one crisp-sync process, then by `fleet_processes` at once, at `fleet_latency_ms`
+    # (websites of `fleet_conversations` x `fleet_messages`) and at `fleet_slow_latency_ms`
+    # with smaller websites, where latency rather than CPU bounds the run (0 leaves it out); a
+    # worker killed mid-website with `--lease-ttl fleet_lease_ttl` (websites of
+    # `takeover_conversations`). `postgres_url`: a server to create the databases on (None: a
+    # private server started for the section).
+    postgres_url: str | None
+    store_conversations: int
+    store_messages: int
+    store_threads: int
+    store_rounds: int
+    fleet_websites: int
+    fleet_processes: int
+    fleet_latency_ms: float
+    fleet_conversations: int
+    fleet_messages: int
+    fleet_slow_latency_ms: float
+    fleet_slow_conversations: int
+    fleet_slow_messages: int
+    fleet_lease_ttl: float
+    takeover_conversations: int
 
 
 FULL = Config(
@@ -86,6 +110,21 @@ FULL = Config(
     drop_interval=5.0,
     quiet_seconds=60.0,
     quiet_interval=10.0,
+    postgres_url=None,
+    store_conversations=400,
+    store_messages=50,
+    store_threads=8,
+    store_rounds=3,
+    fleet_websites=40,
+    fleet_processes=4,
+    fleet_latency_ms=50.0,
+    fleet_conversations=50,
+    fleet_messages=10,
+    fleet_slow_latency_ms=500.0,
+    fleet_slow_conversations=20,
+    fleet_slow_messages=5,
+    fleet_lease_ttl=5.0,
+    takeover_conversations=200,
 )
 
 QUICK = replace(
@@ -105,4 +144,13 @@ QUICK = replace(
     drop_seconds=15.0,
     quiet_seconds=20.0,
     quiet_interval=5.0,
+    store_conversations=60,
+    store_messages=20,
+    fleet_websites=8,
+    fleet_conversations=20,
+    fleet_messages=5,
+    fleet_slow_latency_ms=300.0,
+    fleet_slow_conversations=6,
+    fleet_slow_messages=3,
+    takeover_conversations=100,
 )

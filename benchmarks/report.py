@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from benchmarks import contenders, original
 from benchmarks.cpu import CpuResult
+from benchmarks.fleet import FleetResult, FleetRun, SpeedUp, Takeover
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
@@ -28,6 +29,8 @@ def render(results: Results, checks: Sequence[Check]) -> str:
         parts.append(_memory(results.memory))
     if results.follow is not None:
         parts.append(_follow(results.follow))
+    if results.fleet is not None:
+        parts.append(_fleet(results.fleet))
     return "\n\n".join(parts) + "\n"
 
 
@@ -218,7 +221,6 @@ def _memory(memory: MemoryResult) -> str:
     ])
 
 
-
 def _follow(follow: FollowResult) -> str:
     latency, drops, quiet = follow.latency, follow.drops, follow.quiet
     return "\n\n".join([
@@ -258,3 +260,167 @@ def _follow(follow: FollowResult) -> str:
                 str(quiet.incremental_requests), str(quiet.full_requests),
                 _number(quiet.day_requests), _number(quiet.day_rescans)]]),
     ])
+
+
+FLEET_GOAL = 3.5
+"""The issue's goal: the fleet at least this many times faster than one process."""
+
+
+def _fleet(fleet: FleetResult) -> str:
+    parts = [
+        "## 6. PostgreSQL and the fleet",
+        f"PostgreSQL: {fleet.postgres}." if fleet.postgres_missing is None else
+        f"**PostgreSQL is not available** ({fleet.postgres_missing}): only SQLite was "
+        "measured; give `--postgres-url` or install PostgreSQL for the rest.",
+    ]
+    if fleet.stores:
+        parts += _stores(fleet)
+    if fleet.speedups:
+        parts += _speedups(fleet.speedups, fleet.cores)
+    if fleet.takeover is not None:
+        parts += _takeover(fleet.takeover)
+    return "\n\n".join(parts)
+
+
+def _stores(fleet: FleetResult) -> list[str]:
+    first = fleet.stores[0]
+    rows = [
+        [run.store, f"{run.conversations:,}", f"{run.rows:,}", str(run.threads),
+         str(len(run.inserts)), _number(run.insert_rows_per_s),
+         _number(run.unchanged_rows_per_s),
+         f"{run.unchanged_rows_per_s / run.insert_rows_per_s:.1f}x",
+         "/".join(f"{p.written:,}" for p in run.inserts),
+         "/".join(f"{p.written:,}" for p in run.unchanged)]
+        for run in fleet.stores
+    ]
+    text = [
+        "**Store throughput**: conversations of "
+        f"{first.rows // max(1, first.conversations)} messages (shaped like Crisp's answers), "
+        f"each saved with all its messages in one `save_conversation` call, from {first.threads} "
+        "threads as the sync engine's workers do, into a fresh store (SQLite: a WAL file in a "
+        "temporary directory; PostgreSQL: a fresh database, a pool of 16 connections); then "
+        "the very same rows again, which the stores compare and do not write (what every "
+        "rerun over an overlap costs). Rows/s = message rows / the pass's wall time, median "
+        "over rounds (SQLite then PostgreSQL in each round, fresh stores every round); "
+        "\"written\" counts, per round, the message rows added, changed or removed, as the "
+        "store reports them.",
+        table(["store", "conversations", "message rows", "threads", "rounds",
+               "insert rows/s", "unchanged rows/s", "unchanged vs insert",
+               "written (insert)", "written (unchanged)"], rows),
+    ]
+    if len(fleet.stores) > 1:
+        text.append(
+            "PostgreSQL / SQLite (median of the per-round ratios): "
+            f"{_number(fleet.postgres_vs_sqlite_insert, 2)}x for first inserts, "
+            f"{_number(fleet.postgres_vs_sqlite_unchanged, 2)}x for unchanged rows."
+        )
+    return text
+
+
+def _speedups(speedups: Sequence[SpeedUp], cores: int) -> list[str]:
+    rows, cpu_rows = [], []
+    for speedup in speedups:
+        for run in (speedup.single, speedup.fleet):
+            single = run is speedup.single
+            rows.append([
+                speedup.label, f"{speedup.latency_ms:g} ms", str(run.processes),
+                f"{run.seconds:.1f}", "1.0x" if single else f"**{speedup.speedup:.2f}x**",
+                _number(run.startup_s, 1), _number(run.syncing_s, 1), _number(run.tail_s, 1),
+                "1.0x" if single else f"{_number(speedup.syncing_speedup, 2)}x",
+                f"{run.requests:,}", "1.00x" if single else f"{speedup.request_ratio:.2f}x",
+                str(run.website_syncs), "yes" if run.complete else f"**no** {run.statuses}",
+            ])
+            cpu_rows.append([
+                speedup.label, str(run.processes), _cpu_list(run), _number(run.fake_cpu_s, 1),
+                _number(run.postgres_cpu_s, 1), _number(run.cpu_s / run.seconds, 2),
+                _number(run.machine_busy_s / run.seconds, 2),
+                _others(run),
+                _number(run.machine_steal_s / run.seconds, 2),
+            ])
+    first = speedups[0]
+    text = [
+        f"**Fleet speed-up**: `crisp-sync --all-websites --db postgresql://... --no-progress "
+        f"--workers {first.workers} -v --log-format json` (the CLI's default threads per "
+        "process; the logs time the phases) as child processes against a fake Crisp in another "
+        f"process holding {first.websites} websites, the latency shown added to every request: "
+        f"one process, then {first.fleet.processes} started at once, each run on a fresh "
+        "database and a fresh fake of the same seed, so both are a first full sync. Seconds run "
+        "from starting the processes to the last one's exit; they split into start-up (to the "
+        "first `website.sync.started`: the interpreter, imports, schema, the website list), "
+        "syncing (to the last `website.sync.ended`) and tail (to the last exit: a worker with "
+        "nothing left to claim waits, looking again every second, while another still holds a "
+        "website, in case it dies). The processes run with their bytecode compiled and cached "
+        "beforehand (as an installed package has it). Requests are those the fake received; "
+        "website syncs are those the logs show: one per website, plus a second sync "
+        "(incremental, a few requests) of any website another worker claimed before this one "
+        "began, since a worker's run promises every website synced since it began; complete = "
+        "every process exited 0 and the database holds every conversation and message of the "
+        "fake.",
+        table(["configuration", "latency", "processes", "seconds", "speed-up", "start-up s",
+               "syncing s", "tail s", "syncing speed-up", "requests", "x 1 process's",
+               "website syncs", "complete"], rows),
+        "CPU (user + system seconds): crisp-sync per process, the fake, PostgreSQL's processes "
+        "(`-` for a server not started here, whose CPU then counts among the others' when it "
+        "runs on this machine); then in cores on average over the run: all "
+        f"three together, the whole machine busy ({cores} cores), the rest of the machine "
+        "(busy less the three: anything else that ran meanwhile) and the time the hypervisor "
+        "stole.",
+        table(["configuration", "processes", "crisp-sync CPU s", "fake CPU s",
+               "PostgreSQL CPU s", "sync cores", "busy cores", "others' cores",
+               "steal cores"], cpu_rows),
+    ]
+    for speedup in speedups:
+        per_site = f"{speedup.conversations} conversations of {speedup.messages} messages"
+        verdict = "met" if speedup.speedup >= FLEET_GOAL else "missed"
+        text.append(
+            f"*{speedup.label}* ({speedup.websites} websites of {per_site}, "
+            f"{speedup.latency_ms:g} ms): {speedup.fleet.processes} processes are "
+            f"{speedup.speedup:.2f}x faster than 1 (goal >= {FLEET_GOAL:g}x: {verdict}; "
+            f"{_number(speedup.syncing_speedup, 2)}x over the syncing phase), for "
+            f"{speedup.request_ratio:.2f}x its requests. The sync cost "
+            f"{speedup.single.cpu_s:.1f} CPU s in one process and {speedup.fleet.cpu_s:.1f} in "
+            f"the fleet: spread evenly over {cores} cores, the fleet's CPU alone takes "
+            f"{speedup.fleet.cpu_s / cores:.1f} s, so this machine allows at most "
+            f"{speedup.cpu_ceiling:.1f}x here"
+            + (" (CPU-bound: the cores, not the design, cap the speed-up)"
+               if speedup.cpu_ceiling < FLEET_GOAL * 1.25 else "")
+            + f"; other programs kept {_others(speedup.fleet)} cores busy meanwhile."
+        )
+    return text
+
+
+def _others(run: FleetRun) -> str:
+    """Cores kept busy by anything but the sync, on average (never below 0: both sides are
+    sampled at slightly different moments)."""
+    return _number(max(0.0, (run.machine_busy_s - run.cpu_s) / run.seconds), 2)
+
+
+def _cpu_list(run: FleetRun) -> str:
+    return " + ".join(f"{cpu:.1f}" for cpu in run.cli_cpu_s)
+
+
+def _takeover(takeover: Takeover) -> list[str]:
+    ttl = takeover.ttl_s
+    low, high = 2 * ttl / 3, ttl + min(1.0, ttl / 3)
+    row = [f"{ttl:g}", f"{takeover.latency_ms:g} ms", takeover.website_id or "-",
+           _number(takeover.seconds, 2), f"{low:.1f} to {high:.1f}",
+           _number(takeover.b_free_s, 2), str(takeover.b_status),
+           "yes" if takeover.complete else "no"]
+    text = [
+        "**Takeover**: two processes (`--lease-ttl "
+        f"{ttl:g} -v --log-format json`) against a fake of two websites of "
+        f"{takeover.conversations} conversations ({takeover.latency_ms:g} ms per request), "
+        "so each worker holds one. Once worker A has logged `website.sync.started` for a "
+        "website it has not ended (and B has begun its own), A gets SIGKILL; the figure runs "
+        "from the kill to the `website.sync.started` of that website in B's log (same clock). "
+        "A lease is renewed every third of its time to live, so at the kill it has between "
+        f"2/3 of the TTL and the whole TTL left ({low:.1f} to {ttl:g} s), and a waiting worker "
+        f"looks again every {min(1.0, ttl / 3):g} s: expected {low:.1f} to {high:.1f} s once B "
+        "is free (\"B free after\": B's last website ended that long after the kill; "
+        "negative: it was already waiting). Complete: B exited 0 with both websites copied.",
+        table(["lease TTL s", "latency", "website", "kill to takeover s", "expected s",
+               "B free after s", "B exit", "complete"], [row]),
+    ]
+    if takeover.note:
+        text.append(f"Not measured: {takeover.note}.")
+    return text

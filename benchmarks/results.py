@@ -10,6 +10,7 @@ from typing import Any
 
 from benchmarks.config import Config
 from benchmarks.cpu import CpuResult
+from benchmarks.fleet import FleetResult, redact
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.rate_limit import ChangingLimit, RateRun
@@ -31,10 +32,15 @@ class Results:
     changing_limit: ChangingLimit | None = None
     memory: MemoryResult | None = None
     follow: FollowResult | None = None
+    fleet: FleetResult | None = None
 
     def to_json(self) -> str:
-        """Indented JSON; NaN (a figure that could not be computed) becomes null."""
-        return json.dumps(_plain(dataclasses.asdict(self)), indent=2) + "\n"
+        """Indented JSON; NaN (a figure that could not be computed) becomes null. A
+        PostgreSQL URL's password is left out."""
+        plain = dataclasses.asdict(self)
+        if self.config.postgres_url is not None:
+            plain["config"]["postgres_url"] = redact(self.config.postgres_url)
+        return json.dumps(_plain(plain), indent=2) + "\n"
 
 
 def _plain(value: Any) -> Any:

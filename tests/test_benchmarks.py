@@ -23,7 +23,11 @@ TINY = [
     "--default-conversations", "20", "--changing-seconds", "2", "--memory-requests", "2000",
     "--follow-conversations", "10", "--follow-seconds", "0.5", "--drop-seconds", "1",
     "--drop-every", "0.5", "--drop-interval", "1", "--quiet-seconds", "1",
-    "--quiet-interval", "1",
+    "--quiet-interval", "1", "--store-conversations", "10", "--store-messages", "5",
+    "--store-rounds", "1",
+    "--fleet-websites", "2", "--fleet-processes", "2", "--fleet-conversations", "3",
+    "--fleet-messages", "2", "--fleet-slow-latency", "100", "--fleet-slow-conversations", "2",
+    "--fleet-slow-messages", "1", "--lease-ttl", "3", "--takeover-conversations", "20",
 ]
 
 
@@ -51,6 +55,20 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     assert "Quick run" in report
     assert "## 5. Follow mode" in report
     assert results["follow"]["latency"]["sent"] > 0
+    assert "## 6. PostgreSQL and the fleet" in report
+    fleet = results["fleet"]
+    assert "SQLite" in rows
+    for store in fleet["stores"]:  # every row written once, then none when unchanged
+        assert [(p["written"], q["written"]) for p, q in zip(
+            store["inserts"], store["unchanged"], strict=True)] == [(10 * 5, 0)]
+    if fleet["postgres_missing"] is None:  # CI installs PostgreSQL; elsewhere it may be missing
+        assert {"PostgreSQL", "issue's configuration", "latency-dominated", "3"} <= rows
+        assert [run["fleet"]["processes"] for run in fleet["speedups"]] == [2, 2]
+        assert all(run["single"]["complete"] and run["fleet"]["complete"]
+                   for run in fleet["speedups"])
+        assert fleet["takeover"]["ttl_s"] == 3
+    else:
+        assert "PostgreSQL is not available" in report
     for target in ("bare urllib3", "cache hit", "original client", "16 workers",
                    "rate limit", "unknown changing limit", "RSS growth",
                    "event-to-store latency", "sockets dropped", "quiet day"):

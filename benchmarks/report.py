@@ -14,6 +14,7 @@ from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
 from benchmarks.results import Results
 from benchmarks.targets import Check
 from benchmarks.throughput import SyncResult
+from crisp_api.sync.fleet import WAIT_SECONDS
 
 
 def render(results: Results, checks: Sequence[Check]) -> str:
@@ -348,9 +349,10 @@ def _speedups(speedups: Sequence[SpeedUp], cores: int) -> list[str]:
         "from starting the processes to the last one's exit; they split into start-up (to the "
         "first `website.sync.started`: the interpreter, imports, schema, the website list), "
         "syncing (to the last `website.sync.ended`) and tail (to the last exit: a worker with "
-        "nothing left to claim waits, looking again every second, while another still holds a "
-        "website, in case it dies). The processes run with their bytecode compiled and cached "
-        "beforehand (as an installed package has it). Requests are those the fake received; "
+        f"nothing left to claim waits, looking again every {WAIT_SECONDS:g} s, while another "
+        "still holds a website, in case it dies). The processes run with their bytecode "
+        "compiled and cached beforehand (as an installed package has it). Requests are those "
+        "the fake received; "
         "website syncs are those the logs show: one per website, plus a second sync "
         "(incremental, a few requests) of any website another worker claimed before this one "
         "began, since a worker's run promises every website synced since it began; complete = "
@@ -401,7 +403,8 @@ def _cpu_list(run: FleetRun) -> str:
 
 def _takeover(takeover: Takeover) -> list[str]:
     ttl = takeover.ttl_s
-    low, high = 2 * ttl / 3, ttl + min(1.0, ttl / 3)
+    poll = min(WAIT_SECONDS, ttl / 3)
+    low, high = 2 * ttl / 3, ttl + poll
     row = [f"{ttl:g}", f"{takeover.latency_ms:g} ms", takeover.website_id or "-",
            _number(takeover.seconds, 2), f"{low:.1f} to {high:.1f}",
            _number(takeover.b_free_s, 2), str(takeover.b_status),
@@ -415,7 +418,7 @@ def _takeover(takeover: Takeover) -> list[str]:
         "from the kill to the `website.sync.started` of that website in B's log (same clock). "
         "A lease is renewed every third of its time to live, so at the kill it has between "
         f"2/3 of the TTL and the whole TTL left ({low:.1f} to {ttl:g} s), and a waiting worker "
-        f"looks again every {min(1.0, ttl / 3):g} s: expected {low:.1f} to {high:.1f} s once B "
+        f"looks again every {poll:g} s: expected {low:.1f} to {high:.1f} s once B "
         "is free (\"B free after\": B's last website ended that long after the kill; "
         "negative: it was already waiting). Complete: B exited 0 with both websites copied.",
         table(["lease TTL s", "latency", "website", "kill to takeover s", "expected s",

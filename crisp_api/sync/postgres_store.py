@@ -145,7 +145,8 @@ class PostgresStore(WebsiteState):
             with psycopg.connect(url, **options) as db:  # fails fast on a bad URL or password
                 self._upgrade(db)
             self._pool = psycopg_pool.ConnectionPool(
-                url, min_size=1, max_size=pool_size, kwargs=options, open=False,
+                url, min_size=1, max_size=pool_size, kwargs={**options, "autocommit": True},
+                open=False,
                 timeout=max(30.0, connect_timeout), name="crisp-sync",
             )
             self._pool.open(wait=True, timeout=max(30.0, connect_timeout))
@@ -191,9 +192,17 @@ class PostgresStore(WebsiteState):
         with self._errors(), self._pool.connection() as db, db.transaction(), db.cursor() as cur:
             yield cur
 
+    @contextmanager
+    def _statement(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor for one statement, atomic on its own (the pool's connections are in
+        autocommit): no BEGIN and COMMIT round trips, which cost a sync more CPU than the
+        statement itself."""
+        with self._errors(), self._pool.connection() as db, db.cursor() as cur:
+            yield cur
+
     def conversation_state(self, website_id: str, session_id: str) -> ConversationState:
         """What is stored of ``session_id`` (both fields ``None`` for a new conversation)."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             row = cur.execute(
                 "SELECT (SELECT updated_at FROM conversations WHERE session_id = %s), "
                 "(SELECT max(timestamp) FROM messages WHERE session_id = %s AND NOT from_event)",
@@ -221,18 +230,19 @@ class PostgresStore(WebsiteState):
                  for fingerprint, (timestamp, data) in messages.items()],
             )
             kept = list(messages)
-            removed = cur.execute(
-                "DELETE FROM messages WHERE session_id = %(s)s"
+            # One statement: the span's messages Crisp no longer has go, and those it has
+            # count as read (rows stored from live events included; disjoint rows).
+            found = cur.execute(
+                "WITH removed AS (DELETE FROM messages WHERE session_id = %(s)s"
                 " AND (%(since)s::bigint IS NULL OR timestamp > %(since)s)"
                 " AND (%(until)s::bigint IS NULL OR timestamp <= %(until)s)"
-                " AND NOT (fingerprint = ANY(%(kept)s::bigint[]))",
+                " AND NOT (fingerprint = ANY(%(kept)s::bigint[])) RETURNING 1),"
+                " read AS (UPDATE messages SET from_event = FALSE WHERE session_id = %(s)s"
+                " AND from_event AND fingerprint = ANY(%(kept)s::bigint[]))"
+                " SELECT count(*) FROM removed",
                 {"s": session_id, "since": span.since, "until": span.until, "kept": kept},
-            ).rowcount
-            cur.execute(
-                "UPDATE messages SET from_event = FALSE"
-                " WHERE session_id = %s AND from_event AND fingerprint = ANY(%s::bigint[])",
-                (session_id, kept),
-            )
+            ).fetchone()
+            removed = 0 if found is None else int(found[0])
             conversation_changes = _upsert(
                 cur, "conversations", ("session_id",), ("website_id", "updated_at"),
                 [(session_id, website_id, rows.optional_integer(conversation, "updated_at"),
@@ -243,14 +253,14 @@ class PostgresStore(WebsiteState):
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
         """Upsert people profiles, keyed by website and ``people_id``, in one statement."""
         latest = {rows.text(p, "people_id"): _document(p) for p in profiles}
-        with self._transaction() as cur:
+        with self._statement() as cur:
             return _upsert(cur, "people", ("website_id", "people_id"), (),
                            [(website_id, key, data) for key, data in latest.items()])
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
         """Upsert the website's operators, keyed by their user id, in one statement."""
         latest = {rows.operator_id(o): _document(o) for o in operators}
-        with self._transaction() as cur:
+        with self._statement() as cur:
             return _upsert(cur, "operators", ("website_id", "user_id"), (),
                            [(website_id, key, data) for key, data in latest.items()])
 
@@ -259,7 +269,7 @@ class PostgresStore(WebsiteState):
         counting as read."""
         row = (session_id, rows.fingerprint(message), website_id,
                rows.integer(message, "timestamp"), True, _document(message))
-        with self._transaction() as cur:
+        with self._statement() as cur:
             return _upsert(cur, "messages", ("session_id", "fingerprint"),
                            ("website_id", "timestamp", "from_event"), [row],
                            keep=("from_event",))
@@ -268,13 +278,13 @@ class PostgresStore(WebsiteState):
         self, website_id: str, session_id: str, fingerprint: int, content: Any
     ) -> Changes:
         """Set a stored message's ``content``; nothing if it is not stored."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             return _merge(cur, "messages", "session_id = %s AND fingerprint = %s",
                           (session_id, fingerprint), {"content": content})
 
     def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
         """Delete a stored message, if there."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             deleted = cur.execute(
                 "DELETE FROM messages WHERE session_id = %s AND fingerprint = %s",
                 (session_id, fingerprint),
@@ -283,7 +293,7 @@ class PostgresStore(WebsiteState):
 
     def update_conversation(self, website_id: str, session_id: str, fields: Row) -> Changes:
         """Merge ``fields`` into a stored conversation; nothing if it is not stored."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             return _merge(cur, "conversations", "session_id = %s", (session_id,), fields)
 
     def remove_conversation(self, website_id: str, session_id: str) -> Changes:
@@ -299,7 +309,7 @@ class PostgresStore(WebsiteState):
 
     def remove_person(self, website_id: str, people_id: str) -> Changes:
         """Delete a people profile, if there."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             deleted = cur.execute(
                 "DELETE FROM people WHERE website_id = %s AND people_id = %s",
                 (website_id, people_id),
@@ -307,7 +317,7 @@ class PostgresStore(WebsiteState):
         return Changes(removed=deleted)
 
     def _state(self, website_id: str, column: str) -> int | None:
-        with self._transaction() as cur:
+        with self._statement() as cur:
             row = cur.execute(
                 f"SELECT {column} FROM sync_state WHERE website_id = %s",  # noqa: S608 - fixed names
                 (website_id,),
@@ -316,7 +326,7 @@ class PostgresStore(WebsiteState):
 
     def _set_state(self, website_id: str, column: str, value: int) -> None:
         """Set one column of the website's state, leaving the others as they are."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(
                 f"INSERT INTO sync_state (website_id, {column}) VALUES (%s, %s) "  # noqa: S608 - fixed names
                 f"ON CONFLICT (website_id) DO UPDATE SET {column} = excluded.{column}",

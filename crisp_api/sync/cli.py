@@ -1,4 +1,7 @@
-"""``crisp-sync``: mirror Crisp conversations and messages into a local SQLite database.
+"""``crisp-sync``: mirror Crisp conversations and messages into SQLite or PostgreSQL.
+
+With ``--all-websites`` on PostgreSQL, workers started on several machines share the websites
+through leases in the database (`fleet`).
 
 Every way a run can end has its exit status and a one-line reason on stderr (`EXIT_CODES`);
 only 0 means the copy is complete, and only 1 asks for a plain rerun.
@@ -64,7 +67,8 @@ EXIT_CODES = {
     EXIT_USAGE: "bad arguments or configuration, or a website or API host that does not exist",
     EXIT_AUTH: "the credentials were refused, or the token may not do this",
     EXIT_UNREACHABLE: "the API cannot be reached",
-    EXIT_STORE: "the database cannot be written (read-only, disk full, not a database)",
+    EXIT_STORE: "the database cannot be used (read-only, disk full, not a database; "
+    "PostgreSQL: credentials refused or no such database)",
     EXIT_LOCKED: "another run is syncing the same website into the same database",
     EXIT_INTERRUPTED: "interrupted; committed work is kept",
 }
@@ -101,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line (see the module docstring for exit statuses)."""
     parser = argparse.ArgumentParser(
         prog="crisp-sync",
-        description="Mirror Crisp conversations, messages, people and operators into SQLite.",
+        description="Mirror Crisp conversations, messages, people and operators into SQLite "
+        "(one machine) or PostgreSQL (a fleet of workers sharing the websites).",
         epilog="environment:\n"
         + "\n".join(f"  {name:<18} {meaning}" for name, meaning in ENVIRONMENT.items())
         + "\n\nexit status:\n"

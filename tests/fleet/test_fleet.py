@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from crisp_api.sync.postgres_store import PostgresStore
 from crisp_api.testing import FakeCrisp, Faults
-from tests.sync.helpers import sync_command
+from tests.sync.helpers import sync_command, wait_for
 
 if TYPE_CHECKING:
     from tests.postgres_server import PostgresServer
@@ -81,7 +80,7 @@ def test_three_workers_one_killed_share_every_website_exactly_once_at_a_time(
         logs = [tmp_path / f"worker{i}.log" for i in range(3)]
         handles = [path.open("w") for path in logs]
         workers = [_worker(fake, url, handle, "--lease-ttl", "3") for handle in handles]
-        _wait(lambda: any(end is None for *_, end in _syncs(logs[0]))
+        wait_for(lambda: any(end is None for *_, end in _syncs(logs[0]))
               and any(end is not None for *_, end in _syncs(logs[0])), 60,
               "worker 0 in the middle of its second website")
         workers[0].send_signal(signal.SIGKILL)
@@ -126,14 +125,6 @@ def _owners(db: Any) -> dict[str, list[str]]:
     return held
 
 
-def _wait(check: Any, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 def test_following_workers_split_the_websites_and_take_over_a_dead_ones(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
@@ -147,7 +138,7 @@ def test_following_workers_split_the_websites_and_take_over_a_dead_ones(
                      for log in logs]
         try:
             pids = [str(follower.pid) for follower in followers]
-            _wait(lambda: sorted(len(w) for w in _owners(db).values()) == [3, 3], 60,
+            wait_for(lambda: sorted(len(w) for w in _owners(db).values()) == [3, 3], 60,
                   "an even split")
             held = _owners(db)
             assert sorted(held) == sorted(pids)
@@ -161,13 +152,13 @@ def test_following_workers_split_the_websites_and_take_over_a_dead_ones(
             def add_and_see(website_id: str, what: str) -> None:
                 session = next(iter(fake.ground_truth(website_id=website_id)))
                 sent = fake.add_messages(session, 1, website_id=website_id)[0]
-                _wait(lambda: stored(website_id, session, sent["fingerprint"]), 10, what)
+                wait_for(lambda: stored(website_id, session, sent["fingerprint"]), 10, what)
 
             for pid in pids:  # each follower applies the events of its own websites
                 add_and_see(held[pid][0], f"a message of a website of {pid}")
 
             followers[0].send_signal(signal.SIGKILL)
-            took = _wait(lambda: _owners(db).get(pids[1], []) and len(_owners(db)[pids[1]]) == 6,
+            took = wait_for(lambda: _owners(db).get(pids[1], []) and len(_owners(db)[pids[1]]) == 6,
                          30, "the takeover")
             assert took < 3 + 2 + 5  # the lease's time to live, one interval, some slack
             add_and_see(held[pids[0]][0], "a message of a website taken over")
@@ -182,7 +173,7 @@ def test_following_workers_split_the_websites_and_take_over_a_dead_ones(
 
             # Events carry messages, not the conversation's new updated_at: the next
             # reconciliation of the survivor brings every row to Crisp's state.
-            _wait(exact, 3 * 2 + 10, "an exact copy after the reconciliations")
+            wait_for(exact, 3 * 2 + 10, "an exact copy after the reconciliations")
             followers[1].send_signal(signal.SIGTERM)
             assert followers[1].wait(timeout=20) == 0
             assert db.execute("SELECT count(*) FROM sync_leases WHERE owner IS NOT NULL"
@@ -206,7 +197,7 @@ def test_a_worker_that_stalls_past_its_lease_stops_and_says_so(
         handles = [path.open("w") for path in logs]
         try:
             stalled = _worker(fake, url, handles[0], "--lease-ttl", "3", "--workers", "2")
-            _wait(lambda: any(end is None for *_, end in _syncs(logs[0])), 60,
+            wait_for(lambda: any(end is None for *_, end in _syncs(logs[0])), 60,
                   "the first worker in the middle of a website")
             stalled.send_signal(signal.SIGSTOP)  # a frozen VM, a long GC pause
             other = _worker(fake, url, handles[1], "--lease-ttl", "3", "--workers", "2")

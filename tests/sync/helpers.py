@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +79,42 @@ def sync_command(fake: FakeCrisp, db: Path, *extra: str) -> tuple[list[str], dic
     }
     command = [sys.executable, "-m", "crisp_api.sync.cli", "--db", str(db), "--no-progress"]
     return [*command, *extra], env
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> float:
+    """Poll ``check`` until it is true; the seconds it took (fails the test after
+    ``timeout``)."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+Spawn = Callable[..., "subprocess.Popen[str]"]
+"""Starts a Python child running a script (with arguments), once it printed its ready line."""
+
+
+@contextmanager
+def ready_children(ready: str) -> Iterator[Spawn]:
+    """A `Spawn` of Python children that print ``ready`` once set up (holding a lock, a
+    lease); every child is killed when the block ends."""
+    children: list[subprocess.Popen[str]] = []
+
+    def start(script: str, *args: str) -> subprocess.Popen[str]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True
+        )
+        children.append(child)
+        assert child.stdout is not None
+        assert child.stdout.readline() == ready + "\n"
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+            assert child.stdout is not None
+            child.stdout.close()

@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from crisp_api.sync import SQLiteStore, sync_website
 from crisp_api.testing import FakeCrisp
 from crisp_api.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from tests.sync.helpers import assert_exact_copy, fast_client, stored, sync_command
+from tests.sync.helpers import assert_exact_copy, fast_client, stored, sync_command, wait_for
 
 pytest_plugins = ["crisp_api.testing.pytest_plugin"]
 
@@ -32,15 +32,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``check`` until true; the seconds it took."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def get(url: str) -> tuple[int, str]:

@@ -24,7 +24,7 @@ import pytest
 
 from crisp_api.sync.store import MessageSpan, StoreError, WebsiteLockedError
 from crisp_api.testing import FakeCrisp
-from tests.sync.helpers import sync_command
+from tests.sync.helpers import ready_children, sync_command, wait_for
 
 pytest.importorskip("psycopg_pool", reason="the PostgreSQL store needs psycopg 3 and "
                                            "psycopg_pool (pip install 'crisp-api-next[postgres]')")
@@ -402,24 +402,12 @@ with store.lock(sys.argv[2]):
 def holder() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Starts a Python child holding a website's lease (once it printed "held"); kills it
     after the test."""
-    children: list[subprocess.Popen[str]] = []
+    with ready_children("held") as spawn:
 
-    def start(url: str, website_id: str) -> subprocess.Popen[str]:
-        child = subprocess.Popen(
-            [sys.executable, "-c", HOLD_LEASE, url, website_id, str(LEASE_TTL)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        children.append(child)
-        assert child.stdout is not None
-        assert child.stdout.readline() == "held\n"
-        return child
+        def start(url: str, website_id: str) -> subprocess.Popen[str]:
+            return spawn(HOLD_LEASE, url, website_id, str(LEASE_TTL))
 
-    yield start
-    for child in children:
-        child.kill()
-        child.wait()
-        assert child.stdout is not None
-        child.stdout.close()
+        yield start
 
 
 def refusal(store: PostgresStore, website_id: str) -> WebsiteLockedError:
@@ -427,15 +415,6 @@ def refusal(store: PostgresStore, website_id: str) -> WebsiteLockedError:
     with pytest.raises(WebsiteLockedError) as refused, store.lock(website_id):
         pass
     return refused.value
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``check()`` held, polling; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def test_a_lease_lives_while_its_holder_renews_it_and_ends_after_it_is_killed(

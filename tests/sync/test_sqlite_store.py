@@ -9,11 +9,9 @@ import re
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pytest
 from crisp_api.sync import sqlite_store
 from crisp_api.sync.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from crisp_api.sync.store import Changes, MessageSpan, StoreError, WebsiteLockedError
+from tests.sync.helpers import Spawn, ready_children
 
 WEBSITE = "website-a"
 
@@ -249,29 +248,11 @@ print("ready", flush=True)
 time.sleep(60)
 """
 
-Spawn = Callable[..., "subprocess.Popen[str]"]
-
-
 @pytest.fixture
 def spawn() -> Iterator[Spawn]:
     """Starts a Python child running a script, once it printed "ready"; kills it after."""
-    children: list[subprocess.Popen[str]] = []
-
-    def start(script: str, *args: str) -> subprocess.Popen[str]:
-        child = subprocess.Popen(
-            [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True
-        )
-        children.append(child)
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
-        return child
-
-    yield start
-    for child in children:
-        child.kill()
-        child.wait()
-        assert child.stdout is not None
-        child.stdout.close()
+    with ready_children("ready") as start:
+        yield start
 
 
 def lock_row(path: Path, host: str, pid: int, token: str, heartbeat_ms: int) -> None:

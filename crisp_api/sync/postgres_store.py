@@ -30,6 +30,7 @@ from crisp_api.sync.store import (
     ConversationState,
     MessageSpan,
     Row,
+    SqlRemovals,
     StoreError,
     WebsiteState,
 )
@@ -120,7 +121,7 @@ _PERMANENT_REFUSALS = ("authentication failed", "does not exist", "pg_hba.conf")
 database or role, not allowed by ``pg_hba.conf``): such errors carry no SQLSTATE."""
 
 
-class PostgresStore(WebsiteState):
+class PostgresStore(WebsiteState, SqlRemovals):
     """A PostgreSQL database holding each row's full answer as JSONB, for one or many workers.
 
     ``url`` is a ``postgresql://user:password@host:port/dbname`` URL (or a libpq connection
@@ -282,39 +283,16 @@ class PostgresStore(WebsiteState):
             return _merge(cur, "messages", "session_id = %s AND fingerprint = %s",
                           (session_id, fingerprint), {"content": content})
 
-    def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
-        """Delete a stored message, if there."""
-        with self._statement() as cur:
-            deleted = cur.execute(
-                "DELETE FROM messages WHERE session_id = %s AND fingerprint = %s",
-                (session_id, fingerprint),
-            ).rowcount
-        return Changes(removed=deleted)
-
     def update_conversation(self, website_id: str, session_id: str, fields: Row) -> Changes:
         """Merge ``fields`` into a stored conversation; nothing if it is not stored."""
         with self._statement() as cur:
             return _merge(cur, "conversations", "session_id = %s", (session_id,), fields)
 
-    def remove_conversation(self, website_id: str, session_id: str) -> Changes:
-        """Delete a conversation and its messages, in one transaction."""
-        with self._transaction() as cur:
-            messages = cur.execute(
-                "DELETE FROM messages WHERE session_id = %s", (session_id,)
-            ).rowcount
-            conversations = cur.execute(
-                "DELETE FROM conversations WHERE session_id = %s", (session_id,)
-            ).rowcount
-        return Changes(removed=messages + conversations)
+    _MARK = "%s"
 
-    def remove_person(self, website_id: str, people_id: str) -> Changes:
-        """Delete a people profile, if there."""
-        with self._statement() as cur:
-            deleted = cur.execute(
-                "DELETE FROM people WHERE website_id = %s AND people_id = %s",
-                (website_id, people_id),
-            ).rowcount
-        return Changes(removed=deleted)
+    def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
+        with self._transaction() as cur:
+            return sum(cur.execute(sql, values).rowcount for sql, values in statements)
 
     def _state(self, website_id: str, column: str) -> int | None:
         with self._statement() as cur:

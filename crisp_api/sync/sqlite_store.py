@@ -30,6 +30,7 @@ from crisp_api.sync.store import (
     ConversationState,
     MessageSpan,
     Row,
+    SqlRemovals,
     StoreError,
     WebsiteLockedError,
     WebsiteState,
@@ -124,7 +125,7 @@ _held_tokens: set[str] = set()
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore(WebsiteState):
+class SQLiteStore(WebsiteState, SqlRemovals):
     """A SQLite database holding each row's full JSON, keyed as the API keys it.
 
     One connection serialised by a lock: SQLite has one writer at a time anyway, and the
@@ -309,39 +310,16 @@ class SQLiteStore(WebsiteState):
             return _merge(db, "messages", ("session_id", "fingerprint"),
                           (session_id, fingerprint), {"content": content})
 
-    def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
-        """Delete a stored message, if there."""
-        with self._transaction() as db:
-            deleted = db.execute(
-                "DELETE FROM messages WHERE session_id = ? AND fingerprint = ?",
-                (session_id, fingerprint),
-            ).rowcount
-        return Changes(removed=deleted)
-
     def update_conversation(self, website_id: str, session_id: str, fields: Row) -> Changes:
         """Merge ``fields`` into a stored conversation; nothing if it is not stored."""
         with self._transaction() as db:
             return _merge(db, "conversations", ("session_id",), (session_id,), fields)
 
-    def remove_conversation(self, website_id: str, session_id: str) -> Changes:
-        """Delete a conversation and its messages, in one transaction."""
-        with self._transaction() as db:
-            messages = db.execute(
-                "DELETE FROM messages WHERE session_id = ?", (session_id,)
-            ).rowcount
-            conversations = db.execute(
-                "DELETE FROM conversations WHERE session_id = ?", (session_id,)
-            ).rowcount
-        return Changes(removed=messages + conversations)
+    _MARK = "?"
 
-    def remove_person(self, website_id: str, people_id: str) -> Changes:
-        """Delete a people profile, if there."""
+    def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
         with self._transaction() as db:
-            deleted = db.execute(
-                "DELETE FROM people WHERE website_id = ? AND people_id = ?",
-                (website_id, people_id),
-            ).rowcount
-        return Changes(removed=deleted)
+            return sum(db.execute(sql, values).rowcount for sql, values in statements)
 
     def is_empty(self) -> bool:
         """Whether no row of any kind is stored (a run that never got going)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 Row = Mapping[str, Any]
 
@@ -199,3 +199,38 @@ class WebsiteState:
     def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
         """Record that a full people listing completed at ``at_ms``."""
         self._set_state(website_id, "people_listed_ms", at_ms)
+
+
+class SqlRemovals:
+    """The removals of `Store` (live events: a message, a conversation, a person removed),
+    written once over SQL: a store inheriting it gives its placeholder (``_MARK``) and
+    ``_delete``, which runs the statements in one transaction and returns the rows deleted."""
+
+    _MARK: ClassVar[str]
+
+    def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
+        raise NotImplementedError
+
+    def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
+        """Delete a stored message, if there."""
+        mark = self._MARK
+        return Changes(removed=self._delete([(
+            f"DELETE FROM messages WHERE session_id = {mark} AND fingerprint = {mark}",  # noqa: S608 - fixed text
+            (session_id, fingerprint),
+        )]))
+
+    def remove_conversation(self, website_id: str, session_id: str) -> Changes:
+        """Delete a conversation and its messages, in one transaction."""
+        mark = self._MARK
+        return Changes(removed=self._delete([
+            (f"DELETE FROM messages WHERE session_id = {mark}", (session_id,)),  # noqa: S608
+            (f"DELETE FROM conversations WHERE session_id = {mark}", (session_id,)),  # noqa: S608
+        ]))
+
+    def remove_person(self, website_id: str, people_id: str) -> Changes:
+        """Delete a people profile, if there."""
+        mark = self._MARK
+        return Changes(removed=self._delete([(
+            f"DELETE FROM people WHERE website_id = {mark} AND people_id = {mark}",  # noqa: S608 - fixed text
+            (website_id, people_id),
+        )]))

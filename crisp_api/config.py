@@ -9,9 +9,10 @@ lock on the request path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ClientConfig:
     """A client's target and credentials (see the module docstring)."""
 
@@ -25,12 +26,13 @@ class ClientConfig:
     identifier: str | None = None
     key: str | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def root(self) -> str:
-        """What every route's path is appended to."""
+        """What every route's path is appended to (computed once per config: every request
+        reads it)."""
         return self.prefix + self.base_path
 
-    @property
+    @cached_property
     def partition(self) -> tuple[str | None, str]:
         """The credential, as the rate limiter and the cache tell callers apart."""
         return (self.identifier, self.tier)

@@ -41,16 +41,18 @@ def test_each_test_gets_a_new_empty_database_dropped_after(
 def test_runs_unprivileged_and_stops_without_a_trace(
         postgres_server_factory: Callable[[], PostgresServer]) -> None:
     server = postgres_server_factory()
-    with server.connect() as connection:
-        row = connection.execute("SELECT current_setting('data_directory'), "
-                                 "pg_backend_pid()").fetchone()
-    assert row is not None
-    data_directory, backend = row
     expected = os.geteuid() if server.os_user is None else pwd.getpwnam(server.os_user).pw_uid
     if os.geteuid() == 0:
         assert expected != 0
+    with server.connect() as connection:
+        row = connection.execute("SELECT current_setting('data_directory'), "
+                                 "pg_backend_pid()").fetchone()
+        assert row is not None
+        data_directory, backend = row
+        # The backend lives as long as its connection: its owner is read while the connection
+        # is open (once closed, the backend exits, and its /proc entry with it, at any moment).
+        assert os.stat(f"/proc/{backend}").st_uid == expected
     assert os.stat(data_directory).st_uid == expected
-    assert os.stat(f"/proc/{backend}").st_uid == expected
 
     server.stop()
     server.stop()  # idempotent

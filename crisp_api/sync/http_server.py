@@ -142,7 +142,8 @@ class HttpServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=BACKLOG)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
-        self._pool = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="crisp-sync-http")
+        self._pool = ThreadPoolExecutor(self.limits.workers,
+                                        thread_name_prefix="crisp-sync-http-worker")
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(self._loop_error)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -258,9 +259,9 @@ class HttpServer:
         """Run the application in a worker thread; an error becomes a bare 500."""
         try:
             return self._app(request), False
-        except Exception:
+        except Exception as exc:
             self._logger.error("http.handler_failed", method=request.method, path=request.path,
-                               exc_info=True)
+                               error=type(exc).__name__, reason=str(exc))
             return _answer_for(500, "internal"), True
 
     async def _send(self, writer: asyncio.StreamWriter, answer: Answer, *,

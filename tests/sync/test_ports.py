@@ -219,6 +219,15 @@ def test_a_replayed_hook_is_refused_409_and_applied_once() -> None:
     assert applied == [("message:send", {"content": "hi"}), ("message:send", {"content": "ho"})]
 
 
+def test_a_hook_as_large_as_allowed_is_read_whole() -> None:
+    applied: list[tuple[str, Any]] = []
+    body = json.dumps({"event": "message:send", "data": {"content": "x" * 1_000_000}}).encode()
+    with running(Limits(workers=WORKERS), hooks=(SECRET, lambda *e: applied.append(e))) as srv:
+        answer = exchange(srv, signed(body))
+    assert status_of(answer) == 200
+    assert len(applied[0][1]["content"]) == 1_000_000
+
+
 def test_a_handler_that_raises_gives_a_bare_500_logged_once() -> None:
     def broken(event: str, data: Any) -> None:
         raise RuntimeError("secret detail")

@@ -150,9 +150,12 @@ class HttpServer:
         self._admitted = 0
         self._ready = threading.Event()
         self._stopping: asyncio.Event | None = None
+        self._failure: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="crisp-sync-http", daemon=True)
         self._thread.start()
         self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
 
     def shutdown(self) -> None:
         """Stop accepting, close every connection, and let the loop's thread end."""
@@ -165,6 +168,8 @@ class HttpServer:
     def _run(self) -> None:
         try:
             self._loop.run_until_complete(self._main())
+        except Exception as exc:  # the loop could not start: raised by the constructor
+            self._failure = exc
         finally:
             self._ready.set()
             self._loop.close()

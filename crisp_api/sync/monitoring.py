@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from crisp_api.defaults import RATE_LIMIT_STATUSES
 from crisp_api.extras import install_hint
 from crisp_api.sync.follow import Health
@@ -162,6 +164,7 @@ def serve(
     gives 500. Other methods get 405.
     """
     replays = ReplayGuard() if hooks is not None else None
+    log = logger if logger is not None else structlog.get_logger("crisp_sync")
 
     def answer(request: HttpRequest) -> Answer:
         if request.method == "GET":
@@ -171,11 +174,11 @@ def serve(
                 return _metrics(metrics)
             return _NOT_FOUND
         if request.method == "POST" and hooks is not None:
-            return _hook(hooks, replays, request)
+            return _hook(hooks, replays, request, log)
         allowed = "GET, POST" if hooks is not None else "GET"
         return Answer(405, b'{"error": "method_not_allowed"}', headers=(("Allow", allowed),))
 
-    return HttpServer(host, port, answer, limits=limits, logger=logger)
+    return HttpServer(host, port, answer, limits=limits, logger=log)
 
 
 def _healthz(health: Health, threshold: float) -> Answer:
@@ -192,13 +195,14 @@ def _metrics(metrics: Metrics) -> Answer:
 
 
 def _hook(hooks: tuple[str, HookHandler], replays: ReplayGuard | None,
-          request: HttpRequest) -> Answer:
+          request: HttpRequest, logger: Any) -> Answer:
     """``POST`` a web hook: verified, well-formed and new, then handed to the handler."""
     secret, handler = hooks
     try:
         event, data = parse(secret, request.body, request.headers, replays=replays)
     except WebhookError as exc:
         status = _HOOK_REFUSALS.get(type(exc), 401)
+        logger.info("hook.refused", status=status, reason=str(exc))
         return Answer(status, json.dumps({"error": str(exc)}).encode())
     handler(event, data)
     return Answer(200, b'{"error": false}')

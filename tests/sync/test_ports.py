@@ -210,12 +210,14 @@ def test_a_replayed_hook_is_refused_409_and_applied_once() -> None:
     applied: list[tuple[str, Any]] = []
     body = json.dumps({"event": "message:send", "data": {"content": "hi"}}).encode()
     request = signed(body)
-    with running(Limits(workers=WORKERS), hooks=(SECRET, lambda *e: applied.append(e))) as srv:
+    with structlog.testing.capture_logs() as logs, \
+            running(Limits(workers=WORKERS), hooks=(SECRET, lambda *e: applied.append(e))) as srv:
         first = exchange(srv, request)
         again = exchange(srv, request)
         other = exchange(srv, signed(body.replace(b"hi", b"ho")))
     assert [status_of(first), status_of(again), status_of(other)] == [200, 409, 200]
     assert b"replayed" in again
+    assert [log["status"] for log in logs if log["event"] == "hook.refused"] == [409]
     assert applied == [("message:send", {"content": "hi"}), ("message:send", {"content": "ho"})]
 
 
@@ -271,6 +273,11 @@ def test_requests_the_server_refuses_get_a_clean_answer(raw: bytes, status: int)
     assert status_of(answer) == status
     if status == 405:
         assert b"Allow: GET, POST\r\n" in answer
+
+
+def test_a_port_in_use_is_an_oserror_at_once() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(OSError, match="in use"):
+        serve("127.0.0.1", taken.getsockname()[1], health=Health(), threshold=60.0)
 
 
 def test_keep_alive_serves_several_requests_on_one_connection() -> None:

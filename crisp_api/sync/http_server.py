@@ -11,7 +11,8 @@ the ``workers`` threads that run the application. The limits, all in `Limits`:
   connection gets 503 with ``Retry-After`` at once, from the loop, and is closed;
 - a head larger than ``max_head`` gets 431, a body larger than ``max_body`` 413 (unread), a
   ``POST``/``PUT``/``PATCH`` without ``Content-Length`` (chunked bodies included) 411, a head
-  that is not HTTP/1.x 400; each closes the connection.
+  that is not HTTP/1.x 400; each closes the connection. ``Expect: 100-continue`` is answered
+  once the length is accepted.
 
 A client that goes away (reset, broken pipe, closed mid-request) is counted in `Counts` and
 logged at debug, never reported with a traceback. An application that raises gives 500, with
@@ -225,7 +226,7 @@ class HttpServer:
                 return
             try:
                 async with asyncio.timeout(limits.read_timeout):
-                    request = await self._read(first, reader)
+                    request = await self._read(first, reader, writer)
             except TimeoutError:
                 self.counts.timed_out += 1
                 await self._close_after(reader, writer, _answer_for(408, "request_timeout"))
@@ -240,7 +241,8 @@ class HttpServer:
             if not request.keep_alive:
                 return
 
-    async def _read(self, first: bytes, reader: asyncio.StreamReader) -> HttpRequest:
+    async def _read(self, first: bytes, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> HttpRequest:
         try:
             head = first + await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
@@ -257,6 +259,8 @@ class HttpServer:
             raise _Refusal(400, "bad_length")
         if int(length) > self.limits.max_body:
             raise _Refusal(413, "too_large")
+        if headers.get("expect", "").lower() == "100-continue":  # curl's, for large bodies
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await reader.readexactly(int(length))
         return HttpRequest(method, path, headers, body, keep_alive)
 

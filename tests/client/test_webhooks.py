@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import threading
 
 import pytest
 from hypothesis import given
@@ -203,3 +205,22 @@ def test_the_replay_guard_is_bounded_and_matches_the_window() -> None:
     with pytest.raises(ValueError, match="shorter"):
         parse(SECRET, BODY, _signed_headers(BODY), now=NOW, window=600,
               replays=ReplayGuard(window=300))
+
+
+def test_concurrent_copies_of_one_hook_pass_once() -> None:
+    guard = ReplayGuard()
+    headers = _signed_headers(BODY)
+    start = threading.Barrier(16)
+    passed: list[str] = []
+
+    def deliver() -> None:
+        start.wait()
+        with contextlib.suppress(ReplayedWebhookError):
+            passed.append(parse(SECRET, BODY, headers, now=NOW, replays=guard)[0])
+
+    threads = [threading.Thread(target=deliver) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert passed == ["message:send"]

@@ -230,6 +230,17 @@ def test_a_hook_as_large_as_allowed_is_read_whole() -> None:
     assert len(applied[0][1]["content"]) == 1_000_000
 
 
+def test_a_client_expecting_100_continue_is_told_to_go_on() -> None:
+    body = b'{"event": "message:send", "data": {}}'
+    with running(Limits(workers=WORKERS), hooks=(SECRET, lambda *e: None)) as srv, \
+            connect(srv) as sock:
+        head, _, _ = signed(body, headers="Expect: 100-continue\r\n").partition(body)
+        sock.sendall(head)
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert status_of(sock.recv(1000)) == 200
+
+
 def test_a_handler_that_raises_gives_a_bare_500_logged_once() -> None:
     def broken(event: str, data: Any) -> None:
         raise RuntimeError("secret detail")

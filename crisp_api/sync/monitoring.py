@@ -5,22 +5,30 @@ requests by status, retries, rate-limit answers, the adaptive rate, the daily qu
 events applied by type, seconds since the last complete reconciliation, and whether the
 event socket is up. `serve` answers ``GET /metrics`` and ``GET /healthz`` (200 while healthy,
 503 with the reasons once the socket has been down, or reconciliation has failed, for longer
-than the threshold) and, when given a hook handler, ``POST`` web hooks.
+than the threshold) and, when given a hook handler, ``POST`` web hooks, through
+`crisp_api.sync.http_server` (bounded threads, timeouts and connections).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from crisp_api.defaults import RATE_LIMIT_STATUSES
 from crisp_api.extras import install_hint
 from crisp_api.sync.follow import Health
-from crisp_api.webhooks import WebhookError, parse
+from crisp_api.sync.http_server import Answer, HttpRequest, HttpServer, Limits
+from crisp_api.webhooks import (
+    MalformedWebhookError,
+    ReplayedWebhookError,
+    ReplayGuard,
+    WebhookError,
+    parse,
+)
 from middleware import (
     NOTE_ATTEMPT,
     AdaptiveBucket,
@@ -36,8 +44,6 @@ if TYPE_CHECKING:
     from crisp_api.client import Crisp
 
 INSTALL_HINT = f"--metrics-port needs prometheus_client: {install_hint('metrics')}"
-MAX_HOOK_BODY = 1024 * 1024
-"""The largest web hook body read; larger ones are refused unread (413)."""
 
 
 class Metrics:
@@ -135,6 +141,7 @@ def _quota_left(client: Crisp) -> float:
 
 HookHandler = Callable[[str, Any], None]
 """Applies one verified web hook: its event name and data."""
+_NOT_FOUND = Answer(404, b'{"error": "not_found"}')
 
 
 def serve(
@@ -145,60 +152,64 @@ def serve(
     threshold: float,
     metrics: Metrics | None = None,
     hooks: tuple[str, HookHandler] | None = None,
-) -> ThreadingHTTPServer:
-    """Start answering on ``host:port`` in a daemon thread; ``shutdown()`` stops it.
+    limits: Limits | None = None,
+    logger: Any = None,
+) -> HttpServer:
+    """Start answering on ``host:port`` (0: a free port, see ``server_address``) in a daemon
+    thread; ``shutdown()`` stops it. `HttpServer` bounds what clients may cost (``limits``).
 
     ``hooks`` is ``(secret, handler)`` to take Crisp's web hooks on ``POST``: a hook whose
-    ``X-Crisp-Signature`` does not verify is refused (401) and never applied.
+    ``X-Crisp-Signature`` does not verify is refused (401), one that is not well-formed (400)
+    or an exact replay (409), and none of them reaches the handler. A handler that raises
+    gives 500. Other methods get 405.
     """
+    replays = ReplayGuard() if hooks is not None else None
+    log = logger if logger is not None else structlog.get_logger("crisp_sync")
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "crisp-sync"
+    def answer(request: HttpRequest) -> Answer:
+        if request.method == "GET":
+            if request.path == "/healthz":
+                return _healthz(health, threshold)
+            if request.path == "/metrics" and metrics is not None:
+                return _metrics(metrics)
+            return _NOT_FOUND
+        if request.method == "POST" and hooks is not None:
+            return _hook(hooks, replays, request, log)
+        allowed = "GET, POST" if hooks is not None else "GET"
+        return Answer(405, b'{"error": "method_not_allowed"}', headers=(("Allow", allowed),))
 
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/healthz":
-                problems = health.problems(threshold)
-                body = json.dumps({"healthy": not problems, "problems": problems}).encode()
-                self._answer(503 if problems else 200, body, "application/json")
-            elif path == "/metrics" and metrics is not None:
-                text, content_type = metrics.render()
-                self._answer(200, text, content_type)
-            else:
-                self._answer(404, b'{"error": "not_found"}', "application/json")
+    return HttpServer(host, port, answer, limits=limits, logger=log)
 
-        def do_POST(self) -> None:
-            if hooks is None:
-                self._answer(404, b'{"error": "not_found"}', "application/json")
-                return
-            try:
-                length = int(self.headers.get("Content-Length", "-1"))
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_HOOK_BODY:
-                self._answer(413, b'{"error": "bad_length"}', "application/json")
-                return
-            raw = self.rfile.read(length)
-            secret, handler = hooks
-            try:
-                event, data = parse(secret, raw, dict(self.headers.items()))
-            except WebhookError as exc:
-                self._answer(401, json.dumps({"error": str(exc)}).encode(), "application/json")
-                return
-            handler(event, data)
-            self._answer(200, b'{"error": false}', "application/json")
 
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def _healthz(health: Health, threshold: float) -> Answer:
+    """``GET /healthz``: 200 while healthy, 503 with the problems."""
+    problems = health.problems(threshold)
+    body = json.dumps({"healthy": not problems, "problems": problems}).encode()
+    return Answer(503 if problems else 200, body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # access logs would drown the events; structlog has what matters
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="crisp-sync-http", daemon=True).start()
-    return server
+def _metrics(metrics: Metrics) -> Answer:
+    """``GET /metrics``: the Prometheus exposition."""
+    text, content_type = metrics.render()
+    return Answer(200, text, content_type)
+
+
+def _hook(hooks: tuple[str, HookHandler], replays: ReplayGuard | None,
+          request: HttpRequest, logger: Any) -> Answer:
+    """``POST`` a web hook: verified, well-formed and new, then handed to the handler."""
+    secret, handler = hooks
+    try:
+        event, data = parse(secret, request.body, request.headers, replays=replays)
+    except WebhookError as exc:
+        status = _HOOK_REFUSALS.get(type(exc), 401)
+        logger.info("hook.refused", status=status, reason=str(exc))
+        return Answer(status, json.dumps({"error": str(exc)}).encode())
+    handler(event, data)
+    return Answer(200, b'{"error": false}')
+
+
+_HOOK_REFUSALS: dict[type[WebhookError], int] = {
+    MalformedWebhookError: 400,
+    ReplayedWebhookError: 409,
+}
+"""The status of each refused hook, by its error (any other `WebhookError`: 401)."""

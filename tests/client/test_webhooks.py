@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import threading
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crisp_api.webhooks import WebhookError, parse, sign, verify
+from crisp_api.webhooks import (
+    MAX_DEPTH,
+    MAX_INT,
+    MalformedWebhookError,
+    ReplayedWebhookError,
+    ReplayGuard,
+    WebhookError,
+    parse,
+    sign,
+    verify,
+)
 
 SECRET = "plugin-signing-secret"
 NOW = 1_795_000_000.0
@@ -117,3 +129,98 @@ def test_only_the_right_signature_passes(body: bytes, forged: str) -> None:
     if forged.strip().lower() != good:
         with pytest.raises(WebhookError):
             verify(SECRET, body, STAMP, forged, now=NOW)
+
+
+def _signed_headers(body: bytes, stamp: int = STAMP) -> dict[str, str]:
+    return {"X-Crisp-Signature": sign(SECRET, body, stamp), "X-Crisp-Request-Timestamp": str(stamp)}
+
+
+def _hook(data: bytes) -> bytes:
+    return b'{"event": "message:send", "data": ' + data + b"}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1), "deeper"),
+        (b"[" * 100_000 + b"]" * 100_000, "deeper"),
+        (b"%d" % (MAX_INT + 1), "64 bits"),
+        (b"-%d" % (MAX_INT + 1), "64 bits"),
+        (b"1" * 5000, "64 bits"),
+        (b"1e400", "out of range"),
+        (b"NaN", "not JSON"),
+        (b"-Infinity", "not JSON"),
+        (b'"\xff"', "not UTF-8"),
+        (b"[1,]", "not JSON"),
+    ],
+)
+def test_signed_hooks_that_are_not_well_formed_are_refused(data: bytes, message: str) -> None:
+    body = _hook(data)
+    with pytest.raises(MalformedWebhookError, match=message):
+        parse(SECRET, body, _signed_headers(body), now=NOW)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1),  # the object around it is one more
+        b'"' + b"[{" * 1000 + b'\\"]"',  # brackets inside a string do not nest
+        b"[%d, -%d, 1.5e300]" % (MAX_INT, MAX_INT),
+    ],
+)
+def test_well_formed_hooks_within_the_limits_pass(data: bytes) -> None:
+    body = _hook(data)
+    assert parse(SECRET, body, _signed_headers(body), now=NOW)[0] == "message:send"
+
+
+def test_an_exact_replay_is_refused_while_fresh_and_forgotten_after_twice_the_window() -> None:
+    clock = [0.0]
+    guard = ReplayGuard(window=300, timer=lambda: clock[0])
+    headers = _signed_headers(BODY)
+    assert parse(SECRET, BODY, headers, now=NOW, replays=guard)[0] == "message:send"
+    clock[0] = 599.0
+    with pytest.raises(ReplayedWebhookError, match="replayed"):
+        parse(SECRET, BODY, headers, now=NOW + 299, replays=guard)
+    with pytest.raises(WebhookError, match="stale"):  # later: refused as stale anyway
+        parse(SECRET, BODY, headers, now=NOW + 301, replays=guard)
+    clock[0] = 601.0  # forgotten: memory stays bounded
+    parse(SECRET, BODY, headers, now=NOW, replays=guard)
+
+
+def test_a_refused_hook_does_not_count_as_seen() -> None:
+    guard = ReplayGuard()
+    headers = _signed_headers(BODY)
+    with pytest.raises(WebhookError, match="signature"):
+        parse(SECRET, BODY + b" ", headers, now=NOW, replays=guard)
+    assert parse(SECRET, BODY, headers, now=NOW, replays=guard)[0] == "message:send"
+
+
+def test_the_replay_guard_is_bounded_and_matches_the_window() -> None:
+    guard = ReplayGuard(max_size=2)
+    for name in ("a", "b", "c"):
+        guard.admit(name)
+    guard.admit("a")  # the oldest was forgotten to stay within max_size
+    with pytest.raises(ReplayedWebhookError):
+        guard.admit("C")
+    with pytest.raises(ValueError, match="shorter"):
+        parse(SECRET, BODY, _signed_headers(BODY), now=NOW, window=600,
+              replays=ReplayGuard(window=300))
+
+
+def test_concurrent_copies_of_one_hook_pass_once() -> None:
+    guard = ReplayGuard()
+    headers = _signed_headers(BODY)
+    start = threading.Barrier(16)
+    passed: list[str] = []
+
+    def deliver() -> None:
+        start.wait()
+        with contextlib.suppress(ReplayedWebhookError):
+            passed.append(parse(SECRET, BODY, headers, now=NOW, replays=guard)[0])
+
+    threads = [threading.Thread(target=deliver) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert passed == ["message:send"]

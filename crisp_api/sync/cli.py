@@ -582,11 +582,14 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
 
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
             if leases is not None:
-                return _reconcile_share(args, client, store, fleet.Share(leases), applier,
-                                        stop=stopping)
-            reports = _sync_all(args, client, store, stopping)
-            website_ids.update(report.website_id for report in reports)
-            applier.website_ids = frozenset(website_ids)  # websites connected since start
+                reports = _reconcile_share(args, client, store, fleet.Share(leases), applier,
+                                           stop=stopping)
+            else:
+                reports = _sync_all(args, client, store, stopping)
+                website_ids.update(report.website_id for report in reports)
+                applier.website_ids = frozenset(website_ids)  # websites connected since start
+            if metrics is not None:
+                metrics.count_quarantined(reports)
             return reports
 
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from middleware import (
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
+    from crisp_api.sync.engine import SyncReport
 
 INSTALL_HINT = f"--metrics-port needs prometheus_client: {install_hint('metrics')}"
 MAX_HOOK_BODY = 1024 * 1024
@@ -76,7 +77,20 @@ class Metrics:
             "Seconds since the last complete reconciliation (since start if none yet)",
             registry=registry,
         ).set_function(lambda: time.monotonic() - (health.last_reconciled or health.started))
+        self.quarantined = prom.Gauge(
+            "crisp_quarantined_rows",
+            "Rows held in the quarantine table (their key cannot be stored), by website, as of "
+            "its last sync",
+            ["website_id"], registry=registry,
+        )
         self.layer = _CountingLayer(self)
+
+    def count_quarantined(self, reports: Sequence[SyncReport]) -> None:
+        """Show the quarantined rows each synced website holds (read by its sync, so the
+        scrape never waits for the database)."""
+        for report in reports:
+            if report.quarantine_held is not None:
+                self.quarantined.labels(report.website_id).set(report.quarantine_held)
 
     def event_applied(self, name: str, seconds: float) -> None:
         """Count one applied event and how long it took."""

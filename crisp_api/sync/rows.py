@@ -60,7 +60,7 @@ def document(row: Any) -> str:
     """A row as canonical JSON text (sorted keys, no spaces), so equal rows compare equal;
     lone surrogates are written as JSON escapes, so UTF-8 can carry the text."""
     text = canonical(row)
-    if _SURROGATE.search(text) is None:
+    if text.isascii() or _SURROGATE.search(text) is None:
         return text
     return _SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 

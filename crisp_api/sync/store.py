@@ -17,7 +17,7 @@ events one row at a time (`save_message`, `edit_message`, ...). They rely on the
   that is not an integer, ...) is put aside in the ``quarantine`` table with its raw answer
   and the reason (`crisp_api.sync.rows`), in the same transaction as the rest of the save, and
   counted (`Changes.quarantined`, `quarantined`): the rest is saved, nothing is dropped
-  unseen;
+  unseen (the table is a record: its rows stay until someone deletes them);
 - a failure is raised, never swallowed, and only as `StoreError` for what the store itself
   could not do (``permanent`` when retrying cannot help: read-only, disk full, corrupt;
   an unexpected error of any other type is wrapped, naming the operation and never the row),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from crisp_api.sync.metrics import Counts
 from crisp_api.sync.report import summary
 from crisp_api.sync.store import Changes, MessageSpan, Store, StoreError
 from crisp_api.testing import FakeCrisp
-from tests.sync.helpers import sync_command
+from tests.sync.helpers import sync_command, wait_for
 
 if TYPE_CHECKING:
     from tests.postgres_server import PostgresServer
@@ -264,6 +265,50 @@ def test_the_event_path_stores_odd_values_or_puts_them_aside(
     [(conversation,)] = backend.select("SELECT data FROM conversations")
     assert _document(conversation) == backend.as_stored(
         {"session_id": "s1", "updated_at": 5, "state": SURROGATE, "n": 10**30})
+
+
+def test_odd_rows_over_rtm_are_stored_or_put_aside_and_follow_mode_lives_on(
+    backend: Backend, tmp_path: Path
+) -> None:
+    pytest.importorskip("socketio", reason="follow mode needs the events extra")
+    with FakeCrisp(conversations=5, messages=2, seed=8) as fake:
+        session_id = fake.conversations()[0]["session_id"]
+        command, env = sync_command(fake, Path("unused"), "--website-id", fake.website_id,
+                                    "--follow", "--interval", "1h")
+        command[command.index("--db") + 1] = backend.db
+        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None
+            first = child.stdout.readline()  # the first sync's summary, or '' if it died
+            assert first.startswith("crisp-sync: 1 website(s) complete"), first
+            odd = {"website_id": fake.website_id, "session_id": session_id, "type": "text",
+                   "from": "user", "fingerprint": 777, "timestamp": fake.now_ms(),
+                   "content": SURROGATE, **BIG}
+            unkeyed = {**odd, "fingerprint": 2**64}
+
+            def stored() -> bool:  # events pushed again until the socket is up: idempotent
+                if child.poll() is not None:
+                    return True
+                fake.push_event("message:send", odd)
+                fake.push_event("message:send", unkeyed)
+                time.sleep(0.1)
+                return ((session_id, 777) in backend.messages(fake.website_id)
+                        and bool(backend.quarantine()))
+
+            wait_for(stored, 30, "the odd event to be applied")
+            assert child.poll() is None, child.communicate()
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=15) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+            _, errors = child.communicate()
+    assert "Traceback" not in errors
+    assert backend.messages(fake.website_id)[(session_id, 777)] == (
+        backend.as_stored(odd), backend.name == "postgres")
+    assert [(kind, ident, raw) for _, kind, _, ident, raw, _ in backend.quarantine()] == [
+        ("message", str(2**64), unkeyed)]
 
 
 @pytest.mark.parametrize("call", [

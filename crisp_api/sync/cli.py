@@ -51,7 +51,7 @@ from crisp_api.sync.follow import (
 from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from
 from crisp_api.sync.metrics import RequestCounter, install
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL
-from crisp_api.sync.report import summary
+from crisp_api.sync.report import status_table, summary
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import Store, StoreError, WebsiteLockedError
 
@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sync a seeded local fake Crisp (no account needed), then an incremental run",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print what the database holds of each website (checkpoint, people listed, "
+        "rows quarantined) and exit: no request, no credentials needed",
+    )
     service = parser.add_argument_group("follow mode (a long-running service)")
     service.add_argument(
         "--follow",
@@ -225,6 +231,8 @@ def _main(args: argparse.Namespace) -> int:
     try:
         _check(args)
         args.logger = configure(level_from(args.verbose, args.log_level), args.log_format)
+        if args.status:
+            return _status(args, sys.stdout)
         if args.demo:
             return _demo(args)
         target = _target_from_environment(args)
@@ -273,6 +281,10 @@ def _duration(text: str) -> float:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if args.status:
+        if args.demo or args.follow:
+            raise _UsageError("--status only reads the database: drop --demo and --follow")
+        return
     if args.workers < 1 or args.workers > 256:
         raise _UsageError(f"--workers must be between 1 and 256, got {args.workers}")
     if not args.demo and not args.all_websites and not args.website_id:
@@ -391,6 +403,22 @@ def _client(args: argparse.Namespace, target: Target) -> Crisp:
     except (ValueError, TypeError) as exc:
         raise _UsageError(str(exc)) from None
     return client
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    """``--status``: what the database holds of each website, read without a request."""
+    _choose_database(args)
+    if _is_postgres(args.db):
+        with _postgres_store(args) as store:
+            statuses = store.statuses()
+    else:
+        path = Path(args.db)
+        if not path.exists():  # opening it would create it
+            raise _UsageError(f"no database at {path} (give --db or ${DB_ENV})")
+        with SQLiteStore(path) as sqlite:
+            statuses = sqlite.statuses()
+    print(status_table(statuses), file=out)
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
@@ -554,11 +582,14 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
 
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
             if leases is not None:
-                return _reconcile_share(args, client, store, fleet.Share(leases), applier,
-                                        stop=stopping)
-            reports = _sync_all(args, client, store, stopping)
-            website_ids.update(report.website_id for report in reports)
-            applier.website_ids = frozenset(website_ids)  # websites connected since start
+                reports = _reconcile_share(args, client, store, fleet.Share(leases), applier,
+                                           stop=stopping)
+            else:
+                reports = _sync_all(args, client, store, stopping)
+                website_ids.update(report.website_id for report in reports)
+                applier.website_ids = frozenset(website_ids)  # websites connected since start
+            if metrics is not None:
+                metrics.count_quarantined(reports)
             return reports
 
         try:

@@ -23,7 +23,9 @@ transaction. Every failure of a worker is collected (an exception nobody reads i
 the conversation is reported as failed and the checkpoint stays where it was, so the next run
 covers the same window again, skipping what is already stored. A store that cannot be written
 at all stops the run early. Two runs of one website on one store are refused by the store's
-lock.
+lock. A row the store cannot key (a fingerprint outside 64 bits, ...) is no failure: the
+store puts it aside in its quarantine table, the rest of the conversation is saved, and the
+report counts it (``quarantined``).
 
 **People cost what changed.** Crisp cannot list profiles updated since a date, so profiles are
 listed in full only when the last full listing is older than ``people_interval``.
@@ -85,6 +87,9 @@ class SyncReport:
     """One line per conversation (or part) that could not be synced."""
     store_error: StoreError | None = None
     """The first failure of the store, if any (``permanent``: rerunning cannot help)."""
+    quarantine_held: int | None = None
+    """Rows of the website the store's quarantine table holds after the run (None when the
+    store failed before it could be asked)."""
     warnings: list[str] = field(default_factory=list)
     """Things the API itself does not let a sync see in full (nothing a rerun could fix)."""
     elapsed: float = 0.0
@@ -93,6 +98,12 @@ class SyncReport:
     def complete(self) -> bool:
         """Whether everything in the window was stored (and the checkpoint moved)."""
         return not self.errors and self.store_error is None
+
+    @property
+    def quarantined(self) -> int:
+        """Rows this run put aside in the quarantine table instead of storing them."""
+        return sum(changes.quarantined for changes in
+                   (self.conversations, self.messages, self.people, self.operators))
 
     @property
     def calls(self) -> int:
@@ -177,6 +188,8 @@ def sync_website(
         if report.complete and listing.high_water is not None:
             report.checkpoint_ms = min(listing.high_water, listing.clock_cap(clock()))
             store.set_checkpoint(website_id, report.checkpoint_ms)
+        if report.store_error is None:
+            report.quarantine_held = store.quarantined(website_id)
     report.elapsed = time.monotonic() - started
     return report
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -42,6 +42,7 @@ from middleware import (
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
+    from crisp_api.sync.engine import SyncReport
 
 INSTALL_HINT = f"--metrics-port needs prometheus_client: {install_hint('metrics')}"
 
@@ -82,7 +83,20 @@ class Metrics:
             "Seconds since the last complete reconciliation (since start if none yet)",
             registry=registry,
         ).set_function(lambda: time.monotonic() - (health.last_reconciled or health.started))
+        self.quarantined = prom.Gauge(
+            "crisp_quarantined_rows",
+            "Rows held in the quarantine table (their key cannot be stored), by website, as of "
+            "its last sync",
+            ["website_id"], registry=registry,
+        )
         self.layer = _CountingLayer(self)
+
+    def count_quarantined(self, reports: Sequence[SyncReport]) -> None:
+        """Show the quarantined rows each synced website holds (read by its sync, so the
+        scrape never waits for the database)."""
+        for report in reports:
+            if report.quarantine_held is not None:
+                self.quarantined.labels(report.website_id).set(report.quarantine_held)
 
     def event_applied(self, name: str, seconds: float) -> None:
         """Count one applied event and how long it took."""

@@ -6,6 +6,14 @@ answer as ``JSONB``. Writes are batched: a conversation's messages go in one ``I
 FROM unnest(...) ON CONFLICT DO UPDATE`` that rewrites only the rows whose document changed and
 tells added from updated rows, all in the conversation's one transaction.
 
+**What JSONB cannot hold.** PostgreSQL's text and JSONB refuse U+0000 and lone UTF-16
+surrogates (JavaScript strings may hold them; Crisp's JSON escapes them as ``\\ud800``). A row
+holding one is stored with U+0000 dropped and each lone surrogate replaced by U+FFFD, and
+flagged: its ``replaced`` column is true (``SELECT ... FROM messages WHERE replaced``), the
+one way a PostgreSQL copy may differ from Crisp's data (a SQLite copy keeps every value).
+Integers of any size are kept (JSONB numbers are exact). A row whose key cannot be stored goes
+to the ``quarantine`` table with its raw answer (ASCII JSON, so it always fits) and the reason.
+
 The tool creates and migrates its schema itself: `MIGRATIONS` are applied in order, each
 once, under a transaction-scoped advisory lock (so workers starting together do not race), and
 the version reached is kept in ``crisp_sync_schema``. A database of a newer release is refused.
@@ -18,8 +26,9 @@ Which worker syncs which website is decided here too, with leases (`postgres_lea
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -30,8 +39,10 @@ from crisp_api.sync.store import (
     ConversationState,
     MessageSpan,
     Row,
+    SqlQuarantine,
     SqlRemovals,
     StoreError,
+    WebsiteLockedError,
     WebsiteState,
 )
 
@@ -98,16 +109,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX conversations_website ON conversations (website_id, updated_at)",
         "CREATE INDEX messages_session ON messages (session_id, timestamp)",
     ),
+    (
+        *(f"ALTER TABLE {table} ADD COLUMN replaced BOOLEAN NOT NULL DEFAULT FALSE"
+          for table in ("conversations", "messages", "people", "operators")),
+        """CREATE TABLE quarantine (
+            website_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            ident TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            quarantined_ms BIGINT NOT NULL,
+            PRIMARY KEY (website_id, kind, session_id, ident)
+        )""",
+    ),
 )
 """The schema's history: version N is reached by applying the first N entries in order.
-Version 1: the tables of `SQLiteStore`'s schema 2 in JSONB, plus the fleet's leases."""
+Version 1: the tables of `SQLiteStore`'s schema 2 in JSONB, plus the fleet's leases. Version 2:
+rows flagged ``replaced`` where characters JSONB cannot hold were replaced, and the
+``quarantine`` table of `SQLiteStore`'s schema 3."""
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x63726973  # any constant: one advisory lock for every migrating worker
+POOL_WAIT_SECONDS = 5.0
+"""How long a save or a reconciliation waits for a pooled connection (none free, or the
+server unreachable) before failing with a transient `StoreError`: a few seconds, so an
+outage shows at once instead of after psycopg_pool's 30 s."""
 
 _TYPES = {
     "session_id": "text", "website_id": "text", "people_id": "text", "user_id": "text",
     "fingerprint": "bigint", "timestamp": "bigint", "updated_at": "bigint",
-    "from_event": "boolean", "data": "text",
+    "from_event": "boolean", "replaced": "boolean", "data": "text",
 }
 """The SQL type of each column, for the arrays a batch is sent as."""
 
@@ -121,13 +152,14 @@ _PERMANENT_REFUSALS = ("authentication failed", "does not exist", "pg_hba.conf")
 database or role, not allowed by ``pg_hba.conf``): such errors carry no SQLSTATE."""
 
 
-class PostgresStore(WebsiteState, SqlRemovals):
+class PostgresStore(WebsiteState, SqlRemovals, SqlQuarantine):
     """A PostgreSQL database holding each row's full answer as JSONB, for one or many workers.
 
     ``url`` is a ``postgresql://user:password@host:port/dbname`` URL (or a libpq connection
     string); the password never appears in errors or ``repr``. ``pool_size`` connections at
-    most are shared by the sync's threads. ``lease_ttl`` is how long (seconds) a website stays
-    held by a worker that stopped renewing its lease.
+    most are shared by the sync's threads; each is checked when taken from the pool, so
+    connections that died with a server restart are replaced, not handed out. ``lease_ttl`` is
+    how long (seconds) a website stays held by a worker that stopped renewing its lease.
     """
 
     def __init__(
@@ -147,8 +179,8 @@ class PostgresStore(WebsiteState, SqlRemovals):
                 self._upgrade(db)
             self._pool = psycopg_pool.ConnectionPool(
                 url, min_size=1, max_size=pool_size, kwargs={**options, "autocommit": True},
-                open=False,
-                timeout=max(30.0, connect_timeout), name="crisp-sync",
+                open=False, check=psycopg_pool.ConnectionPool.check_connection,
+                timeout=POOL_WAIT_SECONDS, name="crisp-sync",
             )
             self._pool.open(wait=True, timeout=max(30.0, connect_timeout))
         self.leases = Leases(self._pool, self._errors, ttl=lease_ttl)
@@ -175,8 +207,10 @@ class PostgresStore(WebsiteState, SqlRemovals):
                 db.execute("UPDATE crisp_sync_schema SET version = %s", (SCHEMA_VERSION,))
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Raise psycopg's and the pool's errors as `StoreError`, naming this database."""
+    def _errors(self, operation: str = "a query") -> Iterator[None]:
+        """Raise psycopg's and the pool's errors as `StoreError`, naming this database; and
+        any other error (a value the driver refused, a bug) as a transient one naming
+        ``operation``, never the row."""
         try:
             yield
         except psycopg_pool.PoolTimeout as exc:
@@ -186,24 +220,34 @@ class PostgresStore(WebsiteState, SqlRemovals):
             ) from exc
         except psycopg.Error as exc:
             raise _store_error(self.name, exc) from exc
+        except (StoreError, WebsiteLockedError):
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"PostgreSQL database {self.name}: {operation} failed ({type(exc).__name__})",
+                permanent=False,
+            ) from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+    def _transaction(self, operation: str) -> Iterator[psycopg.Cursor[Any]]:
         """A cursor inside one transaction, committed if the block succeeds."""
-        with self._errors(), self._pool.connection() as db, db.transaction(), db.cursor() as cur:
+        with (self._errors(operation), self._pool.connection() as db, db.transaction(),
+              db.cursor() as cur):
             yield cur
 
     @contextmanager
-    def _statement(self) -> Iterator[psycopg.Cursor[Any]]:
+    def _statement(self, operation: str) -> Iterator[psycopg.Cursor[Any]]:
         """A cursor for one statement, atomic on its own (the pool's connections are in
         autocommit): no BEGIN and COMMIT round trips, which cost a sync more CPU than the
         statement itself."""
-        with self._errors(), self._pool.connection() as db, db.cursor() as cur:
+        with self._errors(operation), self._pool.connection() as db, db.cursor() as cur:
             yield cur
 
     def conversation_state(self, website_id: str, session_id: str) -> ConversationState:
         """What is stored of ``session_id`` (both fields ``None`` for a new conversation)."""
-        with self._statement() as cur:
+        if not rows.is_key(session_id):
+            return ConversationState(None, None)  # nothing is stored under such a key
+        with self._statement("conversation_state") as cur:
             row = cur.execute(
                 "SELECT (SELECT updated_at FROM conversations WHERE session_id = %s), "
                 "(SELECT max(timestamp) FROM messages WHERE session_id = %s AND NOT from_event)",
@@ -217,85 +261,116 @@ class PostgresStore(WebsiteState, SqlRemovals):
     ) -> tuple[Changes, Changes]:
         """Upsert the conversation and its ``span`` of messages, removing the stored messages
         of the span Crisp no longer has; (conversation, message) changes, all in one
-        transaction, the conversation row last."""
-        session_id = rows.text(conversation, "session_id")
-        messages = {
-            rows.fingerprint(m): (rows.integer(m, "timestamp"), _document(m))
-            for m in span.messages
-        }
-        with self._transaction() as cur:
-            upserted = _upsert(
-                cur, "messages", ("session_id", "fingerprint"),
-                ("website_id", "timestamp", "from_event"),
-                [(session_id, fingerprint, website_id, timestamp, False, data)
-                 for fingerprint, (timestamp, data) in messages.items()],
-            )
-            kept = list(messages)
-            # One statement: the span's messages Crisp no longer has go, and those it has
-            # count as read (rows stored from live events included; disjoint rows).
-            found = cur.execute(
-                "WITH removed AS (DELETE FROM messages WHERE session_id = %(s)s"
-                " AND (%(since)s::bigint IS NULL OR timestamp > %(since)s)"
-                " AND (%(until)s::bigint IS NULL OR timestamp <= %(until)s)"
-                " AND NOT (fingerprint = ANY(%(kept)s::bigint[])) RETURNING 1),"
-                " read AS (UPDATE messages SET from_event = FALSE WHERE session_id = %(s)s"
-                " AND from_event AND fingerprint = ANY(%(kept)s::bigint[]))"
-                " SELECT count(*) FROM removed",
-                {"s": session_id, "since": span.since, "until": span.until, "kept": kept},
-            ).fetchone()
-            removed = 0 if found is None else int(found[0])
-            conversation_changes = _upsert(
-                cur, "conversations", ("session_id",), ("website_id", "updated_at"),
-                [(session_id, website_id, rows.optional_integer(conversation, "updated_at"),
-                  _document(conversation))],
-            )
-        return conversation_changes, upserted + Changes(removed=removed)
+        transaction, the conversation row last. Rows that cannot be keyed are put aside in
+        the same transaction."""
+        with self._transaction("save_conversation") as cur:
+            session_id, updated_at, conversation_aside = rows.key_conversation(conversation)
+            keyed, aside = rows.key_messages(session_id, span.messages)
+            message_changes = Changes(quarantined=len(aside))
+            conversation_changes = Changes()
+            if session_id is not None:
+                message_changes += _upsert(
+                    cur, "messages", ("session_id", "fingerprint"),
+                    ("website_id", "timestamp", "from_event"),
+                    [(session_id, m.fingerprint, website_id, m.timestamp, False,
+                      *_document(m.row)) for m in keyed],
+                )
+                kept = [m.fingerprint for m in keyed]
+                # One statement: the span's messages Crisp no longer has go, and those it has
+                # count as read (rows stored from live events included; disjoint rows).
+                found = cur.execute(
+                    "WITH removed AS (DELETE FROM messages WHERE session_id = %(s)s"
+                    " AND (%(since)s::bigint IS NULL OR timestamp > %(since)s)"
+                    " AND (%(until)s::bigint IS NULL OR timestamp <= %(until)s)"
+                    " AND NOT (fingerprint = ANY(%(kept)s::bigint[])) RETURNING 1),"
+                    " read AS (UPDATE messages SET from_event = FALSE WHERE session_id = %(s)s"
+                    " AND from_event AND fingerprint = ANY(%(kept)s::bigint[]))"
+                    " SELECT count(*) FROM removed",
+                    {"s": session_id, "since": rows.bounded(span.since),
+                     "until": rows.bounded(span.until), "kept": kept},
+                ).fetchone()
+                message_changes += Changes(removed=0 if found is None else int(found[0]))
+                if conversation_aside is None:
+                    conversation_changes = _upsert(
+                        cur, "conversations", ("session_id",), ("website_id", "updated_at"),
+                        [(session_id, website_id, updated_at, *_document(conversation))],
+                    )
+            if conversation_aside is not None:
+                aside.append(conversation_aside)
+                conversation_changes = Changes(quarantined=1)
+            _put_aside(cur, website_id, aside)
+        return conversation_changes, message_changes
 
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
         """Upsert people profiles, keyed by website and ``people_id``, in one statement."""
-        latest = {rows.text(p, "people_id"): _document(p) for p in profiles}
-        with self._statement() as cur:
-            return _upsert(cur, "people", ("website_id", "people_id"), (),
-                           [(website_id, key, data) for key, data in latest.items()])
+        return self._save_keyed(website_id, rows.PEOPLE, profiles)
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
         """Upsert the website's operators, keyed by their user id, in one statement."""
-        latest = {rows.operator_id(o): _document(o) for o in operators}
-        with self._statement() as cur:
-            return _upsert(cur, "operators", ("website_id", "user_id"), (),
-                           [(website_id, key, data) for key, data in latest.items()])
+        return self._save_keyed(website_id, rows.OPERATORS, operators)
+
+    def _save_keyed(self, website_id: str, listed: rows.Listed, found: Sequence[Row]) -> Changes:
+        """Upsert rows of a website keyed by ``key_of`` in one statement; those without a
+        key are put aside, in the same transaction."""
+        operation = f"save {listed.table}"
+        with self._errors(operation):
+            keyed, aside = rows.key_rows(listed, found)
+            values = [(website_id, k, *_document(row)) for k, row in keyed.items()]
+        with self._writing(operation, aside) as cur:
+            _put_aside(cur, website_id, aside)
+            changes = _upsert(cur, listed.table, ("website_id", listed.column), (), values)
+        return changes + Changes(quarantined=len(aside))
+
+    def _writing(
+        self, operation: str, aside: Sequence[rows.Quarantined]
+    ) -> AbstractContextManager[psycopg.Cursor[Any]]:
+        """A cursor for one statement, or a transaction when rows are also put aside."""
+        return self._transaction(operation) if aside else self._statement(operation)
 
     def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
         """Upsert one message from a live event; a message a sync already read keeps
-        counting as read."""
-        row = (session_id, rows.fingerprint(message), website_id,
-               rows.integer(message, "timestamp"), True, _document(message))
-        with self._statement() as cur:
-            return _upsert(cur, "messages", ("session_id", "fingerprint"),
-                           ("website_id", "timestamp", "from_event"), [row],
-                           keep=("from_event",))
+        counting as read; a message that cannot be keyed is put aside."""
+        with self._errors("save_message"):
+            keyed, aside = rows.key_messages(
+                session_id if rows.is_key(session_id) else None, [message])
+            values = [(session_id, m.fingerprint, website_id, m.timestamp, True,
+                       *_document(m.row)) for m in keyed]
+        with self._writing("save_message", aside) as cur:
+            _put_aside(cur, website_id, aside)
+            changes = _upsert(cur, "messages", ("session_id", "fingerprint"),
+                              ("website_id", "timestamp", "from_event"), values,
+                              keep=("from_event",))
+        return changes + Changes(quarantined=len(aside))
 
     def edit_message(
         self, website_id: str, session_id: str, fingerprint: int, content: Any
     ) -> Changes:
         """Set a stored message's ``content``; nothing if it is not stored."""
-        with self._statement() as cur:
+        if not (rows.is_key(session_id) and rows.is_key(fingerprint)):
+            return Changes()
+        with self._statement("edit_message") as cur:
             return _merge(cur, "messages", "session_id = %s AND fingerprint = %s",
                           (session_id, fingerprint), {"content": content})
 
     def update_conversation(self, website_id: str, session_id: str, fields: Row) -> Changes:
         """Merge ``fields`` into a stored conversation; nothing if it is not stored."""
-        with self._statement() as cur:
+        if not rows.is_key(session_id):
+            return Changes()
+        with self._statement("update_conversation") as cur:
             return _merge(cur, "conversations", "session_id = %s", (session_id,), fields)
 
     _MARK = "%s"
 
     def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
-        with self._transaction() as cur:
+        with self._transaction("remove") as cur:
             return sum(cur.execute(sql, values).rowcount for sql, values in statements)
 
+    def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._statement("read") as cur:
+            return cur.execute(sql, values).fetchall()
+
     def _state(self, website_id: str, column: str) -> int | None:
-        with self._statement() as cur:
+        with self._statement("read state") as cur:
             row = cur.execute(
                 f"SELECT {column} FROM sync_state WHERE website_id = %s",  # noqa: S608 - fixed names
                 (website_id,),
@@ -304,7 +379,7 @@ class PostgresStore(WebsiteState, SqlRemovals):
 
     def _set_state(self, website_id: str, column: str, value: int) -> None:
         """Set one column of the website's state, leaving the others as they are."""
-        with self._statement() as cur:
+        with self._statement("set state") as cur:
             cur.execute(
                 f"INSERT INTO sync_state (website_id, {column}) VALUES (%s, %s) "  # noqa: S608 - fixed names
                 f"ON CONFLICT (website_id) DO UPDATE SET {column} = excluded.{column}",
@@ -347,12 +422,13 @@ def _upsert(
     *,
     keep: tuple[str, ...] = (),
 ) -> Changes:
-    """Insert or update ``values`` (keys, then ``columns``, then the JSON text) in one
-    statement; a row whose document is unchanged is not written. ``keep`` names columns an
-    update leaves as they are. Keys must be unique within ``values``."""
+    """Insert or update ``values`` (keys, then ``columns``, then the JSON text and whether
+    characters were replaced in it) in one statement; a row whose document is unchanged is not
+    written. ``keep`` names columns an update leaves as they are. Keys must be unique within
+    ``values``."""
     if not values:
         return Changes()
-    names = (*keys, *columns, "data")
+    names = (*keys, *columns, "data", "replaced")
     arrays = ", ".join(f"%s::{_TYPES[name]}[]" for name in names)
     chosen = ", ".join(f"u.{name}::jsonb" if name == "data" else f"u.{name}" for name in names)
     updated = ", ".join(
@@ -363,36 +439,57 @@ def _upsert(
         f"SELECT {chosen} FROM unnest({arrays}) AS u({', '.join(names)}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updated} "
         "WHERE t.data IS DISTINCT FROM excluded.data "
-        "RETURNING (xmax = 0)"
+        "RETURNING (xmax = 0), t.replaced"
     )
     cur.execute(statement, [list(column) for column in zip(*values, strict=True)])
-    inserted = [row[0] for row in cur.fetchall()]
-    added = sum(inserted)
-    return Changes(added, len(inserted) - added)
+    written = cur.fetchall()
+    added = sum(inserted for inserted, _ in written)
+    return Changes(added, len(written) - added, replaced=sum(lossy for _, lossy in written))
 
 
 def _merge(
     cur: psycopg.Cursor[Any], table: str, where: str, key_values: tuple[Any, ...], fields: Row
 ) -> Changes:
-    """Merge ``fields`` into the document of the row ``where`` selects, if it changes it."""
-    patch = Jsonb(dict(fields), dumps=_document)
+    """Merge ``fields`` into the document of the row ``where`` selects, if it changes it
+    (flagged ``replaced`` if characters of ``fields`` had to be)."""
+    data, replaced = _document(dict(fields))
+    patch = Jsonb(data, dumps=str)
     updated = cur.execute(
-        f"UPDATE {table} SET data = data || %s WHERE {where} "  # noqa: S608 - fixed names
-        "AND data IS DISTINCT FROM data || %s",
-        (patch, *key_values, patch),
+        f"UPDATE {table} SET data = data || %s, replaced = replaced OR %s "  # noqa: S608 - fixed names
+        f"WHERE {where} AND data IS DISTINCT FROM data || %s",
+        (patch, replaced, *key_values, patch),
     ).rowcount
-    return Changes(updated=updated)
+    return Changes(updated=updated, replaced=updated if replaced else 0)
 
 
-_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-"""A ``\u0000`` escape in JSON text (not an escaped backslash followed by ``u0000``)."""
+def _put_aside(cur: psycopg.Cursor[Any], website_id: str, aside: Sequence[rows.Quarantined]
+               ) -> None:
+    """Write rows that cannot be keyed to the quarantine table."""
+    if aside:
+        cur.executemany(PostgresStore._quarantine_statement(),
+                        PostgresStore._quarantine_values(website_id, aside, _now_ms()))
 
 
-def _document(row: Any) -> str:
-    """A row as canonical JSON text that JSONB accepts: PostgreSQL cannot hold U+0000 in
-    text or JSONB, so that character is dropped, as other loaders into PostgreSQL do (the one
-    way a PostgreSQL copy may differ from Crisp's data; a SQLite copy keeps it)."""
-    return _NUL.sub(r"\1", rows.document(row))
+_UNHELD = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000|[\ud800-\udfff]")
+"""What JSONB cannot hold, in canonical JSON text: an escaped U+0000 (not an escaped
+backslash followed by ``u0000``), or a lone surrogate (written as it is)."""
+
+
+def _document(row: Any) -> tuple[str, bool]:
+    """A row as canonical JSON text that JSONB accepts, and whether characters had to be
+    replaced: U+0000 is dropped (as other loaders into PostgreSQL do) and a lone surrogate
+    becomes U+FFFD (see the module docstring)."""
+    text, count = _UNHELD.subn(_replacement, rows.canonical(row))
+    return text, count > 0
+
+
+def _replacement(found: re.Match[str]) -> str:
+    escaped = found[1]
+    return "\ufffd" if escaped is None else escaped
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _public_name(url: str) -> str:

@@ -1,12 +1,13 @@
-"""The summary `crisp-sync` prints when it finishes."""
+"""What `crisp-sync` prints: the summary of a run, and the status of a database."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from crisp_api.sync.engine import SyncReport
 from crisp_api.sync.metrics import Counts
-from crisp_api.sync.store import Changes
+from crisp_api.sync.store import Changes, WebsiteStatus
 
 
 def summary(reports: Sequence[SyncReport], counts: Counts, elapsed: float) -> str:
@@ -35,10 +36,29 @@ def summary(reports: Sequence[SyncReport], counts: Counts, elapsed: float) -> st
         f"messages {sum(r.message_calls for r in reports)}, "
         f"people {sum(r.people_calls for r in reports)}, operators {len(reports)}",
     ]
+    lines += _set_aside(reports, messages + conversations + people + operators)
     for report in reports:
         lines += _capped(f"error ({report.website_id})", report.errors)
         lines += _capped(f"warning ({report.website_id})", report.warnings)
     return "\n".join(lines)
+
+
+def _set_aside(reports: Sequence[SyncReport], changes: Changes) -> list[str]:
+    """What could not be stored as it came: rows put aside, rows stored with characters
+    replaced (nothing when there is none, so the usual summary stays as it was)."""
+    held = sum(r.quarantine_held or 0 for r in reports)
+    lines = []
+    if changes.quarantined or held:
+        lines.append(
+            f"  quarantined    {changes.quarantined:>8} row(s) this run, {held} held in the "
+            "quarantine table (their key cannot be stored; see crisp-sync --status)"
+        )
+    if changes.replaced:
+        lines.append(
+            f"  replaced       {changes.replaced:>8} row(s) stored with characters the database "
+            "cannot hold replaced (flagged: replaced)"
+        )
+    return lines
 
 
 def _people_note(reports: Sequence[SyncReport]) -> str:
@@ -55,3 +75,32 @@ def _capped(label: str, items: Sequence[str], limit: int = 5) -> list[str]:
     if len(items) > limit:
         lines.append(f"  ... and {len(items) - limit} more")
     return lines
+
+
+STATUS_COLUMNS: tuple[tuple[str, Callable[[WebsiteStatus], str]], ...] = (
+    ("website", lambda status: status.website_id),
+    ("checkpoint (UTC)", lambda status: _utc(status.checkpoint_ms)),
+    ("people listed (UTC)", lambda status: _utc(status.people_listed_ms)),
+    ("quarantined", lambda status: str(status.quarantined)),
+)
+"""The columns of ``crisp-sync --status``, in order: a header and how a website shows."""
+
+
+def status_table(statuses: Sequence[WebsiteStatus]) -> str:
+    """One line per website under a header, in columns as wide as their widest cell."""
+    table = [[header for header, _ in STATUS_COLUMNS]]
+    table += [[cell(status) for _, cell in STATUS_COLUMNS] for status in statuses]
+    widths = [max(len(row[column]) for row in table) for column in range(len(STATUS_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def _utc(epoch_ms: int | None) -> str:
+    """An epoch in milliseconds as UTC ISO time to the millisecond; ``-`` for none."""
+    if epoch_ms is None:
+        return "-"
+    seconds, millis = divmod(epoch_ms, 1000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"

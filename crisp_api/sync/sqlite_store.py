@@ -1,9 +1,14 @@
 """`SQLiteStore`: the embedded default store (stdlib sqlite3, WAL, upserts in transactions).
 
+Each row is kept as the JSON text Crisp sent, value for value: integers of any size, U+0000,
+and lone UTF-16 surrogates (written as JSON escapes, ``\\ud800``, so the UTF-8 text holds
+them) all read back as they came. Only a row whose key cannot be stored goes to the
+``quarantine`` table instead (see `crisp_api.sync.store`).
+
 The schema carries its version in ``PRAGMA user_version``. A database written by an older
 release (version 0: messages keyed by fingerprint alone, people by ``people_id`` alone;
-version 1: no ``from_event`` column) is migrated in place, in one transaction, the first time
-it is opened: every row is kept.
+version 1: no ``from_event`` column; version 2: no ``quarantine`` table) is migrated in place,
+in one transaction, the first time it is opened: every row is kept.
 """
 
 from __future__ import annotations
@@ -30,15 +35,17 @@ from crisp_api.sync.store import (
     ConversationState,
     MessageSpan,
     Row,
+    SqlQuarantine,
     SqlRemovals,
     StoreError,
     WebsiteLockedError,
     WebsiteState,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this module writes, kept in ``PRAGMA user_version`` (0: the first release's;
-1: keyed per conversation; 2: messages know whether a live event stored them)."""
+1: keyed per conversation; 2: messages know whether a live event stored them; 3: rows that
+cannot be keyed are put aside in ``quarantine``)."""
 LOCK_EXPIRY_SECONDS = 120.0
 """A lock taken on another host is dead once its heartbeat is older than this."""
 HEARTBEAT_SECONDS = 30.0
@@ -85,6 +92,16 @@ TABLES = {
         heartbeat_ms INTEGER NOT NULL,
         acquired_ms INTEGER NOT NULL
     )""",
+    "quarantine": """CREATE TABLE {name} (
+        website_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        ident TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        quarantined_ms INTEGER NOT NULL,
+        PRIMARY KEY (website_id, kind, session_id, ident)
+    )""",
 }
 """Each table of the current schema, ``{name}`` standing for its name (a migration builds
 the new table beside the old one before swapping them)."""
@@ -125,7 +142,7 @@ _held_tokens: set[str] = set()
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore(WebsiteState, SqlRemovals):
+class SQLiteStore(WebsiteState, SqlRemovals, SqlQuarantine):
     """A SQLite database holding each row's full JSON, keyed as the API keys it.
 
     One connection serialised by a lock: SQLite has one writer at a time anyway, and the
@@ -205,28 +222,39 @@ class SQLiteStore(WebsiteState, SqlRemovals):
         db.execute(f"ALTER TABLE {staging} RENAME TO {table}")
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Raise SQLite's errors as `StoreError`, naming this database."""
+    def _errors(self, operation: str = "a query") -> Iterator[None]:
+        """Raise SQLite's errors as `StoreError`, naming this database; and any other error
+        (a value the driver refused, a bug) as a transient one naming ``operation``, never
+        the row."""
         try:
             yield
         except sqlite3.Error as exc:
             raise _store_error(self.path, exc) from exc
+        except (StoreError, WebsiteLockedError):
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"SQLite database {self.path}: {operation} failed ({type(exc).__name__})",
+                permanent=False,
+            ) from exc
 
     @contextmanager
-    def _serialised(self) -> Iterator[sqlite3.Connection]:
+    def _serialised(self, operation: str) -> Iterator[sqlite3.Connection]:
         """The connection, for this thread alone, its errors raised as `StoreError`."""
-        with self._lock, self._errors():
+        with self._errors(operation), self._lock:
             yield self._db
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, operation: str) -> Iterator[sqlite3.Connection]:
         """The connection inside a write transaction, committed if the block succeeds."""
-        with self._serialised() as db, _immediate(db):
+        with self._serialised(operation) as db, _immediate(db):
             yield db
 
     def conversation_state(self, website_id: str, session_id: str) -> ConversationState:
         """What is stored of ``session_id`` (both fields ``None`` for a new conversation)."""
-        with self._serialised() as db:
+        if not rows.is_key(session_id):
+            return ConversationState(None, None)  # nothing is stored under such a key
+        with self._serialised("conversation_state") as db:
             row = db.execute(
                 "SELECT updated_at FROM conversations WHERE session_id = ?", (session_id,)
             ).fetchone()
@@ -244,61 +272,81 @@ class SQLiteStore(WebsiteState, SqlRemovals):
     ) -> tuple[Changes, Changes]:
         """Upsert the conversation and its ``span`` of messages, removing the stored messages
         of the span Crisp no longer has; (conversation, message) changes, all in one
-        transaction, the conversation row last.
+        transaction, the conversation row last. Rows that cannot be keyed are put aside in
+        the same transaction.
         """
-        session_id = rows.text(conversation, "session_id")
-        messages: list[_Upsert] = [
-            (
-                (session_id, rows.fingerprint(m)),
-                {"website_id": website_id, "timestamp": rows.integer(m, "timestamp"),
-                 "from_event": 0},
-                m,
-            )
-            for m in span.messages
-        ]
-        conversation_row: _Upsert = (
-            (session_id,),
-            {"website_id": website_id,
-             "updated_at": rows.optional_integer(conversation, "updated_at")},
-            conversation,
-        )
-        with self._transaction() as db:
-            upserted = _upsert(db, "messages", ("session_id", "fingerprint"), messages)
-            kept = {key[1] for key, *_ in messages}
-            removed = _remove_absent(db, session_id, span.since, span.until, kept)
-            _mark_read(db, session_id, kept)
-            conversation_changes = _upsert(db, "conversations", ("session_id",), [conversation_row])
-        return conversation_changes, upserted + Changes(removed=removed)
+        with self._transaction("save_conversation") as db:
+            session_id, updated_at, conversation_aside = rows.key_conversation(conversation)
+            keyed, aside = rows.key_messages(session_id, span.messages)
+            message_changes = Changes(quarantined=len(aside))
+            conversation_changes = Changes()
+            if session_id is not None:
+                messages: list[_Upsert] = [
+                    ((session_id, m.fingerprint),
+                     {"website_id": website_id, "timestamp": m.timestamp, "from_event": 0},
+                     m.row)
+                    for m in keyed
+                ]
+                upserted = _upsert(db, "messages", ("session_id", "fingerprint"), messages)
+                kept = {m.fingerprint for m in keyed}
+                removed = _remove_absent(db, session_id, rows.bounded(span.since),
+                                         rows.bounded(span.until), kept)
+                _mark_read(db, session_id, kept)
+                message_changes += upserted + Changes(removed=removed)
+                if conversation_aside is None:
+                    conversation_changes = _upsert(db, "conversations", ("session_id",), [
+                        ((session_id,), {"website_id": website_id, "updated_at": updated_at},
+                         conversation)])
+            if conversation_aside is not None:
+                aside.append(conversation_aside)
+                conversation_changes = Changes(quarantined=1)
+            self._put_aside(db, website_id, aside)
+        return conversation_changes, message_changes
+
+    def _put_aside(
+        self, db: sqlite3.Connection, website_id: str, aside: list[rows.Quarantined]
+    ) -> None:
+        """Write rows that cannot be keyed to the quarantine table."""
+        if aside:
+            db.executemany(self._quarantine_statement(),
+                           self._quarantine_values(website_id, aside, _now_ms()))
 
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
         """Upsert people profiles, keyed by website and ``people_id``, in one transaction."""
-        upserts: list[_Upsert] = [
-            ((website_id, rows.text(p, "people_id")), {}, p) for p in profiles
-        ]
-        with self._transaction() as db:
-            return _upsert(db, "people", ("website_id", "people_id"), upserts)
+        return self._save_keyed(website_id, rows.PEOPLE, profiles)
 
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
         """Upsert the website's operators, keyed by their user id, in one transaction."""
-        upserts: list[_Upsert] = [((website_id, rows.operator_id(o)), {}, o) for o in operators]
-        with self._transaction() as db:
-            return _upsert(db, "operators", ("website_id", "user_id"), upserts)
+        return self._save_keyed(website_id, rows.OPERATORS, operators)
+
+    def _save_keyed(self, website_id: str, listed: rows.Listed, found: Sequence[Row]) -> Changes:
+        """Upsert rows of a website keyed by ``key_of``, those without a key put aside."""
+        with self._transaction(f"save {listed.table}") as db:
+            keyed, aside = rows.key_rows(listed, found)
+            upserts: list[_Upsert] = [((website_id, k), {}, row) for k, row in keyed.items()]
+            changes = _upsert(db, listed.table, ("website_id", listed.column), upserts)
+            self._put_aside(db, website_id, aside)
+        return changes + Changes(quarantined=len(aside))
 
     def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
         """Upsert one message from a live event; a message a sync already read keeps
-        counting as read."""
-        fingerprint = rows.fingerprint(message)
-        timestamp = rows.integer(message, "timestamp")
-        with self._transaction() as db:
+        counting as read; a message that cannot be keyed is put aside."""
+        with self._transaction("save_message") as db:
+            keyed, aside = rows.key_messages(
+                session_id if rows.is_key(session_id) else None, [message])
+            self._put_aside(db, website_id, aside)
+            if aside:
+                return Changes(quarantined=len(aside))
+            [m] = keyed
             found = db.execute(
                 "SELECT from_event FROM messages WHERE session_id = ? AND fingerprint = ?",
-                (session_id, fingerprint),
+                (session_id, m.fingerprint),
             ).fetchone()
             row: _Upsert = (
-                (session_id, fingerprint),
-                {"website_id": website_id, "timestamp": timestamp,
+                (session_id, m.fingerprint),
+                {"website_id": website_id, "timestamp": m.timestamp,
                  "from_event": 1 if found is None else found[0]},
-                message,
+                m.row,
             )
             return _upsert(db, "messages", ("session_id", "fingerprint"), [row])
 
@@ -306,31 +354,40 @@ class SQLiteStore(WebsiteState, SqlRemovals):
         self, website_id: str, session_id: str, fingerprint: int, content: Any
     ) -> Changes:
         """Set a stored message's ``content``; nothing if it is not stored."""
-        with self._transaction() as db:
+        if not (rows.is_key(session_id) and rows.is_key(fingerprint)):
+            return Changes()
+        with self._transaction("edit_message") as db:
             return _merge(db, "messages", ("session_id", "fingerprint"),
                           (session_id, fingerprint), {"content": content})
 
     def update_conversation(self, website_id: str, session_id: str, fields: Row) -> Changes:
         """Merge ``fields`` into a stored conversation; nothing if it is not stored."""
-        with self._transaction() as db:
+        if not rows.is_key(session_id):
+            return Changes()
+        with self._transaction("update_conversation") as db:
             return _merge(db, "conversations", ("session_id",), (session_id,), fields)
 
     _MARK = "?"
 
     def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
-        with self._transaction() as db:
+        with self._transaction("remove") as db:
             return sum(db.execute(sql, values).rowcount for sql, values in statements)
+
+    def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._serialised("read") as db:
+            return db.execute(sql, values).fetchall()
 
     def is_empty(self) -> bool:
         """Whether no row of any kind is stored (a run that never got going)."""
-        with self._serialised() as db:
+        with self._serialised("read") as db:
             return not any(
                 db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()  # noqa: S608 - fixed names
-                for table in ("conversations", "messages", "people", "operators", "sync_state")
+                for table in ("conversations", "messages", "people", "operators", "sync_state",
+                              "quarantine")
             )
 
     def _state(self, website_id: str, column: str) -> int | None:
-        with self._serialised() as db:
+        with self._serialised("read state") as db:
             row = db.execute(
                 f"SELECT {column} FROM sync_state WHERE website_id = ?",  # noqa: S608 - fixed names
                 (website_id,),
@@ -339,7 +396,7 @@ class SQLiteStore(WebsiteState, SqlRemovals):
 
     def _set_state(self, website_id: str, column: str, value: int) -> None:
         """Set one column of the website's state, leaving the others as they are."""
-        with self._transaction() as db:
+        with self._transaction("set state") as db:
             db.execute(
                 f"INSERT INTO sync_state (website_id, {column}) VALUES (?, ?) "  # noqa: S608 - fixed names
                 f"ON CONFLICT (website_id) DO UPDATE SET {column} = excluded.{column}",
@@ -378,7 +435,7 @@ class SQLiteStore(WebsiteState, SqlRemovals):
         now = _now_ms()
         _held_tokens.add(token)  # before the commit, so no other store here sees it as stale
         try:
-            with self._transaction() as db:
+            with self._transaction("lock") as db:
                 held = db.execute(
                     "SELECT host, pid, token, heartbeat_ms, acquired_ms FROM sync_locks "
                     "WHERE website_id = ?",
@@ -403,7 +460,7 @@ class SQLiteStore(WebsiteState, SqlRemovals):
         """Refresh the lock's heartbeat until ``stop``; a failed beat is logged and retried."""
         while not stop.wait(HEARTBEAT_SECONDS):
             try:
-                with self._transaction() as db:
+                with self._transaction("lock heartbeat") as db:
                     db.execute(
                         "UPDATE sync_locks SET heartbeat_ms = ? WHERE website_id = ? AND token = ?",
                         (_now_ms(), website_id, token),
@@ -414,7 +471,7 @@ class SQLiteStore(WebsiteState, SqlRemovals):
     def _release(self, website_id: str, token: str) -> None:
         """Delete the lock row if it is still ours (another run may have taken it over)."""
         try:
-            with self._transaction() as db:
+            with self._transaction("unlock") as db:
                 db.execute(
                     "DELETE FROM sync_locks WHERE website_id = ? AND token = ?",
                     (website_id, token),
@@ -424,7 +481,7 @@ class SQLiteStore(WebsiteState, SqlRemovals):
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._serialised() as db:
+        with self._serialised("close") as db:
             db.close()
 
     def __enter__(self) -> SQLiteStore:

@@ -10,19 +10,30 @@ events one row at a time (`save_message`, `edit_message`, ...). They rely on the
 - rows are keyed as Crisp keys them: a conversation by ``session_id``, a message by
   ``(session_id, fingerprint)`` (a fingerprint names a message within its conversation only),
   a profile by website and ``people_id``, an operator by website and user id;
-- a failure is raised, never swallowed: `StoreError` for what the store itself could not do
-  (``permanent`` when retrying cannot help: read-only, disk full, corrupt), and
-  `WebsiteLockedError` when another run holds the website.
+- every value Crisp sends is kept: a row is stored as its JSON text or document, integers of
+  any size included; where the database cannot hold a character (PostgreSQL: U+0000, a lone
+  surrogate) the row is stored with it replaced and flagged (see the store's docstring);
+- a row whose key the database cannot hold (no fingerprint, one outside 64 bits, a timestamp
+  that is not an integer, ...) is put aside in the ``quarantine`` table with its raw answer
+  and the reason (`crisp_api.sync.rows`), in the same transaction as the rest of the save, and
+  counted (`Changes.quarantined`, `quarantined`): the rest is saved, nothing is dropped
+  unseen (the table is a record: its rows stay until someone deletes them);
+- a failure is raised, never swallowed, and only as `StoreError` for what the store itself
+  could not do (``permanent`` when retrying cannot help: read-only, disk full, corrupt;
+  an unexpected error of any other type is wrapped, naming the operation and never the row),
+  and `WebsiteLockedError` when another run holds the website.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-Row = Mapping[str, Any]
+from crisp_api.sync.rows import Quarantined, Row, is_key
+
+__all__ = ["Row"]  # re-exported: where a row's type was always imported from
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +43,18 @@ class Changes:
     added: int = 0
     updated: int = 0
     removed: int = 0
+    quarantined: int = 0
+    """Rows put aside in the quarantine table instead of stored (their key cannot be held)."""
+    replaced: int = 0
+    """Rows written with characters the database cannot hold replaced (and flagged)."""
 
     def __add__(self, other: Changes) -> Changes:
         return Changes(
-            self.added + other.added, self.updated + other.updated, self.removed + other.removed
+            self.added + other.added,
+            self.updated + other.updated,
+            self.removed + other.removed,
+            self.quarantined + other.quarantined,
+            self.replaced + other.replaced,
         )
 
 
@@ -165,6 +184,10 @@ class Store(Protocol):
         """Record that a full people listing completed at ``at_ms``."""
         ...
 
+    def quarantined(self, website_id: str) -> int:
+        """How many rows of the website the quarantine table holds."""
+        ...
+
     def lock(self, website_id: str) -> AbstractContextManager[None]:
         """Hold ``website_id`` for one run; `WebsiteLockedError` if a live run holds it.
 
@@ -212,7 +235,9 @@ class SqlRemovals:
         raise NotImplementedError
 
     def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
-        """Delete a stored message, if there."""
+        """Delete a stored message, if there (none is under a key no store can hold)."""
+        if not (is_key(session_id) and is_key(fingerprint)):
+            return Changes()
         mark = self._MARK
         return Changes(removed=self._delete([(
             f"DELETE FROM messages WHERE session_id = {mark} AND fingerprint = {mark}",  # noqa: S608 - fixed text
@@ -221,6 +246,8 @@ class SqlRemovals:
 
     def remove_conversation(self, website_id: str, session_id: str) -> Changes:
         """Delete a conversation and its messages, in one transaction."""
+        if not is_key(session_id):
+            return Changes()
         mark = self._MARK
         return Changes(removed=self._delete([
             (f"DELETE FROM messages WHERE session_id = {mark}", (session_id,)),  # noqa: S608
@@ -229,8 +256,85 @@ class SqlRemovals:
 
     def remove_person(self, website_id: str, people_id: str) -> Changes:
         """Delete a people profile, if there."""
+        if not is_key(people_id):
+            return Changes()
         mark = self._MARK
         return Changes(removed=self._delete([(
             f"DELETE FROM people WHERE website_id = {mark} AND people_id = {mark}",  # noqa: S608 - fixed text
             (website_id, people_id),
         )]))
+
+
+@dataclass(frozen=True, slots=True)
+class WebsiteStatus:
+    """What a store holds of one website, for ``crisp-sync --status``."""
+
+    website_id: str
+    checkpoint_ms: int | None
+    """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
+    people_listed_ms: int | None
+    """When (epoch ms) the last full people listing completed, if ever."""
+    quarantined: int
+    """Rows of the website put aside in the quarantine table."""
+
+
+QUARANTINE_COLUMNS = (
+    "website_id", "kind", "session_id", "ident", "raw", "reason", "quarantined_ms"
+)
+"""The columns of the ``quarantine`` table, the first four its key."""
+
+
+class SqlQuarantine:
+    """The quarantine table and the website status, written once over SQL: a store
+    inheriting it gives its placeholder (``_MARK``) and ``_select``, which runs one query and
+    returns its rows."""
+
+    _MARK: ClassVar[str]
+
+    def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    @classmethod
+    def _quarantine_statement(cls) -> str:
+        """Puts one row aside; a row put aside again keeps one entry, with its latest raw
+        answer, reason and time."""
+        names = ", ".join(QUARANTINE_COLUMNS)
+        marks = ", ".join([cls._MARK] * len(QUARANTINE_COLUMNS))
+        return (
+            f"INSERT INTO quarantine ({names}) VALUES ({marks}) "  # noqa: S608 - fixed names
+            "ON CONFLICT (website_id, kind, session_id, ident) DO UPDATE SET "
+            "raw = excluded.raw, reason = excluded.reason, "
+            "quarantined_ms = excluded.quarantined_ms"
+        )
+
+    @staticmethod
+    def _quarantine_values(
+        website_id: str, aside: Iterable[Quarantined], now_ms: int
+    ) -> list[tuple[Any, ...]]:
+        return [(website_id, q.kind, q.session_id, q.ident, q.raw, q.reason, now_ms)
+                for q in aside]
+
+    def quarantined(self, website_id: str) -> int:
+        """How many rows of the website the quarantine table holds."""
+        [(count,)] = self._select(
+            f"SELECT count(*) FROM quarantine WHERE website_id = {self._MARK}",  # noqa: S608
+            (website_id,),
+        )
+        return int(count)
+
+    def statuses(self) -> list[WebsiteStatus]:
+        """Every website this store holds anything of (state, conversations or quarantined
+        rows), by id."""
+        return [
+            WebsiteStatus(website_id, checkpoint, people, int(quarantined))
+            for website_id, checkpoint, people, quarantined in self._select(
+                "SELECT w.website_id, s.checkpoint_ms, s.people_listed_ms,"
+                " (SELECT count(*) FROM quarantine q WHERE q.website_id = w.website_id)"
+                " FROM (SELECT website_id FROM sync_state"
+                " UNION SELECT website_id FROM quarantine"
+                " UNION SELECT DISTINCT website_id FROM conversations) AS w"
+                " LEFT JOIN sync_state AS s ON s.website_id = w.website_id"
+                " ORDER BY w.website_id",
+                (),
+            )
+        ]

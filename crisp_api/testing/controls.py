@@ -98,6 +98,23 @@ class Controls:
             return [_decode(message.encode(session_id, website.website_id))
                     for message in added]
 
+    def add_odd_message(self, session_id: str, served_over: dict[str, Any], *,
+                        website_id: str | None = None, content: str | None = None
+                        ) -> dict[str, Any]:
+        """Append a text message (as `add_message`) that is served with ``served_over``'s
+        fields over its own: an extra field, a fingerprint out of range or not an integer,
+        any value a client must survive. The fake itself still finds the message by its own
+        fingerprint. The message as served."""
+        with self._website(website_id) as website:
+            conversation = website.conversation(session_id)
+            message = self._world.add_message(
+                website, conversation, kind="text", sender="user", origin="chat",
+                content=generate.sentence(self._world.rng) if content is None else content,
+            )
+            message.served_over = dict(served_over)
+            message.encoded = None
+            return _decode(message.encode(session_id, website.website_id))
+
     def edit_message(self, session_id: str, fingerprint: int, content: Any, *,
                      website_id: str | None = None) -> dict[str, Any]:
         """Replace a message's content, as ``PATCH .../message/{fingerprint}`` does (marked

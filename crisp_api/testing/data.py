@@ -59,6 +59,9 @@ class Message:
     read: str = ""
     delivered: str = ""
     edited: bool = False
+    served_over: dict[str, Any] | None = None
+    """Fields served over the message's own (an extra field, a fingerprint that is not an
+    integer...): odd rows, as a client must expect them."""
     encoded: bytes | None = None
 
     def excerpt(self) -> str:
@@ -89,6 +92,8 @@ class Message:
             }
             if self.edited:
                 body["edited"] = True
+            if self.served_over:
+                body.update(self.served_over)
             self.encoded = encode(body)
         return self.encoded
 

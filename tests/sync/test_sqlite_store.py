@@ -404,10 +404,12 @@ def test_a_row_that_cannot_be_encoded_mid_batch_rolls_the_call_back(tmp_path: Pa
     good = [{"fingerprint": 1, "timestamp": 1}, {"fingerprint": 2, "timestamp": 2}]
     bad = {"fingerprint": 3, "timestamp": 3, "content": {"not", "json"}}
     with SQLiteStore(tmp_path / "db.sqlite3") as store:
-        with pytest.raises(TypeError):
+        with pytest.raises(StoreError) as failed:
             store.save_conversation(
                 WEBSITE, {"session_id": "s1"}, MessageSpan([good[0], bad, good[1]], None)
             )
+        assert isinstance(failed.value.__cause__, TypeError)  # wrapped, naming no row
+        assert str(failed.value).endswith("save_conversation failed (TypeError)")
         assert store.save_conversation(WEBSITE, {"session_id": "s1"}, MessageSpan(good, None)) == (
             Changes(added=1),
             Changes(added=2),

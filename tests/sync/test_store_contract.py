@@ -200,33 +200,38 @@ def test_state_survives_reopening(store_factory: StoreFactory) -> None:
     assert again.conversation_state(WEBSITE, "s1") == ConversationState(1_000, 100)
 
 
-def test_a_bad_message_mid_batch_stores_nothing_of_the_call(store: Store) -> None:
+def test_a_message_that_cannot_be_keyed_is_put_aside_and_the_rest_stored(store: Store) -> None:
     good = [message("s1", 1, 100), message("s1", 2, 200)]
     bad = {"session_id": "s1", "fingerprint": 3, "timestamp": "yesterday"}
-    with pytest.raises(ValueError, match="timestamp"):
-        save(store, "s1", [good[0], bad, good[1]])
 
-    assert store.conversation_state(WEBSITE, "s1") == ConversationState(None, None)
-    assert save(store, "s1", good) == (Changes(added=1), Changes(added=2))
+    assert save(store, "s1", [good[0], bad, good[1]]) == (
+        Changes(added=1), Changes(added=2, quarantined=1))
+
+    assert store.conversation_state(WEBSITE, "s1") == ConversationState(1_000, 200)
+    assert store.quarantined(WEBSITE) == 1
+    assert save(store, "s1", [good[0], bad, good[1]])[1] == Changes(quarantined=1)
+    assert store.quarantined(WEBSITE) == 1  # the same row put aside again: one entry
+    assert store.quarantined(OTHER_WEBSITE) == 0
 
 
-def test_a_bad_profile_mid_batch_stores_nothing_of_the_call(store: Store) -> None:
+def test_profiles_and_operators_without_an_id_are_put_aside(store: Store) -> None:
     profiles = [{"people_id": "p1"}, {"nickname": "no id"}, {"people_id": "p2"}]
-    with pytest.raises(ValueError, match="people_id"):
-        store.save_people(WEBSITE, profiles)
-    with pytest.raises(ValueError, match="user_id"):
-        store.save_operators(WEBSITE, [{"user_id": "u1"}, {"details": {}}])
+    assert store.save_people(WEBSITE, profiles) == Changes(added=2, quarantined=1)
+    assert store.save_operators(WEBSITE, [{"user_id": "u1"}, {"details": {}}]) == Changes(
+        added=1, quarantined=1)
 
-    assert store.save_people(WEBSITE, [profiles[0], profiles[2]]) == Changes(added=2)
-    assert store.save_operators(WEBSITE, [{"user_id": "u1"}]) == Changes(added=1)
+    assert store.save_people(WEBSITE, [profiles[0], profiles[2]]) == Changes()
+    assert store.quarantined(WEBSITE) == 2
 
 
-def test_a_conversation_without_session_id_is_refused(store: Store) -> None:
-    with pytest.raises(ValueError, match="session_id"):
-        store.save_conversation(
-            WEBSITE, {"updated_at": 1}, MessageSpan(messages=[message("s1", 1, 1)], since=None)
-        )
+def test_a_conversation_without_session_id_is_put_aside_with_its_messages(
+    store: Store,
+) -> None:
+    assert store.save_conversation(
+        WEBSITE, {"updated_at": 1}, MessageSpan(messages=[message("s1", 1, 1)], since=None)
+    ) == (Changes(quarantined=1), Changes(quarantined=1))
     assert store.conversation_state(WEBSITE, "s1") == ConversationState(None, None)
+    assert store.quarantined(WEBSITE) == 2
 
 
 def test_a_held_website_is_refused_to_other_runs_until_released(

@@ -1,0 +1,102 @@
+"""crisp-sync as an operator runs it: stopped by real signals in every phase (a database that
+stopped answering included), and under ``--log-format json`` nothing but JSON on stderr.
+
+Each test runs ``crisp-sync`` as a child process against the fake Crisp, slowed down so that
+the signal comes in the middle of a first sync."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crisp_api.testing import FakeCrisp, Faults
+from tests.sync.helpers import assert_exact_copy, checkpoint, stored, sync_command, wait_for
+
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
+
+pytest_plugins = ["tests.postgres_server"]
+
+SLOW = Faults(latency_ms=40)
+"""Each request takes 40 ms: a first sync of `CONVERSATIONS` lasts several seconds."""
+CONVERSATIONS = 400
+STOP_BOUND = 10.0
+"""Seconds a stopped crisp-sync may take to end (the README's unit allows 30)."""
+INTERRUPTED = "; committed work is kept, rerun to finish"
+
+
+def slow_fake() -> FakeCrisp:
+    return FakeCrisp(conversations=CONVERSATIONS, messages=4, seed=3, faults=SLOW, rtm=False)
+
+
+def stored_count(db: Path, website_id: str) -> int:
+    """Conversations committed so far (0 before the schema exists)."""
+    try:
+        return len(stored(db, website_id)[0])
+    except sqlite3.Error:
+        return 0
+
+
+def stop_midway(child: subprocess.Popen[str], committed: Callable[[], int],
+                signum: int) -> tuple[float, str]:
+    """Send ``signum`` once some conversations are committed and none too many; the seconds
+    the child took to end after it, and its stderr."""
+    wait_for(lambda: committed() >= 20 or child.poll() is not None, 60, "a first commit")
+    assert child.poll() is None, child.communicate()
+    assert committed() < CONVERSATIONS
+    child.send_signal(signum)
+    sent = time.monotonic()
+    _, errors = child.communicate(timeout=60)
+    return time.monotonic() - sent, errors
+
+
+def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def json_lines(errors: str) -> list[dict[str, Any]]:
+    """Every line of ``errors``, each of which must be one JSON object."""
+    events = []
+    for line in errors.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            pytest.fail(f"not a JSON line on stderr: {line!r}\n{errors}")
+        assert isinstance(event, dict), line
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_a_first_sync_ends_it_incomplete_keeping_what_was_committed(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with slow_fake() as fake:
+        command, env = sync_command(fake, db, "--website-id", fake.website_id, "--workers", "4")
+        child = spawn(command, env)
+        took, errors = stop_midway(child, lambda: stored_count(db, fake.website_id), signum)
+        assert took < STOP_BOUND
+        assert child.returncode == 130, errors
+        assert f"crisp-sync: interrupted by {signum.name}{INTERRUPTED}\n" in errors
+        assert "Traceback" not in errors
+        assert checkpoint(db, fake.website_id) is None
+        conversations, _ = stored(db, fake.website_id)
+        assert 20 <= len(conversations) < CONVERSATIONS
+        truth = fake.ground_truth()
+        assert all(conversation == truth[session_id].conversation
+                   for session_id, conversation in conversations.items())
+
+        fake.set_faults()  # the rerun the message asks for finishes the copy
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        assert_exact_copy(db, fake)

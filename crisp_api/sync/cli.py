@@ -269,7 +269,8 @@ def _stopped_by(args: argparse.Namespace, name: str, abandoned: str = "") -> int
     """Say that signal ``name`` stopped the run; its exit status: a service stopped as asked
     (0), a one-shot run incomplete (`EXIT_INTERRUPTED`)."""
     if args.follow:
-        outcome("sync.stopped", f"crisp-sync: stopped by {name}{abandoned}", level="warning",
+        reason = f"stopped by {name}{abandoned}"
+        outcome("sync.stopped", f"crisp-sync: {reason}", level="warning", reason=reason,
                 signal=name, exit_status=EXIT_OK)
         return EXIT_OK
     return _fail(f"interrupted by {name}{abandoned}; committed work is kept, rerun to finish",

@@ -76,7 +76,8 @@ def json_lines(errors: str) -> list[dict[str, Any]]:
     return events
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT],
+                         ids=lambda signum: signum.name)
 def test_a_signal_during_a_first_sync_ends_it_incomplete_keeping_what_was_committed(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
@@ -100,3 +101,100 @@ def test_a_signal_during_a_first_sync_ends_it_incomplete_keeping_what_was_commit
         rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
         assert_exact_copy(db, fake)
+
+
+def test_a_signal_during_follow_modes_first_sync_stops_the_service_with_0(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with slow_fake() as fake:
+        command, env = sync_command(fake, db, "--website-id", fake.website_id, "--workers", "4",
+                                    "--follow")
+        child = spawn(command, env)
+        took, errors = stop_midway(child, lambda: stored_count(db, fake.website_id),
+                                   signal.SIGTERM)
+    assert took < STOP_BOUND
+    assert child.returncode == 0, errors
+    assert errors.endswith("crisp-sync: stopped by SIGTERM\n"), errors
+    assert checkpoint(db, fake.website_id) is None
+
+
+def postgres_count(server: PostgresServer, url: str) -> int:
+    """Conversations committed so far in ``url``'s database (0 before the schema exists)."""
+    import psycopg  # noqa: PLC0415 - the plugin skips the test without it
+
+    try:
+        with server.connect(url.rsplit("/", 1)[1]) as db:
+            row = db.execute("SELECT count(*) FROM conversations").fetchone()
+    except psycopg.Error:
+        return 0
+    return 0 if row is None else int(row[0])
+
+
+@pytest.mark.parametrize("mode", ["once", "follow"])
+def test_a_signal_stops_within_seconds_with_postgresql_down_logging_only_json(
+    tmp_path: Path, postgres_server_factory: Callable[[], PostgresServer], mode: str
+) -> None:
+    server = postgres_server_factory()
+    url = server.create_database()
+    with slow_fake() as fake:
+        follow = ["--follow"] if mode == "follow" else []
+        command, env = sync_command(fake, tmp_path / "unused", "--website-id", fake.website_id,
+                                    "--workers", "4", "--log-format", "json", *follow)
+        command[command.index("--db") + 1] = url
+        child = spawn(command, env)
+        wait_for(lambda: postgres_count(server, url) >= 20 or child.poll() is not None, 60,
+                 "a first commit")
+        assert child.poll() is None, child.communicate()
+        server._stop()  # stopped, its data kept to look at after
+        time.sleep(1.0)  # the pool finds its connections dead and fails to reconnect
+        assert child.poll() is None, child.communicate()
+        child.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _, errors = child.communicate(timeout=60)
+        took = time.monotonic() - sent
+    assert took < STOP_BOUND, errors
+    events = json_lines(errors)
+    assert any(e.get("logger", "").startswith("psycopg") for e in events), errors
+    last = events[-1]
+    if mode == "follow":
+        assert child.returncode == 0, errors
+        assert (last["event"], last["signal"], last["exit_status"]) == ("sync.stopped",
+                                                                        "SIGTERM", 0)
+    else:
+        assert child.returncode == 130, errors
+        assert (last["event"], last["signal"], last["exit_status"]) == ("sync.failed",
+                                                                        "SIGTERM", 130)
+        assert last["reason"].startswith("interrupted by SIGTERM")
+    server.start()  # the test server commits asynchronously: the last commits may be lost
+    assert postgres_count(server, url) > 0
+    with server.connect(url.rsplit("/", 1)[1]) as db:
+        assert db.execute("SELECT checkpoint_ms FROM sync_state").fetchall() in ([], [(None,)])
+
+
+def test_under_json_logs_every_line_on_stderr_is_json_summary_and_failures_included(
+    tmp_path: Path,
+) -> None:
+    with FakeCrisp(conversations=30, messages=3, seed=5, rtm=False) as fake:
+        command, env = sync_command(fake, tmp_path / "crisp.sqlite3", "--website-id",
+                                    fake.website_id, "--log-format", "json")
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        refused = subprocess.run(command, env={**env, "CRISP_KEY": "wrong"},
+                                 capture_output=True, text=True, timeout=120)
+        usage = subprocess.run([*command, "--workers", "0"], env=env, capture_output=True,
+                               text=True, timeout=120)
+        messages = sum(len(truth.messages) for truth in fake.ground_truth().values())
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    [summary] = [e for e in json_lines(done.stderr) if e["event"] == "sync.summary"]
+    assert summary["complete"] is True
+    assert (summary["websites"], summary["conversations_added"]) == (1, 30)
+    assert summary["messages_added"] == messages
+    for run, status in ((refused, 3), (usage, 2)):
+        assert run.returncode == status, run.stderr
+        last = json_lines(run.stderr)[-1]
+        assert (last["event"], last["level"], last["exit_status"]) == ("sync.failed", "error",
+                                                                        status)
+        assert last["reason"]
+    assert "--workers" in json_lines(usage.stderr)[-1]["reason"]

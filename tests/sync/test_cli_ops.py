@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crisp_api.testing import FakeCrisp, Faults
-from tests.sync.helpers import assert_exact_copy, checkpoint, stored, sync_command, wait_for
+from tests.sync.helpers import (
+    assert_exact_copy,
+    checkpoint,
+    ready_children,
+    stored,
+    sync_command,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from tests.postgres_server import PostgresServer
@@ -198,3 +205,48 @@ def test_under_json_logs_every_line_on_stderr_is_json_summary_and_failures_inclu
                                                                         status)
         assert last["reason"]
     assert "--workers" in json_lines(usage.stderr)[-1]["reason"]
+
+
+HOLDER = """
+import os, sys, time
+from crisp_api.sync.signals import Stop, stop_on_signals
+
+def overdue(name):
+    print("overdue", name, flush=True)
+    os._exit(7)
+
+stop = Stop()
+with stop_on_signals(stop, overdue, grace=float(sys.argv[1])):
+    print("ready", flush=True)
+    stop.wait()
+    print("stopping", stop.signal_name, flush=True)
+    time.sleep(60)  # what a database that stopped answering does to a run
+"""
+
+
+def test_a_second_signal_ends_a_stopping_run_at_once() -> None:
+    with ready_children("ready") as spawn_holder:
+        child = spawn_holder(HOLDER, "60")
+        child.send_signal(signal.SIGTERM)
+        assert child.stdout is not None
+        assert child.stdout.readline() == "stopping SIGTERM\n"
+        child.send_signal(signal.SIGINT)
+        assert child.wait(STOP_BOUND) == 7
+        assert child.stdout.readline() == "overdue SIGTERM\n"
+
+
+def test_a_run_still_busy_after_the_grace_is_ended_and_an_ignored_sighup_stays_ignored(
+) -> None:
+    with ready_children("ready") as spawn_holder:
+        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup does; inherited
+        try:
+            child = spawn_holder(HOLDER, "0.5")
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+        child.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert child.poll() is None
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(STOP_BOUND) == 7
+        assert child.stdout is not None
+        assert child.stdout.read() == "stopping SIGTERM\noverdue SIGTERM\n"

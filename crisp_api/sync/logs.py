@@ -6,8 +6,9 @@ the CLI hands the configured logger to the client, so one ``--log-level`` and on
 ``--log-format`` cover everything. So do the libraries that log through the standard library
 (psycopg_pool, python-socketio and python-engineio, urllib3) and Python's warnings: every
 record reaches one stderr handler whose formatter is structlog's, and that handler writes each
-event in one piece, so lines from several threads never mix. Nothing logged ever holds a key, a
-header or a body.
+event in one piece, so lines from several threads never mix. The libraries show their warnings
+and errors only: their info and debug lines are not ours to vouch for. Nothing logged ever
+holds a key, a header or a body.
 
 How a run ended (its fatal reason, its summary, a notice such as a stop by signal) is shown
 whatever the level (`outcome`): today's plain lines under the console format, and under JSON
@@ -21,6 +22,8 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+
+from crisp_api.defaults import LOGGER_NAME as CLIENT_LOGGER_NAME
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
@@ -77,7 +80,9 @@ def configure(level: str, form: str, stream: TextIO | None = None) -> Any:
     if _Setup.handler is not None:
         root.removeHandler(_Setup.handler)
     root.addHandler(handler)
-    root.setLevel(LEVELS[level])
+    root.setLevel(max(LEVELS[level], logging.WARNING))
+    for own in (LOGGER_NAME, CLIENT_LOGGER_NAME):
+        logging.getLogger(own).setLevel(LEVELS[level])
     logging.getLogger(OUTCOME_LOGGER_NAME).setLevel(logging.DEBUG)
     logging.captureWarnings(True)
     _Setup.form, _Setup.handler = form, handler

@@ -222,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crisp-sync``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    stop = Stop()
     try:
+        args = build_parser().parse_args(argv)
+        stop = Stop()
         with stop_on_signals(stop, lambda name: _abandon(args, name)):
             status = _main(args, stop)
             if stop.signal_name is not None and status in (EXIT_OK, EXIT_INTERRUPTED):
@@ -482,9 +482,9 @@ def _run(
             return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
         except Exception as exc:  # anything else (an odd row, a bug): one line, checkpoint kept
             return _fail(f"sync failed ({describe(exc)}); rerun to finish", EXIT_INCOMPLETE)
-        elapsed = time.monotonic() - started
-        outcome("sync.summary", summary(reports, counter.snapshot(), elapsed), stream=out,
-                **summary_fields(reports, counter.snapshot(), elapsed))
+        elapsed, counts = time.monotonic() - started, counter.snapshot()
+        outcome("sync.summary", summary(reports, counts, elapsed), stream=out,
+                **summary_fields(reports, counts, elapsed))
     failures = [r.store_error for r in reports if r.store_error is not None]
     if any(failure.permanent for failure in failures):
         return _store_failed(next(f for f in failures if f.permanent))

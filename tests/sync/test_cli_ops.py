@@ -190,6 +190,9 @@ def test_under_json_logs_every_line_on_stderr_is_json_summary_and_failures_inclu
                                  capture_output=True, text=True, timeout=120)
         usage = subprocess.run([*command, "--workers", "0"], env=env, capture_output=True,
                                text=True, timeout=120)
+        command[command.index("--db") + 1] = "postgresql://crisp@127.0.0.1:9/nothing_here"
+        no_database = subprocess.run(command, env=env, capture_output=True, text=True,
+                                     timeout=120)
         messages = sum(len(truth.messages) for truth in fake.ground_truth().values())
 
     assert done.returncode == 0, done.stderr
@@ -198,7 +201,7 @@ def test_under_json_logs_every_line_on_stderr_is_json_summary_and_failures_inclu
     assert summary["complete"] is True
     assert (summary["websites"], summary["conversations_added"]) == (1, 30)
     assert summary["messages_added"] == messages
-    for run, status in ((refused, 3), (usage, 2)):
+    for run, status in ((refused, 3), (usage, 2), (no_database, 1)):
         assert run.returncode == status, run.stderr
         last = json_lines(run.stderr)[-1]
         assert (last["event"], last["level"], last["exit_status"]) == ("sync.failed", "error",

@@ -9,8 +9,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,15 @@ def _check_plain_install(venv: Path, tmp_path: Path, env: dict[str, str]) -> Non
         assert refused.returncode == 2, (flags, refused.stderr)
         assert refused.stderr == (f"crisp-sync: {named} needs the '{extra}' extra: "
                                   f"pip install 'crisp-api-next[{extra}]'\n")
+    # --follow needs no extra: without 'events' it is not refused (it runs without live
+    # events), and SIGTERM stops it as a service (0), unless it gave up on the unreachable
+    # API first (4).
+    follow = subprocess.Popen([crisp_sync, "--website-id", "w", "--follow"], cwd=tmp_path,
+                              env=credentials, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    time.sleep(1.0)
+    follow.send_signal(signal.SIGTERM)
+    _, errors = follow.communicate(timeout=60)
+    assert follow.returncode in (0, 4), errors
+    assert "extra" not in errors
+    assert "Traceback" not in errors

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from crisp_api.extras import MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,6 +42,7 @@ def test_the_readme_install_section_names_every_extra() -> None:
     named = {name for group in re.findall(r"\.\[([a-z_,]+)\]", _install_section())
              for name in group.split(",")}
     assert extras <= named, f"extras missing from the README's Install section: {extras - named}"
+    assert set(MODULES) <= extras  # what crisp-sync checks before any work is a real extra
 
 
 @pytest.mark.timeout(900)

@@ -4,7 +4,8 @@ With ``--all-websites`` on PostgreSQL, workers started on several machines share
 through leases in the database (`fleet`).
 
 Every way a run can end has its exit status and a one-line reason on stderr (`EXIT_CODES`);
-only 0 means the copy is complete, and only 1 asks for a plain rerun.
+only 0 means the copy is complete, and only 1 asks for a plain rerun. SIGTERM, SIGINT and SIGHUP
+stop it in every phase (`signals`): a one-shot run ends incomplete (130), a service as asked (0).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -32,6 +33,7 @@ from crisp_api.errors import (
     UnauthorizedError,
 )
 from crisp_api.events import EVENTS
+from crisp_api.extras import install_hint, installed
 from crisp_api.pagination import paginate
 from crisp_api.sync import fleet, progress, sharding
 from crisp_api.sync.engine import (
@@ -48,10 +50,11 @@ from crisp_api.sync.follow import (
     Follower,
     Health,
 )
-from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from
+from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from, outcome
 from crisp_api.sync.metrics import RequestCounter, install
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL
-from crisp_api.sync.report import status_table, summary
+from crisp_api.sync.report import status_table, summary, summary_fields
+from crisp_api.sync.signals import GRACE, Stop, stop_on_signals
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import Store, StoreError, WebsiteLockedError
 
@@ -70,7 +73,7 @@ EXIT_CODES = {
     EXIT_STORE: "the database cannot be used (read-only, disk full, not a database; "
     "PostgreSQL: credentials refused or no such database)",
     EXIT_LOCKED: "another run is syncing the same website into the same database",
-    EXIT_INTERRUPTED: "interrupted; committed work is kept",
+    EXIT_INTERRUPTED: "interrupted (SIGTERM, SIGINT or SIGHUP); committed work is kept",
 }
 """What each exit status means (listed by ``--help``)."""
 DB_ENV = "CRISP_SYNC_DB"
@@ -87,6 +90,14 @@ ENVIRONMENT = {
     HOOKS_SECRET_ENV: "web hooks secret (with --hooks-port)",
 }
 """The environment variables read (listed by ``--help``)."""
+SIGNALS_HELP = (
+    "SIGTERM, SIGINT and SIGHUP stop crisp-sync in every phase: no new conversation is "
+    "started, those in flight are committed, the checkpoint moves only if the run was "
+    f"complete; whatever is still in flight {GRACE:g} s after the signal (or at a second "
+    "signal) is abandoned. A one-shot run stopped so ends with status 130, a --follow "
+    "service with 0. Logs go to stderr: SIGHUP has nothing to reopen and stops, like SIGTERM."
+)
+"""What the signals do (shown by ``--help``)."""
 DEMO_DB = "crisp-demo.sqlite3"
 DEMO_CONVERSATIONS = 500
 
@@ -110,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="environment:\n"
         + "\n".join(f"  {name:<18} {meaning}" for name, meaning in ENVIRONMENT.items())
         + "\n\nexit status:\n"
-        + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items()),
+        + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+        + "\n\nsignals:\n"
+        + "\n".join(textwrap.wrap(SIGNALS_HELP, 88, initial_indent="  ",
+                                   subsequent_indent="  ")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--website-id", help="the website to sync")
@@ -169,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow",
         action="store_true",
         help="after the first run, apply Crisp's live events as they come and reconcile "
-        "every --interval, until SIGTERM or SIGINT (exit 0)",
+        "every --interval, until SIGTERM, SIGINT or SIGHUP (exit 0)",
     )
     service.add_argument(
         "--interval",
@@ -216,10 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crisp-sync``; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
-        return _main(args)
-    except KeyboardInterrupt:
-        print("crisp-sync: interrupted; committed work is kept, rerun to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        stop = Stop()
+        with stop_on_signals(stop, lambda name: _abandon(args, name)):
+            status = _main(args, stop)
+            if stop.signal_name is not None and status in (EXIT_OK, EXIT_INTERRUPTED):
+                status = _stopped_by(args, stop.signal_name)
+            return status
     except BrokenPipeError:
         # The reader went away (crisp-sync | head): nothing more to say, and no traceback
         # when Python flushes stdout at exit.
@@ -227,32 +243,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INCOMPLETE
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, stop: Stop) -> int:
+    """The run, once the signals are handled: each phase ends early once ``stop`` is set
+    (`_run` then answers `EXIT_INTERRUPTED`, which `main` turns into what a stop means)."""
     try:
-        _check(args)
         args.logger = configure(level_from(args.verbose, args.log_level), args.log_format)
+        _check(args)
         if args.status:
             return _status(args, sys.stdout)
         if args.demo:
-            return _demo(args)
-        target = _target_from_environment(args)
+            return _demo(args, stop)
         _choose_database(args)
+        _check_extras(args)
+        target = _target_from_environment(args)
         if _is_postgres(args.db):
             with _postgres_store(args) as store:
-                return (_follow if args.follow else _run)(args, target, store, sys.stdout)
+                return (_follow if args.follow else _run)(args, target, store, sys.stdout, stop)
         path = Path(args.db)
         existed = path.exists()
         with SQLiteStore(path) as sqlite:
-            status = (_follow if args.follow else _run)(args, target, sqlite, sys.stdout)
+            status = (_follow if args.follow else _run)(args, target, sqlite, sys.stdout, stop)
             empty = not existed and sqlite.is_empty()
         if empty and status in (EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE):
             _remove_database(path)  # a run that could not start leaves no empty file behind
         return status
     except _UsageError as exc:
-        print(f"crisp-sync: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(exc), EXIT_USAGE)
     except StoreError as exc:
         return _store_failed(exc)
+
+
+def _stopped_by(args: argparse.Namespace, name: str, abandoned: str = "") -> int:
+    """Say that signal ``name`` stopped the run; its exit status: a service stopped as asked
+    (0), a one-shot run incomplete (`EXIT_INTERRUPTED`)."""
+    if args.follow:
+        reason = f"stopped by {name}{abandoned}"
+        outcome("sync.stopped", f"crisp-sync: {reason}", level="warning", reason=reason,
+                signal=name, exit_status=EXIT_OK)
+        return EXIT_OK
+    return _fail(f"interrupted by {name}{abandoned}; committed work is kept, rerun to finish",
+                 EXIT_INTERRUPTED, signal=name)
+
+
+def _abandon(args: argparse.Namespace, name: str) -> None:
+    """The run did not end within `GRACE` seconds of the signal (or a second one came): a
+    database or a request that does not answer holds it. End the process now, as the stop
+    would have ended it; what was in flight is abandoned, nothing half-written."""
+    status = _stopped_by(args, name, f" (what was still in flight after {GRACE:g} s is "
+                                     "abandoned)")
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 def _remove_database(path: Path) -> None:
@@ -314,6 +356,19 @@ def _check(args: argparse.Namespace) -> None:
         ) if given]
         if ignored:
             raise _UsageError(f"--demo runs against its own fake Crisp: drop {', '.join(ignored)}")
+
+
+def _check_extras(args: argparse.Namespace) -> None:
+    """Refuse, before any work, the flags whose extra is not installed. ``--follow`` needs
+    none: without the ``events`` extra it runs degraded, reconciling every ``--interval``."""
+    redis_url = args.redis_url or os.environ.get(defaults.REDIS_URL_ENV)
+    for given, what, extra in (
+        (_is_postgres(args.db), "a PostgreSQL --db", "postgres"),
+        (redis_url, "--redis-url", "redis"),
+        (args.metrics_port, "--metrics-port", "metrics"),
+    ):
+        if given and not installed(extra):
+            raise _UsageError(f"{what} needs the '{extra}' extra: {install_hint(extra)}")
 
 
 def _rate_limit(value: str) -> float | str:
@@ -421,15 +476,19 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
-    """Sync every chosen website once and print the summary; returns the exit status."""
+def _run(
+    args: argparse.Namespace, target: Target, store: Store, out: TextIO, stop: Stop
+) -> int:
+    """Sync every chosen website once and give the summary; returns the exit status
+    (`EXIT_INTERRUPTED`, unsaid, when a signal stopped it: see `main`)."""
     counter = RequestCounter()
     with _client(args, target) as client:
         install(counter, client)
         started = time.monotonic()
         reports: list[SyncReport] = []
         try:
-            reports = _sync_all(args, client, store)
+            bars = progress.shown(not args.no_progress) and args.log_format == "console"
+            reports = _sync_all(args, client, store, stop, bars=bars)
         except WebsiteLockedError as exc:
             return _fail(f"{exc}; not starting a second one", EXIT_LOCKED)
         except _LeaseLostError as exc:
@@ -451,10 +510,14 @@ def _run(args: argparse.Namespace, target: Target, store: Store, out: TextIO) ->
             return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
         except Exception as exc:  # anything else (an odd row, a bug): one line, checkpoint kept
             return _fail(f"sync failed ({describe(exc)}); rerun to finish", EXIT_INCOMPLETE)
-        print(summary(reports, counter.snapshot(), time.monotonic() - started), file=out)
+        elapsed, counts = time.monotonic() - started, counter.snapshot()
+        outcome("sync.summary", summary(reports, counts, elapsed), stream=out,
+                **summary_fields(reports, counts, elapsed))
     failures = [r.store_error for r in reports if r.store_error is not None]
     if any(failure.permanent for failure in failures):
         return _store_failed(next(f for f in failures if f.permanent))
+    if stop.signal_name is not None:
+        return EXIT_INTERRUPTED
     if not all(r.complete for r in reports):
         return _fail("some conversations could not be synced (listed above); rerun to finish",
                      EXIT_INCOMPLETE)
@@ -466,12 +529,12 @@ def _sync_all(
     client: Crisp,
     store: Store,
     stop: threading.Event | None = None,
+    *,
+    bars: bool = False,
 ) -> list[SyncReport]:
-    """One run over every chosen website; raises what ends a run (see `_run`). With a
-    PostgreSQL store and ``--all-websites``, the websites are shared with the other workers
-    (`fleet.sync_once`). Progress bars are drawn on a terminal, except for a service's
-    reconciliations (``stop`` given)."""
-    bars = stop is None and progress.shown(not args.no_progress)
+    """One run over every chosen website, until ``stop`` is set; raises what ends a run (see
+    `_run`). With a PostgreSQL store and ``--all-websites``, the websites are shared with the
+    other workers (`fleet.sync_once`). ``bars``: draw progress bars (see `progress.shown`)."""
     websites = list(_websites(args, client))
     leases = _fleet_leases(args, store)
     if leases is not None:
@@ -546,13 +609,16 @@ def _sync_one(
         else:
             logger.info("website.sync.ended", website_id=website_id, complete=done.complete)
             return done
-    print(f"crisp-sync: website {website_id} is gone (disconnected?); skipped", file=sys.stderr)
+    outcome("website.gone", f"crisp-sync: website {website_id} is gone (disconnected?); skipped",
+            level="warning", website_id=website_id)
     return None
 
 
-def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
-    """A first run, then live events and a reconciliation every ``--interval`` until SIGTERM
-    or SIGINT (exit 0), or until something fatal (its exit status).
+def _follow(
+    args: argparse.Namespace, target: Target, store: Store, out: TextIO, stop: Stop
+) -> int:
+    """A first run, then live events and a reconciliation every ``--interval`` until ``stop``
+    (a signal: exit 0, see `main`), or until something fatal (its exit status).
 
     In a fleet (``--all-websites`` on PostgreSQL) there is no separate first run: the first
     reconciliation, at once, claims this worker's share of the websites and syncs them, and
@@ -567,13 +633,12 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
         raise _UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
     leases = _fleet_leases(args, store)
     if leases is None:
-        status = _run(args, target, store, out)
+        status = _run(args, target, store, out, stop)
         if status not in (EXIT_OK, EXIT_INCOMPLETE):
             return status
     logger = args.logger
-    stop = threading.Event()
     health = Health()
-    with _client(args, target) as client, _stopped_by_signals(stop):
+    with _client(args, target) as client:
         metrics = Metrics(client, health) if args.metrics_port else None
         if metrics is not None:
             client.use(metrics.layer, before="auth")
@@ -676,21 +741,10 @@ def _profile_reader(client: Crisp) -> Callable[[str, str], Any]:
     return read
 
 
-@contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGTERM and SIGINT (instead of raising), for the block's duration."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _fail(reason: str, status: int) -> int:
-    print(f"crisp-sync: {reason}", file=sys.stderr)
+def _fail(reason: str, status: int, **fields: Any) -> int:
+    """Say why the run ends with ``status`` (one line); returns ``status``."""
+    outcome("sync.failed", f"crisp-sync: {reason}", level="error", reason=reason,
+            exit_status=status, **fields)
     return status
 
 
@@ -711,8 +765,10 @@ def _websites(args: argparse.Namespace, client: Crisp) -> Iterator[str]:
             yield website_id
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """Sync a seeded fake Crisp (with a few faults), then change it and sync incrementally."""
+def _demo(args: argparse.Namespace, stop: Stop) -> int:
+    """Sync a seeded fake Crisp (with a few faults), then change it and sync incrementally.
+    The demo does not follow, so its fake serves no RTM: a plain install (without the
+    ``testing`` extra, which RTM needs) runs it."""
     from crisp_api.testing import FakeCrisp, Faults  # noqa: PLC0415 - demo only
 
     if _is_postgres(args.db):
@@ -724,7 +780,8 @@ def _demo(args: argparse.Namespace) -> int:
     faults = Faults(error_rate=0.02, throttle_rate=0.003, drop_before_rate=0.005, seed=7)
     with ExitStack() as stack:
         fake = stack.enter_context(
-            FakeCrisp(conversations=DEMO_CONVERSATIONS, messages=30, seed=7, faults=faults)
+            FakeCrisp(conversations=DEMO_CONVERSATIONS, messages=30, seed=7, faults=faults,
+                      rtm=False)
         )
         store = stack.enter_context(SQLiteStore(path))
         args.website_id = fake.website_id
@@ -733,13 +790,13 @@ def _demo(args: argparse.Namespace) -> int:
             f"demo: a fake Crisp at {fake.url} with {DEMO_CONVERSATIONS} conversations, "
             f"2% 5xx, 0.3% 429/420, 0.5% dropped connections; syncing into {path}"
         )
-        status = _run(args, target, store, sys.stdout)
+        status = _run(args, target, store, sys.stdout, stop)
         if status != EXIT_OK:
             return status
         fake.touch_conversations(25)
         fake.create_conversations(5, messages=3)
         print("demo: 25 conversations got a new message and 5 were created; syncing again")
-        return _run(args, target, store, sys.stdout)
+        return _run(args, target, store, sys.stdout, stop)
 
 
 if __name__ == "__main__":

@@ -233,6 +233,8 @@ def _sync_conversations(
                     break  # the store cannot take more: stop spending requests
                 if stop is not None and stop.is_set():
                     report.errors.append("stopped before the end of the window")
+                    for future in pending:  # queued ones never start; running ones finish
+                        future.cancel()
                     break
                 report.conversations_seen += 1
                 if len(pending) >= 2 * workers:

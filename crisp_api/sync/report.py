@@ -1,80 +1,115 @@
-"""What `crisp-sync` prints: the summary of a run, and the status of a database."""
+"""What `crisp-sync` prints: the summary of a run (a few lines of text or, under
+``--log-format json``, the same figures as the fields of one event: `summary_fields`), and the
+status of a database (`status_table`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from crisp_api.sync.engine import SyncReport
 from crisp_api.sync.metrics import Counts
 from crisp_api.sync.store import Changes, WebsiteStatus
 
+LISTED_ITEMS = 5
+"""Errors and warnings listed per website; the rest are counted."""
+
+
+def summary_fields(reports: Sequence[SyncReport], counts: Counts,
+                   elapsed: float) -> dict[str, Any]:
+    """What changed, at what rate, and what it cost, as named figures."""
+    seconds = max(elapsed, 1e-9)
+    fields: dict[str, Any] = {
+        "websites": len(reports),
+        "complete": all(r.complete for r in reports),
+        "elapsed_s": round(elapsed, 3),
+    }
+    for part in ("conversations", "messages", "people", "operators"):
+        changes = sum((getattr(r, part) for r in reports), Changes())
+        fields |= {f"{part}_added": changes.added, f"{part}_updated": changes.updated}
+    fields["messages_removed"] = sum((r.messages for r in reports), Changes()).removed
+    every = sum((getattr(r, part) for r in reports
+                 for part in ("conversations", "messages", "people", "operators")), Changes())
+    fields |= {
+        "quarantined": every.quarantined,
+        "quarantine_held": sum(r.quarantine_held or 0 for r in reports),
+        "replaced": every.replaced,
+    }
+    fields |= {
+        "conversations_per_s": round(sum(r.conversations_fetched for r in reports) / seconds),
+        "messages_per_s": round((fields["messages_added"] + fields["messages_updated"])
+                                / seconds),
+        "people_listed": sum(r.people_listed for r in reports),
+        "requests": counts.requests,
+        "retries": counts.retries,
+        "rate_limited": counts.rate_limited,
+        "cache_hits": counts.cache_hits,
+        "listing_calls": sum(r.listing_calls for r in reports),
+        "message_calls": sum(r.message_calls for r in reports),
+        "people_calls": sum(r.people_calls for r in reports),
+        "operator_calls": len(reports),
+        "errors": {r.website_id: _capped(r.errors) for r in reports if r.errors},
+        "warnings": {r.website_id: _capped(r.warnings) for r in reports if r.warnings},
+    }
+    return fields
+
 
 def summary(reports: Sequence[SyncReport], counts: Counts, elapsed: float) -> str:
-    """A few human-readable lines: what changed, at what rate, and what it cost."""
-    conversations = sum((r.conversations for r in reports), Changes())
-    messages = sum((r.messages for r in reports), Changes())
-    people = sum((r.people for r in reports), Changes())
-    operators = sum((r.operators for r in reports), Changes())
-    seconds = max(elapsed, 1e-9)
-    fetched = sum(r.conversations_fetched for r in reports)
-    message_total = messages.added + messages.updated
-    complete = all(r.complete for r in reports)
+    """The figures of `summary_fields` as a few human-readable lines."""
+    f = summary_fields(reports, counts, elapsed)
     lines = [
-        f"crisp-sync: {len(reports)} website(s) {'complete' if complete else 'INCOMPLETE'} "
-        f"in {elapsed:.1f} s",
-        f"  conversations  added {conversations.added:>8}  updated {conversations.updated:>8}"
-        f"  ({fetched / seconds:,.0f} conversations/s)",
-        f"  messages       added {messages.added:>8}  updated {messages.updated:>8}"
-        f"  removed {messages.removed:>6}  ({message_total / seconds:,.0f} messages/s)",
-        f"  people         added {people.added:>8}  updated {people.updated:>8}"
-        f"  ({_people_note(reports)})",
-        f"  operators      added {operators.added:>8}  updated {operators.updated:>8}",
-        f"  requests {counts.requests}  retries {counts.retries}  "
-        f"rate-limited {counts.rate_limited}  cache hits {counts.cache_hits}",
-        f"  calls: conversation lists {sum(r.listing_calls for r in reports)}, "
-        f"messages {sum(r.message_calls for r in reports)}, "
-        f"people {sum(r.people_calls for r in reports)}, operators {len(reports)}",
+        f"crisp-sync: {f['websites']} website(s) {'complete' if f['complete'] else 'INCOMPLETE'}"
+        f" in {elapsed:.1f} s",
+        f"  conversations  added {f['conversations_added']:>8}  updated "
+        f"{f['conversations_updated']:>8}  ({f['conversations_per_s']:,} conversations/s)",
+        f"  messages       added {f['messages_added']:>8}  updated {f['messages_updated']:>8}"
+        f"  removed {f['messages_removed']:>6}  ({f['messages_per_s']:,} messages/s)",
+        f"  people         added {f['people_added']:>8}  updated {f['people_updated']:>8}"
+        f"  ({_people_note(f['people_listed'], f['websites'])})",
+        f"  operators      added {f['operators_added']:>8}  updated {f['operators_updated']:>8}",
+        f"  requests {f['requests']}  retries {f['retries']}  "
+        f"rate-limited {f['rate_limited']}  cache hits {f['cache_hits']}",
+        f"  calls: conversation lists {f['listing_calls']}, messages {f['message_calls']}, "
+        f"people {f['people_calls']}, operators {f['operator_calls']}",
     ]
-    lines += _set_aside(reports, messages + conversations + people + operators)
-    for report in reports:
-        lines += _capped(f"error ({report.website_id})", report.errors)
-        lines += _capped(f"warning ({report.website_id})", report.warnings)
+    lines += _set_aside(f)
+    for label in ("errors", "warnings"):
+        for website_id, items in f[label].items():
+            lines += [f"  {label[:-1]} ({website_id}): {item}" for item in items]
     return "\n".join(lines)
 
 
-def _set_aside(reports: Sequence[SyncReport], changes: Changes) -> list[str]:
+def _set_aside(f: dict[str, Any]) -> list[str]:
     """What could not be stored as it came: rows put aside, rows stored with characters
     replaced (nothing when there is none, so the usual summary stays as it was)."""
-    held = sum(r.quarantine_held or 0 for r in reports)
     lines = []
-    if changes.quarantined or held:
+    if f["quarantined"] or f["quarantine_held"]:
         lines.append(
-            f"  quarantined    {changes.quarantined:>8} row(s) this run, {held} held in the "
-            "quarantine table (their key cannot be stored; see crisp-sync --status)"
+            f"  quarantined    {f['quarantined']:>8} row(s) this run, {f['quarantine_held']} "
+            "held in the quarantine table (their key cannot be stored; see crisp-sync --status)"
         )
-    if changes.replaced:
+    if f["replaced"]:
         lines.append(
-            f"  replaced       {changes.replaced:>8} row(s) stored with characters the database "
+            f"  replaced       {f['replaced']:>8} row(s) stored with characters the database "
             "cannot hold replaced (flagged: replaced)"
         )
     return lines
 
 
-def _people_note(reports: Sequence[SyncReport]) -> str:
-    listed = sum(r.people_listed for r in reports)
-    if listed == len(reports):
+def _people_note(listed: int, websites: int) -> str:
+    if listed == websites:
         return "listed in full"
     if not listed:
         return "not due: see --people-interval"
-    return f"listed in full for {listed} of {len(reports)} websites"
+    return f"listed in full for {listed} of {websites} websites"
 
 
-def _capped(label: str, items: Sequence[str], limit: int = 5) -> list[str]:
-    lines = [f"  {label}: {item}" for item in items[:limit]]
-    if len(items) > limit:
-        lines.append(f"  ... and {len(items) - limit} more")
-    return lines
+def _capped(items: Sequence[str]) -> list[str]:
+    shown = list(items[:LISTED_ITEMS])
+    if len(items) > LISTED_ITEMS:
+        shown.append(f"... and {len(items) - LISTED_ITEMS} more")
+    return shown
 
 
 STATUS_COLUMNS: tuple[tuple[str, Callable[[WebsiteStatus], str]], ...] = (

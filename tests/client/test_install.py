@@ -1,33 +1,55 @@
-"""The README's install lines install this project (crisp-api-next), extras included."""
+"""The README's install lines install this project (crisp-api-next): first alone, where
+``crisp-sync --demo`` runs and a flag whose extra is missing is refused in one line, then with
+every extra."""
 
 from __future__ import annotations
 
+import configparser
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from crisp_api.extras import MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _install_section() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
 
 
 def _install_lines() -> list[list[str]]:
     """The ``pip install`` commands of the README's Install section, as argument lists."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    block = re.search(r"```bash\n(.*?)```", _install_section(), re.DOTALL)
     assert block is not None
     return [shlex.split(line.partition("#")[0]) for line in block.group(1).splitlines()
             if line.startswith("pip install")]
+
+
+def test_the_readme_install_section_names_every_extra() -> None:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    extras = set(config["options.extras_require"])
+    named = {name for group in re.findall(r"\.\[([a-z_,]+)\]", _install_section())
+             for name in group.split(",")}
+    assert extras <= named, f"extras missing from the README's Install section: {extras - named}"
+    assert set(MODULES) <= extras  # what crisp-sync checks before any work is a real extra
 
 
 @pytest.mark.timeout(900)
 def test_the_readme_install_lines_install_this_project_in_a_fresh_venv(tmp_path: Path) -> None:
     lines = _install_lines()
     assert len(lines) >= 5
+    assert lines[0] == ["pip", "install", "."]  # the plain install comes first
     checkout = tmp_path / "checkout"  # a copy, so that building leaves nothing in the tree
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
                              check=True, timeout=60).stdout.decode().split("\0")
@@ -38,19 +60,69 @@ def test_the_readme_install_lines_install_this_project_in_a_fresh_venv(tmp_path:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
-    for line in lines:
+    # The venv's own packages only: not the checkout that runs the tests.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+    def install(line: list[str]) -> None:
         done = subprocess.run([python, "-m", *line, "--quiet", "--disable-pip-version-check"],
-                              cwd=checkout, capture_output=True, text=True, timeout=600)
+                              cwd=checkout, capture_output=True, text=True, timeout=600, env=env)
         assert done.returncode == 0, (line, done.stderr[-2000:])
+
+    install(lines[0])
+    _check_plain_install(venv, tmp_path, env)
+    for line in lines[1:]:
+        install(line)
     check = ("import importlib.metadata as m, crisp_api, psycopg, psycopg_pool, redis, tqdm, "
-             "socketio, prometheus_client; print(m.version('crisp-api-next'), "
+             "socketio, aiohttp, prometheus_client; print(m.version('crisp-api-next'), "
              "crisp_api.__version__)")
     shown = subprocess.run([python, "-c", check], capture_output=True, text=True, timeout=60,
-                           cwd=tmp_path)
+                           cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr
     installed, imported = shown.stdout.split()
     assert installed == imported
     helped = subprocess.run([str(venv / "bin" / "crisp-sync"), "--help"], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
+                            text=True, timeout=60, cwd=tmp_path, env=env)
     assert helped.returncode == 0
     assert "CRISP_SYNC_DB" in helped.stdout
+
+
+def _check_plain_install(venv: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """Without any extra: everything imports, the demo runs, and each flag whose extra is
+    missing is refused before any work, in one line naming the extra."""
+    imports = ("import crisp_api, crisp_api.sync, crisp_api.sync.cli, crisp_api.webhooks, "
+               "crisp_api.testing, importlib.util as u; "
+               "assert not any(u.find_spec(m) for m in ('socketio', 'aiohttp', 'psycopg', "
+               "'redis', 'prometheus_client', 'tqdm'))")
+    imported = subprocess.run([str(venv / "bin" / "python"), "-c", imports], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path, env=env)
+    assert imported.returncode == 0, imported.stderr
+    crisp_sync = str(venv / "bin" / "crisp-sync")
+    demo = subprocess.run([crisp_sync, "--demo"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=env)
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert "Traceback" not in demo.stderr
+    assert demo.stdout.count("website(s) complete") == 2
+    credentials = {**env, "CRISP_IDENTIFIER": "id", "CRISP_KEY": "key",
+                   "CRISP_REST_HOST": "http://127.0.0.1:9"}  # never reached
+    for flags, named, extra in (
+        (["--follow", "--metrics-port", "9999"], "--metrics-port", "metrics"),
+        (["--db", "postgresql://crisp@127.0.0.1:9/crisp"], "a PostgreSQL --db", "postgres"),
+        (["--redis-url", "redis://127.0.0.1:9"], "--redis-url", "redis"),
+    ):
+        refused = subprocess.run([crisp_sync, "--website-id", "w", *flags], capture_output=True,
+                                 text=True, timeout=60, cwd=tmp_path, env=credentials)
+        assert refused.returncode == 2, (flags, refused.stderr)
+        assert refused.stderr == (f"crisp-sync: {named} needs the '{extra}' extra: "
+                                  f"pip install 'crisp-api-next[{extra}]'\n")
+    # --follow needs no extra: without 'events' it is not refused (it runs without live
+    # events), and SIGTERM stops it as a service (0), unless it gave up on the unreachable
+    # API first (4).
+    follow = subprocess.Popen([crisp_sync, "--website-id", "w", "--follow"], cwd=tmp_path,
+                              env=credentials, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    time.sleep(1.0)
+    follow.send_signal(signal.SIGTERM)
+    _, errors = follow.communicate(timeout=60)
+    assert follow.returncode in (0, 4), errors
+    assert "extra" not in errors
+    assert "Traceback" not in errors

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -31,7 +32,6 @@ from crisp_api.errors import (
     RouteError,
     UnauthorizedError,
 )
-from crisp_api.events import EVENTS
 from crisp_api.pagination import paginate
 from crisp_api.sync import fleet, progress, sharding
 from crisp_api.sync.engine import (
@@ -47,10 +47,12 @@ from crisp_api.sync.follow import (
     DEFAULT_INTERVAL,
     Follower,
     Health,
+    open_events,
 )
 from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from
 from crisp_api.sync.metrics import RequestCounter, install
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL
+from crisp_api.sync.recheck import recheck_website
 from crisp_api.sync.report import summary
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import Store, StoreError, WebsiteLockedError
@@ -393,10 +395,14 @@ def _client(args: argparse.Namespace, target: Target) -> Crisp:
     return client
 
 
-def _run(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
-    """Sync every chosen website once and print the summary; returns the exit status."""
+def _run(
+    args: argparse.Namespace, target: Target, store: Store, out: TextIO,
+    given: Crisp | None = None,
+) -> int:
+    """Sync every chosen website once (through the ``given`` client, if any) and print the
+    summary; returns the exit status."""
     counter = RequestCounter()
-    with _client(args, target) as client:
+    with _own_client(args, target, given) as client:
         install(counter, client)
         started = time.monotonic()
         reports: list[SyncReport] = []
@@ -431,6 +437,17 @@ def _run(args: argparse.Namespace, target: Target, store: Store, out: TextIO) ->
         return _fail("some conversations could not be synced (listed above); rerun to finish",
                      EXIT_INCOMPLETE)
     return EXIT_OK
+
+
+@contextmanager
+def _own_client(args: argparse.Namespace, target: Target, given: Crisp | None
+                ) -> Iterator[Crisp]:
+    """``given``, left open; else a client of its own for the block."""
+    if given is not None:
+        yield given
+        return
+    with _client(args, target) as client:
+        yield client
 
 
 def _sync_all(
@@ -524,7 +541,9 @@ def _sync_one(
 
 def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO) -> int:
     """A first run, then live events and a reconciliation every ``--interval`` until SIGTERM
-    or SIGINT (exit 0), or until something fatal (its exit status).
+    or SIGINT (exit 0), or until something fatal (its exit status). ``/healthz``, the
+    metrics and the web hooks are served from the start, the first run included; without
+    live events the service goes on, degraded (`crisp_api.sync.follow`).
 
     In a fleet (``--all-websites`` on PostgreSQL) there is no separate first run: the first
     reconciliation, at once, claims this worker's share of the websites and syncs them, and
@@ -532,24 +551,15 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
     held.
     """
     from crisp_api.events import EventsUnauthorizedError  # noqa: PLC0415 - follow mode only
-    from crisp_api.sync.monitoring import Metrics, serve  # noqa: PLC0415 - follow mode only
 
     secret = os.environ.get(HOOKS_SECRET_ENV, "")
     if args.hooks_port and not secret:
         raise _UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
     leases = _fleet_leases(args, store)
-    if leases is None:
-        status = _run(args, target, store, out)
-        if status not in (EXIT_OK, EXIT_INCOMPLETE):
-            return status
-    logger = args.logger
     stop = threading.Event()
     health = Health()
-    with _client(args, target) as client, _stopped_by_signals(stop):
-        metrics = Metrics(client, health) if args.metrics_port else None
-        if metrics is not None:
-            client.use(metrics.layer, before="auth")
-        website_ids = set() if leases is not None else set(_websites(args, client))
+    with _client(args, target) as client, ExitStack() as servers:
+        website_ids: set[str] = set()  # none until the first run is done (or, in a fleet, held)
         applier = EventApplier(store, website_ids, _profile_reader(client))
 
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
@@ -561,43 +571,57 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
             applier.website_ids = frozenset(website_ids)  # websites connected since start
             return reports
 
-        try:
-            source = client.events(sorted(EVENTS))
-        except EventsUnauthorizedError as exc:
-            return _fail(f"the event socket refused the credentials ({exc})", EXIT_AUTH)
         follower = Follower(
-            applier=applier,
-            source=source,
-            reconcile=reconcile,
-            interval=args.interval,
-            reconcile_at_start=leases is not None,
-            stop=stop,
-            fatal_errors={EventsUnauthorizedError: EXIT_AUTH},
-            store_status=EXIT_STORE,
-            logger=logger,
-            health=health,
-            on_event=None if metrics is None else metrics.event_applied,
+            applier=applier, reconcile=reconcile, interval=args.interval, stop=stop,
+            recheck=partial(recheck_website, client, store), logger=args.logger,
+            fatal_errors=(EventsUnauthorizedError,), probe=getattr(store, "ping", None),
+            health=health, reconcile_at_start=leases is not None,
         )
-        servers = []
-        try:
-            if args.metrics_port:
-                servers.append(serve(args.bind, args.metrics_port, health=health,
-                                     threshold=args.health_threshold, metrics=metrics))
-            if args.hooks_port:
-                servers.append(serve(args.bind, args.hooks_port, health=health,
-                                     threshold=args.health_threshold,
-                                     hooks=(secret, follower.apply)))
-        except OSError as exc:
-            source.close()
-            raise _UsageError(f"cannot listen on {args.bind}: {exc}") from None
-        logger.info("follow.started", websites=len(website_ids), interval=args.interval)
-        status = follower.run()
-        for server in servers:
-            server.shutdown()
-    if follower.fatal is not None:
-        return _fail(str(follower.fatal), status)
-    logger.info("follow.stopped")
-    return status
+        follower.on_event = _serve_ports(args, servers, client, health,
+                                         (secret, follower.apply))
+        if leases is None:
+            status = _run(args, target, store, out, client)
+            health.ran("first", "complete" if status == EXIT_OK else "incomplete")
+            if status not in (EXIT_OK, EXIT_INCOMPLETE):
+                return status
+            website_ids.update(_websites(args, client))
+            applier.website_ids = frozenset(website_ids)
+        source, off = open_events(client, args.logger)
+        args.logger.info("follow.started", websites=len(website_ids), interval=args.interval)
+        with _stopped_by_signals(stop):
+            fatal = follower.run(source, off)
+    if fatal is not None:
+        status = EXIT_AUTH if isinstance(fatal.cause, EventsUnauthorizedError) else EXIT_STORE
+        return _fail(str(fatal), status)
+    args.logger.info("follow.stopped")
+    return EXIT_OK
+
+
+def _serve_ports(
+    args: argparse.Namespace,
+    servers: ExitStack,
+    client: Crisp,
+    health: Health,
+    hooks: tuple[str, Callable[[str, Any], None]],
+) -> Callable[[str, float], None] | None:
+    """Serve ``/metrics`` and ``/healthz``, and the web hooks (``hooks``: the secret and the
+    handler), on the ports asked for, until ``servers`` closes; what counts an applied event
+    in the metrics, if they are served."""
+    from crisp_api.sync.monitoring import Metrics, serve  # noqa: PLC0415 - follow mode only
+
+    metrics = Metrics(client, health, args.health_threshold) if args.metrics_port else None
+    if metrics is not None:
+        client.use(metrics.layer, before="auth")
+    try:
+        if args.metrics_port:
+            servers.callback(serve(args.bind, args.metrics_port, health=health,
+                                   threshold=args.health_threshold, metrics=metrics).shutdown)
+        if args.hooks_port:
+            servers.callback(serve(args.bind, args.hooks_port, health=health,
+                                   threshold=args.health_threshold, hooks=hooks).shutdown)
+    except OSError as exc:
+        raise _UsageError(f"cannot listen on {args.bind}: {exc}") from None
+    return None if metrics is None else metrics.event_applied
 
 
 def _reconcile_share(

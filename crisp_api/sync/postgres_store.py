@@ -337,6 +337,12 @@ class PostgresStore(WebsiteState, SqlRemovals):
     def __repr__(self) -> str:
         return f"<PostgresStore {self.name}>"
 
+    def ping(self) -> None:
+        """Ask the database for a trivial answer (follow mode's health probe), over a pooled
+        connection; `StoreError` if it cannot give one."""
+        with self._statement() as cur:
+            cur.execute("SELECT 1")
+
 
 def _upsert(
     cur: psycopg.Cursor[Any],

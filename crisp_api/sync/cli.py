@@ -579,16 +579,17 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
         )
         follower.on_event = _serve_ports(args, servers, client, health,
                                          (secret, follower.apply))
-        if leases is None:
-            status = _run(args, target, store, out, client)
-            health.ran("first", "complete" if status == EXIT_OK else "incomplete")
-            if status not in (EXIT_OK, EXIT_INCOMPLETE):
-                return status
-            website_ids.update(_websites(args, client))
-            applier.website_ids = frozenset(website_ids)
-        source, off = open_events(client, args.logger)
-        args.logger.info("follow.started", websites=len(website_ids), interval=args.interval)
+        status = EXIT_OK if leases is not None else _run(args, target, store, out, client)
         with _stopped_by_signals(stop):
+            if leases is None:
+                health.ran("first", "complete" if status == EXIT_OK else "incomplete")
+                if status not in (EXIT_OK, EXIT_INCOMPLETE):
+                    return status
+                website_ids.update(_websites(args, client))
+                applier.website_ids = frozenset(website_ids)
+            source, off = open_events(client, args.logger)
+            args.logger.info("follow.started", websites=len(website_ids),
+                             interval=args.interval)
             fatal = follower.run(source, off)
     if fatal is not None:
         status = EXIT_AUTH if isinstance(fatal.cause, EventsUnauthorizedError) else EXIT_STORE

@@ -223,7 +223,7 @@ class EventStream:
         self._dropped = 0
         self._overflowing = False
         self._last_change = time.monotonic()
-        self._last_failure = "no attempt yet"
+        self._last_failure: str | None = None
         self._current: _Endpoint | None = self._given
         self._closing = threading.Event()
         self._session: _Session | None = None
@@ -268,8 +268,9 @@ class EventStream:
     # Lifetime ---------------------------------------------------------------------------
 
     @property
-    def last_failure(self) -> str:
-        """What the last failed connection attempt met ("no attempt yet" before one)."""
+    def last_failure(self) -> str | None:
+        """What the last failed connection attempt met, or the lost connection (None before
+        any failure)."""
         return self._last_failure
 
     def begin(self) -> Self:
@@ -300,7 +301,7 @@ class EventStream:
             self.close()
             raise error or EventsTimeoutError(
                 f"no authenticated RTM connection within {timeout:g} s (last attempt: "
-                f"{self._last_failure})")
+                f"{self._last_failure or 'none failed yet'})")
         return self
 
     def close(self) -> None:

@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration,
         default=DEFAULT_HEALTH_THRESHOLD,
         metavar="DURATION",
-        help="/healthz fails once the socket has been down, or reconciliation has failed, "
-        "this long (default 15m)",
+        help="/healthz fails (503) once reconciliation, or the database, has failed this "
+        "long; live events away only degrade it (default 15m)",
     )
     logs = parser.add_argument_group("logs (structlog, on stderr)")
     logs.add_argument("-v", "--verbose", action="count", default=0,
@@ -573,7 +573,8 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
 
         follower = Follower(
             applier=applier, reconcile=reconcile, interval=args.interval, stop=stop,
-            recheck=partial(recheck_website, client, store), logger=args.logger,
+            recheck=partial(recheck_website, client, store, workers=args.workers),
+            logger=args.logger,
             fatal_errors=(EventsUnauthorizedError,), probe=getattr(store, "ping", None),
             health=health, reconcile_at_start=leases is not None,
         )
@@ -582,7 +583,7 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
         status = EXIT_OK if leases is not None else _run(args, target, store, out, client)
         with _stopped_by_signals(stop):
             if leases is None:
-                health.ran("first", "complete" if status == EXIT_OK else "incomplete")
+                health.first_sync_ended(status == EXIT_OK)
                 if status not in (EXIT_OK, EXIT_INCOMPLETE):
                     return status
                 website_ids.update(_websites(args, client))

@@ -61,8 +61,8 @@ class EventSource(Protocol):
         ...
 
     @property
-    def last_failure(self) -> str:
-        """What the last failed connection attempt met."""
+    def last_failure(self) -> str | None:
+        """What the last failed connection attempt met (None before any failure)."""
         ...
 
     def get(self, timeout: float | None = None) -> Any:
@@ -118,6 +118,13 @@ class Health:
         """Whether ``what`` is failing now."""
         with self._lock:
             return what in self._failing
+
+    def first_sync_ended(self, complete: bool) -> None:
+        """Count the first sync; an incomplete one leaves reconciliation failing until one
+        completes."""
+        self.ran("first", "complete" if complete else "incomplete")
+        if not complete:
+            self.fail(RECONCILIATION, "the first sync is incomplete")
 
     def ran(self, kind: str, outcome: str) -> None:
         """Count a sync run that ended; the first one ends the initial sync."""
@@ -183,7 +190,7 @@ class Follower:
         interval: float,
         stop: threading.Event,
         logger: Any,
-        fatal_errors: tuple[type[BaseException], ...] = (),
+        fatal_errors: tuple[type[BaseException], ...],
         probe: Callable[[], object] | None = None,
         health: Health | None = None,
         on_event: Callable[[str, float], None] | None = None,
@@ -233,11 +240,6 @@ class Follower:
                 source.close()
             for thread in threads:
                 thread.join()
-        return self._fatal
-
-    @property
-    def fatal(self) -> Fatal | None:
-        """What ended the run, if it did not end on ``stop``."""
         return self._fatal
 
     def apply(self, name: str, data: object) -> None:
@@ -297,11 +299,10 @@ class Follower:
                 self._announced_off = False
                 self.logger.info("live events on")
             return
-        reason = off_reason if source is None else source.last_failure
-        failed = source is None or health.live_events or reason != "no attempt yet"
+        reason = (off_reason or "no event source") if source is None else source.last_failure
         health.live_events = False
-        health.events_off_reason = reason if failed else "connecting"
-        if failed and not self._announced_off:
+        health.events_off_reason = reason or "connecting"
+        if reason is not None and not self._announced_off:
             self._announced_off = True
             self.logger.warning(f"live events off: {reason}")
 

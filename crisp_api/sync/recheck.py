@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,31 +105,41 @@ def recheck_website(
     report: SyncReport,
     touches: Mapping[str, Touch],
     stop: StopSignal | None = None,
+    *,
+    workers: int = 8,
 ) -> dict[str, Touch]:
     """Read again every conversation of ``touches`` (of ``report``'s website) from the REST
-    API and store it as read (see the module docstring); the touches confirmed. Counts go
-    to ``report``; a conversation that fails is recorded in its ``errors`` (a store failure
-    also in ``store_error``) and stays to be confirmed."""
-    website_id = report.website_id
+    API, in ``workers`` threads, and store it as read (see the module docstring); the
+    touches confirmed. Counts go to ``report``; a conversation that fails is recorded in its
+    ``errors`` (a store failure also in ``store_error``) and stays to be confirmed."""
     signal = client.website.partial_signal()
-    confirmed = {}
-    for session_id, touch in touches.items():
+    confirmed: dict[str, Touch] = {}
+    lock = threading.Lock()
+
+    def handle(session_id: str, touch: Touch) -> None:
         if stop is not None and stop.is_set():
-            break
-        read = _Read(client, store, website_id, session_id, signal)
+            return
+        read = _Read(client, store, report.website_id, session_id, signal)
         try:
             conversation, messages = read.again(touch)
         except Exception as exc:  # this conversation's failure: reported, retried next time
-            report.errors.append(f"{session_id}: recheck: {describe(exc)}")
-            if isinstance(exc, StoreError) and report.store_error is None:
-                report.store_error = exc
+            with lock:
+                report.errors.append(f"{session_id}: recheck: {describe(exc)}")
+                if isinstance(exc, StoreError) and report.store_error is None:
+                    report.store_error = exc
         else:
-            report.conversations += conversation
-            report.messages += messages
-            confirmed[session_id] = touch
+            with lock:
+                report.conversations += conversation
+                report.messages += messages
+                confirmed[session_id] = touch
         finally:
-            report.rechecked += 1
-            report.recheck_calls += read.calls
+            with lock:
+                report.rechecked += 1
+                report.recheck_calls += read.calls
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync-recheck") as pool:
+        for done in [pool.submit(handle, *item) for item in touches.items()]:
+            done.result()
     return confirmed
 
 

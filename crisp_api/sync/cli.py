@@ -47,6 +47,7 @@ from crisp_api.sync.follow import (
     DEFAULT_INTERVAL,
     Follower,
     Health,
+    dependency_probes,
     open_events,
 )
 from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from
@@ -575,7 +576,7 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
             applier=applier, reconcile=reconcile, interval=args.interval, stop=stop,
             recheck=partial(recheck_website, client, store, workers=args.workers),
             logger=args.logger,
-            fatal_errors=(EventsUnauthorizedError,), probe=getattr(store, "ping", None),
+            fatal_errors=(EventsUnauthorizedError,), probes=dependency_probes(store, client),
             health=health, reconcile_at_start=leases is not None,
         )
         follower.on_event = _serve_ports(args, servers, client, health,

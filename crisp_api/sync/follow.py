@@ -9,8 +9,9 @@
   seconds, which catches up whatever the events missed (a dropped socket, a restart), then
   reads again every conversation an event touched (`crisp_api.sync.recheck`): events are
   hints, Crisp's REST answers the truth, so a wrong or replayed event lasts one interval;
-* a probe thread asks the store for a trivial answer every `PROBE_INTERVAL` seconds, so the
-  health check sees a database outage (and its end) within seconds, not at the next
+* a probe thread asks the store (and Redis, when the client shares its rate limit or cache
+  through it) for a trivial answer every `PROBE_INTERVAL` seconds (`dependency_probes`), so
+  the health check sees an outage (and its end) within seconds, not at the next
   reconciliation.
 
 Without live events (RTM discovery failing, the socket down, the ``events`` extra missing)
@@ -25,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crisp_api.sync.engine import StopSignal, SyncReport, describe
@@ -32,6 +34,14 @@ from crisp_api.sync.event_applier import EventApplier, InvalidEventError
 from crisp_api.sync.event_retry import PendingEvents
 from crisp_api.sync.recheck import Touch, Touched
 from crisp_api.sync.store import StoreError
+from middleware import (
+    QuotaBucket,
+    RateLimit,
+    RedisBucket,
+    RedisCache,
+    RedisLink,
+    ResponseCache,
+)
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
@@ -41,14 +51,14 @@ DEFAULT_INTERVAL = 300.0
 DEFAULT_HEALTH_THRESHOLD = 900.0
 """Seconds reconciliation, or the database, may keep failing before /healthz fails."""
 PROBE_INTERVAL = 2.0
-"""Seconds between two probes of the store."""
+"""Seconds between two probes of the store and Redis."""
 
 INITIAL_SYNC, OK, DEGRADED, FAILING = "initial sync", "ok", "degraded", "failing"
 STATES = (INITIAL_SYNC, OK, DEGRADED, FAILING)
 """The service's states: its first sync running; all well; a dependency away (live events,
 or the database or reconciliation failing for less than the threshold): still working;
 something failing for longer than the threshold."""
-RECONCILIATION, DATABASE = "reconciliation", "the database"
+RECONCILIATION, DATABASE, REDIS = "reconciliation", "the database", "Redis"
 """What can fail, as `Health` names it."""
 
 
@@ -170,13 +180,44 @@ def open_events(client: Crisp, logger: Any) -> tuple[EventSource | None, str]:
         return None, str(exc)
 
 
+def dependency_probes(store: object, client: Crisp) -> dict[str, Callable[[], object]]:
+    """What follow mode depends on, by name, each with a cheap check that raises while it is
+    away: the store (its ``ping``, if it has one) and Redis, when the client shares its rate
+    limit or cache through it (its backends fall back to local ones meanwhile)."""
+    probes: dict[str, Callable[[], object]] = {}
+    ping = getattr(store, "ping", None)
+    if callable(ping):
+        probes[DATABASE] = ping
+    link = _redis_link(client)
+    if link is not None:
+        probes[REDIS] = partial(_ping_redis, link)
+    return probes
+
+
+def _redis_link(client: Crisp) -> RedisLink | None:
+    """The Redis link of the client's rate limit or cache, if either is shared through one."""
+    for layer in client.middleware:
+        backend = layer.backend if isinstance(layer, RateLimit | ResponseCache) else None
+        if isinstance(backend, QuotaBucket):
+            backend = backend.bucket
+        if isinstance(backend, RedisBucket | RedisCache):
+            return backend.link
+    return None
+
+
+def _ping_redis(link: RedisLink) -> None:
+    if not link.run(lambda: bool(link.redis.ping()), lambda: False):
+        raise ConnectionError(f"Redis at {link.address} does not answer")
+
+
 class Follower:
     """Runs follow mode; see the module docstring.
 
     ``reconcile(stop)`` runs one incremental sync of every website and returns the reports
     (the first one at once with ``reconcile_at_start``, else after ``interval``);
-    ``recheck`` then confirms the conversations events touched. ``probe()`` raises
-    `StoreError` while the store cannot answer. ``fatal_errors`` are the exception types
+    ``recheck`` then confirms the conversations events touched. ``probes`` name what the
+    service depends on and check it (`dependency_probes`): each raises while its
+    dependency is away. ``fatal_errors`` are the exception types
     of the event source that end the run (refused credentials). ``logger`` is a structlog
     logger; ``on_event(name, seconds)`` is told of each event applied.
     """
@@ -191,7 +232,7 @@ class Follower:
         stop: threading.Event,
         logger: Any,
         fatal_errors: tuple[type[BaseException], ...],
-        probe: Callable[[], object] | None = None,
+        probes: Mapping[str, Callable[[], object]] | None = None,
         health: Health | None = None,
         on_event: Callable[[str, float], None] | None = None,
         reconcile_at_start: bool = False,
@@ -203,7 +244,7 @@ class Follower:
         self.stop = stop
         self.logger = logger
         self.fatal_errors = fatal_errors
-        self.probe = probe
+        self.probes = dict(probes or {})
         self.health = health or Health()
         self.on_event = on_event
         self.reconcile_at_start = reconcile_at_start
@@ -219,7 +260,7 @@ class Follower:
         ``source``, live events are off for good (``off_reason`` says why)."""
         threads = [threading.Thread(target=self._reconcile_forever, daemon=True,
                                     name="crisp-sync-reconcile")]
-        if self.probe is not None:
+        if self.probes:
             threads.append(threading.Thread(target=self._probe_forever, daemon=True,
                                             name="crisp-sync-probe"))
         for thread in threads:
@@ -307,21 +348,23 @@ class Follower:
             self.logger.warning(f"live events off: {reason}")
 
     def _probe_forever(self) -> None:
-        """Probe the store every `PROBE_INTERVAL` until stopped: the first failure starts
-        the database's failing clock, the first success stops it (and wakes the
-        reconciliation, to redo at once what the outage made fail)."""
-        assert self.probe is not None
+        """Probe every dependency each `PROBE_INTERVAL` until stopped: a first failure starts
+        its failing clock, a first success stops it (and wakes the reconciliation, to redo at
+        once what the outage made fail)."""
+        health = self.health
         while not self.stop.wait(PROBE_INTERVAL):
-            try:
-                self.probe()
-            except StoreError as exc:
-                if self.health.fail(DATABASE, str(exc)):
-                    self.logger.warning("database.failing", reason=str(exc))
-                continue
-            if self.health.recover(DATABASE):
-                self.logger.info("database.recovered")
-                if self.health.failing(RECONCILIATION):
-                    self._wake.set()
+            for name, probe in self.probes.items():
+                try:
+                    probe()
+                except Exception as exc:  # whatever a probe meets, its dependency is away
+                    if health.fail(name, describe(exc)):
+                        self.logger.warning("dependency.failing", dependency=name,
+                                            reason=describe(exc))
+                    continue
+                if health.recover(name):
+                    self.logger.info("dependency.recovered", dependency=name)
+                    if health.failing(RECONCILIATION):
+                        self._wake.set()
 
     def _reconcile_forever(self) -> None:
         """Reconcile every ``interval`` (the first at once if ``reconcile_at_start``) until

@@ -1,7 +1,7 @@
 """Follow mode degrades instead of dying: ``crisp-sync --follow`` in a child process, against
 the fake Crisp with its RTM taken away (discovery answering 404, the socket's port closed,
-the quota spent) and brought back, a slow first sync, and a real PostgreSQL stopped and
-started under it. The copy is compared with the fake's truth."""
+the quota spent) and brought back, a slow first sync, and a real Redis killed and started
+again under it. The copy is compared with the fake's truth."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,7 +21,10 @@ from crisp_api.testing import FakeCrisp, Faults
 from tests.sync.helpers import assert_exact_copy, sync_command, wait_for
 from tests.sync.test_follow import free_port, get, message_content
 
-pytest_plugins = ["crisp_api.testing.pytest_plugin", "tests.postgres_server"]
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
+
+pytest_plugins = ["crisp_api.testing.pytest_plugin", "tests.redis_server"]
 
 
 @contextmanager
@@ -52,6 +56,12 @@ def health(port: int) -> tuple[int, str, list[str]]:
     status, body = get(f"http://127.0.0.1:{port}/healthz")
     answer = json.loads(body) if body else {}
     return status, answer.get("state", ""), answer.get("problems", [])
+
+
+def events_off(port: int) -> bool:
+    """Whether /healthz says why live events are off (past connecting)."""
+    return any(problem.startswith("live events off: ")
+               and problem != "live events off: connecting" for problem in health(port)[2])
 
 
 def metric(port: int, line: str) -> float | None:
@@ -102,10 +112,9 @@ def test_without_rtm_it_reconciles_degraded_then_live_events_return(
         take_away(fake)
         started = time.monotonic()
         with serving(fake, db, "--interval", "1") as (child, port):
-            wait_for(lambda: health(port)[:2] == (200, "degraded"), 30, "the degraded state")
+            wait_for(lambda: health(port)[:2] == (200, "degraded") and events_off(port), 30,
+                     "the degraded state, saying why")
             to_degraded = time.monotonic() - started
-            assert any(problem.startswith("live events off: ")
-                       for problem in health(port)[2])
             assert metric(port, "crisp_socket_connected") == 0.0
             assert metric(port, 'crisp_state{state="degraded"}') == 1.0
 
@@ -154,3 +163,33 @@ def test_healthz_and_metrics_answer_during_a_slow_first_sync(tmp_path: Path) -> 
         assert metric(port, 'crisp_sync_runs_total{kind="first",outcome="complete"}') == 1.0
         stop(child)
         assert_exact_copy(db, fake)
+
+
+def test_healthz_follows_a_redis_outage_and_its_end(
+    tmp_path: Path, redis_server_factory: Callable[[], RedisServer]
+) -> None:
+    """Old code: Redis going away showed nowhere (its backends fall back to local ones)."""
+    redis = redis_server_factory()
+    with FakeCrisp(conversations=5, messages=2, seed=26) as fake, serving(
+        fake, tmp_path / "redis.sqlite3", "--interval", "1h", "--redis-url", redis.url,
+        "--health-threshold", "3",
+    ) as (child, port):
+        wait_for(lambda: health(port)[:2] == (200, "ok"), 30, "the ok state")
+        redis.kill()
+        killed = time.monotonic()
+        wait_for(lambda: health(port)[1] == "degraded", 15, "the degraded state")
+        to_degraded = time.monotonic() - killed
+        status, _, problems = health(port)
+        assert status == 200
+        assert any(problem.startswith("Redis is failing") for problem in problems), problems
+        secret = redis.url.split("@")[0].rsplit(":", 1)[1]
+        assert all(secret not in problem for problem in problems)
+        wait_for(lambda: health(port)[0] == 503, 30, "/healthz to fail")
+        to_failing = time.monotonic() - killed
+        redis.start()
+        started = time.monotonic()
+        wait_for(lambda: health(port)[:2] == (200, "ok"), 30, "/healthz to recover")
+        to_ok = time.monotonic() - started
+        stop(child)
+    print(f"\nRedis killed: degraded after {to_degraded:.1f} s, 503 after {to_failing:.1f} s "
+          f"(threshold 3 s); restarted: 200 after {to_ok:.1f} s")

@@ -150,7 +150,7 @@ class Health:
             initial, live, off = self.initial_sync, self.live_events, self.events_off_reason
         long = [f"{what} has failed for {now - since:.0f} s ({reason})"
                 for what, (since, reason) in failing if now - since > threshold]
-        short = [f"{what} is failing since {now - since:.0f} s ({reason})"
+        short = [f"{what} has been failing for {now - since:.0f} s ({reason})"
                  for what, (since, reason) in failing if now - since <= threshold]
         reasons = [*long, *([] if live else [f"live events off: {off}"]), *short]
         if long:

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from crisp_api.client import Crisp
 
 
+MAX_NAMED_MESSAGES = 100
+"""Messages of one conversation remembered by fingerprint at most; past that, the whole
+conversation is read again (and only those remembered are removed if Crisp lacks them)."""
+
+
 @dataclass
 class Touch:
     """What events did to one conversation since it was last confirmed."""
@@ -64,7 +69,10 @@ class Touched:
             self._generation += 1
             touch = self._touches.setdefault(website_id, {}).setdefault(session_id, Touch())
             if fingerprint is not None:
-                touch.fingerprints.add(fingerprint)
+                if len(touch.fingerprints) < MAX_NAMED_MESSAGES:
+                    touch.fingerprints.add(fingerprint)
+                elif fingerprint not in touch.fingerprints:
+                    full = True
             touch.full = touch.full or full
             touch.generation = self._generation
 

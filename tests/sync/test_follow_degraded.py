@@ -181,7 +181,7 @@ def test_healthz_follows_a_redis_outage_and_its_end(
         to_degraded = time.monotonic() - killed
         status, _, problems = health(port)
         assert status == 200
-        assert any(problem.startswith("Redis is failing") for problem in problems), problems
+        assert any(problem.startswith("Redis has been failing") for problem in problems), problems
         secret = redis.url.split("@")[0].rsplit(":", 1)[1]
         assert all(secret not in problem for problem in problems)
         wait_for(lambda: health(port)[0] == 503, 30, "/healthz to fail")

@@ -593,9 +593,10 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
             args.logger.info("follow.started", websites=len(website_ids),
                              interval=args.interval)
             fatal = follower.run(source, off)
+    if fatal is not None and isinstance(fatal.cause, EventsUnauthorizedError):
+        return _fail(f"the event socket refused the credentials ({fatal})", EXIT_AUTH)
     if fatal is not None:
-        status = EXIT_AUTH if isinstance(fatal.cause, EventsUnauthorizedError) else EXIT_STORE
-        return _fail(str(fatal), status)
+        return _fail(str(fatal), EXIT_STORE)
     args.logger.info("follow.stopped")
     return EXIT_OK
 

@@ -49,6 +49,7 @@ def serving(fake: FakeCrisp, db: Path | str, *extra: str
     finally:
         if child.poll() is None:
             child.kill()
+        child.communicate()
 
 
 def health(port: int) -> tuple[int, str, list[str]]:

@@ -397,7 +397,7 @@ def _client(args: argparse.Namespace, target: Target) -> Crisp:
 
 
 def _run(
-    args: argparse.Namespace, target: Target, store: Store, out: TextIO,
+    args: argparse.Namespace, target: Target, store: Store, out: TextIO, *,
     given: Crisp | None = None,
 ) -> int:
     """Sync every chosen website once (through the ``given`` client, if any) and print the
@@ -581,7 +581,7 @@ def _follow(args: argparse.Namespace, target: Target, store: Store, out: TextIO)
         )
         follower.on_event = _serve_ports(args, servers, client, health,
                                          (secret, follower.apply))
-        status = EXIT_OK if leases is not None else _run(args, target, store, out, client)
+        status = EXIT_OK if leases is not None else _run(args, target, store, out, given=client)
         with _stopped_by_signals(stop):
             if leases is None:
                 health.first_sync_ended(status == EXIT_OK)

@@ -58,6 +58,8 @@ STATES = (INITIAL_SYNC, OK, DEGRADED, FAILING)
 """The service's states: its first sync running; all well; a dependency away (live events,
 or the database or reconciliation failing for less than the threshold): still working;
 something failing for longer than the threshold."""
+NOT_CONNECTED_YET = "not connected yet"
+"""Why live events are off before the first connection, or its first failure."""
 RECONCILIATION, DATABASE, REDIS = "reconciliation", "the database", "Redis"
 """What can fail, as `Health` names it."""
 
@@ -98,7 +100,7 @@ class Health:
         self.initial_sync = True
         """Until the first sync (or a fleet's first reconciliation) ended."""
         self.live_events = False
-        self.events_off_reason = "not started yet"
+        self.events_off_reason = NOT_CONNECTED_YET
         self.last_reconciled: float | None = None
         """When the last complete reconciliation ended."""
         self.reconciliations = 0
@@ -342,7 +344,7 @@ class Follower:
             return
         reason = (off_reason or "no event source") if source is None else source.last_failure
         health.live_events = False
-        health.events_off_reason = reason or "connecting"
+        health.events_off_reason = reason or NOT_CONNECTED_YET
         if reason is not None and not self._announced_off:
             self._announced_off = True
             self.logger.warning(f"live events off: {reason}")

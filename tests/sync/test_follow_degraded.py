@@ -6,6 +6,7 @@ again under it. The copy is compared with the fake's truth."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from crisp_api.sync.follow import NOT_CONNECTED_YET
 from crisp_api.testing import FakeCrisp, Faults
 from tests.sync.helpers import assert_exact_copy, sync_command, wait_for
 from tests.sync.test_follow import free_port, get, message_content
@@ -28,19 +30,19 @@ pytest_plugins = ["crisp_api.testing.pytest_plugin", "tests.redis_server"]
 
 
 @contextmanager
-def serving(fake: FakeCrisp, db: Path | str, *extra: str
+def serving(fake: FakeCrisp, db: Path | str, *extra: str, env: dict[str, str] | None = None
             ) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """``crisp-sync --follow -v`` against ``fake``, once its metrics port answers (which it
     does from start-up); killed if still running when the block ends."""
     port = free_port()
-    command, env = sync_command(
+    command, base = sync_command(
         fake, Path(db), "--website-id", fake.website_id, "--follow", "--metrics-port",
         str(port), "--bind", "127.0.0.1", "-v", *extra,
     )
     if str(db).startswith("postgresql://"):
         command[command.index("--db") + 1] = str(db)
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(command, env={**base, **(env or {})}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] or child.poll() is not None,
                  30, "the health port to open")
@@ -60,9 +62,10 @@ def health(port: int) -> tuple[int, str, list[str]]:
 
 
 def events_off(port: int) -> bool:
-    """Whether /healthz says why live events are off (past connecting)."""
+    """Whether /healthz says why live events are off (beyond "not connected yet")."""
     return any(problem.startswith("live events off: ")
-               and problem != "live events off: connecting" for problem in health(port)[2])
+               and problem != f"live events off: {NOT_CONNECTED_YET}"
+               for problem in health(port)[2])
 
 
 def metric(port: int, line: str) -> float | None:
@@ -145,6 +148,27 @@ def test_without_rtm_it_reconciles_degraded_then_live_events_return(
     assert "live events on" in stderr
     print(f"\n{outage}: degraded {to_degraded:.1f} s after start (first sync included), "
           f"live events back {to_live:.1f} s after RTM returned")
+
+
+def test_without_the_events_extra_it_reconciles_degraded(tmp_path: Path) -> None:
+    """Old code: a traceback (ImportError) after the whole first sync, exit 1."""
+    shim = tmp_path / "no-events-extra" / "socketio"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('socketio is not installed')\n")
+    db = tmp_path / "no-extra.sqlite3"
+    with FakeCrisp(conversations=5, messages=2, seed=27) as fake, serving(
+        fake, db, "--interval", "1", env={"PYTHONPATH": f"{shim.parent}:{os.getcwd()}"}
+    ) as (child, port):
+        wait_for(lambda: health(port)[:2] == (200, "degraded") and events_off(port), 30,
+                 "the degraded state, saying why")
+        assert any("'events' extra" in problem for problem in health(port)[2]), health(port)
+        session = next(iter(fake.ground_truth()))
+        polled = fake.add_messages(session, 1, content="polled")[0]
+        wait_for(lambda: message_content(db, fake.website_id, session,
+                                         polled["fingerprint"]) == "polled",
+                 15, "a reconciliation to bring the message")
+        stderr = stop(child)
+    assert stderr.count("live events off: ") == 1, stderr
 
 
 def test_healthz_and_metrics_answer_during_a_slow_first_sync(tmp_path: Path) -> None:

@@ -7,10 +7,12 @@ Crisp sent them (an edit never lands before its message). The head of the queue 
 again after a backoff that doubles while the store keeps failing.
 
 An event is given up when the queue is full (`MAX_PENDING_EVENTS`: the newest one is not
-queued) or when it waited longer than `GIVE_UP_AFTER`; either way ``on_dropped`` is told,
+queued), when it waited longer than `GIVE_UP_AFTER`, or when applying it failed otherwise
+than by the store's passing failure (a value the store cannot hold): ``on_dropped`` is told,
 so that its conversation is read again in full from the REST API at the next
 reconciliation. A permanent store failure (read-only, disk full) is not retried: it is
-raised to the caller, which stops the service.
+raised to the caller, which stops the service; nor is an invalid event
+(`InvalidEventError`), raised to the caller, which logs it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from crisp_api.sync.engine import describe
+from crisp_api.sync.event_applier import InvalidEventError
 from crisp_api.sync.store import StoreError
 
 MAX_PENDING_EVENTS = 10_000
@@ -47,8 +51,9 @@ class _Pending:
 
 
 class PendingEvents:
-    """Applies events through ``apply``, queueing those the store cannot take yet (see the
-    module docstring); thread-safe: the socket's and the web hooks' events share one order.
+    """Applies events through ``apply``, queueing those the store cannot take yet, dropping
+    those it can never take (see the module docstring); thread-safe: the socket's and the
+    web hooks' events share one order.
 
     ``pending`` is the queue's length; ``retried`` counts the events applied on a later try,
     ``dropped`` those given up (``overflowed`` of them because the queue was full).
@@ -97,7 +102,11 @@ class PendingEvents:
                     raise
                 self._failed(exc)
                 self._enqueue(name, data)
-                return None
+            except InvalidEventError:
+                raise
+            except Exception as exc:  # the event cannot be stored as it is: re-read instead
+                self._drop(name, data, describe(exc))
+            return None
 
     def retry(self) -> None:
         """Apply the waiting events whose turn came, in order, until the store fails again
@@ -114,6 +123,10 @@ class PendingEvents:
                         raise
                     self._failed(exc)
                     return
+                except Exception as exc:  # the event cannot be stored as it is: re-read
+                    self._queue.popleft()
+                    self._drop(head.name, head.data, describe(exc))
+                    continue
                 self._queue.popleft()
                 self.retried += 1
                 self._failures = 0

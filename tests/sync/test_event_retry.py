@@ -15,13 +15,13 @@ import pytest
 import structlog
 
 from crisp_api.events import EventsUnauthorizedError
-from crisp_api.sync import SQLiteStore, sync_website
+from crisp_api.sync import SQLiteStore, SyncReport, sync_website
 from crisp_api.sync.event_applier import EventApplier
 from crisp_api.sync.event_retry import PendingEvents
 from crisp_api.sync.follow import Follower, open_events
 from crisp_api.sync.recheck import recheck_website
 from crisp_api.testing import FakeCrisp
-from tests.sync.helpers import stored, wait_for
+from tests.sync.helpers import assert_exact_copy, stored, wait_for
 
 pytest_plugins = ["crisp_api.testing.pytest_plugin"]
 
@@ -129,3 +129,17 @@ def test_refused_credentials_still_end_follow_mode(copy: Copy) -> None:
     assert isinstance(fatal.cause, EventsUnauthorizedError)
     assert "not-the-key" not in str(fatal)
     assert time.monotonic() - started < 15
+
+
+def test_an_event_the_store_cannot_hold_is_repaired_from_the_rest_api(copy: Copy) -> None:
+    """Old code: SQLite's OverflowError escaped ``Follower.apply`` (a traceback)."""
+    fake, client, store, _ = copy
+    running = follower(copy)
+    session = session_of(fake)
+    message = fake.ground_truth()[session].messages[-1]
+    running.apply("message:send", {**message, "timestamp": 2**64})
+    touches = running.touched.of_website(fake.website_id)
+    assert session in touches
+    confirmed = recheck_website(client, store, SyncReport(fake.website_id, None), touches)
+    assert session in confirmed
+    assert_exact_copy(Path(store.path), fake)

@@ -37,7 +37,7 @@ def _serve() -> None:
     health = Health()
     client = Crisp()
     server = serve("127.0.0.1", 0, health=health, threshold=60.0,
-                   metrics=Metrics(client, health))
+                   metrics=Metrics(client, health, 60.0))
     print(server.server_address[1], flush=True)
     sys.stdin.read()
     server.shutdown()

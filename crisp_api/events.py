@@ -223,7 +223,7 @@ class EventStream:
         self._dropped = 0
         self._overflowing = False
         self._last_change = time.monotonic()
-        self._last_failure = "no attempt yet"
+        self._last_failure: str | None = None
         self._current: _Endpoint | None = self._given
         self._closing = threading.Event()
         self._session: _Session | None = None
@@ -267,18 +267,32 @@ class EventStream:
 
     # Lifetime ---------------------------------------------------------------------------
 
-    def start(self, timeout: float = defaults.RTM_START_TIMEOUT) -> Self:
-        """Connect in the background; return once Crisp accepted the token. Raises
-        `EventsUnauthorizedError` if it refused it, `EventsTimeoutError` if no connection was
-        authenticated within ``timeout`` seconds (retries included); either closes the
-        stream."""
-        _check_positive("timeout", timeout)
+    @property
+    def last_failure(self) -> str | None:
+        """What the last failed connection attempt met, or the lost connection (None before
+        any failure)."""
+        return self._last_failure
+
+    def begin(self) -> Self:
+        """Connect in the background and return at once: a service that can work without
+        live events starts it so, and watches `connected` and `last_failure`. The stream
+        keeps retrying (see the class) until closed; refused credentials end it, and `get`
+        raises `EventsUnauthorizedError` then."""
         with self._cond:
             if self._thread is not None or self._closed:
                 raise RuntimeError("an EventStream starts once")
             self._thread = threading.Thread(target=self._run, name="crisp-events",
                                             daemon=True)
         self._thread.start()
+        return self
+
+    def start(self, timeout: float = defaults.RTM_START_TIMEOUT) -> Self:
+        """Connect in the background (`begin`); return once Crisp accepted the token. Raises
+        `EventsUnauthorizedError` if it refused it, `EventsTimeoutError` if no connection was
+        authenticated within ``timeout`` seconds (retries included); either closes the
+        stream."""
+        _check_positive("timeout", timeout)
+        self.begin()
         with self._cond:
             up = self._cond.wait_for(
                 lambda: self._connected or self._error is not None or self._closed, timeout)
@@ -287,7 +301,7 @@ class EventStream:
             self.close()
             raise error or EventsTimeoutError(
                 f"no authenticated RTM connection within {timeout:g} s (last attempt: "
-                f"{self._last_failure})")
+                f"{self._last_failure or 'none failed yet'})")
         return self
 
     def close(self) -> None:
@@ -391,6 +405,8 @@ class EventStream:
                 session.signal.wait()
                 session.signal.clear()
             socket.disconnect()
+            if not self._closing.is_set():
+                self._last_failure = "the connection was lost"
             self._set_state(False)
             if session.refused:
                 self._fail(EventsUnauthorizedError("Crisp refused the token on reconnection"))

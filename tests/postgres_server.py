@@ -213,6 +213,11 @@ class PostgresServer:
         self._stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def halt(self) -> None:
+        """Stop at once (immediate shutdown), keeping the data: `start` starts it again, as
+        after a crash or a restart of the database."""
+        self._stop()
+
     def _spawn(self) -> None:
         settings = {
             "listen_addresses": "127.0.0.1",

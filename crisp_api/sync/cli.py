@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -32,7 +33,6 @@ from crisp_api.errors import (
     RouteError,
     UnauthorizedError,
 )
-from crisp_api.events import EVENTS
 from crisp_api.extras import install_hint, installed
 from crisp_api.pagination import paginate
 from crisp_api.sync import fleet, progress, sharding
@@ -49,16 +49,20 @@ from crisp_api.sync.follow import (
     DEFAULT_INTERVAL,
     Follower,
     Health,
+    dependency_probes,
+    open_events,
 )
 from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from, outcome
 from crisp_api.sync.metrics import RequestCounter, install
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL
+from crisp_api.sync.recheck import recheck_website
 from crisp_api.sync.report import status_table, summary, summary_fields
 from crisp_api.sync.signals import GRACE, Stop, stop_on_signals
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import Store, StoreError, WebsiteLockedError
 
 if TYPE_CHECKING:
+    from crisp_api.sync.monitoring import Metrics
     from crisp_api.sync.postgres_leases import Leases
     from crisp_api.sync.postgres_store import PostgresStore
 
@@ -214,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration,
         default=DEFAULT_HEALTH_THRESHOLD,
         metavar="DURATION",
-        help="/healthz fails once the socket has been down, or reconciliation has failed, "
-        "this long (default 15m)",
+        help="/healthz fails (503) once reconciliation, or the database, has failed this "
+        "long; live events away only degrade it (default 15m)",
     )
     logs = parser.add_argument_group("logs (structlog, on stderr)")
     logs.add_argument("-v", "--verbose", action="count", default=0,
@@ -477,12 +481,14 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _run(
-    args: argparse.Namespace, target: Target, store: Store, out: TextIO, stop: Stop
+    args: argparse.Namespace, target: Target, store: Store, out: TextIO, stop: Stop, *,
+    given: Crisp | None = None,
 ) -> int:
-    """Sync every chosen website once and give the summary; returns the exit status
-    (`EXIT_INTERRUPTED`, unsaid, when a signal stopped it: see `main`)."""
+    """Sync every chosen website once (through the ``given`` client, if any) and give the
+    summary; returns the exit status (`EXIT_INTERRUPTED`, unsaid, when a signal stopped it:
+    see `main`)."""
     counter = RequestCounter()
-    with _client(args, target) as client:
+    with _own_client(args, target, given) as client:
         install(counter, client)
         started = time.monotonic()
         reports: list[SyncReport] = []
@@ -522,6 +528,17 @@ def _run(
         return _fail("some conversations could not be synced (listed above); rerun to finish",
                      EXIT_INCOMPLETE)
     return EXIT_OK
+
+
+@contextmanager
+def _own_client(args: argparse.Namespace, target: Target, given: Crisp | None
+                ) -> Iterator[Crisp]:
+    """``given``, left open; else a client of its own for the block."""
+    if given is not None:
+        yield given
+        return
+    with _client(args, target) as client:
+        yield client
 
 
 def _sync_all(
@@ -618,7 +635,9 @@ def _follow(
     args: argparse.Namespace, target: Target, store: Store, out: TextIO, stop: Stop
 ) -> int:
     """A first run, then live events and a reconciliation every ``--interval`` until ``stop``
-    (a signal: exit 0, see `main`), or until something fatal (its exit status).
+    (a signal: exit 0, see `main`), or until something fatal (its exit status). ``/healthz``,
+    the metrics and the web hooks are served from the start, the first run included; without
+    live events the service goes on, degraded (`crisp_api.sync.follow`).
 
     In a fleet (``--all-websites`` on PostgreSQL) there is no separate first run: the first
     reconciliation, at once, claims this worker's share of the websites and syncs them, and
@@ -626,23 +645,15 @@ def _follow(
     held.
     """
     from crisp_api.events import EventsUnauthorizedError  # noqa: PLC0415 - follow mode only
-    from crisp_api.sync.monitoring import Metrics, serve  # noqa: PLC0415 - follow mode only
 
     secret = os.environ.get(HOOKS_SECRET_ENV, "")
     if args.hooks_port and not secret:
         raise _UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
     leases = _fleet_leases(args, store)
-    if leases is None:
-        status = _run(args, target, store, out, stop)
-        if status not in (EXIT_OK, EXIT_INCOMPLETE):
-            return status
-    logger = args.logger
     health = Health()
-    with _client(args, target) as client:
-        metrics = Metrics(client, health) if args.metrics_port else None
-        if metrics is not None:
-            client.use(metrics.layer, before="auth")
-        website_ids = set() if leases is not None else set(_websites(args, client))
+    with _client(args, target) as client, ExitStack() as servers:
+        metrics = _metrics(args, client, health)
+        website_ids: set[str] = set()  # none until the first run is done (or, in a fleet, held)
         applier = EventApplier(store, website_ids, _profile_reader(client))
 
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
@@ -657,43 +668,67 @@ def _follow(
                 metrics.count_quarantined(reports)
             return reports
 
-        try:
-            source = client.events(sorted(EVENTS))
-        except EventsUnauthorizedError as exc:
-            return _fail(f"the event socket refused the credentials ({exc})", EXIT_AUTH)
         follower = Follower(
-            applier=applier,
-            source=source,
-            reconcile=reconcile,
-            interval=args.interval,
-            reconcile_at_start=leases is not None,
-            stop=stop,
-            fatal_errors={EventsUnauthorizedError: EXIT_AUTH},
-            store_status=EXIT_STORE,
-            logger=logger,
-            health=health,
-            on_event=None if metrics is None else metrics.event_applied,
+            applier=applier, reconcile=reconcile, interval=args.interval, stop=stop,
+            recheck=partial(recheck_website, client, store, workers=args.workers),
+            logger=args.logger,
+            fatal_errors=(EventsUnauthorizedError,), probes=dependency_probes(store, client),
+            health=health, reconcile_at_start=leases is not None,
         )
-        servers = []
-        try:
-            if args.metrics_port:
-                servers.append(serve(args.bind, args.metrics_port, health=health,
-                                     threshold=args.health_threshold, metrics=metrics))
-            if args.hooks_port:
-                servers.append(serve(args.bind, args.hooks_port, health=health,
-                                     threshold=args.health_threshold,
-                                     hooks=(secret, follower.apply)))
-        except OSError as exc:
-            source.close()
-            raise _UsageError(f"cannot listen on {args.bind}: {exc}") from None
-        logger.info("follow.started", websites=len(website_ids), interval=args.interval)
-        status = follower.run()
-        for server in servers:
-            server.shutdown()
-    if follower.fatal is not None:
-        return _fail(str(follower.fatal), status)
-    logger.info("follow.stopped")
-    return status
+        _serve_ports(args, servers, metrics, health, (secret, follower.apply))
+        if metrics is not None:
+            follower.on_event = metrics.event_applied
+        status = (EXIT_OK if leases is not None
+                  else _run(args, target, store, out, stop, given=client))
+        if leases is None:
+            health.first_sync_ended(status == EXIT_OK)
+            if status not in (EXIT_OK, EXIT_INCOMPLETE):
+                return status
+            website_ids.update(_websites(args, client))
+            applier.website_ids = frozenset(website_ids)
+        source, off = open_events(client, args.logger)
+        args.logger.info("follow.started", websites=len(website_ids), interval=args.interval)
+        fatal = follower.run(source, off)
+    if fatal is not None and isinstance(fatal.cause, EventsUnauthorizedError):
+        return _fail(f"the event socket refused the credentials ({fatal})", EXIT_AUTH)
+    if fatal is not None:
+        return _fail(str(fatal), EXIT_STORE)
+    args.logger.info("follow.stopped")
+    return EXIT_OK
+
+
+def _metrics(args: argparse.Namespace, client: Crisp, health: Health) -> Metrics | None:
+    """The Prometheus metrics of ``--metrics-port``, counting the client's requests from now
+    on (the first run's included); None without the flag."""
+    from crisp_api.sync.monitoring import Metrics  # noqa: PLC0415 - follow mode only
+
+    if not args.metrics_port:
+        return None
+    metrics = Metrics(client, health, args.health_threshold)
+    client.use(metrics.layer, before="auth")
+    return metrics
+
+
+def _serve_ports(
+    args: argparse.Namespace,
+    servers: ExitStack,
+    metrics: Metrics | None,
+    health: Health,
+    hooks: tuple[str, Callable[[str, Any], None]],
+) -> None:
+    """Serve ``/metrics`` and ``/healthz``, and the web hooks (``hooks``: the secret and the
+    handler), on the ports asked for, until ``servers`` closes."""
+    from crisp_api.sync.monitoring import serve  # noqa: PLC0415 - follow mode only
+
+    try:
+        if args.metrics_port:
+            servers.callback(serve(args.bind, args.metrics_port, health=health,
+                                   threshold=args.health_threshold, metrics=metrics).shutdown)
+        if args.hooks_port:
+            servers.callback(serve(args.bind, args.hooks_port, health=health,
+                                   threshold=args.health_threshold, hooks=hooks).shutdown)
+    except OSError as exc:
+        raise _UsageError(f"cannot listen on {args.bind}: {exc}") from None
 
 
 def _reconcile_share(

@@ -81,6 +81,11 @@ class SyncReport:
     message_calls: int = 0
     people_calls: int = 0
     """Calls made for each part (a call's retries are not counted here)."""
+    rechecked: int = 0
+    """Conversations live events touched, read again to confirm them (follow mode:
+    `crisp_api.sync.recheck`)."""
+    recheck_calls: int = 0
+    """Calls made to read those conversations again."""
     people_listed: bool = False
     """Whether this run listed the people profiles (see ``people_interval``)."""
     errors: list[str] = field(default_factory=list)
@@ -108,7 +113,8 @@ class SyncReport:
     @property
     def calls(self) -> int:
         """Every call this sync made (operators included)."""
-        return self.listing_calls + self.message_calls + self.people_calls + 1
+        return (self.listing_calls + self.message_calls + self.people_calls
+                + self.recheck_calls + 1)
 
 
 class StopSignal(Protocol):

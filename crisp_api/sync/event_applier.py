@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from crisp_api.events import EVENTS
 from crisp_api.sync.store import Changes, Store
@@ -33,6 +33,14 @@ _SESSION_FIELDS = {"session:set_state": "state", "session:set_segments": "segmen
 
 Profile = Callable[[str, str], Mapping[str, Any] | None]
 """Reads a people profile (website id, people id) through the REST API; None if it is gone."""
+
+
+class Target(NamedTuple):
+    """What an event touches: a conversation, and one of its messages if it names one."""
+
+    website_id: str
+    session_id: str
+    fingerprint: int | None
 
 
 class InvalidEventError(ValueError):
@@ -79,6 +87,23 @@ class EventApplier:
         with self._lock:
             self.applied[name] += 1
         return changes
+
+    def target(self, name: str, data: object) -> Target | None:
+        """The conversation (and message) an event of this worker's websites touches, to
+        be confirmed through the REST API (`crisp_api.sync.recheck`); None for other
+        events (people profiles are read through the REST API already)."""
+        if name not in EVENTS or name.startswith("people:") or not isinstance(data, Mapping):
+            return None
+        website_id, session_id = data.get("website_id"), data.get("session_id")
+        if not (isinstance(website_id, str) and website_id and isinstance(session_id, str)
+                and session_id):
+            return None
+        if self.website_ids is not None and website_id not in self.website_ids:
+            return None
+        fingerprint = data.get("fingerprint") if name.startswith("message:") else None
+        if isinstance(fingerprint, bool) or not isinstance(fingerprint, int):
+            fingerprint = None
+        return Target(website_id, session_id, fingerprint)
 
     def _apply(self, name: str, website_id: str, data: Mapping[str, Any]) -> Changes:
         store = self.store

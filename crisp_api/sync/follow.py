@@ -1,35 +1,67 @@
 """Follow mode: a long-running mirror that applies live events between reconciliations.
 
-`Follower.run` keeps two things going until its ``stop`` event is set (SIGTERM, SIGINT):
+`Follower.run` keeps these going until its ``stop`` event is set (SIGTERM, SIGINT):
 
 * the main thread takes Crisp's events off the RTM stream (and, through `Follower.apply`,
-  off web hooks) and applies them to the store as they come (`EventApplier`);
+  off web hooks) and applies them to the store as they come (`EventApplier`). An event the
+  store cannot take now waits and is retried in order (`PendingEvents`);
 * a reconciliation thread runs an incremental sync of every website every ``interval``
-  seconds, which catches up whatever the events missed (a dropped socket, a restart), so the
-  copy is exact even when events are lost.
+  seconds, which catches up whatever the events missed (a dropped socket, a restart), then
+  reads again every conversation an event touched (`crisp_api.sync.recheck`): events are
+  hints, Crisp's REST answers the truth, so a wrong or replayed event lasts one interval;
+* a probe thread asks the store (and Redis, when the client shares its rate limit or cache
+  through it) for a trivial answer every `PROBE_INTERVAL` seconds (`dependency_probes`), so
+  the health check sees an outage (and its end) within seconds, not at the next
+  reconciliation.
 
-`Health` is what the operator sees: whether the socket is up, when the last complete
-reconciliation ended, since when things are failing; ``/healthz`` and the metrics read it.
-A fatal condition ends the run with an exit status: refused credentials (the socket's
-``unauthorized``), or a store that cannot be written.
+Without live events (RTM discovery failing, the socket down, the ``events`` extra missing)
+the service goes on with its reconciliations: it is degraded, not dead, and the stream keeps
+retrying in the background. `Health` is what the operator sees (``/healthz``, the metrics).
+Only refused credentials and a store that cannot be written end the run (`Fatal`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections import Counter
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
-from crisp_api.sync.engine import SyncReport, describe
+from crisp_api.sync.engine import StopSignal, SyncReport, describe
 from crisp_api.sync.event_applier import EventApplier, InvalidEventError
+from crisp_api.sync.event_retry import PendingEvents
+from crisp_api.sync.recheck import Touch, Touched
 from crisp_api.sync.store import StoreError
+from middleware import (
+    QuotaBucket,
+    RateLimit,
+    RedisBucket,
+    RedisCache,
+    RedisLink,
+    ResponseCache,
+)
+
+if TYPE_CHECKING:
+    from crisp_api.client import Crisp
 
 DEFAULT_INTERVAL = 300.0
 """Seconds between reconciliations."""
 DEFAULT_HEALTH_THRESHOLD = 900.0
-"""Seconds the socket may stay down, or reconciliation keep failing, before /healthz fails."""
+"""Seconds reconciliation, or the database, may keep failing before /healthz fails."""
+PROBE_INTERVAL = 2.0
+"""Seconds between two probes of the store and Redis."""
+
+INITIAL_SYNC, OK, DEGRADED, FAILING = "initial sync", "ok", "degraded", "failing"
+STATES = (INITIAL_SYNC, OK, DEGRADED, FAILING)
+"""The service's states: its first sync running; all well; a dependency away (live events,
+or the database or reconciliation failing for less than the threshold): still working;
+something failing for longer than the threshold."""
+NOT_CONNECTED_YET = "not connected yet"
+"""Why live events are off before the first connection, or its first failure."""
+RECONCILIATION, DATABASE, REDIS = "reconciliation", "the database", "Redis"
+"""What can fail, as `Health` names it."""
 
 
 class EventSource(Protocol):
@@ -38,6 +70,11 @@ class EventSource(Protocol):
     @property
     def connected(self) -> bool:
         """Whether the socket is up and authenticated."""
+        ...
+
+    @property
+    def last_failure(self) -> str | None:
+        """What the last failed connection attempt met (None before any failure)."""
         ...
 
     def get(self, timeout: float | None = None) -> Any:
@@ -49,153 +86,302 @@ class EventSource(Protocol):
         ...
 
 
-@dataclass
+Recheck = Callable[[SyncReport, Mapping[str, Touch], StopSignal], Mapping[str, Touch]]
+"""Reads again the touched conversations of a report's website; those confirmed
+(`crisp_api.sync.recheck.recheck_website`, bound to a client and a store)."""
+
+
 class Health:
-    """The state an operator watches; all times are `time.monotonic`."""
+    """The state an operator watches; thread-safe; all times are `time.monotonic`."""
 
-    started: float = field(default_factory=time.monotonic)
-    socket_connected: bool = False
-    socket_down_since: float | None = None
-    last_reconciled: float | None = None
-    """When the last complete reconciliation ended."""
-    failing_since: float | None = None
-    """When reconciliations started to fail (None while they succeed)."""
-    reconciliations: int = 0
-    last_error: str | None = None
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self.initial_sync = True
+        """Until the first sync (or a fleet's first reconciliation) ended."""
+        self.live_events = False
+        self.events_off_reason = NOT_CONNECTED_YET
+        self.last_reconciled: float | None = None
+        """When the last complete reconciliation ended."""
+        self.reconciliations = 0
+        self.runs: Counter[tuple[str, str]] = Counter()
+        """Sync runs ended, by kind (``first``, ``reconciliation``) and outcome (``complete``,
+        ``incomplete``, ``failed``)."""
+        self.events_pending = 0
+        self.events_dropped = 0
+        self.touched = 0
+        self.recheck_calls = 0
+        self._failing: dict[str, tuple[float, str]] = {}
 
-    def problems(self, threshold: float, now: float | None = None) -> list[str]:
-        """What is wrong for longer than ``threshold`` seconds (empty: healthy)."""
+    def fail(self, what: str, reason: str) -> bool:
+        """Note that ``what`` failed (its clock starts at the first failure); whether it was
+        working until now."""
+        with self._lock:
+            known = self._failing.get(what)
+            self._failing[what] = (time.monotonic() if known is None else known[0], reason)
+            return known is None
+
+    def recover(self, what: str) -> bool:
+        """Note that ``what`` works again; whether it was failing."""
+        with self._lock:
+            return self._failing.pop(what, None) is not None
+
+    def failing(self, what: str) -> bool:
+        """Whether ``what`` is failing now."""
+        with self._lock:
+            return what in self._failing
+
+    def first_sync_ended(self, complete: bool) -> None:
+        """Count the first sync; an incomplete one leaves reconciliation failing until one
+        completes."""
+        self.ran("first", "complete" if complete else "incomplete")
+        if not complete:
+            self.fail(RECONCILIATION, "the first sync is incomplete")
+
+    def ran(self, kind: str, outcome: str) -> None:
+        """Count a sync run that ended; the first one ends the initial sync."""
+        with self._lock:
+            self.runs[kind, outcome] += 1
+            self.initial_sync = False
+
+    def state(self, threshold: float, now: float | None = None) -> tuple[str, list[str]]:
+        """The state (one of `STATES`) and what is wrong, worst first."""
         now = time.monotonic() if now is None else now
-        found = []
-        if not self.socket_connected:
-            down = self.socket_down_since if self.socket_down_since is not None else self.started
-            if now - down > threshold:
-                found.append(f"the event socket has been down for {now - down:.0f} s")
-        if self.failing_since is not None and now - self.failing_since > threshold:
-            found.append(
-                f"reconciliation has failed for {now - self.failing_since:.0f} s "
-                f"({self.last_error})"
-            )
-        return found
+        with self._lock:
+            failing = sorted(self._failing.items(), key=lambda item: item[1][0])
+            initial, live, off = self.initial_sync, self.live_events, self.events_off_reason
+        long = [f"{what} has failed for {now - since:.0f} s ({reason})"
+                for what, (since, reason) in failing if now - since > threshold]
+        short = [f"{what} has been failing for {now - since:.0f} s ({reason})"
+                 for what, (since, reason) in failing if now - since <= threshold]
+        reasons = [*long, *([] if live else [f"live events off: {off}"]), *short]
+        if long:
+            return FAILING, reasons
+        if initial:
+            return INITIAL_SYNC, reasons
+        return (DEGRADED if reasons else OK), reasons
 
 
 class Fatal(Exception):  # noqa: N818 - a stop reason, not an error class of the API
-    """Follow mode cannot go on: ``status`` is the exit status, the message the reason."""
+    """Follow mode cannot go on: the message says why, ``cause`` is what stopped it (refused
+    credentials, a store that cannot be written), for the caller to map to an exit status."""
 
-    def __init__(self, reason: str, status: int) -> None:
+    def __init__(self, reason: str, cause: BaseException) -> None:
         super().__init__(reason)
-        self.status = status
+        self.cause = cause
+
+
+def open_events(client: Crisp, logger: Any) -> tuple[EventSource | None, str]:
+    """Crisp's live events for ``client``, connecting in the background; or None and why
+    there can be none (the ``events`` extra missing, a tier without RTM discovery)."""
+    from crisp_api.events import EVENTS, EventStream  # noqa: PLC0415 - the RTM client
+
+    try:
+        return EventStream(client, sorted(EVENTS), logger=logger).begin(), ""
+    except (ImportError, ValueError) as exc:
+        return None, str(exc)
+
+
+def dependency_probes(store: object, client: Crisp) -> dict[str, Callable[[], object]]:
+    """What follow mode depends on, by name, each with a cheap check that raises while it is
+    away: the store (its ``ping``, if it has one) and Redis, when the client shares its rate
+    limit or cache through it (its backends fall back to local ones meanwhile)."""
+    probes: dict[str, Callable[[], object]] = {}
+    ping = getattr(store, "ping", None)
+    if callable(ping):
+        probes[DATABASE] = ping
+    link = _redis_link(client)
+    if link is not None:
+        probes[REDIS] = partial(_ping_redis, link)
+    return probes
+
+
+def _redis_link(client: Crisp) -> RedisLink | None:
+    """The Redis link of the client's rate limit or cache, if either is shared through one."""
+    for layer in client.middleware:
+        backend = layer.backend if isinstance(layer, RateLimit | ResponseCache) else None
+        if isinstance(backend, QuotaBucket):
+            backend = backend.bucket
+        if isinstance(backend, RedisBucket | RedisCache):
+            return backend.link
+    return None
+
+
+def _ping_redis(link: RedisLink) -> None:
+    if not link.run(lambda: bool(link.redis.ping()), lambda: False):
+        raise ConnectionError(f"Redis at {link.address} does not answer")
 
 
 class Follower:
     """Runs follow mode; see the module docstring.
 
     ``reconcile(stop)`` runs one incremental sync of every website and returns the reports
-    (the first one at once with ``reconcile_at_start``, else after ``interval``).
-    ``source`` gives the live events. ``fatal_errors`` maps exception types raised by the
-    source (e.g. refused credentials) to exit statuses. ``logger`` is a structlog logger.
+    (the first one at once with ``reconcile_at_start``, else after ``interval``);
+    ``recheck`` then confirms the conversations events touched. ``probes`` name what the
+    service depends on and check it (`dependency_probes`): each raises while its
+    dependency is away. ``fatal_errors`` are the exception types
+    of the event source that end the run (refused credentials). ``logger`` is a structlog
+    logger; ``on_event(name, seconds)`` is told of each event applied.
     """
 
     def __init__(
         self,
         *,
         applier: EventApplier,
-        source: EventSource,
         reconcile: Callable[[threading.Event], list[SyncReport]],
+        recheck: Recheck,
         interval: float,
         stop: threading.Event,
-        fatal_errors: dict[type[BaseException], int],
-        store_status: int,
         logger: Any,
+        fatal_errors: tuple[type[BaseException], ...],
+        probes: Mapping[str, Callable[[], object]] | None = None,
         health: Health | None = None,
         on_event: Callable[[str, float], None] | None = None,
         reconcile_at_start: bool = False,
     ) -> None:
         self.applier = applier
-        self.source = source
         self.reconcile = reconcile
+        self.recheck = recheck
         self.interval = interval
         self.stop = stop
-        self.fatal_errors = fatal_errors
-        self.store_status = store_status
         self.logger = logger
+        self.fatal_errors = fatal_errors
+        self.probes = dict(probes or {})
         self.health = health or Health()
         self.on_event = on_event
         self.reconcile_at_start = reconcile_at_start
+        self.touched = Touched()
+        self.pending = PendingEvents(applier.apply, self._dropped)
         self._fatal: Fatal | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._announced_off = False
 
-    def run(self) -> int:
-        """Follow until ``stop`` is set (0) or a fatal condition (its status)."""
-        reconciler = threading.Thread(
-            target=self._reconcile_forever, name="crisp-sync-reconcile", daemon=True
-        )
-        reconciler.start()
+    def run(self, source: EventSource | None, off_reason: str = "") -> Fatal | None:
+        """Follow until ``stop`` is set (None) or a fatal condition (returned). Without a
+        ``source``, live events are off for good (``off_reason`` says why)."""
+        threads = [threading.Thread(target=self._reconcile_forever, daemon=True,
+                                    name="crisp-sync-reconcile")]
+        if self.probes:
+            threads.append(threading.Thread(target=self._probe_forever, daemon=True,
+                                            name="crisp-sync-probe"))
+        for thread in threads:
+            thread.start()
         try:
             while not self.stop.is_set():
-                self._note_socket(self.source.connected)
-                try:
-                    event = self.source.get(timeout=0.5)
-                except tuple(self.fatal_errors) as exc:
-                    raise Fatal(str(exc), self.fatal_errors[type(exc)]) from exc
+                self._note_live_events(source, off_reason)
+                event = self._next_event(source)
                 if event is not None:
                     self.apply(event.name, event.data)
+                self._retry_pending()
         except Fatal as exc:
             self._set_fatal(exc)
         finally:
             self.stop.set()
-            self.source.close()
-            reconciler.join()
-        return 0 if self._fatal is None else self._fatal.status
-
-    @property
-    def fatal(self) -> Fatal | None:
-        """What ended the run, if it did not end on ``stop``."""
+            self._wake.set()
+            if source is not None:
+                source.close()
+            for thread in threads:
+                thread.join()
         return self._fatal
 
     def apply(self, name: str, data: object) -> None:
-        """Apply one event (from the socket or a web hook); a bad one is logged and dropped,
-        a store that cannot be written ends the run."""
+        """Apply one event (from the socket or a web hook), or queue it while the store
+        fails; remember what it touched, to be confirmed by the next reconciliation. A bad
+        event is logged and dropped; a store that cannot be written ends the run."""
         received = time.monotonic()
+        target = self.applier.target(name, data)
         try:
-            applied = self.applier.apply(name, data)
+            applied = self.pending.submit(name, data)
         except InvalidEventError as exc:
             self.logger.warning("event.invalid", reason=str(exc))
             return
         except StoreError as exc:
-            if exc.permanent:
-                self._set_fatal(Fatal(f"cannot write the database: {exc}", self.store_status))
-                self.stop.set()
-            else:
-                self.logger.warning("event.not_applied", reason=str(exc))
+            self._store_failed_for_good(exc)
             return
+        if target is not None:
+            self.touched.note(*target)
         if applied is not None and self.on_event is not None:
             self.on_event(name, time.monotonic() - received)
 
-    def _note_socket(self, connected: bool) -> None:
+    def _next_event(self, source: EventSource | None) -> Any:
+        if source is None:
+            self.stop.wait(0.5)
+            return None
+        try:
+            return source.get(timeout=0.5)
+        except self.fatal_errors as exc:
+            raise Fatal(str(exc), exc) from exc
+
+    def _retry_pending(self) -> None:
+        pending = self.pending
+        if pending.pending:
+            try:
+                pending.retry()
+            except StoreError as exc:
+                self._store_failed_for_good(exc)
         health = self.health
-        if connected == health.socket_connected:
-            return
-        health.socket_connected = connected
-        health.socket_down_since = None if connected else time.monotonic()
+        health.events_pending = pending.pending
+        health.events_dropped = pending.dropped
+        health.touched = len(self.touched)
+
+    def _dropped(self, name: str, data: object, reason: str) -> None:
+        target = self.applier.target(name, data)
+        if target is not None:
+            self.touched.note(target.website_id, target.session_id, full=True)
+        self.logger.warning("event.dropped", event_name=name, reason=reason)
+
+    def _note_live_events(self, source: EventSource | None, off_reason: str) -> None:
+        """Log "live events off: <reason>" once when they go (or never came), and "live
+        events on" when they come back."""
+        connected = source is not None and source.connected
+        health = self.health
         if connected:
-            self.logger.info("socket.connected")
-        else:
-            self.logger.warning("socket.disconnected")
+            if not health.live_events:
+                health.live_events = True
+                self._announced_off = False
+                self.logger.info("live events on")
+            return
+        reason = (off_reason or "no event source") if source is None else source.last_failure
+        health.live_events = False
+        health.events_off_reason = reason or NOT_CONNECTED_YET
+        if reason is not None and not self._announced_off:
+            self._announced_off = True
+            self.logger.warning(f"live events off: {reason}")
+
+    def _probe_forever(self) -> None:
+        """Probe every dependency each `PROBE_INTERVAL` until stopped: a first failure starts
+        its failing clock, a first success stops it (and wakes the reconciliation, to redo at
+        once what the outage made fail)."""
+        health = self.health
+        while not self.stop.wait(PROBE_INTERVAL):
+            for name, probe in self.probes.items():
+                try:
+                    probe()
+                except Exception as exc:  # whatever a probe meets, its dependency is away
+                    if health.fail(name, describe(exc)):
+                        self.logger.warning("dependency.failing", dependency=name,
+                                            reason=describe(exc))
+                    continue
+                if health.recover(name):
+                    self.logger.info("dependency.recovered", dependency=name)
+                    if health.failing(RECONCILIATION):
+                        self._wake.set()
 
     def _reconcile_forever(self) -> None:
         """Reconcile every ``interval`` (the first at once if ``reconcile_at_start``) until
         stopped; failures are logged and retried at the next interval (the health check
         reports them if they last)."""
         wait = 0.0 if self.reconcile_at_start else self.interval
-        while not self.stop.wait(wait):
+        while not self._wait(wait):
             wait = self.interval
             try:
                 reports = self.reconcile(self.stop)
+                for report in reports:
+                    self._recheck(report)
             except StoreError as exc:
                 if exc.permanent:
-                    self._set_fatal(Fatal(f"cannot write the database: {exc}", self.store_status))
-                    self.stop.set()
+                    self._store_failed_for_good(exc)
                     return
                 self._failed(describe(exc))
                 continue
@@ -206,24 +392,45 @@ class Follower:
                 return
             self._reconciled(reports)
 
-    def _reconciled(self, reports: Iterable[SyncReport]) -> None:
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` or until woken; whether to stop."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+        return self.stop.is_set()
+
+    def _recheck(self, report: SyncReport) -> None:
+        touches = self.touched.of_website(report.website_id)
+        if touches:
+            confirmed = self.recheck(report, touches, self.stop)
+            self.touched.confirm(report.website_id, confirmed)
+
+    def _reconciled(self, reports: list[SyncReport]) -> None:
         problems = [error for report in reports for error in report.errors]
         health = self.health
         health.reconciliations += 1
+        health.recheck_calls += sum(report.recheck_calls for report in reports)
+        self.touched.keep_only(report.website_id for report in reports)
         if problems:
-            self._failed(problems[0])
+            self._failed(problems[0], "incomplete")
             return
+        health.ran(RECONCILIATION, "complete")
         health.last_reconciled = time.monotonic()
-        health.failing_since = None
-        health.last_error = None
-        self.logger.info("reconciliation.complete", reconciliations=health.reconciliations)
+        health.recover(RECONCILIATION)
+        self.logger.info(
+            "reconciliation.complete", reconciliations=health.reconciliations,
+            rechecked=sum(report.rechecked for report in reports),
+            recheck_calls=sum(report.recheck_calls for report in reports),
+        )
 
-    def _failed(self, reason: str) -> None:
-        health = self.health
-        if health.failing_since is None:
-            health.failing_since = time.monotonic()
-        health.last_error = reason
+    def _failed(self, reason: str, outcome: str = "failed") -> None:
+        self.health.ran(RECONCILIATION, outcome)
+        self.health.fail(RECONCILIATION, reason)
         self.logger.warning("reconciliation.failed", reason=reason)
+
+    def _store_failed_for_good(self, exc: StoreError) -> None:
+        """A permanent store failure ends the run; a passing one cannot reach here."""
+        self._set_fatal(Fatal(f"cannot write the database: {exc}", exc))
+        self.stop.set()
 
     def _set_fatal(self, fatal: Fatal) -> None:
         with self._lock:

@@ -2,10 +2,11 @@
 
 `Metrics` (``prometheus_client``, the ``metrics`` extra) counts what an operator graphs:
 requests by status, retries, rate-limit answers, the adaptive rate, the daily quota left,
-events applied by type, seconds since the last complete reconciliation, and whether the
-event socket is up. `serve` answers ``GET /metrics`` and ``GET /healthz`` (200 while healthy,
-503 with the reasons once the socket has been down, or reconciliation has failed, for longer
-than the threshold) and, when given a hook handler, ``POST`` web hooks, through
+events applied by type, seconds since the last complete reconciliation, whether live events
+flow, the service's state, sync runs by kind and outcome, events waiting for the store or
+dropped, and the conversations events touched and the requests spent confirming them.
+`serve` answers ``GET /metrics`` and ``GET /healthz`` (`healthz`) and, when given a hook
+handler, ``POST`` web hooks; it is started before the first sync, on
 `crisp_api.sync.http_server` (bounded threads, timeouts and connections).
 """
 
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from crisp_api.defaults import RATE_LIMIT_STATUSES
 from crisp_api.extras import install_hint
-from crisp_api.sync.follow import Health
+from crisp_api.sync.follow import FAILING, STATES, Health
 from crisp_api.sync.http_server import Answer, HttpRequest, HttpServer, Limits
 from crisp_api.webhooks import (
     MalformedWebhookError,
@@ -50,7 +51,7 @@ INSTALL_HINT = f"--metrics-port needs prometheus_client: {install_hint('metrics'
 class Metrics:
     """The follow mode's Prometheus metrics, in a registry of their own."""
 
-    def __init__(self, client: Crisp, health: Health) -> None:
+    def __init__(self, client: Crisp, health: Health, threshold: float) -> None:
         try:
             import prometheus_client as prom  # noqa: PLC0415 - an optional dependency
         except ModuleNotFoundError as exc:
@@ -76,8 +77,9 @@ class Metrics:
                    registry=registry).set_function(lambda: _adaptive_rate(client))
         prom.Gauge("crisp_daily_quota_left", "Requests left of the daily quota (NaN: none)",
                    registry=registry).set_function(lambda: _quota_left(client))
-        prom.Gauge("crisp_socket_connected", "1 while the event socket is up",
-                   registry=registry).set_function(lambda: float(health.socket_connected))
+        prom.Gauge("crisp_socket_connected", "1 while live events flow (the event socket "
+                   "is up)", registry=registry).set_function(lambda: float(health.live_events))
+        registry.register(_HealthCollector(health, threshold))
         prom.Gauge(
             "crisp_seconds_since_reconciliation",
             "Seconds since the last complete reconciliation (since start if none yet)",
@@ -106,6 +108,53 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST
+
+
+class _HealthCollector:
+    """The metrics read off `Health` when scraped."""
+
+    def __init__(self, health: Health, threshold: float) -> None:
+        self._health = health
+        self._threshold = threshold
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (  # noqa: PLC0415 - an optional dependency
+            CounterMetricFamily,
+            GaugeMetricFamily,
+        )
+
+        health = self._health
+        current, _ = health.state(self._threshold)
+        state = GaugeMetricFamily("crisp_state", "1 for the service's current state",
+                                  labels=["state"])
+        for name in STATES:
+            state.add_metric([name], float(name == current))
+        yield state
+        runs = CounterMetricFamily("crisp_sync_runs", "Sync runs ended, by kind (first, "
+                                   "reconciliation) and outcome", labels=["kind", "outcome"])
+        for (kind, outcome), count in sorted(health.runs.items()):
+            runs.add_metric([kind, outcome], count)
+        yield runs
+        yield GaugeMetricFamily("crisp_events_pending", "Live events waiting for the store",
+                                value=health.events_pending)
+        yield CounterMetricFamily("crisp_events_dropped", "Live events given up (their "
+                                  "conversations read again in full)",
+                                  value=health.events_dropped)
+        yield GaugeMetricFamily("crisp_touched_conversations", "Conversations live events "
+                                "touched, not yet confirmed through the REST API",
+                                value=health.touched)
+        yield CounterMetricFamily("crisp_recheck_requests", "Requests spent reading again "
+                                  "the conversations live events touched",
+                                  value=health.recheck_calls)
+
+
+def healthz(health: Health, threshold: float) -> tuple[int, bytes]:
+    """``/healthz``: the status (503 once something has failed for longer than
+    ``threshold`` seconds, else 200, degraded or not) and the JSON body: ``state`` (one of
+    `crisp_api.sync.follow.STATES`), ``healthy`` and ``problems`` (what is wrong)."""
+    state, problems = health.state(threshold)
+    body = {"state": state, "healthy": state != FAILING, "problems": problems}
+    return (503 if state == FAILING else 200), json.dumps(body).encode()
 
 
 class _CountingLayer:
@@ -196,10 +245,8 @@ def serve(
 
 
 def _healthz(health: Health, threshold: float) -> Answer:
-    """``GET /healthz``: 200 while healthy, 503 with the problems."""
-    problems = health.problems(threshold)
-    body = json.dumps({"healthy": not problems, "problems": problems}).encode()
-    return Answer(503 if problems else 200, body)
+    """``GET /healthz``: see `healthz`."""
+    return Answer(*healthz(health, threshold))
 
 
 def _metrics(metrics: Metrics) -> Answer:

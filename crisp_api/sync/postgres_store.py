@@ -412,6 +412,12 @@ class PostgresStore(WebsiteState, SqlRemovals, SqlQuarantine):
     def __repr__(self) -> str:
         return f"<PostgresStore {self.name}>"
 
+    def ping(self, timeout: float = 2.0) -> None:
+        """Ask the database for a trivial answer (follow mode's health probe), waiting at most
+        ``timeout`` seconds for a pooled connection; `StoreError` if it cannot give one."""
+        with self._errors(), self._pool.connection(timeout=timeout) as db:
+            db.execute("SELECT 1")
+
 
 def _upsert(
     cur: psycopg.Cursor[Any],

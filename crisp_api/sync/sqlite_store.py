@@ -498,6 +498,12 @@ class SQLiteStore(WebsiteState, SqlRemovals, SqlQuarantine):
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path}>"
 
+    def ping(self) -> None:
+        """Ask the database for a trivial answer (follow mode's health probe); `StoreError`
+        if it cannot give one."""
+        with self._serialised("ping") as db:
+            db.execute("SELECT 1").fetchone()
+
 
 @contextmanager
 def _immediate(db: sqlite3.Connection) -> Iterator[None]:

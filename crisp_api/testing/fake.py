@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from crisp_api.testing.base import FakeBase
 from crisp_api.testing.controls import Controls
@@ -97,6 +98,23 @@ class FakeCrisp(FakeBase, Controls):
             return self._service.drop_sockets()
 
         return asyncio.run_coroutine_threadsafe(drop(), loop).result()
+
+    def take_rtm_down(self, *, discovery_status: int | None = None) -> None:
+        """Start an RTM outage: every socket cut, the RTM port closed, changes meanwhile not
+        pushed to anyone; ``GET /plugin/connect/endpoints`` still names the closed port, or
+        answers ``discovery_status`` (e.g. 404) when given. `bring_rtm_back` ends it."""
+        self._on_loop(self._service.take_rtm_down(discovery_status))
+
+    def bring_rtm_back(self) -> None:
+        """End an RTM outage: RTM is served again on the same port."""
+        self._on_loop(self._service.bring_rtm_back())
+
+    def _on_loop(self, work: Coroutine[Any, Any, None]) -> None:
+        loop = self._loop
+        if loop is None:
+            work.close()
+            raise RuntimeError("FakeCrisp is not running")
+        asyncio.run_coroutine_threadsafe(work, loop).result()
 
     def push_event(self, name: str, data: object) -> None:
         """Push a raw RTM event (any JSON ``data``) to the sockets listening to ``name``."""

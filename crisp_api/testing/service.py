@@ -52,7 +52,9 @@ class Service:
         credentials[identifier] = key
         self.api = Api(self.world, self.stats, credentials, faults or Faults(), tier)
         self.tier = tier
+        self._credentials = credentials
         self.rtm = (RtmServer(credentials, tier, self._event_delay) if rtm else None)
+        self._rtm_address: tuple[str, int] | None = None
         self.controls = Controls(self.world)
         self.admin = Admin(self.api, self.stats, self.controls, self.info,
                            sockets=(self.drop_sockets, self.push_event))
@@ -66,10 +68,31 @@ class Service:
         if self.rtm is None:
             return
         bound = await self.rtm.start(host, port)
+        self._rtm_address = (host, bound)
         shown_host = f"[{host}]" if ":" in host else host
         with self.world.lock:
             self.world.rtm_url = f"http://{shown_host}:{bound}/"
             self.world.events = self.rtm
+            self.world.rtm_discovery_status = None
+
+    async def take_rtm_down(self, discovery_status: int | None) -> None:
+        """An RTM outage: every socket cut, the port closed, the changes meanwhile announced
+        to nobody (lost, as Crisp does not replay them). Discovery still names the closed
+        port, or answers ``discovery_status`` (e.g. 404) when given. Runs on the serving
+        event loop; RuntimeError without RTM."""
+        if self.rtm is None or self._rtm_address is None:
+            raise RuntimeError("this fake serves no RTM")
+        with self.world.lock:
+            self.world.events = None
+            self.world.rtm_discovery_status = discovery_status
+        await self.rtm.close()
+
+    async def bring_rtm_back(self) -> None:
+        """End an outage (`take_rtm_down`): serve RTM again on the same port."""
+        if self.rtm is None or self._rtm_address is None:
+            raise RuntimeError("this fake serves no RTM")
+        self.rtm = RtmServer(self._credentials, self.tier, self._event_delay)
+        await self.start_rtm(*self._rtm_address)
 
     async def stop_rtm(self) -> None:
         """Stop announcing changes, cut every socket and stop serving RTM."""

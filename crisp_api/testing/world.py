@@ -116,6 +116,9 @@ class World:
         """The RTM server the changes are announced to, while one runs."""
         self.rtm_url: str | None = None
         """The RTM server's URL, answered by ``GET /plugin/connect/endpoints``."""
+        self.rtm_discovery_status: int | None = None
+        """The error status ``GET /plugin/connect/endpoints`` answers instead, during an RTM
+        outage that a test asked for (`crisp_api.testing.service.Service.take_rtm_down`)."""
 
     def emit(self, name: str, payload: Callable[[], dict[str, Any]]) -> None:
         """Announce a change as RTM event ``name``; ``payload`` builds its data, and is only

@@ -6,7 +6,7 @@ from typing import Any
 
 from crisp_api.testing.context import PER_PAGE, Context
 from crisp_api.testing.data import Conversation, Website
-from crisp_api.testing.errors import invalid_data, not_found
+from crisp_api.testing.errors import ApiError, invalid_data, not_found
 from crisp_api.testing.handlers.registry import WEBSITE, handles
 
 
@@ -86,7 +86,10 @@ def get_connect_account(context: Context) -> object:
 @handles("GET", "/plugin/connect/endpoints")
 def get_connect_endpoints(context: Context) -> object:
     """Where the RTM API is: ``{"socket": {"app": URL}}``, the fake's own RTM server (``{}``
-    when it runs without one)."""
+    when it runs without one); during an RTM outage with a discovery status, that error."""
+    failing = context.world.rtm_discovery_status
+    if failing is not None:
+        raise ApiError(failing, "not_found" if failing == 404 else "rtm_unavailable")
     url = context.world.rtm_url
     return {} if url is None else {"socket": {"app": url}}
 

@@ -213,6 +213,46 @@ def test_odd_rows_are_stored_or_put_aside_and_the_run_completes(
     assert row.split()[-1] == "2"
 
 
+def test_rows_whose_stamps_are_odd_are_put_aside_and_the_walks_go_on(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A message without an integer timestamp, a listed conversation whose ``updated_at`` is
+    not an integer and one without a session id neither stop the message walk nor the
+    listing: the rows are put aside, everything else is stored, the checkpoint moves."""
+    with FakeCrisp(conversations=60, messages=3, seed=8, rtm=False) as fake:
+        listed = fake.conversations()
+        unstamped_session, no_stamp_session, no_id_session = (
+            listed[2]["session_id"], listed[52]["session_id"], listed[30]["session_id"])
+        unstamped = fake.add_odd_message(unstamped_session, {"timestamp": None})
+        fake.add_messages(unstamped_session, 2)  # the walk pages past the odd message
+        fake.serve_conversation_over(no_stamp_session, {"updated_at": "yesterday"})
+        fake.serve_conversation_over(no_id_session, {"session_id": None})
+        command, env = sync_command(fake, Path("unused"), "--website-id", fake.website_id)
+        command[command.index("--db") + 1] = backend.db
+
+        result = run(command, env, tmp_path)
+
+        assert result.returncode == 0, result.stderr
+        assert "1 website(s) complete" in result.stdout
+        truth = fake.ground_truth()
+        newest = max(t.conversation["updated_at"] for t in truth.values()
+                     if isinstance(t.conversation["updated_at"], int))
+
+    stored = backend.messages(fake.website_id)
+    expected = {(sid, m["fingerprint"]) for sid, t in truth.items() if sid != no_id_session
+                for m in t.messages if m["fingerprint"] != unstamped["fingerprint"]}
+    assert set(stored) == expected  # the unstamped conversation's other messages included
+    aside = {(kind, reason) for _, kind, _, _, _, reason in backend.quarantine()}
+    assert aside == {
+        ("message", "row has no integer timestamp: cannot store it"),
+        ("conversation", "row has no integer updated_at: cannot store it"),
+        ("conversation", "row has no session_id: cannot store it"),
+    }
+    checkpoint = backend.checkpoint(fake.website_id)
+    assert checkpoint is not None
+    assert checkpoint >= newest
+
+
 def test_status_of_a_database_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
     result = run([*STATUS, "--db", str(tmp_path / "absent.sqlite3")],
                  without_credentials(dict(os.environ)), tmp_path)
@@ -398,7 +438,7 @@ def test_the_metrics_show_the_quarantined_rows_of_each_synced_website() -> None:
     from crisp_api.sync.monitoring import Metrics  # noqa: PLC0415
 
     with Crisp() as client:
-        metrics = Metrics(client, Health())
+        metrics = Metrics(client, Health(), 60.0)
         metrics.count_quarantined([SyncReport("w1", None, quarantine_held=3),
                                    SyncReport("w2", None)])  # w2's store failed: unknown
         text = metrics.render()[0].decode()

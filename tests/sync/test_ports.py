@@ -33,7 +33,7 @@ HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 40 + b"\r\n\r\n"
 
 @contextmanager
 def running(limits: Limits, **options: Any) -> Iterator[HttpServer]:
-    server = serve("127.0.0.1", 0, health=Health(socket_connected=True), threshold=60.0,
+    server = serve("127.0.0.1", 0, health=Health(), threshold=60.0,
                    limits=limits, **options)
     try:
         yield server
@@ -139,9 +139,9 @@ def test_300_concurrent_metrics_clients_all_get_an_answer_without_tracebacks(
     """300 clients x 10 requests, a connection each: every request is answered 200 or a clean
     503 from the cap, within a few seconds, and nothing is written on stderr (the old server:
     failed requests, a p99 of 12 s, BrokenPipe tracebacks)."""
-    health = Health(socket_connected=True)
+    health = Health()
     with Crisp() as client:
-        metrics = Metrics(client, health)
+        metrics = Metrics(client, health, 60.0)
         server = serve("127.0.0.1", 0, health=health, threshold=60.0, metrics=metrics)
         try:
             outcomes, slowest = asyncio.run(_many_clients(server.server_address, 300, 10))

@@ -16,10 +16,13 @@ and the checkpoint moves only at the end of a complete run.
 
 from __future__ import annotations
 
+import select
 import signal
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -46,58 +49,95 @@ def stop_on_signals(
     block is still running ``grace`` seconds later, or at a second signal, ``on_overdue`` is
     called with the signal's name from another thread (it is expected to end the process).
     The previous handlers are back after the block. Signals can only be handled by the main
-    thread: elsewhere the block runs without handlers."""
+    thread: elsewhere the block runs without handlers.
+
+    The signals are acted on by a thread of their own, woken through Python's signal wakeup
+    file descriptor, not by the Python-level handler: the kernel may deliver a signal to any
+    thread, and a Python handler runs only once the main thread runs Python code again, which
+    a main thread blocked in a lock or a long sleep may not do for a long time (a signal would
+    then wait with it). The wakeup descriptor is written by the C handler whatever the thread.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    watchdog = _Watchdog(stop, on_overdue, grace)
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, watchdog.handle)
+    handled = [sig for sig, handler in previous.items() if handler is not signal.SIG_IGN]
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    watchdog = _Watchdog(stop, on_overdue, grace, reader, writer)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    for sig in handled:
+        signal.signal(sig, _noted)
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
         watchdog.finish()
+        reader.close()
+        writer.close()
+
+
+def _noted(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level handler: nothing to do, the wakeup descriptor has told the watchdog
+    (installing it is what keeps the signal from ending the process)."""
+
+
+_FINISHED = b"\x00"
+"""What `_Watchdog.finish` writes to wake its thread (no signal has the number 0)."""
 
 
 class _Watchdog:
-    """Sets the stop on a signal, then waits the grace out in a thread of its own."""
+    """Reads the stop signals from the wakeup descriptor in a thread of its own: sets the
+    stop at the first, then waits the grace out (or a second signal) before ``on_overdue``."""
 
-    def __init__(self, stop: Stop, on_overdue: Callable[[str], None], grace: float) -> None:
+    def __init__(self, stop: Stop, on_overdue: Callable[[str], None], grace: float,
+                 reader: socket.socket, writer: socket.socket) -> None:
         self._stop = stop
         self._on_overdue = on_overdue
         self._grace = grace
-        self._signalled = threading.Event()
-        self._hurry = threading.Event()  # a second signal, or the block's end
+        self._reader = reader
+        self._writer = writer
         self._lock = threading.Lock()  # the block's end and the overdue call exclude each other
         self._finished = False
         self._thread = threading.Thread(target=self._watch, name="crisp-sync-stop", daemon=True)
         self._thread.start()
 
-    def handle(self, signum: int, _frame: FrameType | None) -> None:
-        """The signal handler: runs in the main thread, between two bytecodes of whatever it
-        was doing, so it only sets events (no lock, no I/O)."""
-        if self._stop.signal_name is None:
-            self._stop.signal_name = signal.Signals(signum).name
-            self._stop.set()
-            self._signalled.set()
-        else:
-            self._hurry.set()
-
     def finish(self) -> None:
         """The block has ended: nothing is overdue any more."""
         with self._lock:
             self._finished = True
-        self._hurry.set()
-        self._signalled.set()
+        with suppress(OSError):
+            self._writer.send(_FINISHED)
         self._thread.join()
 
     def _watch(self) -> None:
-        self._signalled.wait()
-        self._hurry.wait(self._grace)
+        first = self._next(None)
+        if first is None:
+            return
+        self._stop.signal_name = first
+        self._stop.set()
+        self._next(self._grace)  # a second signal, the grace over, or the block's end
         with self._lock:
-            if not self._finished and self._stop.signal_name is not None:
-                self._on_overdue(self._stop.signal_name)
+            if not self._finished:
+                self._on_overdue(first)
+
+    def _next(self, timeout: float | None) -> str | None:
+        """The name of the next stop signal within ``timeout`` seconds (None: no limit);
+        None once the block has ended or the time is up."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._reader], [], [], left)
+            if not ready:
+                return None
+            for number in self._reader.recv(64):
+                if number == _FINISHED[0]:
+                    return None
+                if number in _NUMBERS:
+                    return signal.Signals(number).name
+
+
+_NUMBERS = frozenset(int(sig) for sig in SIGNALS)
+"""The signal numbers that stop crisp-sync, as the wakeup descriptor writes them."""

@@ -253,3 +253,36 @@ def test_a_run_still_busy_after_the_grace_is_ended_and_an_ignored_sighup_stays_i
         assert child.wait(STOP_BOUND) == 7
         assert child.stdout is not None
         assert child.stdout.read() == "stopping SIGTERM\noverdue SIGTERM\n"
+
+
+BLOCKED = """
+import os, signal, sys, threading, time
+from crisp_api.sync.signals import Stop, stop_on_signals
+
+def overdue(name):
+    print("overdue", name, "stop set" if stop.is_set() else "stop unset", flush=True)
+    os._exit(7)
+
+def signal_this_thread():
+    time.sleep(0.2)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+stop = Stop()
+with stop_on_signals(stop, overdue, grace=0.5):
+    print("ready", flush=True)
+    threading.Thread(target=signal_this_thread).start()
+    held = threading.Lock()
+    held.acquire()
+    held.acquire()  # the main thread blocked in a lock, as on a database that does not answer
+"""
+
+
+def test_a_signal_delivered_to_another_thread_stops_a_run_whose_main_thread_is_blocked(
+) -> None:
+    """The kernel may deliver a signal to any thread; a Python handler would wait for the main
+    thread to run Python code again (here: never). The stop still comes, and the grace."""
+    with ready_children("ready") as spawn_blocked:
+        child = spawn_blocked(BLOCKED)
+        assert child.wait(STOP_BOUND) == 7
+        assert child.stdout is not None
+        assert child.stdout.read() == "overdue SIGTERM stop set\n"

@@ -159,7 +159,7 @@ def message_pages(
 def _newer_pages(pages: Iterator[MessagePage], after: int | None) -> Iterator[list[Any]]:
     for page in pages:
         kept = page.messages if after is None else [
-            message for message in page.messages if _timestamp(message) > after
+            message for message in page.messages if _newer(message, after)
         ]
         if kept:
             yield kept
@@ -250,8 +250,8 @@ def walk_messages(
         page = answered
         if before is not None:
             # Keep only what the cursor asked for, should the server repeat newer messages.
-            page = [message for message in answered if _timestamp(message) < before]
-            if not page and len(answered) >= MESSAGES_PAGE_SIZE:
+            page = [message for message in answered if _older(message, before)]
+            if not _stamps(page) and len(answered) >= MESSAGES_PAGE_SIZE:
                 raise InvalidResponseError(
                     "timestamp_before not honoured: a full page with nothing older",
                     method=_MESSAGES.method,
@@ -263,9 +263,20 @@ def walk_messages(
             signal.seen = True
         fresh = [message for message in page if _fingerprint_key(message) not in seen]
         seen.update(_fingerprint_key(message) for message in fresh)
-        oldest = min(_timestamp(message) for message in page)
+        stamps = _stamps(page)
         short = len(answered) < MESSAGES_PAGE_SIZE
         last = (status == 200 and signal.seen) or (status != 206 and short)
+        if not stamps:
+            # Nothing here says how far back the page reaches: the walk cannot go on past it.
+            if not last:
+                raise InvalidResponseError(
+                    "a page of messages none of which has a timestamp: cannot page further",
+                    method=_MESSAGES.method,
+                    route=_MESSAGES.template,
+                )
+            yield MessagePage(fresh, before - 1 if before is not None else 0, last)
+            return
+        oldest = min(stamps)
         crowded = None
         before = oldest + 1
         if not fresh and not last:
@@ -304,15 +315,29 @@ def _fingerprint_key(message: Any) -> Any:
     return fingerprint if _is_int(fingerprint) or isinstance(fingerprint, str) else id(message)
 
 
-def _timestamp(message: Any) -> int:
+def _stamp(message: Any) -> int | None:
+    """A message's timestamp, or None when it has no integer one (Crisp's reference says it
+    always has; a message without one is still handed on, for its store to put aside)."""
     stamp = message.get("timestamp") if isinstance(message, dict) else None
-    if not _is_int(stamp):
-        raise InvalidResponseError(
-            f"message without an integer timestamp: {type(stamp).__name__}",
-            method=_MESSAGES.method,
-            route=_MESSAGES.template,
-        )
-    return stamp
+    return stamp if _is_int(stamp) else None
+
+
+def _stamps(messages: list[Any]) -> list[int]:
+    """The timestamps of the messages that have one: what a walk pages by."""
+    return [stamp for stamp in map(_stamp, messages) if stamp is not None]
+
+
+def _older(message: Any, before: int) -> bool:
+    """Whether ``message`` is older than the cursor ``before``; a message without a
+    timestamp cannot be placed, so it is kept (a repeated one is dropped by fingerprint)."""
+    stamp = _stamp(message)
+    return stamp is None or stamp < before
+
+
+def _newer(message: Any, after: int) -> bool:
+    """Whether ``message`` is newer than ``after``; kept when it has no timestamp."""
+    stamp = _stamp(message)
+    return stamp is None or stamp > after
 
 
 def _is_int(value: object) -> TypeGuard[int]:

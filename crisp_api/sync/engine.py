@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from crisp_api.errors import InvalidResponseError
 from crisp_api.pagination import MessagePage, PartialSignal, paginate, walk_messages
 from crisp_api.routing import ROUTES
+from crisp_api.sync import rows
 from crisp_api.sync.store import Changes, MessageSpan, Store, StoreError
 
 if TYPE_CHECKING:
@@ -282,10 +283,10 @@ class _Progress:
     def handled(self, conversation: Mapping[str, Any]) -> None:
         if self._report is None:
             return
-        stamp = _updated_at(conversation)
+        stamp = _stamp(conversation)
         with self._lock:
             self._count += 1
-            if self._reached is None or stamp < self._reached:
+            if stamp is not None and (self._reached is None or stamp < self._reached):
                 self._reached = stamp
             self._report(SyncProgress(self._count, self._share()))
 
@@ -339,10 +340,14 @@ def _sync_conversation(
     """Fetch and save one conversation's new (and edited, and removed) messages, unless it
     has not changed since it was stored."""
     session_id = conversation.get("session_id")
-    if not isinstance(session_id, str) or not session_id:
-        raise InvalidResponseError("conversation without session_id in listing")
+    if not isinstance(session_id, str) or not rows.is_key(session_id):
+        # Nothing a store can key it by: the store puts the listed row aside, and the run
+        # goes on (its messages could not be stored under that session either).
+        changes = store.save_conversation(website_id, conversation, MessageSpan([], None))
+        return _Outcome(0, 0, changes[0], changes[1], [])
     state = store.conversation_state(website_id, session_id)
-    if state.updated_at is not None and _updated_at(conversation) <= state.updated_at:
+    stamp = _stamp(conversation)
+    if state.updated_at is not None and stamp is not None and stamp <= state.updated_at:
         return _UNCHANGED
     after = state.newest_message
     calls = 0
@@ -435,7 +440,7 @@ class _Listing:
             if self.server_time is None:
                 self.server_time = answer.server_time_ms
             listed = _dicts(answer.data, "conversations")
-            stamps = [_updated_at(conversation) for conversation in listed]
+            stamps = [stamp for stamp in map(_stamp, listed) if stamp is not None]
             if stamps and (self.high_water is None or max(stamps) > self.high_water):
                 self.high_water = max(stamps)
             if self.top is None:
@@ -446,11 +451,11 @@ class _Listing:
             if len(listed) < PER_PAGE:
                 self.walked = True
                 return
-            oldest = min(stamps)
-            if end is None or oldest < end:
+            oldest = min(stamps) if stamps else end
+            if oldest is not None and (end is None or oldest < end):
                 end, page = oldest, 1
-                at_boundary = {str(c.get("session_id")) for c in listed if _updated_at(c) == oldest}
-            else:  # a whole page updated in one millisecond: page through it
+                at_boundary = {str(c.get("session_id")) for c in listed if _stamp(c) == oldest}
+            else:  # a whole page updated in one millisecond (or with no stamp): page through it
                 page += 1
                 at_boundary |= {str(c.get("session_id")) for c in listed}
 
@@ -508,11 +513,12 @@ def _dicts(listed: Any, what: str) -> list[Mapping[str, Any]]:
     return [_dict(row, what) for row in listed]
 
 
-def _updated_at(conversation: Mapping[str, Any]) -> int:
+def _stamp(conversation: Mapping[str, Any]) -> int | None:
+    """A listed conversation's ``updated_at``, or None when it has no integer one: such a
+    conversation is still read (its row then put aside by the store, its messages stored),
+    and the listing pages past it by page number."""
     value = conversation.get("updated_at")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidResponseError("conversation without integer updated_at")
-    return value
+    return None if isinstance(value, bool) or not isinstance(value, int) else value
 
 
 def _iso(epoch_ms: int) -> datetime:

@@ -115,6 +115,18 @@ class Controls:
             message.encoded = None
             return _decode(message.encode(session_id, website.website_id))
 
+    def serve_conversation_over(self, session_id: str, served_over: dict[str, Any], *,
+                                website_id: str | None = None) -> dict[str, Any]:
+        """Serve a conversation with ``served_over``'s fields over its own, in its listing and
+        its own route (e.g. an ``updated_at`` that is not an integer): a value a client must
+        survive. The fake still orders and filters it by its own fields. The conversation as
+        served."""
+        with self._website(website_id) as website:
+            conversation = website.conversation(session_id)
+            conversation.served_over = dict(served_over)
+            conversation.changed()
+            return _decode(conversation.encode())
+
     def edit_message(self, session_id: str, fingerprint: int, content: Any, *,
                      website_id: str | None = None) -> dict[str, Any]:
         """Replace a message's content, as ``PATCH .../message/{fingerprint}`` does (marked

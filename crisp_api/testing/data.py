@@ -139,6 +139,8 @@ class Conversation:
     older: OlderMessages | None = None
     loaded: list[Message] | None = None
     encoded: bytes | None = None
+    served_over: dict[str, Any] | None = None
+    """Fields served over the conversation's own (`Controls.serve_conversation_over`)."""
 
     @property
     def messages(self) -> list[Message]:
@@ -196,6 +198,7 @@ class Conversation:
                 "created_at": self.created_at,
                 "updated_at": self.updated_at,
                 "waiting_since": self.waiting_since,
+                **(self.served_over or {}),
             })
         return self.encoded
 

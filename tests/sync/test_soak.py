@@ -2,7 +2,8 @@
 second for 30 minutes against the fake Crisp in another process (REST and Socket.IO RTM),
 reconciling every 10 s; its RSS stays flat after warm-up and its copy ends exact.
 
-Behind ``CRISP_SOAK=1`` (it takes the whole run); ``CRISP_SOAK_MINUTES`` sets a shorter or
+Behind ``CRISP_SOAK=1`` (it takes the whole run; the flag also makes the client soak of
+``tests/client/test_chaos.py`` its full length); ``CRISP_SOAK_MINUTES`` sets a shorter or
 longer one. The measurement is `benchmarks.soak` (also section 7 of ``python -m
 benchmarks``); this test holds it to its bounds.
 """

@@ -20,6 +20,7 @@ from benchmarks import (
     plot,
     rate_limit,
     report,
+    soak,
     targets,
     throughput,
 )
@@ -105,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fleet: the takeover's --lease-ttl, s (at least 3)")
     sizes.add_argument("--takeover-conversations", type=int,
                        help="fleet: conversations per website of the takeover's two")
+    sizes.add_argument("--soak-seconds", type=float,
+                       help="soak: seconds of messages (default 300; 1800 for the 30-minute "
+                       "soak)")
+    sizes.add_argument("--soak-rate", type=float, help="soak: messages (RTM events) per second")
+    sizes.add_argument("--soak-interval", type=float,
+                       help="soak: crisp-sync's reconciliation interval, s")
+    sizes.add_argument("--soak-conversations", type=int, help="soak: conversations in the fake")
     return parser
 
 
@@ -145,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.follow = follow.run(config)
     if "fleet" in config.sections:
         results.fleet = fleet.run(config)
+    if "soak" in config.sections:
+        results.soak = soak.run(config)
     results.seconds = time.monotonic() - started
     text = report.render(results, targets.evaluate(results))
     config.output.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow", "fleet")
+SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow", "fleet", "soak")
 """Every section, in the order they run."""
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,6 +78,12 @@ class Config:
     fleet_slow_messages: int
     fleet_lease_ttl: float
     takeover_conversations: int
+    # 7. The follow soak: messages added at `soak_rate`/s for `soak_seconds` to a website of
+    # `soak_conversations` followed by crisp-sync reconciling every `soak_interval` s.
+    soak_seconds: float
+    soak_rate: float
+    soak_interval: float
+    soak_conversations: int
 
 
 FULL = Config(
@@ -125,6 +131,10 @@ FULL = Config(
     fleet_slow_messages=5,
     fleet_lease_ttl=5.0,
     takeover_conversations=200,
+    soak_seconds=300.0,
+    soak_rate=50.0,
+    soak_interval=10.0,
+    soak_conversations=500,
 )
 
 QUICK = replace(
@@ -153,4 +163,5 @@ QUICK = replace(
     fleet_slow_conversations=6,
     fleet_slow_messages=3,
     takeover_conversations=100,
+    soak_seconds=60.0,
 )

@@ -12,6 +12,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
 from benchmarks.results import Results
+from benchmarks.soak import MAX_GROWTH_MB as MAX_SOAK_GROWTH_MB
 from benchmarks.targets import MAX_GROWTH_MB, MIN_ADAPTIVE_FRACTION, MIN_RATE_FRACTION
 
 
@@ -26,6 +27,8 @@ def draw(results: Results, path: Path) -> None:
         panels.append(lambda axes: _rate(axes, results.rate_limit, results.changing_limit))
     if results.memory is not None:
         panels.append(lambda axes: _memory(axes, results))
+    if results.soak is not None:
+        panels.append(lambda axes: _soak(axes, results))
     columns = 2 if len(panels) > 1 else 1
     lines = max(1, -(-len(panels) // columns))
     figure = Figure(figsize=(8 * columns, 5 * lines), layout="constrained")
@@ -113,4 +116,20 @@ def _memory(axes: Axes, results: Results) -> None:
     axes.set_xlabel("requests")
     axes.set_ylabel("client RSS, MB")
     axes.set_title(f"4. memory over {memory.requests:,} requests (cache on)")
+    axes.legend()
+
+
+def _soak(axes: Axes, results: Results) -> None:
+    soak = results.soak
+    assert soak is not None
+    minutes = [s[0] / 60 for s in soak.samples]
+    axes.plot(minutes, [s[1] for s in soak.samples])
+    axes.axvline(soak.warmup_s / 60, color="gray", linestyle=":", label="end of warm-up")
+    axes.axhline(soak.rss_warm_mb + MAX_SOAK_GROWTH_MB, color="tab:red", linestyle="--",
+                 label=f"warm-up RSS + {MAX_SOAK_GROWTH_MB:g} MB")
+    axes.set_ylim(0, max(soak.rss_peak_mb, soak.rss_warm_mb + MAX_SOAK_GROWTH_MB) * 1.1)
+    axes.set_xlabel("minutes of live events")
+    axes.set_ylabel("crisp-sync RSS, MB")
+    axes.set_title(f"7. follow soak, {soak.achieved_rate:.0f} events/s, reconciling every "
+                   f"{soak.interval_s:g} s")
     axes.legend()

@@ -12,6 +12,7 @@ from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
 from benchmarks.results import Results
+from benchmarks.soak import WARMUP_SHARE, SoakResult
 from benchmarks.targets import Check
 from benchmarks.throughput import SyncResult
 from crisp_api.sync.fleet import WAIT_SECONDS
@@ -32,6 +33,8 @@ def render(results: Results, checks: Sequence[Check]) -> str:
         parts.append(_follow(results.follow))
     if results.fleet is not None:
         parts.append(_fleet(results.fleet))
+    if results.soak is not None:
+        parts.append(_soak(results.soak))
     return "\n\n".join(parts) + "\n"
 
 
@@ -427,3 +430,28 @@ def _takeover(takeover: Takeover) -> list[str]:
     if takeover.note:
         text.append(f"Not measured: {takeover.note}.")
     return text
+
+
+def _soak(soak: SoakResult) -> str:
+    row = [
+        f"{soak.seconds / 60:g} min", f"{soak.achieved_rate:.1f}", f"{soak.sent:,}",
+        f"{soak.interval_s:g} s", str(soak.reconciliations), f"{soak.rss_start_mb:.1f}",
+        f"{soak.rss_warm_mb:.1f}", f"{soak.rss_end_mb:.1f}", f"{soak.rss_peak_mb:.1f}",
+        f"{soak.growth_mb:+.1f}", _number(soak.growth_per_hour_mb, 1),
+        "yes" if soak.exact else "no", str(soak.exit_status),
+    ]
+    return "\n\n".join([
+        "## 7. Follow soak",
+        "`crisp-sync --follow` as a child process (SQLite store) against a fake Crisp in "
+        f"another process serving REST and Socket.IO RTM, {soak.conversations} conversations. "
+        "This process adds messages through the fake's admin helpers, one per call, "
+        "round-robin: each is an RTM event the CLI applies, and every reconciliation re-reads "
+        "the conversations that changed. RSS from `/proc/<pid>/status` every few seconds, in "
+        f"MB (10^6 bytes); the first {WARMUP_SHARE:.0%} of the run is warm-up; growth = RSS at "
+        "the end less RSS after warm-up; per hour = the least-squares slope after warm-up. "
+        "Then two more reconciliations, SIGTERM, and the copy is compared with the fake's "
+        "ground truth, byte for byte.",
+        table(["run", "messages/s", "messages", "interval", "reconciliations", "RSS start",
+               "after warm-up", "end", "peak after warm-up", "growth", "MB per hour",
+               "exact copy", "exit status"], [row]),
+    ])

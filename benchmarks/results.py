@@ -14,6 +14,7 @@ from benchmarks.fleet import FleetResult, redact
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.rate_limit import ChangingLimit, RateRun
+from benchmarks.soak import SoakResult
 from benchmarks.throughput import SyncResult
 
 
@@ -33,6 +34,7 @@ class Results:
     memory: MemoryResult | None = None
     follow: FollowResult | None = None
     fleet: FleetResult | None = None
+    soak: SoakResult | None = None
 
     def to_json(self) -> str:
         """Indented JSON; NaN (a figure that could not be computed) becomes null. A

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from benchmarks import contenders
 from benchmarks.rate_limit import CONFIGURED
 from benchmarks.results import Results
+from benchmarks.soak import MAX_GROWTH_MB as MAX_SOAK_GROWTH_MB
 
 MAX_DEFAULT_VS_URLLIB3 = 1.15
 MAX_HIT_US = 10.0
@@ -36,7 +37,7 @@ class Check:
 def evaluate(results: Results) -> list[Check]:
     """Every target, in the order of the sections."""
     return [*_cpu(results), _scaling(results), _rate(results), _changing(results),
-            _memory(results), *_follow(results)]
+            _memory(results), *_follow(results), _soak(results)]
 
 
 def _cpu(results: Results) -> list[Check]:
@@ -157,3 +158,17 @@ def _follow(results: Results) -> list[Check]:
             and quiet.requests <= quiet.reconciliations * quiet.incremental_requests,
         ),
     ]
+
+
+def _soak(results: Results) -> Check:
+    soak = results.soak
+    name = f"follow soak: RSS growth after warm-up < {MAX_SOAK_GROWTH_MB:g} MB, then an exact copy"
+    if soak is None:
+        return Check(name, "-", None)
+    return Check(
+        name,
+        f"{soak.growth_mb:+.1f} MB over {soak.seconds / 60:g} min ({soak.rss_warm_mb:.1f} -> "
+        f"{soak.rss_end_mb:.1f} MB, {soak.achieved_rate:.1f} events/s), exact: "
+        f"{'yes' if soak.exact else 'no'}",
+        soak.growth_mb < MAX_SOAK_GROWTH_MB and soak.exact and soak.exit_status == 0,
+    )

@@ -44,6 +44,10 @@ RATE_LIMIT_STATUSES = frozenset({420, 429})
 
 CACHE_TTL = 2.0
 CACHE_SIZE = 1024
+CACHE_BYTES = 8 * 1024 * 1024
+"""The bytes of answer bodies the in-memory cache keeps at most, with at most CACHE_SIZE
+answers: a page of messages is about 20 KB, and one answer may be up to MAX_BODY, so the
+entry count alone does not bound the memory a long-running process gives the cache."""
 POOL_SIZE = 32
 MAX_BODY = 32 * 1024 * 1024
 LOGGER_NAME = "crisp_api"

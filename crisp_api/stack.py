@@ -90,7 +90,10 @@ def default_stack(
     ]
     if options.cache_ttl > 0:
         cache: CacheBackend = (
-            InMemoryCache(maxsize=options.cache_size, ttl=options.cache_ttl)
+            InMemoryCache(
+                maxsize=options.cache_size, ttl=options.cache_ttl,
+                max_bytes=defaults.CACHE_BYTES,
+            )
             if link is None
             else RedisCache(link, ttl=options.cache_ttl, keep_headers=defaults.CACHE_HEADERS)
         )

@@ -11,13 +11,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 
 class RetryBudget:
     """Thread-safe; one instance may be shared by several clients to budget them together."""
 
     def __init__(
-        self, ratio: float = 0.2, min_per_second: float = 5.0, window: float = 10.0
+        self,
+        ratio: float = 0.2,
+        min_per_second: float = 5.0,
+        window: float = 10.0,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 <= ratio <= 1000.0:
             raise ValueError(f"ratio must be between 0 and 1000, got {ratio}")
@@ -28,6 +33,7 @@ class RetryBudget:
         self.ratio = ratio
         self.min_per_second = min_per_second
         self.window = window
+        self._timer = timer
         self._lock = threading.Lock()
         self._slots = max(1, int(window))
         self._slot_width = window / self._slots
@@ -37,9 +43,11 @@ class RetryBudget:
         self._withdrawn = 0
 
     def deposit(self) -> None:
-        """Count a first attempt."""
-        slot = self._slot(time.monotonic())
+        """Count a first attempt (and forget those older than the window, so a client that
+        never retries keeps one window of counts, not one per second it ever ran)."""
+        slot = self._slot(self._timer())
         with self._lock:
+            self._expire(slot)
             self._deposited += 1
             if self._deposits and self._deposits[-1][0] == slot:
                 self._deposits[-1] = (slot, self._deposits[-1][1] + 1)
@@ -48,8 +56,7 @@ class RetryBudget:
 
     def try_withdraw(self) -> bool:
         """Take one retry from the budget; ``False`` means: do not retry."""
-        now = time.monotonic()
-        slot = self._slot(now)
+        slot = self._slot(self._timer())
         with self._lock:
             self._expire(slot)
             allowed = self._deposited * self.ratio + self.min_per_second * self.window

@@ -8,7 +8,10 @@ Rules, all enforced here:
   are;
 * the key is the request's ``partition`` (whose credentials), origin and path with query (the
   caller sorts the query, so equal queries give equal keys);
-* entries expire after ``ttl`` seconds and at most ``maxsize`` are kept (LRU beyond that);
+* entries expire after ``ttl`` seconds; at most ``maxsize`` are kept, holding at most
+  ``max_bytes`` of bodies together (LRU beyond either; an answer larger than
+  ``max_bytes`` is not stored), so a long-running process holds a bounded cache whatever
+  the size of the answers;
 * a write (POST/PUT/PATCH/DELETE) in group G drops every entry of G and every entry without
   a group, whoever cached it; a write without a group drops everything;
 * a read that was in flight while such a write happened does not store its (possibly stale)
@@ -59,22 +62,32 @@ class InMemoryCache:
     Entries carry their expiry instead of living in a ``TTLCache``, whose bookkeeping (a
     linked list of expiry times, walked on every store; an exception on every miss) was
     most of this layer's cost per request (see ``benchmarks``). An expired entry is never
-    served and makes room like any least recently used one, so ``maxsize`` still bounds
-    memory.
+    served and makes room like any least recently used one, so ``maxsize`` entries and
+    ``max_bytes`` bytes of bodies still bound memory. The ``LRUCache`` weighs each entry by
+    its body's length and is bounded by ``max_bytes``; the entry count is bounded here.
     """
 
     def __init__(
-        self, maxsize: int = 1024, ttl: float = 2.0, timer: Callable[[], float] = time.monotonic
+        self,
+        maxsize: int = 1024,
+        ttl: float = 2.0,
+        timer: Callable[[], float] = time.monotonic,
+        max_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, got {ttl}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self.ttl = ttl
         self._timer = timer
         self._lock = threading.Lock()
-        self._entries: LRUCache[CacheKey, tuple[float, Response]] = LRUCache(maxsize)
+        self._entries: LRUCache[CacheKey, tuple[float, Response]] = LRUCache(
+            max_bytes, getsizeof=_body_size
+        )
         self._members: dict[str | None, set[CacheKey]] = {}
         self._generations: dict[str | None, int] = {}
         self._epoch = 0
@@ -93,7 +106,12 @@ class InMemoryCache:
         with self._lock:
             if token != (self._epoch, self._generations.get(group, 0)):
                 return
+            if len(response.body) > self.max_bytes:
+                self._entries.pop(key, None)  # too large to keep: not served stale either
+                return
             self._entries[key] = (self._timer() + self.ttl, response)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem()
             members = self._members.setdefault(group, set())
             members.add(key)
             if len(members) > 2 * self.maxsize:
@@ -129,8 +147,21 @@ class InMemoryCache:
         with self._lock:
             return sum(expires > now for expires, _ in self._entries.values())
 
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of bodies kept (expired ones included, until they make room)."""
+        with self._lock:
+            return int(self._entries.currsize)
+
     def __repr__(self) -> str:
-        return f"<InMemoryCache maxsize={self.maxsize} ttl={self.ttl}s>"
+        return (
+            f"<InMemoryCache maxsize={self.maxsize} max_bytes={self.max_bytes} ttl={self.ttl}s>"
+        )
+
+
+def _body_size(entry: tuple[float, Response]) -> int:
+    """An entry's weight against ``max_bytes``: its body's length."""
+    return len(entry[1].body)
 
 
 class ResponseCache:

@@ -28,6 +28,7 @@ TINY = [
     "--fleet-websites", "2", "--fleet-processes", "2", "--fleet-conversations", "3",
     "--fleet-messages", "2", "--fleet-slow-latency", "100", "--fleet-slow-conversations", "2",
     "--fleet-slow-messages", "1", "--lease-ttl", "3", "--takeover-conversations", "20",
+    "--soak-seconds", "3", "--soak-interval", "1", "--soak-conversations", "10",
 ]
 
 
@@ -69,8 +70,14 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
         assert fleet["takeover"]["ttl_s"] == 3
     else:
         assert "PostgreSQL is not available" in report
+    assert "## 7. Follow soak" in report
+    soak = results["soak"]
+    assert soak["sent"] > 0
+    assert soak["exact"]
+    assert soak["exit_status"] == 0
+    assert soak["rss_end_mb"] > 0
     for target in ("bare urllib3", "cache hit", "original client", "16 workers",
                    "rate limit", "unknown changing limit", "RSS growth",
-                   "event-to-store latency", "sockets dropped", "quiet day"):
+                   "event-to-store latency", "sockets dropped", "quiet day", "follow soak"):
         assert any(target in line and line.endswith(("PASS** |", "MISS** |", "not run** |"))
                    for line in report.splitlines()), target

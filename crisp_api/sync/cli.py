@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a PostgreSQL --db: how long a website stays held by a worker that stopped "
         f"renewing its lease (died) before another takes it over (default {DEFAULT_LEASE_TTL:g}s)",
     )
-    parser.add_argument("--redis-url", help="share rate limit and cache through Redis")
+    parser.add_argument("--redis-url", help="share the rate limit through Redis")
     parser.add_argument(
         "--rate-limit",
         type=_rate_limit,
@@ -446,7 +446,11 @@ def _port(text: str) -> int:
 
 
 def _client(args: argparse.Namespace, target: Target) -> Crisp:
+    """The worker's client. No response cache: every read of a sync is a fresh one
+    (``use_cache=False``), so a cache would only keep each answer, unread, and a follow
+    process would hold up to its bound for nothing."""
     options: dict[str, Any] = {
+        "cache_ttl": 0,
         "pool_size": max(defaults.POOL_SIZE, args.workers),
         "rate_limit": args.rate_limit,
         "logger": getattr(args, "logger", None),

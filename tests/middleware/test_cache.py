@@ -136,6 +136,29 @@ def test_the_cache_is_bounded() -> None:
     assert len(backend) == 16
 
 
+def test_the_cache_is_bounded_in_bytes_too() -> None:
+    """Large answers: the bodies kept never exceed ``max_bytes`` (the oldest make room), and
+    an answer larger than the bound is not kept at all."""
+    backend = InMemoryCache(maxsize=1024, ttl=60, max_bytes=100_000)
+    cache = ResponseCache(backend)
+    body = b"x" * 30_000
+    for index in range(50):
+        cache(_request(f"/{index}"), lambda _r: Response(200, {}, body))
+        assert backend.size_bytes <= 100_000
+    assert len(backend) == 3
+    calls: list[str] = []
+
+    def origin(request: Request) -> Response:
+        calls.append(request.path)
+        return Response(200, {}, body if request.path == "/49" else b"y" * 100_001)
+
+    cache(_request("/49"), origin)  # a hit: among the newest kept
+    for _ in range(2):
+        cache(_request("/huge"), origin)
+    assert calls == ["/huge", "/huge"]
+    assert backend.size_bytes <= 100_000
+
+
 def test_a_read_in_flight_during_a_write_is_not_stored() -> None:
     backend = InMemoryCache(maxsize=8, ttl=60)
     cache = ResponseCache(backend)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from crisp_api import Crisp, NetworkError, RateLimitedError, ServerError
@@ -195,3 +197,21 @@ def test_paced_rate_limit_retries_do_not_spend_the_budget(server: ScriptedServer
         with pytest.raises((RateLimitedError, ServerError)):
             client.website.get_website("w1")
     assert server.count() == 6
+
+
+def test_a_budget_that_never_retries_keeps_one_window_of_counts() -> None:
+    """A day of first attempts, one a second, and no retry: the budget's memory stays that of
+    one window (it grew by a count per second when only a retry forgot old deposits)."""
+    now = [0.0]
+    budget = RetryBudget(window=10.0, timer=lambda: now[0])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for second in range(86_400):
+            now[0] = float(second)
+            budget.deposit()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 10_000
+    assert budget.try_withdraw()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -45,6 +45,27 @@ def connect(server: HttpServer) -> socket.socket:
     return socket.create_connection(server.server_address, timeout=5)
 
 
+def readable(sockets: list[socket.socket], timeout: float) -> list[socket.socket]:
+    """Those of ``sockets`` with something to read (or closed) within ``timeout`` seconds;
+    epoll, not select(), since a full test run holds descriptors past select()'s 1024."""
+    with selectors.DefaultSelector() as selector:
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ)
+        return [key.fileobj for key, _ in selector.select(timeout)]  # type: ignore[misc]
+
+
+@contextmanager
+def clients_of(server: HttpServer, count: int) -> Iterator[list[socket.socket]]:
+    """``count`` connections to ``server``, all closed at the end, whatever happens."""
+    clients: list[socket.socket] = []
+    try:
+        clients += [connect(server) for _ in range(count)]
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+
+
 def exchange(server: HttpServer, raw: bytes) -> bytes:
     """Send ``raw`` on a fresh connection and read until the server closes it."""
     with connect(server) as sock:
@@ -73,8 +94,7 @@ def test_slowloris_clients_cost_no_thread_and_are_cut_after_the_read_timeout() -
     for the whole head, not per byte (the old server: a thread each, never cut)."""
     baseline = threading.active_count()
     limits = Limits(workers=WORKERS, read_timeout=1.0, idle_timeout=5.0, max_connections=200)
-    with running(limits) as server:
-        clients = [connect(server) for _ in range(120)]
+    with running(limits) as server, clients_of(server, 120) as clients:
         started = time.monotonic()
         cut: dict[socket.socket, float] = {}
         peak = 0
@@ -87,12 +107,9 @@ def test_slowloris_clients_cost_no_thread_and_are_cut_after_the_read_timeout() -
                     except OSError:
                         cut[client] = time.monotonic() - started
             sent += 1
-            readable, _, _ = select.select([c for c in clients if c not in cut], [], [], 0.1)
-            for client in readable:
+            for client in readable([c for c in clients if c not in cut], 0.1):
                 cut[client] = time.monotonic() - started
             peak = max(peak, threading.active_count())
-        for client in clients:
-            client.close()
     assert sent < len(HEAD)  # the heads were never complete
     assert peak <= baseline + WORKERS + SPARE_THREADS
     assert len(cut) == len(clients)
@@ -106,16 +123,14 @@ def test_idle_connections_are_capped_answered_503_and_closed_when_idle() -> None
     admitted ones closed after the idle timeout, and the port serves again."""
     baseline = threading.active_count()
     limits = Limits(workers=WORKERS, max_connections=50, idle_timeout=3.0)
-    with running(limits) as server:
-        clients = [connect(server) for _ in range(500)]
+    with running(limits) as server, clients_of(server, 500) as clients:
         time.sleep(0.5)
         threads = threading.active_count()
         answers: dict[socket.socket, bytes] = {}
         deadline = time.monotonic() + 4.5
         while len(answers) < len(clients) and time.monotonic() < deadline:
             pending = [c for c in clients if c not in answers]
-            readable, _, _ = select.select(pending, [], [], 0.2)
-            for client in readable:
+            for client in readable(pending, 0.2):
                 try:
                     answers[client] = client.recv(1024)
                 except OSError:

@@ -59,9 +59,9 @@ PROBE_AGAIN = 900.0
 PROBE_HOLD = 60.0
 
 
-def next_utc_midnight(now: float) -> float:
-    """The first UTC midnight after the epoch time ``now``."""
-    return (math.floor(now / DAY) + 1) * DAY
+def next_utc_midnight(now: float, offset: float = 0.0) -> float:
+    """The first UTC midnight (plus ``offset`` seconds) after the epoch time ``now``."""
+    return (math.floor((now - offset) / DAY) + 1) * DAY + offset
 
 
 class ServerQuotaSpentError(PipelineError):

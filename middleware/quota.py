@@ -101,7 +101,10 @@ class QuotaBucket:
         self.bucket = bucket
         self.quota = quota
         self.throttled: Callable[[], bool] | None = getattr(bucket, "throttled", None)
-        """The wrapped bucket's, when it learns its rate from throttled answers."""
+        self.learnt: Callable[[], float | None] | None = getattr(bucket, "learnt", None)
+        self.restore: Callable[[float], None] | None = getattr(bucket, "restore", None)
+        """The wrapped bucket's, when it learns its rate: what a run learnt, kept for the
+        next (see `middleware.adaptive.AdaptiveBucket`)."""
         self._clock = clock
         self._lock = threading.Lock()
         self._period = -1

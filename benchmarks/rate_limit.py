@@ -246,21 +246,19 @@ def retry_after(config: Config) -> list[RetryAfterRun]:
                         retry_after=1, seed=7)
     real = Faults(bucket_rate=config.retry_after_limit, bucket_burst=CHANGING_BURST)
     runs = []
-    for case, faults in ((INCIDENTAL, incidental), (REAL_LIMIT, real)):
-        for client, options in ((ADAPTIVE, {}), (PAUSING, {"rate_limit": 1e6})):
-            print(f"benchmarks: rate limit, {case}, {client}", file=sys.stderr)
-            runs.append(_calls(config.retry_after_calls, case, client, faults, options))
+    with FakeCrispProcess(conversations=CHANGING_CONVERSATIONS, messages=5, rtm=False) as fake:
+        for case, faults in ((INCIDENTAL, incidental), (REAL_LIMIT, real)):
+            for client, options in ((ADAPTIVE, {}), (PAUSING, {"rate_limit": 1e6})):
+                print(f"benchmarks: rate limit, {case}, {client}", file=sys.stderr)
+                fake.set_faults(faults)  # afresh: the same draws, a full bucket
+                runs.append(_calls(fake, config.retry_after_calls, case, client, options))
     return runs
 
 
-def _calls(calls: int, case: str, name: str, faults: Faults,
+def _calls(fake: FakeCrispProcess, calls: int, case: str, name: str,
            options: dict[str, Any]) -> RetryAfterRun:
     failures = []
-    with (
-        FakeCrispProcess(conversations=CHANGING_CONVERSATIONS, messages=5, faults=faults,
-                         rtm=False) as fake,
-        fake.client(cache_ttl=0, pool_size=CHANGING_THREADS, **options) as client,
-    ):
+    with fake.client(cache_ttl=0, pool_size=CHANGING_THREADS, **options) as client:
         sessions = list(fake.ground_truth())
         next_call = iter(range(calls))
         lock = threading.Lock()

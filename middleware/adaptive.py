@@ -34,8 +34,10 @@ does not grow a rate it never tested) unless that is below ``w_max``, and never 
 
 Until the first cut the rate starts gently, as TCP's slow start does: ``start`` requests/s at
 the first event, doubling every ``window`` while nothing calls for a cut (and, there too,
-never beyond twice the rate actually sent, nor below ``start``). Sixteen threads against an
-unknown limit thus reach it within a few windows, instead of drawing a volley of 429s in
+never beyond twice the rate sent when a request was last sent, nor below ``start``: after a
+lull it resumes where it was, not from ``start``, since nothing refused it). Sixteen threads
+against an unknown limit thus reach it within a few windows, instead of drawing a volley of
+429s in
 their first second (the benchmarks measured 80 of them, a fifth of a 16 s run, when the start
 had no limit at all). The first cut ends the slow start, from the geometric mean of the rate
 that got through and the slow start's rate: the first is below the limit (it averages a window
@@ -176,13 +178,13 @@ class AdaptiveRate:
         settings = self.settings
         if self._first != self._first:  # NaN: nothing happened yet
             return settings.start
-        sent = self._sent * math.exp(-max(0.0, now - self._updated) / settings.window)
-        tested = 2.0 * sent / self._span(now)
-        if self.w_max is None:  # the slow start
+        if self.w_max is None:  # the slow start, resumed after a lull where it was
+            reached = 2.0 * self._sent / self._span(self._updated)
             grown = settings.start * math.pow(2.0, (now - self._first) / settings.window)
-            return max(settings.start, min(grown, tested))
+            return max(settings.start, min(grown, reached))
+        sent = self._sent * math.exp(-max(0.0, now - self._updated) / settings.window)
         grown = settings.scale * (now - self.cut_at - self._k) ** 3 + self.w_max
-        return max(settings.floor, min(grown, max(self.w_max, tested)))
+        return max(settings.floor, min(grown, max(self.w_max, 2.0 * sent / self._span(now))))
 
     def learnt(self, now: float) -> float | None:
         """The rate learnt from the server's refusals, to save for the next run (see

@@ -133,14 +133,14 @@ end
 -- rate: requests/s; before the first cut, the slow start.
 local function law_rate(law, now, S)
   if not law.f then return S.start end
-  local sent = law.s * math.exp(-math.max(0, (now - law.d) / 1000000) / S.window)
-  local tested = 2 * sent / law_span(law, now, S)
-  if not law.w then
+  if not law.w then  -- the slow start, resumed after a lull where it was
+    local reached = 2 * law.s / law_span(law, law.d, S)
     local grown = S.start * 2 ^ ((now - law.f) / 1000000 / S.window)
-    return math.max(S.start, math.min(grown, tested))
+    return math.max(S.start, math.min(grown, reached))
   end
+  local sent = law.s * math.exp(-math.max(0, (now - law.d) / 1000000) / S.window)
   local grown = S.scale * ((now - law.c) / 1000000 - law.k) ^ 3 + law.w
-  return math.max(S.floor, math.min(grown, math.max(law.w, tested)))
+  return math.max(S.floor, math.min(grown, math.max(law.w, 2 * sent / law_span(law, now, S))))
 end
 """
 

@@ -45,11 +45,12 @@ def test_the_start_is_gentle_then_doubles_every_window_while_nothing_is_refused(
     assert bucket.learnt() is None  # nothing learnt from the server yet
 
 
-def test_an_idle_client_restarts_its_slow_start_gently() -> None:
+def test_after_a_lull_the_slow_start_resumes_where_it_was() -> None:
     law = AdaptiveRate()
-    warm(law, 64, 0.0, 4.0)
-    assert law.rate(4.0) > 64
-    assert law.rate(60.0) == law.settings.start  # a minute idle: nothing tested lately
+    end = warm(law, 64, 0.0, 4.0)
+    reached = law.rate(end)
+    assert 64 < reached <= 2 * 64
+    assert law.rate(end + 60.0) == pytest.approx(reached, rel=0.05)  # nothing refused it
 
 
 def test_a_few_429s_among_many_successes_never_cut() -> None:

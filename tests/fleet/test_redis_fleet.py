@@ -72,8 +72,9 @@ def hammer(fake_url: str, redis_url: str, website_id: str, go_at: float,
 
 
 def timed_get(fake_url: str, redis_url: str, website_id: str) -> tuple[float, float]:
-    """One call; when it started and when it finished (epoch seconds)."""
-    crisp = client(fake_url, redis_url, cache_ttl=0)
+    """One call at the fleet's fixed rate; when it started and when it finished (epoch
+    seconds)."""
+    crisp = client(fake_url, redis_url, rate_limit=RATE, burst=BURST, cache_ttl=0)
     started = time.time()
     crisp.website.get_website(website_id)
     return started, time.time()
@@ -124,9 +125,11 @@ def test_the_fleet_shares_one_rate_limit(
 def test_a_429_seen_by_one_process_pauses_them_all(
     fleet: ProcessPoolExecutor, fake: FakeCrisp, redis_server: RedisServer, redis_url: str
 ) -> None:
+    """At a fixed rate every 429 pauses the fleet's bucket (the adaptive rate does so only
+    when the share of refusals cuts it: tests/middleware/test_redis_adaptive.py)."""
     fake.set_faults(Faults(throttle_rate=1.0, throttle_statuses=(429,), retry_after=2,
                            budget=1))
-    throttled = client(fake.url, redis_url, cache_ttl=0)
+    throttled = client(fake.url, redis_url, rate_limit=RATE, burst=BURST, cache_ttl=0)
     thread = threading.Thread(target=throttled.website.get_website, args=(fake.website_id,))
     thread.start()
     redis = redis_server.client()

@@ -167,8 +167,12 @@ def test_an_event_applied_after_a_sync_began_is_read_again_though_the_sync_read_
     noted_before = running.touched.generation
     report = sync_website(client, fake.website_id, store)
     assert newest in report.walked[session].fingerprints
-    wait_for(lambda: (running.pending.retry(), running.pending.pending == 0)[1], 10,
-             "the waiting event to be applied")
+
+    def drained() -> bool:
+        running.pending.retry()
+        return running.pending.pending == 0
+
+    wait_for(drained, 10, "the waiting event to be applied")
     assert stored(Path(store.path), fake.website_id)[1][session, newest]["content"] == "stale"
     confirmed = recheck_website(client, store, report, running.touched.of_website(
         fake.website_id), noted_before=noted_before)

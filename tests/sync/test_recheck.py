@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crisp_api.sync import SQLiteStore, sync_website
+from crisp_api.sync import SQLiteStore, engine, sync_website
 from crisp_api.sync.engine import SyncReport
 from crisp_api.sync.event_applier import EventApplier
 from crisp_api.sync.recheck import MAX_NAMED_MESSAGES, Touched, recheck_website
@@ -167,3 +167,21 @@ def test_an_event_noted_after_the_sync_began_is_read_again(copy: Copy) -> None:
                                              noted_before=touched.generation))
     assert (report.rechecked, len(touched)) == (1, 0)
     assert_exact_copy(path, fake)
+
+
+def test_a_sync_notes_what_it_read_within_a_bound(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first copy of a large website does not keep every fingerprint it met: past
+    `MAX_WALKED`, conversations go unnoted (and are read again if events touched them)."""
+    monkeypatch.setattr(engine, "MAX_WALKED", 10)
+    with FakeCrisp(conversations=6, messages=4, seed=42) as fake, fake.client(
+        cache_ttl=0
+    ) as client, SQLiteStore(tmp_path / "bound.sqlite3") as store:
+        report = sync_website(client, fake.website_id, store, workers=1)
+        truth = fake.ground_truth()
+    assert report.complete
+    assert 0 < len(report.walked) < len(truth)
+    assert sum(len(walk.fingerprints) for walk in report.walked.values()) <= 10
+    for session_id, walk in report.walked.items():
+        assert walk.whole
+        assert walk.fingerprints == {m["fingerprint"] for m in truth[session_id].messages}

@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--quiet-seconds", type=float, help="follow: the quiet period, s")
     sizes.add_argument("--quiet-interval", type=float,
                        help="follow: reconciliation interval while quiet, s")
+    sizes.add_argument("--repair-touched", type=int,
+                       help="follow: conversations touched by live events per kind of touch")
+    sizes.add_argument("--repair-interval", type=float,
+                       help="follow: reconciliation interval while repairing, s")
     sizes.add_argument("--store-conversations", type=int,
                        help="fleet: conversations saved into each store")
     sizes.add_argument("--store-messages", type=int, help="fleet: messages per conversation")

@@ -49,7 +49,9 @@ class Config:
     # 5. Follow mode (crisp-sync --follow): event-to-store latency of messages added at
     # `follow_rate`/s for `follow_seconds`; sockets dropped every `drop_every` s for
     # `drop_seconds` (messages at `drop_rate`/s, reconciling every `drop_interval` s); a quiet
-    # website followed for `quiet_seconds`, reconciling every `quiet_interval` s.
+    # website followed for `quiet_seconds`, reconciling every `quiet_interval` s;
+    # `repair_touched` conversations touched by live events per kind of touch, reconciling
+    # every `repair_interval` s.
     follow_conversations: int
     follow_rate: float
     follow_seconds: float
@@ -59,6 +61,8 @@ class Config:
     drop_interval: float
     quiet_seconds: float
     quiet_interval: float
+    repair_touched: int
+    repair_interval: float
     # 6. PostgreSQL and the fleet: `store_conversations` conversations of `store_messages`
     # messages saved from `store_threads` threads into each store, twice (inserts, then
     # unchanged), in `store_rounds` rounds on fresh stores; `fleet_websites` websites synced
@@ -124,6 +128,8 @@ FULL = Config(
     drop_interval=5.0,
     quiet_seconds=60.0,
     quiet_interval=10.0,
+    repair_touched=10,
+    repair_interval=2.0,
     postgres_url=None,
     store_conversations=400,
     store_messages=50,
@@ -162,6 +168,7 @@ QUICK = replace(
     drop_seconds=15.0,
     quiet_seconds=20.0,
     quiet_interval=5.0,
+    repair_touched=3,
     store_conversations=60,
     store_messages=20,
     fleet_websites=8,

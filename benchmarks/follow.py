@@ -14,12 +14,20 @@ Each measurement runs the real CLI as a child process against a fake Crisp in an
   fake receives during the quiet period are compared with those of one incremental
   `sync_website` run on an unchanged website, and a day's worth is extrapolated (and compared
   with a full rescan's).
+* **The cost of repairs.** Live events are hints (`crisp_api.sync.recheck`): each conversation
+  an event touched is read again through REST by the next reconciliation. The CLI follows a
+  website while conversations are touched in four ways, one kind at a time (a new message, an
+  edit of a message far back, the removal of an older message, a change of state); after two
+  reconciliations per kind, the requests spent re-reading them (``recheck_calls`` of the JSON
+  log's ``reconciliation.complete`` lines) are divided by the conversations touched, and the
+  copy is compared with the fake's ground truth.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -109,17 +117,60 @@ class QuietRun:
 
 
 @dataclass
+class RepairKind:
+    """What re-reading conversations touched in one way cost."""
+
+    kind: str
+    touched: int
+    """Conversations touched (one event each)."""
+    reconciliations: int
+    rechecked: int
+    """Touched conversations read again through REST."""
+    covered: int
+    """Touched conversations the reconciliation's own sync had read far enough."""
+    recheck_requests: int
+    """Requests spent reading them again."""
+    requests: int
+    """Every request of the fake's REST API during those reconciliations."""
+
+    @property
+    def per_touched(self) -> float:
+        """Repair requests per touched conversation."""
+        return self.recheck_requests / self.touched if self.touched else float("nan")
+
+
+@dataclass
+class RepairRun:
+    """Repairs of conversations touched by live events, by kind of touch; then an exact copy
+    or not."""
+
+    interval_s: float
+    kinds: list[RepairKind]
+    exit_status: int | None
+    exact: bool
+
+    @property
+    def per_touched(self) -> float:
+        """Repair requests per touched conversation, over every kind."""
+        touched = sum(kind.touched for kind in self.kinds)
+        requests = sum(kind.recheck_requests for kind in self.kinds)
+        return requests / touched if touched else float("nan")
+
+
+@dataclass
 class FollowResult:
-    """The three measurements."""
+    """The four measurements."""
 
     latency: LatencyRun
     drops: DropsRun
     quiet: QuietRun
+    repair: RepairRun
 
 
 def run(config: Config) -> FollowResult:
-    """All three, each with its own fake and CLI."""
-    return FollowResult(latency=latency(config), drops=drops(config), quiet=quiet(config))
+    """All four, each with its own fake and CLI."""
+    return FollowResult(latency=latency(config), drops=drops(config), quiet=quiet(config),
+                        repair=repair(config))
 
 
 def latency(config: Config) -> LatencyRun:
@@ -252,6 +303,73 @@ def quiet(config: Config) -> QuietRun:
                     full_requests=full)
 
 
+EDITED_BACK = 65
+"""How far back (in messages) the edited message is: past the newest page of 50."""
+REMOVED_BACK = 30
+"""How far back the removed message is: inside the newest page."""
+REPAIR_KINDS = ("new message", "old message edited", "message removed", "state changed")
+
+
+def repair(config: Config) -> RepairRun:
+    """``config.repair_touched`` conversations touched per kind of `REPAIR_KINDS` while the
+    CLI reconciles every ``config.repair_interval`` s; two reconciliations per kind; SIGTERM;
+    compare with the ground truth."""
+    interval = config.repair_interval
+    count = config.repair_touched
+    with tempfile.TemporaryDirectory() as tmp, FakeCrispProcess(
+        conversations=count * len(REPAIR_KINDS), messages=3, seed=16
+    ) as fake, fake.client(cache_ttl=0) as client:
+        sessions = list(fake.ground_truth())
+        for session in sessions:  # more than a page of messages, copied by the first sync
+            fake.add_messages(session, EDITED_BACK + 5)
+        db = Path(tmp) / "repair.sqlite3"
+        kinds = []
+        with following(fake, db, str(interval)) as cli:
+            truth = fake.ground_truth()
+            for number, kind in enumerate(REPAIR_KINDS):
+                chosen = sessions[number * count:(number + 1) * count]
+                before = len(cli.reconciled())
+                fake.reset_stats()
+                touching = sum(_touch(fake, client, kind, session, truth[session])
+                               for session in chosen)
+                wait_until = time.monotonic() + 3 * interval + 60
+                while len(cli.reconciled()) < before + 2 and time.monotonic() < wait_until:
+                    time.sleep(0.05)
+                requests = fake.stats.requests
+                lines = cli.reconciled()[before:]
+                kinds.append(RepairKind(
+                    kind=kind, touched=len(chosen), reconciliations=len(lines),
+                    rechecked=sum(line.get("rechecked", 0) for line in lines),
+                    covered=sum(line.get("covered", 0) for line in lines),
+                    recheck_requests=sum(line.get("recheck_calls", 0) for line in lines),
+                    requests=requests - touching,
+                ))
+            status = cli.stop()
+        conversations, messages = stored(db, fake.website_id)
+        truth = fake.ground_truth()
+    expected_conversations = {sid: t.conversation for sid, t in truth.items()}
+    expected = {(sid, m["fingerprint"]): m for sid, t in truth.items() for m in t.messages}
+    return RepairRun(interval_s=interval, kinds=kinds, exit_status=status,
+                     exact=conversations == expected_conversations and messages == expected)
+
+
+def _touch(fake: FakeCrispProcess, client: Any, kind: str, session: str, truth: Any) -> int:
+    """Touch ``session`` in the way ``kind`` names (the fake announces it over RTM); the
+    requests to the fake's REST API this took (not the CLI's, so not counted as its)."""
+    messages = truth.messages
+    if kind == "new message":
+        fake.add_messages(session, 1, content="repair-bench")
+    elif kind == "old message edited":
+        fake.edit_message(session, messages[-EDITED_BACK]["fingerprint"], "an edit far back")
+    elif kind == "message removed":
+        fake.remove_message(session, messages[-REMOVED_BACK]["fingerprint"])
+    else:
+        state = "pending" if truth.conversation.get("state") == "resolved" else "resolved"
+        client.website.change_conversation_state(fake.website_id, session, {"state": state})
+        return 1
+    return 0
+
+
 class Following:
     """A running ``crisp-sync --follow``: its database, its log, and how to stop it."""
 
@@ -264,6 +382,12 @@ class Following:
         """Complete reconciliations so far, counted in its (JSON) log."""
         text = self.log.read_text(encoding="utf-8", errors="replace")
         return text.count('"reconciliation.complete"')
+
+    def reconciled(self) -> list[dict[str, Any]]:
+        """The ``reconciliation.complete`` lines of its (JSON) log so far, in order."""
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        return [json.loads(line) for line in text.splitlines()
+                if _COMPLETE.search(line) and line.endswith("}")]
 
     def stop(self) -> int | None:
         """SIGTERM; its exit status (None if it had to be killed after 30 s)."""
@@ -323,6 +447,9 @@ def stored(db: Path, website_id: str) -> tuple[dict[str, Any], dict[tuple[str, i
     finally:
         reader.close()
     return conversations, messages
+
+
+_COMPLETE = re.compile(r'"event": ?"reconciliation\.complete"')
 
 
 def _environment() -> dict[str, str]:

@@ -278,7 +278,7 @@ def _memory(memory: MemoryResult) -> str:
 
 
 def _follow(follow: FollowResult) -> str:
-    latency, drops, quiet = follow.latency, follow.drops, follow.quiet
+    latency, drops, quiet, repair = follow.latency, follow.drops, follow.quiet, follow.repair
     return "\n\n".join([
         "## 5. Follow mode",
         "`crisp-sync --follow` as a child process (JSON logs, metrics on a local port) "
@@ -315,6 +315,28 @@ def _follow(follow: FollowResult) -> str:
                 str(quiet.reconciliations), _number(quiet.per_reconciliation, 1),
                 str(quiet.incremental_requests), str(quiet.full_requests),
                 _number(quiet.day_requests), _number(quiet.day_rescans)]]),
+        f"**Repairs**: every conversation a live event touched is read again through REST "
+        f"by the next reconciliation, unless that reconciliation's own sync read it far "
+        f"enough (\"covered\"). The CLI reconciles every {repair.interval_s:g} s; one kind at "
+        "a time, conversations of 73 messages are touched once each (a new message; an edit "
+        "of the message 65 back, past the newest page; the removal of the message 30 back; a "
+        "change of state, through the REST API). After two reconciliations per kind, the "
+        "requests spent re-reading (`recheck_calls` of the log's `reconciliation.complete`) "
+        "are divided by the conversations touched; \"all requests\" are the fake's, the "
+        "incremental syncs included. Then SIGTERM, and the copy is compared with the fake's "
+        f"ground truth: exact {'yes' if repair.exact else 'no'}, exit status "
+        f"{repair.exit_status}.",
+        table(["touch", "conversations", "reconciliations", "re-read", "covered",
+               "repair requests", "per touched", "all requests"],
+              [[kind.kind, str(kind.touched), str(kind.reconciliations), str(kind.rechecked),
+                str(kind.covered), str(kind.recheck_requests), _number(kind.per_touched, 1),
+                str(kind.requests)] for kind in repair.kinds]
+              + [["all kinds", str(sum(kind.touched for kind in repair.kinds)), "",
+                  str(sum(kind.rechecked for kind in repair.kinds)),
+                  str(sum(kind.covered for kind in repair.kinds)),
+                  str(sum(kind.recheck_requests for kind in repair.kinds)),
+                  _number(repair.per_touched, 1),
+                  str(sum(kind.requests for kind in repair.kinds))]]),
     ])
 
 

@@ -150,6 +150,7 @@ def _follow(results: Results) -> list[Check]:
     latency = follow.latency if follow else None
     drops = follow.drops if follow else None
     quiet = follow.quiet if follow else None
+    repair = follow.repair if follow else None
     return [
         Check(
             f"follow: event-to-store latency median < {MAX_EVENT_MEDIAN_S:g} s",
@@ -175,6 +176,16 @@ def _follow(results: Results) -> list[Check]:
             f"(incremental run: {quiet.incremental_requests}, full: {quiet.full_requests})",
             None if quiet is None else quiet.reconciliations > 0
             and quiet.requests <= quiet.reconciliations * quiet.incremental_requests,
+        ),
+        Check(
+            "follow: repair requests per touched conversation counted; every touched "
+            "conversation confirmed, then an exact copy",
+            "-" if repair is None else
+            f"{repair.per_touched:.1f} per touched conversation ("
+            + ", ".join(f"{kind.kind} {kind.per_touched:.1f}" for kind in repair.kinds)
+            + f"), exact: {'yes' if repair.exact else 'no'}",
+            None if repair is None else repair.exact and repair.exit_status == 0
+            and all(kind.rechecked + kind.covered >= kind.touched for kind in repair.kinds),
         ),
     ]
 

@@ -24,7 +24,8 @@ TINY = [
     "--spent-quota", "0", "--memory-requests", "2000",
     "--follow-conversations", "10", "--follow-seconds", "0.5", "--drop-seconds", "1",
     "--drop-every", "0.5", "--drop-interval", "1", "--quiet-seconds", "1",
-    "--quiet-interval", "1", "--store-conversations", "10", "--store-messages", "5",
+    "--quiet-interval", "1", "--repair-touched", "1", "--repair-interval", "1",
+    "--store-conversations", "10", "--store-messages", "5",
     "--store-rounds", "1",
     "--fleet-websites", "2", "--fleet-processes", "2", "--fleet-conversations", "3",
     "--fleet-messages", "2", "--fleet-slow-latency", "100", "--fleet-slow-conversations", "2",
@@ -58,6 +59,11 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     assert "Quick run" in report
     assert "## 5. Follow mode" in report
     assert results["follow"]["latency"]["sent"] > 0
+    repair = results["follow"]["repair"]
+    assert repair["exact"]
+    assert repair["exit_status"] == 0
+    assert [kind["touched"] for kind in repair["kinds"]] == [1, 1, 1, 1]
+    assert all(kind["rechecked"] + kind["covered"] >= 1 for kind in repair["kinds"])
     assert "## 6. PostgreSQL and the fleet" in report
     fleet = results["fleet"]
     assert "SQLite" in rows
@@ -80,6 +86,7 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     assert soak["rss_end_mb"] > 0
     for target in ("bare urllib3", "cache hit", "original client", "16 workers",
                    "rate limit", "unknown changing limit", "a spent daily quota", "RSS growth",
-                   "event-to-store latency", "sockets dropped", "quiet day", "follow soak"):
+                   "event-to-store latency", "sockets dropped", "quiet day", "repair requests",
+                   "follow soak"):
         assert any(target in line and line.endswith(("PASS** |", "MISS** |", "not run** |"))
                    for line in report.splitlines()), target

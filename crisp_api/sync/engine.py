@@ -60,7 +60,21 @@ PER_PAGE = 50
 CLOCK_MARGIN_MS = 1000
 """The ``Date`` header counts whole seconds: a stamp up to this much later is still 'now'."""
 
+MAX_WALKED = 100_000
+"""Message fingerprints a sync notes in `SyncReport.walked` at most, in all: past that,
+conversations read go unnoted (follow mode then reads them again if events touched them)."""
+
 _CONVERSATIONS = ROUTES["website", "list_conversations"]
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """What a sync read of one conversation's messages (`SyncReport.walked`)."""
+
+    fingerprints: frozenset[int]
+    """The messages its walk met (and stored as Crisp served them)."""
+    whole: bool
+    """Whether it read all of the conversation's messages."""
 
 
 @dataclass
@@ -87,6 +101,12 @@ class SyncReport:
     `crisp_api.sync.recheck`)."""
     recheck_calls: int = 0
     """Calls made to read those conversations again."""
+    recheck_covered: int = 0
+    """Conversations live events touched that this sync read far enough, so that they were
+    not read again."""
+    walked: dict[str, Walk] = field(default_factory=dict, repr=False)
+    """The conversations this sync read and saved, by session id, with the messages it met
+    (`MAX_WALKED` fingerprints at most in all), for `crisp_api.sync.recheck`."""
     people_listed: bool = False
     """Whether this run listed the people profiles (see ``people_interval``)."""
     errors: list[str] = field(default_factory=list)
@@ -215,6 +235,7 @@ def _sync_conversations(
     lock = threading.Lock()
     signal = client.website.partial_signal()
     progress = _Progress(listing, on_progress)
+    walks = _Walks(report.walked)
 
     def handle(conversation: Mapping[str, Any]) -> None:
         try:
@@ -229,6 +250,7 @@ def _sync_conversations(
                 report.conversations += outcome.conversation
                 report.messages += outcome.messages
                 report.warnings += outcome.warnings
+                walks.note(conversation.get("session_id"), outcome.walk)
         progress.handled(conversation)
 
     futures: list[Future[None]] = []
@@ -261,6 +283,20 @@ def _sync_conversations(
             report.errors.append(f"worker: {describe(failure)}")
     if listing.walked:
         progress.done()
+
+
+class _Walks:
+    """Notes the conversations a sync read in ``walked``, up to `MAX_WALKED` fingerprints in
+    all (not thread-safe: called under the sync's lock)."""
+
+    def __init__(self, walked: dict[str, Walk]) -> None:
+        self._walked = walked
+        self._room = MAX_WALKED
+
+    def note(self, session_id: object, walk: Walk | None) -> None:
+        if walk is not None and len(walk.fingerprints) <= self._room:
+            self._room -= len(walk.fingerprints)
+            self._walked[str(session_id)] = walk
 
 
 class _Progress:
@@ -325,6 +361,7 @@ class _Outcome:
     conversation: Changes
     messages: Changes
     warnings: list[str]
+    walk: Walk | None = None
 
 
 _UNCHANGED = _Outcome(0, 0, Changes(), Changes(), [])
@@ -385,7 +422,15 @@ def _sync_conversation(
     changes = store.save_conversation(
         website_id, conversation, MessageSpan(messages, since, until)
     )
-    return _Outcome(1, calls, changes[0], changes[1], warnings)
+    met = frozenset(fingerprint for fingerprint in map(_fingerprint, messages)
+                    if fingerprint is not None)
+    return _Outcome(1, calls, changes[0], changes[1], warnings, Walk(met, since is None))
+
+
+def _fingerprint(message: Any) -> int | None:
+    """A message's fingerprint, if it is one a store keys messages by."""
+    value = message.get("fingerprint") if isinstance(message, dict) else None
+    return value if isinstance(value, int) and rows.is_key(value) else None
 
 
 def _covered_since(last_page: MessagePage | None, after: int | None) -> int | None:

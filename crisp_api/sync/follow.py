@@ -86,9 +86,15 @@ class EventSource(Protocol):
         ...
 
 
-Recheck = Callable[[SyncReport, Mapping[str, Touch], StopSignal], Mapping[str, Touch]]
-"""Reads again the touched conversations of a report's website; those confirmed
-(`crisp_api.sync.recheck.recheck_website`, bound to a client and a store)."""
+class Recheck(Protocol):
+    """Reads again the touched conversations of a report's website, but those its sync read
+    after the touches up to generation ``noted_before`` were noted; those confirmed
+    (`crisp_api.sync.recheck.recheck_website`, bound to a client and a store)."""
+
+    def __call__(self, report: SyncReport, touches: Mapping[str, Touch], stop: StopSignal, /,
+                 *, noted_before: int) -> Mapping[str, Touch]:
+        """The touches confirmed."""
+        ...
 
 
 class Health:
@@ -251,7 +257,7 @@ class Follower:
         self.on_event = on_event
         self.reconcile_at_start = reconcile_at_start
         self.touched = Touched()
-        self.pending = PendingEvents(applier.apply, self._dropped)
+        self.pending = PendingEvents(self._apply_now, self._dropped)
         self._fatal: Fatal | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -303,6 +309,16 @@ class Follower:
             self.touched.note(*target)
         if applied is not None and self.on_event is not None:
             self.on_event(name, time.monotonic() - received)
+
+    def _apply_now(self, name: str, data: object) -> object:
+        """Apply one event to the store (now, or when its turn comes after the store
+        failed), and note what it touched once more: a sync begun before it changed the
+        store cannot then be taken to confirm it."""
+        applied = self.applier.apply(name, data)
+        target = self.applier.target(name, data)
+        if target is not None:
+            self.touched.note(*target)
+        return applied
 
     def _next_event(self, source: EventSource | None) -> Any:
         if source is None:
@@ -376,9 +392,10 @@ class Follower:
         while not self._wait(wait):
             wait = self.interval
             try:
+                noted_before = self.touched.generation
                 reports = self.reconcile(self.stop)
                 for report in reports:
-                    self._recheck(report)
+                    self._recheck(report, noted_before)
             except StoreError as exc:
                 if exc.permanent:
                     self._store_failed_for_good(exc)
@@ -398,10 +415,10 @@ class Follower:
         self._wake.clear()
         return self.stop.is_set()
 
-    def _recheck(self, report: SyncReport) -> None:
+    def _recheck(self, report: SyncReport, noted_before: int) -> None:
         touches = self.touched.of_website(report.website_id)
         if touches:
-            confirmed = self.recheck(report, touches, self.stop)
+            confirmed = self.recheck(report, touches, self.stop, noted_before=noted_before)
             self.touched.confirm(report.website_id, confirmed)
 
     def _reconciled(self, reports: list[SyncReport]) -> None:
@@ -420,6 +437,7 @@ class Follower:
             "reconciliation.complete", reconciliations=health.reconciliations,
             rechecked=sum(report.rechecked for report in reports),
             recheck_calls=sum(report.recheck_calls for report in reports),
+            covered=sum(report.recheck_covered for report in reports),
         )
 
     def _failed(self, reason: str, outcome: str = "failed") -> None:

@@ -16,8 +16,17 @@ touched is older than the newest page. So every conversation an event touched is
 - all of its messages when an event of it was dropped (`Touched.note` with ``full``).
 
 A conversation touched again while it was being read stays remembered for the next
-reconciliation. The requests this costs are counted in the website's `SyncReport`
-(``rechecked``, ``recheck_calls``).
+reconciliation.
+
+The reconciliation's own incremental sync often read the conversation already: an event's
+change moves its ``updated_at``. Reading it again would double the cost for nothing, so it is
+skipped when that read covers every event of it (`covered`): the events were all noted before
+the sync began (their `Touch.generation` is at most ``noted_before``), and the sync's walk
+(`crisp_api.sync.engine.Walk`) met every message they named, and read the whole conversation
+if an event was dropped. An event noted after the sync began, an edit of a message older than
+the walk reached, the removal of a message (Crisp no longer has it, so no walk meets it) are
+still read again. The requests this costs are counted in the website's `SyncReport`
+(``rechecked``, ``recheck_calls``), and the conversations skipped (``recheck_covered``).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from crisp_api.errors import InvalidResponseError, NotFoundError
 from crisp_api.pagination import PartialSignal, walk_messages
-from crisp_api.sync.engine import StopSignal, SyncReport, describe
+from crisp_api.sync.engine import StopSignal, SyncReport, Walk, describe
 from crisp_api.sync.store import Changes, MessageSpan, Store, StoreError
 
 if TYPE_CHECKING:
@@ -76,6 +85,13 @@ class Touched:
             touch.full = touch.full or full
             touch.generation = self._generation
 
+    @property
+    def generation(self) -> int:
+        """The generation of the latest touch noted (0 before any): taken before a sync
+        begins, it tells the touches noted before it (`recheck_website`'s ``noted_before``)."""
+        with self._lock:
+            return self._generation
+
     def of_website(self, website_id: str) -> dict[str, Touch]:
         """A copy of the touches of ``website_id``, by session id."""
         with self._lock:
@@ -114,14 +130,20 @@ def recheck_website(
     touches: Mapping[str, Touch],
     stop: StopSignal | None = None,
     *,
+    noted_before: int | None = None,
     workers: int = 8,
 ) -> dict[str, Touch]:
     """Read again every conversation of ``touches`` (of ``report``'s website) from the REST
-    API, in ``workers`` threads, and store it as read (see the module docstring); the
-    touches confirmed. Counts go to ``report``; a conversation that fails is recorded in its
-    ``errors`` (a store failure also in ``store_error``) and stays to be confirmed."""
+    API, in ``workers`` threads, and store it as read (see the module docstring), unless
+    ``report``'s sync, begun after the touches up to generation ``noted_before`` were noted,
+    read it far enough (`covered`); the touches confirmed. Counts go to ``report``; a
+    conversation that fails is recorded in its ``errors`` (a store failure also in
+    ``store_error``) and stays to be confirmed."""
     signal = client.website.partial_signal()
-    confirmed: dict[str, Touch] = {}
+    confirmed = {session_id: touch for session_id, touch in touches.items()
+                 if noted_before is not None
+                 and covered(touch, report.walked.get(session_id), noted_before)}
+    report.recheck_covered += len(confirmed)
     lock = threading.Lock()
 
     def handle(session_id: str, touch: Touch) -> None:
@@ -146,9 +168,18 @@ def recheck_website(
                 report.recheck_calls += read.calls
 
     with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync-recheck") as pool:
-        for done in [pool.submit(handle, *item) for item in touches.items()]:
+        for done in [pool.submit(handle, session_id, touch)
+                     for session_id, touch in touches.items() if session_id not in confirmed]:
             done.result()
     return confirmed
+
+
+def covered(touch: Touch, walk: Walk | None, noted_before: int) -> bool:
+    """Whether a sync's read of a conversation (``walk``; None if it did not read it), begun
+    after the touches up to generation ``noted_before`` were noted, stored as Crisp serves
+    it all that ``touch`` asks to read again."""
+    return (walk is not None and touch.generation <= noted_before
+            and touch.fingerprints <= walk.fingerprints and (walk.whole or not touch.full))
 
 
 class _Read:

@@ -143,3 +143,39 @@ def test_an_event_the_store_cannot_hold_is_repaired_from_the_rest_api(copy: Copy
     confirmed = recheck_website(client, store, SyncReport(fake.website_id, None), touches)
     assert session in confirmed
     assert_exact_copy(Path(store.path), fake)
+
+
+def test_an_event_applied_after_a_sync_began_is_read_again_though_the_sync_read_it(
+    copy: Copy,
+) -> None:
+    """A queued event is noted again when it reaches the store: a sync that began before
+    cannot confirm it (old code: noted only when queued, so the skip of `recheck` trusted a
+    sync that read the conversation before the stale edit was applied)."""
+    fake, client, store, _ = copy
+    running = follower(copy)
+    session = session_of(fake)
+    newest = fake.ground_truth()[session].messages[-1]["fingerprint"]
+    holder = locked(store)
+    try:
+        running.apply("message:updated", {"website_id": fake.website_id, "session_id": session,
+                                          "fingerprint": newest, "content": "stale"})
+        assert running.pending.pending == 1
+    finally:
+        holder.rollback()
+        holder.close()
+    fake.edit_message(session, newest, "as Crisp has it")
+    noted_before = running.touched.generation
+    report = sync_website(client, fake.website_id, store)
+    assert newest in report.walked[session].fingerprints
+
+    def drained() -> bool:
+        running.pending.retry()
+        return running.pending.pending == 0
+
+    wait_for(drained, 10, "the waiting event to be applied")
+    assert stored(Path(store.path), fake.website_id)[1][session, newest]["content"] == "stale"
+    confirmed = recheck_website(client, store, report, running.touched.of_website(
+        fake.website_id), noted_before=noted_before)
+    assert session in confirmed
+    assert (report.rechecked, report.recheck_covered) == (1, 0)
+    assert_exact_copy(Path(store.path), fake)

@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--changing-seconds", type=float,
                        help="rate limit: seconds per phase of the unknown limit "
                        "(0 leaves that run out)")
+    sizes.add_argument("--retry-after-calls", type=int,
+                       help="rate limit: calls against incidental 429s, then a real limit, "
+                       "both with Retry-After (0 leaves them out)")
+    sizes.add_argument("--retry-after-limit", type=float,
+                       help="rate limit: the real limit of those calls, requests/s")
+    sizes.add_argument("--spent-quota", type=int,
+                       help="rate limit: a daily quota that runs out, requests (0 leaves "
+                       "it out)")
     sizes.add_argument("--memory-requests", type=int, help="memory: requests in the client")
     sizes.add_argument("--follow-conversations", type=int,
                        help="follow: conversations in the fake")
@@ -147,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "ratelimit" in config.sections:
         results.rate_limit = rate_limit.run(config)
         results.changing_limit = rate_limit.changing(config)
+        results.retry_after = rate_limit.retry_after(config)
+        results.quota_spent = rate_limit.quota_spent(config)
     if "memory" in config.sections:
         results.memory = memory.run(config)
     if "follow" in config.sections:

@@ -31,7 +31,9 @@ class Config:
     sync_seconds: float
     # 3. Under a server-side rate limit of `rate` requests/s (a sync by a configured client,
     # then by a default one), then a limit the client is not told that changes: each of
-    # `changing_rates` for `changing_seconds`.
+    # `changing_rates` for `changing_seconds`; `retry_after_calls` calls against incidental
+    # 429s with Retry-After, then against a real limit of `retry_after_limit`/s; a daily
+    # quota of `spent_quota` requests that runs out (0 leaves either out).
     rate: float
     rate_burst: int
     rate_workers: int
@@ -39,6 +41,9 @@ class Config:
     default_conversations: int
     changing_rates: tuple[float, ...]
     changing_seconds: float
+    retry_after_calls: int
+    retry_after_limit: float
+    spent_quota: int
     # 4. Memory.
     memory_requests: int
     # 5. Follow mode (crisp-sync --follow): event-to-store latency of messages added at
@@ -105,7 +110,10 @@ FULL = Config(
     rate_conversations=2000,
     default_conversations=500,
     changing_rates=(40.0, 20.0),
-    changing_seconds=30.0,
+    changing_seconds=8.0,
+    retry_after_calls=1000,
+    retry_after_limit=50.0,
+    spent_quota=300,
     memory_requests=1_000_000,
     follow_conversations=50,
     follow_rate=200.0,
@@ -148,7 +156,7 @@ QUICK = replace(
     rate=100.0,
     rate_conversations=300,
     default_conversations=30,
-    changing_seconds=10.0,
+    retry_after_calls=300,
     memory_requests=50_000,
     follow_seconds=5.0,
     drop_seconds=15.0,

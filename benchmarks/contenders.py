@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import httpx
 import urllib3
 
+from benchmarks.resumed import resumed
 from crisp_api import Crisp, defaults
 from middleware import Handler, Request, Response
 
@@ -166,6 +167,7 @@ def crisp(
     client.authenticate(target.identifier, target.key)
     if leave_out is not None:
         client.remove_middleware(leave_out)
+    resumed(client)
     get, website_id = client.website.get_website, target.website_id
     if hit:
         hot = {"n": 0}

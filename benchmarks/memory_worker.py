@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.resumed import resumed
 from crisp_api import Crisp
 
 
@@ -33,6 +34,7 @@ def main() -> int:
     client.set_rest_host(setup["url"])
     client.set_tier("plugin")
     client.authenticate(setup["identifier"], setup["key"])
+    resumed(client)
     website_id, total = setup["website_id"], int(setup["requests"])
     every = max(1, total // int(setup["samples"]))
     session_id = client.website.list_conversations(website_id, 1)[0]["session_id"]

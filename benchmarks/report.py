@@ -10,7 +10,15 @@ from benchmarks.cpu import CpuResult
 from benchmarks.fleet import FleetResult, FleetRun, SpeedUp, Takeover
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
-from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, ChangingLimit, RateRun
+from benchmarks.rate_limit import (
+    ADAPTIVE,
+    CONFIGURED,
+    PAUSING,
+    ChangingLimit,
+    RateRun,
+    RetryAfterRun,
+    SpentRun,
+)
 from benchmarks.results import Results
 from benchmarks.soak import WARMUP_SHARE, SoakResult
 from benchmarks.targets import Check
@@ -25,8 +33,13 @@ def render(results: Results, checks: Sequence[Check]) -> str:
         parts.append(_cpu(results.cpu))
     if results.sync is not None:
         parts.append(_sync(results.sync))
-    if results.rate_limit or results.changing_limit is not None:
+    if (results.rate_limit or results.changing_limit is not None or results.retry_after
+            or results.quota_spent is not None):
         parts.append(_rate(results.rate_limit, results.changing_limit))
+        if results.retry_after:
+            parts.append(_retry_after(results.retry_after))
+        if results.quota_spent is not None:
+            parts.append(_spent(results.quota_spent))
     if results.memory is not None:
         parts.append(_memory(results.memory))
     if results.follow is not None:
@@ -190,6 +203,7 @@ def _changing(changing: ChangingLimit) -> list[str]:
     rows.append(["whole run", "-", f"{seconds:.1f}", _number(changing.successful / seconds, 1),
                  "-", f"{changing.throttled_share:.1%}", str(changing.failed_calls)])
     settle = changing.phases[0].steady_after_s
+    steady = changing.phases[0].seconds - settle
     return [
         "### An unknown limit that changes",
         f"A default client (`cache_ttl=0`, a pool of {changing.threads}), {changing.threads} "
@@ -197,14 +211,52 @@ def _changing(changing: ChangingLimit) -> list[str]:
         f"bucket (burst {changing.server_burst}) allows the first rate, then the next, and "
         "answers the excess 429 *without* `Retry-After`, as Crisp documents none: the client "
         "is told no rate and has only the 429s to learn from. Each phase's figures are its "
-        f"steady state: the first {settle:g} s after the limit changes, while the client "
-        "finds it, are left out. Achieved = successful answers/s; 429 share = attempts "
-        "(retries included) answered 429; failed calls = calls that ran out of retries "
-        "(`RouteError`), over the whole phase. The last row is the whole run, transitions "
-        f"included ({changing.attempts:,} attempts).",
+        f"steady state, its last {steady:.0f} s: the first {settle:.0f} s after the limit "
+        "changes, while the client finds it, are left out. Achieved = successful answers/s; "
+        "429 share = attempts (retries included) answered 429; failed calls = calls that ran "
+        "out of retries (`RouteError`), over the whole phase. The last row is the whole run, "
+        f"start and transitions included ({changing.attempts:,} attempts). The start: "
+        f"{changing.first_second_throttled} of the {changing.first_second_attempts} attempts "
+        "answered in the first second were 429 (the rate starts at 8/s and doubles every "
+        "second until the first cut).",
         table(["phase", "allowed", "seconds", "achieved req/s (steady)",
                "of allowed (steady)", "429 share (steady)", "failed calls"], rows),
     ]
+
+
+def _retry_after(runs: Sequence[RetryAfterRun]) -> str:
+    rows = [[run.case, run.client, f"{run.calls:,}", f"{run.seconds:.1f}", str(run.throttled),
+             str(run.pauses), str(run.failed_calls)] for run in runs]
+    return "\n\n".join([
+        "### Incidental 429s against a real limit, both with `Retry-After`",
+        "16 threads make a fixed number of `website.get_conversation` calls. "
+        "Incidental: every 10th request is faulted at random, a third of the faults a 429 with "
+        "`Retry-After: 1` (the rest 5xx), and there is no real limit. A real limit: the fake's "
+        "bucket answers its excess 429 with `Retry-After`. "
+        f"`{ADAPTIVE}` pauses every caller for a `Retry-After` only when the share of 429s says "
+        f"the limit is shared (its law cuts); otherwise only the refused call waits. "
+        f"`{PAUSING}` (`rate_limit=1e6`: a fixed rate far above the limit) pauses every caller "
+        "for every `Retry-After`, as the default did before. 429s: answered by the server; "
+        "pauses: times every caller was held back; failed: calls out of retries.",
+        table(["case", "client", "calls", "seconds", "429s", "pauses", "failed calls"], rows),
+    ])
+
+
+def _spent(run: SpentRun) -> str:
+    return "\n\n".join([
+        "### A spent daily quota",
+        f"A default client, {run.threads} threads calling `website.get_conversation` until a "
+        f"call fails with `QuotaSpentError`, against a fake whose daily quota of {run.quota} "
+        "requests runs out, after which it answers every request with a plain 429 (no "
+        "`Retry-After`, as Crisp does). Sent after: requests the fake refused once the quota "
+        "was spent. Stopped: seconds from the first refusal to the last caller stopped. A "
+        "later call: requests sent by one more call after the stop.",
+        table(["quota", "sent after it was spent", "stopped after, s",
+               "callers stopped by QuotaSpentError", "expected reset", "a later call sent"],
+              [[f"{run.quota:,}", str(run.sent_after_spent), f"{run.seconds_to_stop:.1f}",
+                f"{run.stopped_by_quota_error} of {run.threads}", run.reset_at,
+                str(run.later_call_sent)]]),
+    ])
 
 
 def _memory(memory: MemoryResult) -> str:

@@ -13,7 +13,7 @@ from benchmarks.cpu import CpuResult
 from benchmarks.fleet import FleetResult, redact
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
-from benchmarks.rate_limit import ChangingLimit, RateRun
+from benchmarks.rate_limit import ChangingLimit, RateRun, RetryAfterRun, SpentRun
 from benchmarks.soak import SoakResult
 from benchmarks.throughput import SyncResult
 
@@ -31,6 +31,8 @@ class Results:
     sync: SyncResult | None = None
     rate_limit: list[RateRun] = field(default_factory=list)
     changing_limit: ChangingLimit | None = None
+    retry_after: list[RetryAfterRun] = field(default_factory=list)
+    quota_spent: SpentRun | None = None
     memory: MemoryResult | None = None
     follow: FollowResult | None = None
     fleet: FleetResult | None = None

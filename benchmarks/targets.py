@@ -16,6 +16,8 @@ MIN_SCALING_16_AT_50MS = 12.0
 MIN_RATE_FRACTION = 0.95
 MIN_ADAPTIVE_FRACTION = 0.90
 MAX_ADAPTIVE_429_SHARE = 0.10
+MAX_SPENT_SECONDS = 60.0
+MAX_SENT_AFTER_SPENT = 30
 MAX_GROWTH_MB = 10.0
 MAX_EVENT_MEDIAN_S = 1.0
 
@@ -37,7 +39,7 @@ class Check:
 def evaluate(results: Results) -> list[Check]:
     """Every target, in the order of the sections."""
     return [*_cpu(results), _scaling(results), _rate(results), _changing(results),
-            _memory(results), *_follow(results), _soak(results)]
+            _spent(results), _memory(results), *_follow(results), _soak(results)]
 
 
 def _cpu(results: Results) -> list[Check]:
@@ -96,8 +98,8 @@ def _rate(results: Results) -> Check:
 def _changing(results: Results) -> Check:
     changing = results.changing_limit
     name = (f"unknown changing limit: default client >= {MIN_ADAPTIVE_FRACTION:.0%} of the "
-            f"allowed rate and <= {MAX_ADAPTIVE_429_SHARE:.0%} of requests answered 429, in "
-            "each phase's steady state")
+            "allowed rate in each phase's steady state (its last seconds), and <= "
+            f"{MAX_ADAPTIVE_429_SHARE:.0%} of the whole run's requests answered 429")
     if changing is None:
         return Check(name, "-", None)
     measured = "; ".join(
@@ -107,10 +109,27 @@ def _changing(results: Results) -> Check:
     )
     return Check(
         name,
-        f"{measured} (whole run: {changing.throttled_share:.1%} 429, failed calls: "
-        f"{changing.failed_calls})",
-        all(phase.fraction_of_allowed >= MIN_ADAPTIVE_FRACTION
-            and phase.throttled_share <= MAX_ADAPTIVE_429_SHARE for phase in changing.phases),
+        f"{measured} (whole run: {changing.throttled_share:.1%} 429, first second: "
+        f"{changing.first_second_throttled} 429, failed calls: {changing.failed_calls})",
+        changing.throttled_share <= MAX_ADAPTIVE_429_SHARE
+        and all(phase.fraction_of_allowed >= MIN_ADAPTIVE_FRACTION
+                for phase in changing.phases),
+    )
+
+
+def _spent(results: Results) -> Check:
+    run = results.quota_spent
+    name = (f"a spent daily quota: every caller stopped within {MAX_SPENT_SECONDS:g} s of the "
+            f"first refusal, after at most {MAX_SENT_AFTER_SPENT} further requests")
+    if run is None:
+        return Check(name, "-", None)
+    return Check(
+        name,
+        f"{run.sent_after_spent} requests, {run.seconds_to_stop:.1f} s, "
+        f"{run.stopped_by_quota_error} of {run.threads} callers stopped by QuotaSpentError",
+        run.sent_after_spent <= MAX_SENT_AFTER_SPENT
+        and run.seconds_to_stop <= MAX_SPENT_SECONDS
+        and run.stopped_by_quota_error == run.threads and run.later_call_sent == 0,
     )
 
 

@@ -85,8 +85,15 @@ class Crisp(PluginShortcuts):
     are named after a hash of the token identifier and tier, never the key). If Redis fails,
     calls go on with a local bucket and no shared cache, and Redis is used again once it is
     back. ``daily_quota`` caps the requests sent per UTC day (plugin tokens have such a
-    quota), counted for the whole fleet when shared: the requests left are spread over the
-    rest of the day, and once none is left calls fail with `QuotaExceededError` unsent.
+    quota), less ``quota_reserve`` (a share, 10% by default, kept for live work and the
+    token's other users), counted for the whole fleet when shared: the requests left are
+    spread over the rest of the day, and once none is left calls fail with
+    `QuotaExceededError` unsent. Unknown (None) is the default: a plugin's quota is
+    configurable. Known or not, refusals that persist at a crawl with nothing getting
+    through show Crisp's quota spent (`middleware.spent`): calls then fail fast with
+    `QuotaSpentError` unsent until its expected reset, ``quota_reset`` seconds after UTC
+    midnight (0 by default; Crisp does not document it), when one probe request tells
+    whether it did.
 
     `events` opens Crisp's real-time events for the same token (`crisp_api.events`, the
     ``events`` extra).
@@ -109,13 +116,16 @@ class Crisp(PluginShortcuts):
         redis_url: str | None = None,
         redis_prefix: str = defaults.REDIS_PREFIX,
         daily_quota: int | None = defaults.DAILY_QUOTA,
+        quota_reserve: float = defaults.QUOTA_RESERVE,
+        quota_reset: float = defaults.QUOTA_RESET,
         deadline: float | None = defaults.DEADLINE,
     ) -> None:
         options.check(
             timeout=timeout, max_retries=max_retries, rate_limit=rate_limit, burst=burst,
             rate_limit_wait=rate_limit_wait, cache_ttl=cache_ttl, cache_size=cache_size,
             pool_size=pool_size, max_body=max_body, redis_url=redis_url,
-            redis_prefix=redis_prefix, daily_quota=daily_quota, deadline=deadline,
+            redis_prefix=redis_prefix, daily_quota=daily_quota, quota_reserve=quota_reserve,
+            quota_reset=quota_reset, deadline=deadline,
         )
         self._lock = threading.Lock()  # serialises the setters' read-modify-write of _config
         origin, prefix = _split_host(defaults.REST_HOST)
@@ -153,6 +163,8 @@ class Crisp(PluginShortcuts):
                     ),
                     redis_prefix=redis_prefix,
                     daily_quota=daily_quota,
+                    quota_reserve=quota_reserve,
+                    quota_reset=quota_reset,
                 ),
                 auth=self.auth,
                 scope=lambda: self._config.partition,

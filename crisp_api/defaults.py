@@ -70,6 +70,12 @@ DAILY_QUOTA: int | None = None
 """Requests allowed per UTC day (plugin tokens have such a quota); None counts nothing."""
 QUOTA_BURST = 20
 """Requests that may go ahead of the daily quota's even schedule."""
+QUOTA_RESERVE = 0.10
+"""Share of a known daily quota the client never spends: kept for live work and for the
+token's other users (the customer's other tools)."""
+QUOTA_RESET = 0.0
+"""Seconds after UTC midnight at which Crisp's daily quota is expected to reset: the time a
+`QuotaSpentError` gives. Crisp does not document it; quotas are counted per UTC day."""
 
 RTM_CONNECT_TIMEOUT = 10.0
 """Seconds allowed to open the RTM socket, and again for Crisp to answer its authentication

@@ -52,6 +52,15 @@ def _rate_limit(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive number of requests/s, got {value!r}")
 
 
+def _share(name: str, value: object) -> None:
+    if not _number(value):
+        raise TypeError(f"{name} must be a share (a number from 0 to below 1), "
+                        f"got {_shown(value)}")
+    assert isinstance(value, int | float)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be a share from 0 to below 1, got {value!r}")
+
+
 def _optional(rule: Callable[[str, object], None]) -> Callable[[str, object], None]:
     def check(name: str, value: object) -> None:
         if value is not None:
@@ -91,6 +100,8 @@ RULES: dict[str, Callable[[str, object], None]] = {
     "redis_url": _optional(_url),
     "redis_prefix": _text,
     "daily_quota": _optional(lambda name, value: _count(name, value, least=1)),
+    "quota_reserve": _share,
+    "quota_reset": lambda name, value: _seconds(name, value, zero=True),
 }
 """The rule of each option that takes a plain value."""
 

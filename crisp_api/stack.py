@@ -8,6 +8,7 @@ stack can be built, inspected and tested without a client.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,9 @@ from middleware import (
     Retry,
     RetryBudget,
     RetryPolicy,
+    SpentRule,
     StructuredLogging,
+    next_utc_midnight,
 )
 
 
@@ -51,6 +54,8 @@ class StackOptions:
     redis_url: str | None
     redis_prefix: str
     daily_quota: int | None
+    quota_reserve: float
+    quota_reset: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +71,15 @@ def default_stack(
 ) -> Stack:
     """Logging, cache (if ``cache_ttl``), retry, rate limit and ``auth``, in that order, their
     bucket and cache in Redis when ``redis_url`` is given; ``scope`` names the credential
-    whose rate the adaptive bucket learns."""
+    whose rate the adaptive bucket learns. The rate limit watches Crisp's refusals for a
+    spent daily quota (`middleware.spent`), whatever the rate."""
     rate = bucket_rate(options.rate_limit)
     link = _redis_link(options)
     quota = (
         None
         if options.daily_quota is None
-        else DailyQuota(options.daily_quota, burst=defaults.QUOTA_BURST)
+        else DailyQuota(options.daily_quota, burst=defaults.QUOTA_BURST,
+                        reserve=options.quota_reserve)
     )
     bucket: BucketBackend
     if link is not None:
@@ -108,6 +115,8 @@ def default_stack(
             max_wait=options.rate_limit_wait,
             pause_statuses=defaults.RATE_LIMIT_STATUSES,
             max_pause=defaults.MAX_RETRY_AFTER,
+            spent=SpentRule(reset=functools.partial(next_utc_midnight,
+                                                    offset=options.quota_reset)),
         ),
         auth,
     ]

@@ -3,7 +3,8 @@
 A request goes through a stack of middlewares, outermost first, composed once into a single
 callable, and ends in a urllib3 transport. Built-in layers: structured logging, response
 cache, retry with backoff and a budget, token-bucket rate limiting (a fixed rate, or one learnt
-from the server's throttling) with an optional request quota, and authentication. The bucket
+from the server's throttling) with an optional request quota and the detection of a quota the
+server shows spent, and authentication. The bucket
 and the cache can live in Redis, shared by a fleet.
 """
 
@@ -40,6 +41,7 @@ from middleware.redis_cache import RedisCache
 from middleware.redis_link import RedisLink
 from middleware.retry import Decision, Outcome, Retry, RetryPolicy
 from middleware.retry_after import retry_after_seconds
+from middleware.spent import ServerQuotaSpentError, SpentQuotaWatch, SpentRule, next_utc_midnight
 from middleware.structured_log import StructuredLogging, structured
 from middleware.transport import Urllib3Transport
 
@@ -82,11 +84,15 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryPolicy",
+    "ServerQuotaSpentError",
+    "SpentQuotaWatch",
+    "SpentRule",
     "StructuredLogging",
     "TLSError",
     "TransportError",
     "Urllib3Transport",
     "compose",
+    "next_utc_midnight",
     "retry_after_seconds",
     "structured",
 ]

@@ -34,23 +34,28 @@ DAY = 86400.0
 class QuotaExhaustedError(PipelineError):
     """The quota of the current period is spent; the request was not sent.
 
-    ``reset_in`` is the number of seconds until the next period starts.
+    ``limit`` is the requests that could be spent in the period, ``reset_in`` the number of
+    seconds until the next period starts, ``reset_at`` when it starts (epoch seconds).
     """
 
-    def __init__(self, limit: int, reset_in: float) -> None:
+    def __init__(self, limit: int, reset_in: float, reset_at: float) -> None:
         super().__init__(f"quota of {limit} requests spent; it resets in {reset_in:.0f}s")
         self.limit = limit
         self.reset_in = reset_in
+        self.reset_at = reset_at
 
 
 @dataclass(frozen=True, slots=True)
 class DailyQuota:
-    """At most ``limit`` requests per ``period`` seconds (aligned on the epoch: UTC days by
-    default), of which ``burst`` may go ahead of the even schedule."""
+    """A quota of ``limit`` requests per ``period`` seconds (aligned on the epoch: UTC days by
+    default), of which ``burst`` may go ahead of the even schedule; ``reserve`` (a share of
+    ``limit``) is never spent, kept for the token's other users (live work, other tools): at
+    most `spendable` requests are sent."""
 
     limit: int
     period: float = DAY
     burst: int = 10
+    reserve: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -60,6 +65,14 @@ class DailyQuota:
                              f"got {self.period!r}")
         if self.burst < 1:
             raise ValueError(f"the quota burst must be at least 1, got {self.burst!r}")
+        if not 0.0 <= self.reserve < 1.0:
+            raise ValueError(f"the quota reserve must be a share from 0 to below 1, "
+                             f"got {self.reserve!r}")
+
+    @property
+    def spendable(self) -> int:
+        """The requests that may be sent per period: ``limit`` less the reserve (at least 1)."""
+        return max(1, self.limit - math.ceil(self.limit * self.reserve))
 
     def period_of(self, now: float) -> tuple[int, float]:
         """``(index, end)``: which period the epoch time ``now`` falls in, and when it ends."""
@@ -87,10 +100,11 @@ class QuotaBucket:
     ) -> None:
         self.bucket = bucket
         self.quota = quota
-        self.throttled: Callable[[float | None], None] | None = getattr(
-            bucket, "throttled", None
-        )
-        """The wrapped bucket's, when it learns its rate from throttled answers."""
+        self.throttled: Callable[[], bool] | None = getattr(bucket, "throttled", None)
+        self.learnt: Callable[[], float | None] | None = getattr(bucket, "learnt", None)
+        self.restore: Callable[[float], None] | None = getattr(bucket, "restore", None)
+        """The wrapped bucket's, when it learns its rate: what a run learnt, kept for the
+        next (see `middleware.adaptive.AdaptiveBucket`)."""
         self._clock = clock
         self._lock = threading.Lock()
         self._period = -1
@@ -105,9 +119,9 @@ class QuotaBucket:
             period, end = quota.period_of(now)
             if period != self._period:
                 self._period, self._used, self._next_slot, self._unsynced = period, 0, 0.0, 0
-            remaining = quota.limit - self._used
+            remaining = quota.spendable - self._used
             if remaining <= 0:
-                raise QuotaExhaustedError(quota.limit, end - now)
+                raise QuotaExhaustedError(quota.spendable, end - now, end)
             start = max(now, self._next_slot)
             interval = (end - start) / remaining
             quota_wait = max(0.0, start - (quota.burst - 1) * interval - now)
@@ -122,10 +136,11 @@ class QuotaBucket:
             return max(wait, quota_wait)
 
     def left(self) -> int:
-        """Requests left of the current period's quota (as counted here)."""
+        """Requests left of the current period's spendable quota (as counted here)."""
         period, _ = self.quota.period_of(self._clock())
         with self._lock:
-            return self.quota.limit if period != self._period else self.quota.limit - self._used
+            spendable = self.quota.spendable
+            return spendable if period != self._period else spendable - self._used
 
     def pause(self, seconds: float) -> None:
         self.bucket.pause(seconds)
@@ -136,6 +151,15 @@ class QuotaBucket:
     @property
     def pauses(self) -> int:
         return self.bucket.pauses
+
+    def spent_until(self) -> float | None:
+        return self.bucket.spent_until()
+
+    def mark_spent(self, until: float | None) -> None:
+        self.bucket.mark_spent(until)
+
+    def claim_probe(self, seen: float, hold_until: float) -> bool:
+        return self.bucket.claim_probe(seen, hold_until)
 
     def adopt(self, period: int, used: int) -> None:
         """Take ``used``, counted by the shared store, as the count of ``period``; what this
@@ -160,5 +184,5 @@ class QuotaBucket:
                 self._unsynced = max(0, self._unsynced - counted)
 
     def __repr__(self) -> str:
-        return (f"<QuotaBucket {self.quota.limit}/{self.quota.period:g}s "
+        return (f"<QuotaBucket {self.quota.spendable}/{self.quota.period:g}s "
                 f"burst={self.quota.burst} over {self.bucket!r}>")

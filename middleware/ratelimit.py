@@ -3,10 +3,14 @@
 The bucket hands out reservations: taking a token may put the bucket into debt, and the
 caller sleeps until its token matures. Callers are thus served in arrival order and never
 stampede, and the bucket needs one short critical section per request. When the server says
-"too many requests" with a ``Retry-After``, the whole bucket pauses for it, so every thread
-sharing it stops, not just the one that was refused. A bucket whose rate is fixed works
-exactly so; one that learns its rate (`middleware.adaptive`) adapts it instead of pausing
-when the server gives no ``Retry-After``.
+"too many requests" with a ``Retry-After``, a bucket whose rate is fixed pauses for it, so
+every thread sharing it stops, not just the one that was refused. One that learns its rate
+(`middleware.adaptive`) is told instead, and pauses everyone only when its law says the limit
+is shared (it cut on that answer): one refusal among many successes is no evidence of that,
+and only the refused request waits (the retry layer honours its ``Retry-After``).
+
+The bucket also keeps the "spent until T" mark of a daily quota that the server's refusals
+showed spent (`middleware.spent`): while it holds, calls fail fast without sending.
 
 State lives behind `BucketBackend` so that several processes can share one bucket (Redis).
 """
@@ -21,6 +25,7 @@ from typing import Protocol
 from middleware.contract import Handler
 from middleware.errors import RateLimitWaitError
 from middleware.message import NOTE_RATE_LIMIT_WAIT, Request, Response
+from middleware.spent import ServerQuotaSpentError, SpentMark, SpentQuotaWatch, SpentRule
 
 
 class BucketBackend(Protocol):
@@ -46,6 +51,21 @@ class BucketBackend(Protocol):
     def pauses(self) -> int:
         """How many pauses were asked of this bucket so far: a caller that reserved before
         a pause can tell that one began while it waited for its turn."""
+        ...
+
+    def spent_until(self) -> float | None:
+        """When the server's quota is expected to reset (epoch seconds), if it is marked
+        spent (`middleware.spent`); None if not."""
+        ...
+
+    def mark_spent(self, until: float | None) -> None:
+        """Mark the quota spent until ``until`` (None: clear the mark). A time already past
+        lets one probe through (`claim_probe`)."""
+        ...
+
+    def claim_probe(self, seen: float, hold_until: float) -> bool:
+        """Move the mark from ``seen`` (a time past) to ``hold_until`` if no other caller
+        did: True for the one caller that may send the probe."""
         ...
 
 
@@ -75,6 +95,7 @@ class InMemoryBucket:
         self._paused_until = 0.0
         self.pauses = 0
         """How many pauses were asked of this bucket so far."""
+        self._spent = SpentMark()
 
     def reserve(self, max_wait: float | None) -> float:
         now = self._clock()
@@ -94,6 +115,14 @@ class InMemoryBucket:
         """Seconds left of the current pause (0 if none)."""
         return max(0.0, self._paused_until - self._clock())
 
+    def spent_until(self) -> float | None:
+        return self._spent.spent_until()
+
+    def mark_spent(self, until: float | None) -> None:
+        self._spent.mark_spent(until)
+
+    def claim_probe(self, seen: float, hold_until: float) -> bool:
+        return self._spent.claim_probe(seen, hold_until)
 
     def pause(self, seconds: float) -> None:
         """Hold reservations back until ``seconds`` from now, then resume at the rate.
@@ -127,10 +156,16 @@ class RateLimit:
     `RateLimitWaitError`, ``None`` waits as long as it takes); a request's deadline bounds
     it too, so a long pause asked by the server fails the calls that cannot wait that long,
     with the wait, instead of holding them. An answer whose status is in ``pause_statuses``
-    pauses the bucket for its ``Retry-After`` (at most ``max_pause``). A bucket that learns its
-    rate (it has a ``throttled(retry_after)`` method, like `AdaptiveBucket`) is also told, and
-    adjusts; any other bucket pauses for ``default_pause`` when no ``Retry-After`` came. The
-    time a call really waited is left in its notes (`NOTE_RATE_LIMIT_WAIT`).
+    is a refusal. A bucket that learns its rate (it has a ``throttled()`` method returning
+    whether the limit proved shared, like `AdaptiveBucket`) is told of it, and pauses every
+    caller for the answer's ``Retry-After`` (at most ``max_pause``) only when it says so; any
+    other bucket pauses for the ``Retry-After``, or ``default_pause`` when none came. The time
+    a call really waited is left in its notes (`NOTE_RATE_LIMIT_WAIT`).
+
+    With ``spent`` (a `SpentRule`), refusals are also watched for a spent daily quota
+    (`middleware.spent`): a streak of them spaces the requests out, and once the rule says
+    spent the bucket is marked so and every call fails fast with `ServerQuotaSpentError`
+    until the expected reset, when one probe is let through.
     """
 
     name = "rate_limit"
@@ -143,7 +178,9 @@ class RateLimit:
         pause_statuses: frozenset[int] = frozenset({429}),
         default_pause: float = 1.0,
         max_pause: float = 60.0,
+        spent: SpentRule | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if max_wait is not None and max_wait < 0:
             raise ValueError(f"max_wait must not be negative, got {max_wait}")
@@ -152,17 +189,22 @@ class RateLimit:
         self.pause_statuses = pause_statuses
         self.default_pause = default_pause
         self.max_pause = max_pause
+        self.watch = None if spent is None else SpentQuotaWatch(spent)
         self._sleep = sleep
-        self._throttled: Callable[[float | None], None] | None = getattr(
-            backend, "throttled", None
-        )
-
+        self._wall_clock = wall_clock
+        self._throttled: Callable[[], bool] | None = getattr(backend, "throttled", None)
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
         max_wait = self.max_wait
         if request.deadline is not None:
             left = max(0.0, request.deadline - time.monotonic())
             max_wait = left if max_wait is None else min(max_wait, left)
+        watch = self.watch
+        probe = False
+        if watch is not None:
+            probe = self._spent_check()
+            if not probe:
+                max_wait = self._gate(watch, request, max_wait)
         pauses = self.backend.pauses
         wait = self.backend.reserve(max_wait)
         if wait:
@@ -173,16 +215,58 @@ class RateLimit:
             if self.backend.pauses != pauses:
                 self._sit_out_pause(request, max_wait, wait)
             request.notes[NOTE_RATE_LIMIT_WAIT] = time.perf_counter() - began
+        if watch is not None and not probe:
+            probe = self._spent_check()  # a shared bucket learns of a mark as it reserves
         response = call_next(request)
-        if response.status in self.pause_statuses:
+        refused = response.status in self.pause_statuses
+        if refused:
             asked = response.retry_after
-            if asked is not None:
-                self.backend.pause(min(self.max_pause, asked))
-            elif self._throttled is None:
-                self.backend.pause(self.default_pause)
             if self._throttled is not None:
-                self._throttled(asked)
+                if self._throttled() and asked is not None:
+                    self.backend.pause(min(self.max_pause, asked))
+            else:
+                self.backend.pause(self.default_pause if asked is None
+                                   else min(self.max_pause, asked))
+        if watch is not None:
+            if probe:
+                wall = self._wall_clock()
+                self.backend.mark_spent(watch.rule.again(wall) if refused else None)
+            elif watch.answered(time.monotonic(), refused):
+                self.backend.mark_spent(watch.rule.reset(self._wall_clock()))
         return response
+
+    def _spent_check(self) -> bool:
+        """Fail fast while the quota is marked spent; True if this call is the one probe
+        allowed once the expected reset has passed."""
+        until = self.backend.spent_until()
+        if until is None:
+            return False
+        now = self._wall_clock()
+        assert self.watch is not None
+        if now >= until and self.backend.claim_probe(until, now + self.watch.rule.probe_hold):
+            return True
+        raise ServerQuotaSpentError(max(until, now), now)
+
+    def _gate(self, watch: SpentQuotaWatch, request: Request, max_wait: float | None
+              ) -> float | None:
+        """Wait for the gate that spaces requests during a streak of refusals (returning what
+        is left of ``max_wait``); fail fast if the quota is found spent meanwhile."""
+        waited = 0.0
+        while (wait := watch.admit(time.monotonic())) > 0:
+            if max_wait is not None and waited + wait > max_wait:
+                raise RateLimitWaitError(wait, request.method, request.route)
+            began = time.monotonic()
+            watch.wait_for_change(wait)
+            waited += time.monotonic() - began
+            self._spent_check_no_probe()
+        return None if max_wait is None else max(0.0, max_wait - waited)
+
+    def _spent_check_no_probe(self) -> None:
+        """Fail fast if the quota was marked spent while this call waited at the gate."""
+        until = self.backend.spent_until()
+        if until is not None:
+            now = self._wall_clock()
+            raise ServerQuotaSpentError(max(until, now), now)
 
     def _sit_out_pause(self, request: Request, max_wait: float | None, waited: float) -> None:
         """Wait out a pause that began while this call waited for its turn.

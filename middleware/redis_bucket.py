@@ -18,10 +18,15 @@ State is one hash per scope, ``<prefix>:<scope>:bucket``, with fields ``t`` (tok
 it, its next free slot); times are Redis microseconds. The key expires once it holds nothing
 worth keeping: a full bucket, no pause, a finished quota period.
 
+The "spent until T" mark of a daily quota the server showed spent (`middleware.spent`) is a
+key of its own, ``<prefix>:<scope>:spent`` (T in epoch seconds), living `SPENT_KEEP` past T;
+every reservation reads it, so that each process learns of a mark set elsewhere without a
+round trip of its own, and a probe is claimed by an atomic compare-and-set (`CLAIM`).
+
 With ``rate="adaptive"`` (`middleware.adaptive.ADAPTIVE`) the rate is learnt by the law of
 `middleware.adaptive.AdaptiveRate`, written once in Lua (`LAW`) and run on state kept in the
 same hash, so the whole fleet learns one rate from everyone's throttled answers: ``w`` (the
-rate at the last cut, absent before the first: until then there is no limit), ``c`` (the
+rate at the last cut, absent before the first: until then the slow start), ``c`` (the
 cut's time), ``k`` (CUBIC's K, in seconds), ``s`` and ``r`` (the decayed counts of requests
 sent and throttled), ``d`` (their time), ``f`` (the first event), ``z`` (the noise: the
 average throttled share measured after cuts), and while a noise sample is pending ``o`` and
@@ -29,7 +34,8 @@ average throttled share measured after cuts), and while a noise sample is pendin
 throttled counts when it opened). A granted reservation counts as sent;
 `RedisBucket.throttled` counts a throttled answer and cuts when the law says so. Such a key
 lives `ADAPTIVE_KEEP` seconds after its law was last used, so that a fleet idle for that long
-starts afresh instead of obeying a limit that may have moved.
+starts afresh instead of obeying a limit that may have moved; `RedisBucket.learnt` and
+`RedisBucket.restore` carry a learnt rate over such gaps (the sync keeps it in its store).
 
 When Redis fails the bucket carries on with a local bucket of the same settings (see
 `middleware.redis_link`), an `AdaptiveBucket` in adaptive mode; once Redis is back, it first
@@ -69,7 +75,7 @@ local function law_settings(first)
   local a = {}
   for i = 1, 9 do a[i] = tonumber(ARGV[first + i - 1]) end
   return {beta = a[1], scale = a[2], cut_share = a[3], min_throttled = a[4], window = a[5],
-          max_noise = a[6], floor = a[7], pause_cut = a[8], keep = a[9]}
+          max_noise = a[6], floor = a[7], start = a[8], keep = a[9]}
 end
 local function law_read(key)
   local v = redis.call('HMGET', key, 'w', 'c', 'k', 's', 'r', 'd', 'f', 'z', 'o', 'e', 'm',
@@ -124,20 +130,26 @@ local function law_span(law, now, S)
   local overlap = math.max(0, math.min(law.pe, now) - math.max(law.ps, now - span * 1000000))
   return math.max(0.05 * S.window, span - overlap / 1000000)
 end
--- rate: requests/s, nil before the first cut (no limit).
+-- rate: requests/s; before the first cut, the slow start.
 local function law_rate(law, now, S)
-  if not law.w then return nil end
-  local grown = S.scale * ((now - law.c) / 1000000 - law.k) ^ 3 + law.w
+  if not law.f then return S.start end
+  if not law.w then  -- the slow start, resumed after a lull where it was
+    local reached = 2 * law.s / law_span(law, law.d, S)
+    local grown = S.start * 2 ^ ((now - law.f) / 1000000 / S.window)
+    return math.max(S.start, math.min(grown, reached))
+  end
   local sent = law.s * math.exp(-math.max(0, (now - law.d) / 1000000) / S.window)
+  local grown = S.scale * ((now - law.c) / 1000000 - law.k) ^ 3 + law.w
   return math.max(S.floor, math.min(grown, math.max(law.w, 2 * sent / law_span(law, now, S))))
 end
 """
 
 RESERVE = LAW + """
--- KEYS[1]: the bucket's hash. ARGV: rate (tokens/s, 0: no rate, 'adaptive': the law's),
--- burst, max_wait (s, < 0: no bound), quota limit (0: no quota), quota period (s), quota
--- burst, then with 'adaptive' the law's settings (law_settings).
--- Replies {'ok', wait, period, used}, {'later', -wait} or {'quota', reset in, period, used}.
+-- KEYS[1]: the bucket's hash, KEYS[2]: the spent-quota mark. ARGV: rate (tokens/s, 0: no
+-- rate, 'adaptive': the law's), burst, max_wait (s, < 0: no bound), quota limit (0: no
+-- quota), quota period (s), quota burst, then with 'adaptive' the law's settings
+-- (law_settings). Replies {'ok', mark, wait, period, used}, {'later', mark, -wait} or
+-- {'quota', mark, reset in, period, used}; mark is the spent-quota mark ('' if none).
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -148,9 +160,10 @@ if ARGV[1] == 'adaptive' then
   S = law_settings(7)
   law = law_read(KEYS[1])
   law_advance(law, now, S)  -- written back only if the reservation is granted
-  rate = law_rate(law, now, S) or 0
+  rate = law_rate(law, now, S)
 end
 local state = redis.call('HMGET', KEYS[1], 't', 'u', 'p', 'q', 'n', 'a')
+local mark = redis.call('GET', KEYS[2]) or ''
 local wait = math.max(0, (tonumber(state[3]) or 0) - now)
 local keep = wait
 local tokens = burst
@@ -167,7 +180,7 @@ if limit > 0 then
     used, slot = tonumber(state[5]) or 0, tonumber(state[6]) or 0
   end
   if used >= limit then
-    return {'quota', tostring((finish - now) / 1000000), tostring(index), tostring(used)}
+    return {'quota', mark, tostring((finish - now) / 1000000), tostring(index), tostring(used)}
   end
   slot = math.max(now, slot)
   interval = (finish - slot) / (limit - used)
@@ -175,7 +188,7 @@ if limit > 0 then
   keep = math.max(keep, finish - now)
 end
 if max_wait >= 0 and wait > max_wait * 1000000 then
-  return {'later', tostring(-wait / 1000000)}
+  return {'later', mark, tostring(-wait / 1000000)}
 end
 if rate > 0 then
   redis.call('HSET', KEYS[1], 't', tokens - 1, 'u', now)
@@ -190,7 +203,7 @@ if law then
   keep = math.max(keep, S.keep * 1000000)
 end
 if rate > 0 or limit > 0 or law then expire_after(KEYS[1], keep) end
-return {'ok', tostring(wait / 1000000), tostring(index), tostring(used + 1)}
+return {'ok', mark, tostring(wait / 1000000), tostring(index), tostring(used + 1)}
 """
 
 MERGE = LAW + """
@@ -205,11 +218,10 @@ local pause, rate, burst = tonumber(ARGV[1]) * 1000000, tonumber(ARGV[2]), tonum
 if ARGV[2] == 'adaptive' then
   -- The law's rate now, read without advancing it (a pause is no event of the law). It is
   -- what AdaptiveBucket.pause restarts its local bucket at, and it spreads the callers queued
-  -- during the pause at the rate the fleet learnt; 0 before the first cut, when there is no
-  -- rate to restart at (as with rate None). A fixed 0 instead would let the tokens refill
-  -- during the pause and release up to a burst at once at its end: another 429.
+  -- during the pause at the rate the fleet learnt. A fixed 0 instead would let the tokens
+  -- refill during the pause and release up to a burst at once at its end: another 429.
   local law = law_read(KEYS[1])
-  rate = law_rate(law, now, law_settings(8)) or 0
+  rate = law_rate(law, now, law_settings(8))
   if pause > 0 then  -- AdaptiveRate.paused: rates leave out the time nothing could be sent
     if now > law.pe then law.ps = now end
     redis.call('HSET', KEYS[1], 'ps', law.ps, 'pe', math.max(law.pe, now + pause))
@@ -243,9 +255,9 @@ return 1
 """
 
 THROTTLED = LAW + """
--- KEYS[1]: the bucket's hash. ARGV: the law's settings (law_settings), then the answer's
--- Retry-After (s, < 0: none). Counts a throttled answer and cuts the rate if the window (or
--- a server pause) calls for it, as AdaptiveRate.throttled does. Replies 1 if it cut, else 0.
+-- KEYS[1]: the bucket's hash. ARGV: the law's settings (law_settings). Counts a throttled
+-- answer and cuts the rate if the window calls for it, as AdaptiveRate.throttled does.
+-- Replies 1 if it cut, else 0.
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -253,26 +265,19 @@ local S = law_settings(1)
 local law = law_read(KEYS[1])
 law_advance(law, now, S)
 law.r = law.r + 1
-local retry_after = tonumber(ARGV[10])
-local share, gap, cut, base = 1, 2, 0, nil
+local share, gap, cut = 1, 2, 0
 if law.s > 0 then share = law.r / law.s end
-local current = law_rate(law, now, S)
-if retry_after >= S.pause_cut then  -- a server pause: cut at once, from the rate sent
-  if not (law.c and now - law.c < S.window * 1000000) then
-    local sending = law.s / law_span(law, now, S)
-    base = current and math.min(current, sending) or sending
+if share >= S.cut_share + 2 * S.max_noise then gap = 1 end  -- beyond any noise
+-- More refusals than requests counted: they answer requests this law did not send.
+if law.r >= S.min_throttled and law.r <= law.s and share >= S.cut_share + 2 * law.z
+    and not (law.c and now - law.c < gap * S.window * 1000000) then
+  local good = math.max(0, law.s - law.r) / law_span(law, now, S)
+  local current = law_rate(law, now, S)
+  if law.w then
+    law.w = math.max(S.floor, math.min(good, current))
+  else  -- the slow start's end
+    law.w = math.max(S.floor, math.sqrt(good * math.max(good, current)))
   end
-else
-  if share >= S.cut_share + 2 * S.max_noise then gap = 1 end  -- beyond any noise
-  -- More refusals than requests counted: they answer requests this law did not send.
-  if law.r >= S.min_throttled and law.r <= law.s and share >= S.cut_share + 2 * law.z
-      and not (law.c and now - law.c < gap * S.window * 1000000) then
-    local good = math.max(0, law.s - law.r) / law_span(law, now, S)
-    base = current and math.min(good, current) or good
-  end
-end
-if base then
-  law.w = math.max(S.floor, base)
   law.c, law.k = now, (law.w * (1 - S.beta) / S.scale) ^ (1 / 3)
   law.o, law.e = now + S.window * 1000000, now + 2 * S.window * 1000000
   cut = 1
@@ -281,6 +286,47 @@ law_write(KEYS[1], law)
 expire_after(KEYS[1], S.keep * 1000000)
 return cut
 """
+
+RESTORE = LAW + """
+-- KEYS[1]: the bucket's hash. ARGV: the law's settings (law_settings), then a rate learnt
+-- by an earlier run (requests/s). As AdaptiveRate.restore, unless the fleet's law has cut
+-- already (what it learnt is more recent). Replies 1 if restored, else 0.
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local S = law_settings(1)
+local law = law_read(KEYS[1])
+if law.w then return 0 end
+law_advance(law, now, S)
+law.w = math.max(S.floor, tonumber(ARGV[10]))
+law.k = (law.w * (1 - S.beta) / S.scale) ^ (1 / 3)
+law.c, law.o, law.e = now - law.k * 1000000, math.huge, math.huge
+law_write(KEYS[1], law)
+expire_after(KEYS[1], S.keep * 1000000)
+return 1
+"""
+
+LEARNT = LAW + """
+-- KEYS[1]: the bucket's hash. ARGV: the law's settings (law_settings). Replies the rate
+-- learnt (as AdaptiveRate.learnt, without advancing the law), or nil before the first cut.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local law = law_read(KEYS[1])
+if not law.w then return false end
+return tostring(law_rate(law, now, law_settings(1)))
+"""
+
+CLAIM = """
+-- KEYS[1]: the spent mark. ARGV: the time it was seen to say, the time to hold it to (epoch
+-- seconds, as strings), how long the key lives (ms). Replies 1 if the mark was moved.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+SPENT_KEEP = 7 * 86400.0
+"""Seconds a spent-quota mark lives in Redis past its time: long enough to outlive any reset
+it waits for, so that the probe after it is one request, not the fleet's traffic."""
 
 
 class RedisBucket:
@@ -313,7 +359,7 @@ class RedisBucket:
         self.burst = burst
         self.quota = quota
         self.settings = settings
-        self.throttled: Callable[[float | None], None] | None = None
+        self.throttled: Callable[[], bool] | None = None
         local: BucketBackend
         if isinstance(rate, str):
             if rate != ADAPTIVE:
@@ -325,19 +371,26 @@ class RedisBucket:
             self._rate_arg: float | str = ADAPTIVE
             self._law_args = _settings_args(self.settings)
             self._throttle = link.redis.register_script(THROTTLED)
+            self._restore = link.redis.register_script(RESTORE)
+            self._learnt = link.redis.register_script(LEARNT)
+            self._law: AdaptiveBucket | None = law
             self.throttled = functools.partial(self._throttled, law)
         else:
             if settings is not None:
                 raise ValueError(f"settings are for rate={ADAPTIVE!r}, not a fixed rate")
             local = InMemoryBucket(rate, burst)
+            self._law = None
             self._rate_arg = rate or 0
             self._law_args = []
         self._local_quota = None if quota is None else QuotaBucket(local, quota)
         self.fallback: BucketBackend = local if self._local_quota is None else self._local_quota
         self._scope = scope
-        self._quota_args = (0, 0.0, 0) if quota is None else (quota.limit, quota.period,
+        self._quota_args = (0, 0.0, 0) if quota is None else (quota.spendable, quota.period,
                                                               quota.burst)
         self._reserve = link.redis.register_script(RESERVE)
+        self._claim = link.redis.register_script(CLAIM)
+        self._spent: tuple[str, float | None] = ("", None)
+        """The spent-quota mark as last seen in Redis: (the mark's key, its time)."""
         self._merge = link.redis.register_script(MERGE)
         self._lock = threading.Lock()
         self._paused_until = 0.0
@@ -345,10 +398,72 @@ class RedisBucket:
         """How many pauses this process asked for."""
         self._hand_over_due = False
 
-    def key(self) -> str:
-        """The Redis key of the current scope's bucket."""
+    def key(self, name: str = "bucket") -> str:
+        """The Redis key of the current scope's bucket (``name="spent"``: of its spent-quota
+        mark)."""
         return self.link.key(scope_digest(None if self._scope is None else self._scope()),
-                             "bucket")
+                             name)
+
+    def spent_until(self) -> float | None:
+        """The spent-quota mark as Redis last told (every reservation reads it), or as the
+        local fallback keeps it while Redis is down."""
+        key, until = self._spent
+        if not self.link.up:
+            return self.fallback.spent_until()
+        return until if key == self.key("spent") else None
+
+    def mark_spent(self, until: float | None) -> None:
+        """Mark the quota spent until ``until`` for the whole fleet (None: clear); while
+        Redis is down, for this process only."""
+        self.fallback.mark_spent(until)
+        key = self.key("spent")
+
+        def shared() -> None:
+            if until is None:
+                self.link.redis.delete(key)
+            else:
+                keep = max(until - time.time(), 0.0) + SPENT_KEEP
+                self.link.redis.set(key, repr(float(until)), px=int(keep * 1000))
+            self._spent = (key, until)
+
+        self.link.run(shared, lambda: None)
+
+    def claim_probe(self, seen: float, hold_until: float) -> bool:
+        key = self.key("spent")
+
+        def shared() -> bool:
+            keep = max(hold_until - time.time(), 0.0) + SPENT_KEEP
+            claimed = bool(self._claim(keys=[key], args=[repr(float(seen)),
+                                                         repr(float(hold_until)),
+                                                         int(keep * 1000)]))
+            if claimed:
+                self._spent = (key, hold_until)
+            return claimed
+
+        return self.link.run(shared, lambda: self.fallback.claim_probe(seen, hold_until))
+
+    def learnt(self) -> float | None:
+        """The fleet's learnt rate, as `AdaptiveBucket.learnt` (None with a fixed rate)."""
+        law = self._law
+        if law is None:
+            return None
+
+        def shared() -> float | None:
+            rate = self._learnt(keys=[self.key()], args=self._law_args)
+            return None if rate is None else float(rate)
+
+        return self.link.run(shared, law.learnt)
+
+    def restore(self, rate: float) -> None:
+        """Resume from a rate learnt by an earlier run, as `AdaptiveBucket.restore`, unless
+        the fleet has learnt one already (its is more recent); the local fallback resumes
+        from it too. Only in adaptive mode."""
+        law = self._law
+        if law is None:
+            raise ValueError(f"only a bucket with rate={ADAPTIVE!r} learns a rate")
+        law.restore(rate)
+        self.link.run(lambda: self._restore(keys=[self.key()], args=[*self._law_args, rate]),
+                      lambda: None)
 
     def reserve(self, max_wait: float | None) -> float:
         return self.link.run(lambda: self._reserve_shared(max_wait),
@@ -368,13 +483,12 @@ class RedisBucket:
             return max(0.0, self._paused_until - time.monotonic())
 
 
-    def _throttled(self, local: AdaptiveBucket, retry_after: float | None = None) -> None:
+    def _throttled(self, local: AdaptiveBucket) -> bool:
         """Count a throttled answer in the fleet's law, or in ``local``'s (the fallback's)
-        while Redis is down; bound to ``throttled`` in adaptive mode."""
-        asked = -1.0 if retry_after is None else retry_after
-        self.link.run(
-            lambda: self._throttle(keys=[self.key()], args=[*self._law_args, asked]),
-            lambda: local.throttled(retry_after),
+        while Redis is down; True if it cut. Bound to ``throttled`` in adaptive mode."""
+        return self.link.run(
+            lambda: bool(self._throttle(keys=[self.key()], args=self._law_args)),
+            local.throttled,
         )
 
     def _reserve_shared(self, max_wait: float | None) -> float:
@@ -382,8 +496,9 @@ class RedisBucket:
         if self._hand_over_due:
             self._hand_over(key)
         limit, period, quota_burst = self._quota_args
+        spent_key = self.key("spent")
         reply = self._reserve(
-            keys=[key],
+            keys=[key, spent_key],
             args=[
                 self._rate_arg,
                 self.burst,
@@ -394,11 +509,12 @@ class RedisBucket:
                 *self._law_args,
             ],
         )
-        outcome, value = bytes(reply[0]), float(reply[1])
+        outcome, mark, value = bytes(reply[0]), bytes(reply[1]), float(reply[2])
+        self._spent = (spent_key, float(mark) if mark else None)
         if self._local_quota is not None and outcome != b"later":
-            self._local_quota.adopt(int(reply[2]), int(reply[3]))
+            self._local_quota.adopt(int(reply[3]), int(reply[4]))
         if outcome == b"quota":
-            raise QuotaExhaustedError(limit, value)
+            raise QuotaExhaustedError(limit, value, time.time() + value)
         return value
 
     def _reserve_alone(self, max_wait: float | None) -> float:
@@ -445,5 +561,5 @@ class RedisBucket:
 def _settings_args(settings: AdaptiveSettings) -> list[float]:
     """The law's settings as the scripts take them (``law_settings`` in `LAW`)."""
     return [settings.beta, settings.scale, settings.cut_share, settings.min_throttled,
-            settings.window, settings.max_noise, settings.floor, settings.pause_cut,
+            settings.window, settings.max_noise, settings.floor, settings.start,
             ADAPTIVE_KEEP]

@@ -13,14 +13,15 @@ import sys
 from pathlib import Path
 
 from benchmarks import contenders
-from benchmarks.rate_limit import ADAPTIVE, CONFIGURED
+from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, INCIDENTAL, REAL_LIMIT
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--quick", "--no-original", "--rounds", "2", "--batch", "50", "--warmup", "20",
     "--sync-conversations", "120", "--sync-workers", "1,16", "--sync-latencies", "0,50",
     "--sync-seconds", "0.5", "--rate", "100", "--rate-conversations", "20",
-    "--default-conversations", "20", "--changing-seconds", "2", "--memory-requests", "2000",
+    "--default-conversations", "20", "--changing-seconds", "2", "--retry-after-calls", "40",
+    "--spent-quota", "0", "--memory-requests", "2000",
     "--follow-conversations", "10", "--follow-seconds", "0.5", "--drop-seconds", "1",
     "--drop-every", "0.5", "--drop-interval", "1", "--quiet-seconds", "1",
     "--quiet-interval", "1", "--store-conversations", "10", "--store-messages", "5",
@@ -50,6 +51,7 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
         contenders.URLLIB3, contenders.HTTPX, contenders.DEFAULT, contenders.HIT,
         *(contenders.without(layer) for layer in contenders.LAYERS), *contenders.LAYERS,
         "0 ms", "50 ms", CONFIGURED, ADAPTIVE, "phase 1", "phase 2", "whole run", "2,000",
+        INCIDENTAL, REAL_LIMIT,
         "CPU", "Python", "urllib3",
     }
     assert expected <= rows
@@ -77,7 +79,7 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     assert soak["exit_status"] == 0
     assert soak["rss_end_mb"] > 0
     for target in ("bare urllib3", "cache hit", "original client", "16 workers",
-                   "rate limit", "unknown changing limit", "RSS growth",
+                   "rate limit", "unknown changing limit", "a spent daily quota", "RSS growth",
                    "event-to-store latency", "sockets dropped", "quiet day", "follow soak"):
         assert any(target in line and line.endswith(("PASS** |", "MISS** |", "not run** |"))
                    for line in report.splitlines()), target

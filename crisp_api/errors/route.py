@@ -6,7 +6,8 @@
     ├── ForbiddenError              402/403: plan, scope or permission
     ├── NotFoundError               404 (and HEAD routes for a missing resource)
     ├── RateLimitedError            429/420 after retries, or the client's own limiter
-    │   └── QuotaExceededError      the daily request quota is spent (nothing sent)
+    │   └── QuotaSpentError         Crisp's daily quota is spent (nothing sent until reset_at)
+    │       └── QuotaExceededError  the configured daily_quota is spent (nothing sent)
     ├── ServerError                 5xx after retries (HTML pages of load balancers too)
     ├── NetworkError                no usable answer: refused, dropped, TLS
     │   └── RequestTimeoutError     no answer in time, or the call's deadline passed
@@ -112,8 +113,29 @@ class RateLimitedError(RouteError):
     """
 
 
-class QuotaExceededError(RateLimitedError):
-    """The configured daily request quota is spent; no further request was sent."""
+class QuotaSpentError(RateLimitedError):
+    """A daily request quota is spent: the request was not sent, nor will any be until
+    ``reset_at`` (epoch seconds), when the quota is expected to reset (``retry_after``: the
+    seconds until then).
+
+    Raised as such when Crisp's refusals showed its quota spent (`middleware.spent`: the
+    expected reset is the next UTC midnight unless ``quota_reset`` says otherwise; Crisp does
+    not document it), and as `QuotaExceededError` when the client's own ``daily_quota`` is.
+    """
+
+    def __init__(self, reason: str, *, reset_at: float, **fields: Any) -> None:
+        super().__init__(reason, **fields)
+        self.reset_at = reset_at
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = {name: getattr(self, name) for name in _FIELDS}
+        fields["reset_at"] = self.reset_at
+        return (_rebuilt, (type(self), self.reason, fields))
+
+
+class QuotaExceededError(QuotaSpentError):
+    """The configured daily request quota (less its reserve) is spent; no further request
+    was sent."""
 
 
 class ServerError(RouteError):

@@ -15,6 +15,7 @@ from typing import Any
 from crisp_api.errors.route import (
     NetworkError,
     QuotaExceededError,
+    QuotaSpentError,
     RateLimitedError,
     RequestTimeoutError,
     ResponseTooLargeError,
@@ -27,6 +28,7 @@ from middleware import (
     QuotaExhaustedError,
     RateLimitWaitError,
     ReadTimeoutError,
+    ServerQuotaSpentError,
     TransportError,
 )
 
@@ -43,7 +45,11 @@ PIPELINE_ERRORS: tuple[tuple[type[PipelineError], Build], ...] = (
     (BodyTooLargeError, lambda e, method, route: ResponseTooLargeError(
         f"body larger than {e.limit} bytes", status=e.status, method=method, route=route)),
     (QuotaExhaustedError, lambda e, method, route: QuotaExceededError(
-        "daily_quota_exceeded", method=method, route=route, retry_after=e.reset_in)),
+        "daily_quota_exceeded", method=method, route=route, retry_after=e.reset_in,
+        reset_at=e.reset_at)),
+    (ServerQuotaSpentError, lambda e, method, route: QuotaSpentError(
+        "daily_quota_spent", method=method, route=route, retry_after=e.reset_in,
+        reset_at=e.reset_at)),
     (RateLimitWaitError, lambda e, method, route: RateLimitedError(
         "client_rate_limited", method=method, route=route, retry_after=e.wait)),
 )

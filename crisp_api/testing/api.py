@@ -170,6 +170,9 @@ class Api:
         tier = request.headers.get("x-crisp-tier", "").lower()
         if identifier is None or tier != self.tier:
             return failure(401, "unauthorized")
+        if not call.injector.spend_quota(identifier):
+            self.stats.fault("quota")
+            return failure(429, "rate_limited")
         wait = call.injector.take_token(identifier)
         if wait is not None:
             self.stats.fault("bucket")

@@ -14,7 +14,8 @@ to matching requests; ``budget`` caps how many outcome and slow-body faults are 
 
 The token bucket (``bucket_rate``/``bucket_burst``) is different: it is a real rate limiter,
 keyed by the request's credentials, applied to every authenticated ``/v1`` request whatever
-``methods``/``routes`` say, and refilled continuously.
+``methods``/``routes`` say, and refilled continuously. So is ``daily_quota``, a quota per
+credential that is reset only on demand, when the faults are replaced.
 
 ``event_delay_ms`` is not about requests at all: it holds back every RTM event the fake's
 socket server pushes (a lagging real-time feed), whatever the other fields say.
@@ -52,6 +53,10 @@ class Faults:
     - ``bucket_rate``/``bucket_burst``: a token bucket per token (requests per second,
       capacity); when empty, 429 with ``Retry-After`` the seconds until the next token, or
       without it if ``bucket_retry_after`` is false (Crisp documents no such header).
+    - ``daily_quota``: per token, answer this many authenticated requests, then refuse every
+      one with a plain 429 (no ``Retry-After``, no reason of its own: Crisp documents none)
+      until the quota is reset, which replacing the faults does (``set_faults`` or
+      ``update_faults``: the day's reset, on demand).
     - ``drop_before_rate``: reset the connection as soon as the request arrives; nothing is
       applied.
     - ``drop_after_rate``: apply the request, then close the connection without answering.
@@ -77,6 +82,7 @@ class Faults:
     bucket_rate: float | None = None
     bucket_burst: int = 10
     bucket_retry_after: bool = True
+    daily_quota: int | None = None
     drop_before_rate: float = 0.0
     drop_after_rate: float = 0.0
     hang_rate: float = 0.0
@@ -120,6 +126,8 @@ class Faults:
                              "positive")
         if self.bucket_rate is not None and (self.bucket_rate <= 0 or self.bucket_burst < 1):
             raise ValueError("bucket_rate must be > 0 and bucket_burst >= 1")
+        if self.daily_quota is not None and self.daily_quota < 0:
+            raise ValueError("daily_quota must be >= 0")
         if self.budget is not None and self.budget < 0:
             raise ValueError("budget must be >= 0")
         if not 0.0 <= self.event_delay_ms < math.inf:
@@ -198,9 +206,11 @@ class FaultInjector:
         self._rng = seeded(faults.seed)
         self._budget = faults.budget
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._spent: dict[str, int] = {}
         self._active = faults != Faults(bucket_rate=faults.bucket_rate,
                                         bucket_burst=faults.bucket_burst,
                                         bucket_retry_after=faults.bucket_retry_after,
+                                        daily_quota=faults.daily_quota,
                                         seed=faults.seed, event_delay_ms=faults.event_delay_ms)
 
     def decide(self, method: str, route_name: str | None, template: str | None) -> Decision:
@@ -253,6 +263,17 @@ class FaultInjector:
                 return outcome, 0, False
             roll -= rate
         return Outcome.NORMAL, 0, False
+
+    def spend_quota(self, key: str) -> bool:
+        """Count one request of ``key`` against the daily quota: False once it is spent."""
+        quota = self.faults.daily_quota
+        if quota is None:
+            return True
+        used = self._spent.get(key, 0)
+        if used >= quota:
+            return False
+        self._spent[key] = used + 1
+        return True
 
     def take_token(self, key: str) -> int | None:
         """Spend one token of ``key``'s bucket: None if granted, else the seconds to wait

@@ -9,14 +9,30 @@ import pytest
 
 from crisp_api import Crisp
 from crisp_api.config import ClientConfig
-from crisp_api.errors import NetworkError, RateLimitedError, RequestTimeoutError, RouteError
+from crisp_api.errors import (
+    NetworkError,
+    QuotaExceededError,
+    QuotaSpentError,
+    RateLimitedError,
+    RequestTimeoutError,
+    RouteError,
+)
 from crisp_api.errors.translation import PIPELINE_ERRORS, translated
 from crisp_api.stack import StackOptions, default_stack
-from middleware import BasicAuth, ConnectError, PipelineError, RateLimitWaitError, ReadTimeoutError
+from middleware import (
+    BasicAuth,
+    ConnectError,
+    PipelineError,
+    QuotaExhaustedError,
+    RateLimitWaitError,
+    ReadTimeoutError,
+    ServerQuotaSpentError,
+)
 
 OPTIONS = StackOptions(max_retries=2, rate_limit=None, burst=5, rate_limit_wait=None,
                        cache_ttl=2.0, cache_size=16, logger=None, redis_url=None,
-                       redis_prefix="crisp", daily_quota=None)
+                       redis_prefix="crisp", daily_quota=None, quota_reserve=0.1,
+                       quota_reset=0.0)
 
 
 def test_the_default_stack_is_a_pure_function_of_its_options() -> None:
@@ -52,6 +68,8 @@ def test_the_config_is_frozen_and_each_setter_swaps_it_whole() -> None:
         (ReadTimeoutError("timed out", "GET", "/r"), RequestTimeoutError),
         (ConnectError("refused", "GET", "/r"), NetworkError),
         (RateLimitWaitError(3.0, "GET", "/r"), RateLimitedError),
+        (ServerQuotaSpentError(1_700_000_000.0, 1_699_999_000.0), QuotaSpentError),
+        (QuotaExhaustedError(90, 1000.0, 1_700_000_000.0), QuotaExceededError),
     ],
 )
 def test_each_pipeline_error_has_one_client_error(
@@ -61,3 +79,16 @@ def test_each_pipeline_error_has_one_client_error(
     assert type(client_error) is expected
     assert client_error.route == "/website/{website_id}"
     assert len({kind for kind, _ in PIPELINE_ERRORS}) == len(PIPELINE_ERRORS)
+
+
+def test_a_spent_quota_carries_its_reset_time_and_survives_a_pickle() -> None:
+    import pickle  # noqa: PLC0415 (only here)
+
+    error = translated(ServerQuotaSpentError(1_700_000_000.0, 1_699_999_000.0), "GET", "/r")
+    assert isinstance(error, QuotaSpentError)
+    assert isinstance(error, RateLimitedError)  # code that handles throttling still does
+    assert (error.reset_at, error.retry_after) == (1_700_000_000.0, 1000.0)
+    assert error.reason == "daily_quota_spent"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.reset_at, copy.retry_after) == (QuotaSpentError, 1_700_000_000.0,
+                                                            1000.0)

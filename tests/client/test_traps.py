@@ -118,6 +118,9 @@ def test_two_middlewares_with_one_name_are_refused(server: ScriptedServer) -> No
         ({"max_retries": True}, TypeError, r"max_retries must be a whole number"),
         ({"timeout": "3"}, TypeError, r"timeout must be a number of seconds"),
         ({"daily_quota": 0}, ValueError, r"daily_quota must be a whole number >= 1"),
+        ({"quota_reserve": 1}, ValueError, r"quota_reserve must be a share from 0 to below 1"),
+        ({"quota_reserve": "10%"}, TypeError, r"quota_reserve must be a share"),
+        ({"quota_reset": -60}, ValueError, r"quota_reset must be a number of seconds >= 0"),
         ({"redis_prefix": ""}, ValueError, r"redis_prefix must not be empty"),
     ],
 )

@@ -25,11 +25,32 @@ class Clock:
         return self.now
 
 
-def test_there_is_no_limit_until_the_server_throttles() -> None:
+def test_the_start_is_gentle_then_doubles_every_window_while_nothing_is_refused() -> None:
+    """Slow start: ``start`` requests/s, doubling every window, as long as callers keep up."""
     clock = Clock()
     bucket = AdaptiveBucket(10, clock=clock)
-    assert all(bucket.reserve(None) == 0.0 for _ in range(1000))
-    assert bucket.rate() is None
+    start = bucket.settings.start
+    assert bucket.rate() == start
+    granted = []
+    while clock.now < 4.0:  # callers that take every token as soon as it matures
+        wait = bucket.reserve(None)
+        clock.now += max(wait, 0.0)
+        granted.append(clock.now)
+    first_second = sum(at < 1.0 for at in granted)
+    assert first_second <= 10 + 2 * start  # the burst, then well under twice the start
+    for second in (1, 2, 3):  # then about twice as many each second
+        this = sum(second <= at < second + 1 for at in granted)
+        before = sum(second - 1 <= at < second for at in granted)
+        assert 1.5 * min(before, start * 2 ** (second - 1)) <= this <= 2.5 * before
+    assert bucket.learnt() is None  # nothing learnt from the server yet
+
+
+def test_after_a_lull_the_slow_start_resumes_where_it_was() -> None:
+    law = AdaptiveRate()
+    end = warm(law, 64, 0.0, 4.0)
+    reached = law.rate(end)
+    assert 64 < reached <= 2 * 64
+    assert law.rate(end + 60.0) == pytest.approx(reached, rel=0.05)  # nothing refused it
 
 
 def test_a_few_429s_among_many_successes_never_cut() -> None:
@@ -39,7 +60,7 @@ def test_a_few_429s_among_many_successes_never_cut() -> None:
         law.sent(now)
         if index % 100 == 99:
             assert not law.throttled(now)
-    assert law.rate(10.0) is None
+    assert law.w_max is None
 
 
 def warm(law: AdaptiveRate, rate: float, start: float, seconds: float) -> float:
@@ -50,9 +71,20 @@ def warm(law: AdaptiveRate, rate: float, start: float, seconds: float) -> float:
     return start + count / rate
 
 
+def cut_once(law: AdaptiveRate, rate: float, now: float) -> float:
+    """20 requests at ``rate``/s from ``now``, all refused: the law cuts; the end time."""
+    for index in range(20):
+        law.sent(now + index / rate)
+        law.throttled(now + index / rate)
+    assert law.w_max is not None
+    return now + 20 / rate
+
+
 def test_a_volley_cuts_once_from_what_got_through() -> None:
     law = AdaptiveRate()
     now = warm(law, 40, 0.0, 2.0)  # the server's 40/s, all answered
+    cut_once(law, 200, now)  # the slow start ends
+    now = warm(law, 40, now + 5, 2.0)
     cuts = 0
     for index in range(100):  # then 200/s for 0.5 s, of which 40/s got through
         law.sent(now + index / 200)
@@ -61,26 +93,33 @@ def test_a_volley_cuts_once_from_what_got_through() -> None:
     assert cuts == 1
     assert law.w_max is not None
     assert 30 <= law.w_max <= 55
-    rate = law.rate(law.cut_at)
-    assert rate is not None
-    assert rate == pytest.approx(law.settings.beta * law.w_max, rel=0.01)
+    assert law.rate(law.cut_at) == pytest.approx(law.settings.beta * law.w_max, rel=0.01)
+
+
+def test_the_slow_start_ends_between_what_got_through_and_what_was_refused() -> None:
+    """The rate that got through averages a window in which the slow start was still
+    doubling: it is below the limit; the slow start's rate drew the refusals: above it."""
+    law = AdaptiveRate()
+    now = 0.0
+    while (rate := law.rate(now)) < 64:  # the slow start, all answered, up to 64/s
+        law.sent(now)
+        now += 1 / rate
+    cut_once(law, 200, now)  # then most of 200/s refused
+    assert law.w_max is not None
+    assert 32 < law.w_max < 64
 
 
 def test_the_rate_grows_back_to_where_it_was_cut_then_beyond() -> None:
     law = AdaptiveRate()
-    now = warm(law, 40, 0.0, 2.0)
-    for index in range(20):
-        law.sent(now + index / 200)
-        law.throttled(now + index / 200)
+    now = cut_once(law, 200, warm(law, 40, 0.0, 2.0))
+    cut_once(law, 200, warm(law, 40, now + 5, 2.0))
     assert law.w_max is not None
     w_max, cut_at = law.w_max, law.cut_at
     k = (w_max * (1 - law.settings.beta) / law.settings.scale) ** (1 / 3)
 
     def rate_at(t: float) -> float:
         warm(law, 4 * w_max, t - 1.0, 1.0)  # demand well above the rate: no ceiling
-        value = law.rate(t)
-        assert value is not None
-        return value
+        return law.rate(t)
 
     assert rate_at(cut_at + 0.01) == pytest.approx(law.settings.beta * w_max, rel=0.02)
     assert rate_at(cut_at + k) == pytest.approx(w_max, rel=0.02)
@@ -90,32 +129,24 @@ def test_the_rate_grows_back_to_where_it_was_cut_then_beyond() -> None:
 
 def test_an_idle_client_does_not_grow_a_rate_it_never_tested() -> None:
     law = AdaptiveRate()
-    now = warm(law, 40, 0.0, 2.0)
-    for index in range(20):
-        law.sent(now + index / 200)
-        law.throttled(now + index / 200)
+    now = cut_once(law, 200, warm(law, 40, 0.0, 2.0))
     assert law.w_max is not None
     rate = law.rate(now + 60.0)  # a minute without a request: CUBIC alone would be far up
     assert rate == pytest.approx(law.w_max)
 
 
-def test_a_server_pause_cuts_at_once_from_the_current_rate() -> None:
-    """A Retry-After of a second stops every caller: few 429s come back, each costing a
-    pause; the law cuts on the first, from the rate it was sending at, not from the share."""
+def test_a_learnt_rate_is_restored_flat_then_grows_and_may_be_cut() -> None:
     law = AdaptiveRate()
-    now = warm(law, 40, 0.0, 2.0)
-    assert law.throttled(now, retry_after=1.0)  # one 429 among 80 requests: still a cut
-    first = law.w_max
-    assert first is not None
-    assert first == pytest.approx(40, rel=0.15)
-    assert not law.throttled(now + 0.5, retry_after=1.0)  # at most one per two windows
-    later = warm(law, 25, now + 0.5, 2 * law.settings.window)  # sending 25/s, under its rate
-    current = law.rate(later)
-    assert current is not None
-    assert current > 25
-    assert law.throttled(later, retry_after=3.0)
-    assert law.w_max == pytest.approx(25, rel=0.15)  # from what was sent, not the rate
-    assert not law.throttled(later + 5, retry_after=0.5)  # a short one is an ordinary 429
+    law.restore(100.0, 35.0)
+    assert law.learnt(100.0) == pytest.approx(35.0)
+    end = warm(law, 35, 100.0, 1.0)  # no slow start: the rate of the last run at once
+    assert law.rate(end) == pytest.approx(35.0, rel=0.02)
+    end = warm(law, 60, end, 10.0)
+    assert law.rate(end) > 40  # growing to find a higher limit
+    cut_once(law, 200, end)
+    assert law.cut_at == pytest.approx(end, abs=0.1)
+    with pytest.raises(ValueError, match="restored rate"):
+        law.restore(end, 0.0)
 
 
 def test_the_rate_never_goes_below_the_floor() -> None:
@@ -125,15 +156,13 @@ def test_the_rate_never_goes_below_the_floor() -> None:
         law.sent(now)
         law.throttled(now)
         now += 0.5
-    rate = law.rate(now)
-    assert rate is not None
-    assert rate >= 2.0
+    assert law.rate(now) >= 2.0
 
 
 @pytest.mark.parametrize(
     "bad",
     [{"beta": 1.0}, {"cut_share": 0}, {"min_throttled": 0}, {"window": 0}, {"max_noise": 0.6},
-     {"floor": -1}, {"scale": float("inf")}],
+     {"floor": -1}, {"scale": float("inf")}, {"start": 0}],
 )
 def test_bad_settings_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
@@ -160,8 +189,7 @@ def test_random_429s_do_not_collapse_the_rate(noise: float) -> None:
     rate, _ = steady(log, 20, 40)
     unthrottled = 16 / 0.02 * (1 - noise)
     assert rate >= 0.4 * unthrottled
-    learnt = bucket.rate()
-    assert learnt is None or learnt >= 0.5 * rate
+    assert bucket.rate() >= 0.5 * rate
 
 
 # Over real sockets ---------------------------------------------------------------------

@@ -106,6 +106,34 @@ def test_the_adaptive_bucket_starts_without_a_wait(make_bucket: BucketFactory) -
     assert all(bucket.reserve(None) == pytest.approx(0, abs=0.02) for _ in range(4))
 
 
+def test_the_adaptive_bucket_then_paces_at_its_slow_start(make_bucket: BucketFactory) -> None:
+    bucket = make_bucket("adaptive", 1)
+    waits = [bucket.reserve(None) for _ in range(3)]
+    assert waits == pytest.approx([0, 1 / 8, 2 / 8], abs=0.02)
+
+
+@pytest.mark.parametrize("rate", [10.0, "adaptive"])
+def test_a_spent_mark_is_kept_shared_and_claimed_for_one_probe(
+    make_bucket: BucketFactory, rate: float | str
+) -> None:
+    bucket = make_bucket(rate, 2)
+    # Another holder: in Redis, another process's bucket; in memory, the same bucket.
+    other = make_bucket(rate, 2) if isinstance(bucket, RedisBucket) else bucket
+    assert bucket.spent_until() is None
+    bucket.mark_spent(2e9)
+    assert bucket.spent_until() == 2e9
+    other.reserve(None)  # a holder of the same bucket learns of it by its next reservation
+    assert other.spent_until() == 2e9
+    assert not other.claim_probe(1e9, 1e9 + 60)  # not the mark in force: no probe
+    bucket.mark_spent(1e9)  # past: one probe may go
+    other.reserve(None)
+    assert other.claim_probe(1e9, 1e9 + 60)
+    assert not bucket.claim_probe(1e9, 1e9 + 60)  # only one caller claims it
+    bucket.mark_spent(None)
+    other.reserve(None)
+    assert other.spent_until() is None
+
+
 # Caches --------------------------------------------------------------------------------------
 
 

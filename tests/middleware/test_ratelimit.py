@@ -8,7 +8,7 @@ import time
 import pytest
 
 from crisp_api import Crisp, RateLimitedError
-from middleware import InMemoryBucket, RateLimit
+from middleware import AdaptiveBucket, InMemoryBucket, RateLimit
 from tests.conftest import IDENTIFIER, KEY, SleepRecorder
 from tests.scripted_server import Reply, ScriptedServer
 
@@ -167,3 +167,34 @@ def test_a_pause_that_began_while_a_call_waited_its_turn_is_sat_out(
     client.website.get_website("w")
     assert waits == [pytest.approx(0.1), pytest.approx(1.9)]
     assert server.count() == 1
+
+
+def test_an_incidental_retry_after_holds_back_only_the_refused_call(
+    server: ScriptedServer,
+) -> None:
+    """With a learnt rate, one 429 among many successes pauses nobody (the retry layer makes
+    the refused call wait its Retry-After); a share of them says the limit is shared: the
+    law cuts, and the whole bucket pauses for the Retry-After."""
+    sleeps = SleepRecorder()
+    bucket = AdaptiveBucket(10)
+    bucket.restore(1000.0)  # no slow start: the calls below go at once
+    client = Crisp()
+    client.set_rest_host(server.url)
+    client.authenticate(IDENTIFIER, KEY)
+    client.set_middleware(
+        [RateLimit(bucket, pause_statuses=frozenset({429}), sleep=sleeps), client.auth]
+    )
+    for _ in range(60):
+        client.website.get_website("w")
+    server.push(Reply(429, headers={"Retry-After": "1"}))
+    with pytest.raises(RateLimitedError):
+        client.website.get_website("w")
+    assert bucket.pauses == 0
+    assert bucket.pause_left() == 0.0
+    for _ in range(6):  # a volley: 7 of 67 refused, beyond the 5% that calls for a cut
+        server.push(Reply(429, headers={"Retry-After": "1"}))
+    for _ in range(6):
+        with pytest.raises(RateLimitedError):
+            client.website.get_website("w")
+    assert bucket.pauses == 1  # once: the law cuts at most once per window
+    assert 0.0 < bucket.pause_left() <= 1.0

@@ -113,7 +113,7 @@ def test_a_stalled_redis_costs_one_timeout_then_is_bypassed(
         crisp.website.get_website(fake.website_id)
         redis.freeze()  # connections stay open, nothing answers
         started = time.monotonic()
-        for _ in range(20):
+        for _ in range(10):  # within the local bucket's burst: no wait of its slow start
             crisp.website.get_website(fake.website_id)
         stalled = time.monotonic() - started
         redis.thaw()
@@ -122,7 +122,7 @@ def test_a_stalled_redis_costs_one_timeout_then_is_bypassed(
         wait_for(lambda: crisp.website.get_website(fake.website_id) is not None and link.up,
                  5, "Redis to be used again")
 
-    print(f"\n20 calls with Redis frozen took {stalled:.2f}s")
+    print(f"\n10 calls with Redis frozen took {stalled:.2f}s")
     assert stalled < 0.5 + 0.4  # one Redis timeout (0.5 s), then no Redis at all
     assert [r.levelno for r in caplog.records if "redis." in r.getMessage()].count(
         logging.WARNING) == 1

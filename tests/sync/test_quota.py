@@ -1,0 +1,156 @@
+"""A daily quota, met by crisp-sync runs against the fake: the ledger in the store, a run that
+stops at a spent quota with its own status, a same-day rerun that costs at most one request,
+a first copy spread over several days, and the learnt rate kept between runs.
+
+The fake's ``daily_quota`` refuses everything with a plain 429 once spent (as Crisp does,
+without a ``Retry-After``) until its faults are replaced: the day's reset, on demand."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from crisp_api.sync import SQLiteStore
+from crisp_api.sync.allowance import quota_day
+from crisp_api.testing import FakeCrisp
+from tests.sync.helpers import assert_exact_copy, sync_command
+
+EXIT_QUOTA = 7
+SLOW = bool(os.environ.get("CRISP_SLOW"))
+"""The unknown-quota runs over several days take about 35 s a day (the quota is judged spent
+30 s after the first refusal): behind this flag."""
+
+
+def run(fake: FakeCrisp, db: Path, *extra: str, timeout: float = 120
+        ) -> subprocess.CompletedProcess[str]:
+    command, env = sync_command(fake, db, "--website-id", fake.website_id, "--workers", "4",
+                                *extra)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def ledger(db: Path, fake: FakeCrisp) -> int:
+    with SQLiteStore(db) as store:
+        return store.requests_on(fake.identifier, quota_day(time.time()))
+
+
+def test_the_ledger_counts_every_request_sent_and_status_shows_it_without_a_request(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=120, messages=5, seed=11) as fake:
+        first = run(fake, db)
+        assert first.returncode == 0, first.stderr
+        sent = fake.stats.requests
+        assert ledger(db, fake) == sent
+        assert f"requests today {sent:,} of an unknown quota" in first.stdout
+        second = run(fake, db, "--daily-quota", "5000")
+        assert second.returncode == 0, second.stderr
+        assert ledger(db, fake) == fake.stats.requests
+        assert f"requests today {fake.stats.requests:,} of 5,000" in second.stdout
+
+        before = fake.stats.requests
+        command, env = sync_command(fake, db, "--status")
+        status = subprocess.run(command, env={**env, "CRISP_REST_HOST": "http://127.0.0.1:9"},
+                                capture_output=True, text=True, timeout=60, check=True)
+        assert fake.stats.requests == before
+    header, row = status.stdout.splitlines()
+    assert "last complete run (UTC)" in header
+    assert "requests today" in header
+    assert f"{before:,}" in row
+    assert "5,000" in row
+
+
+def test_a_known_quota_is_shared_by_the_runs_of_a_day_through_the_ledger(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=150, messages=5, seed=12) as fake:
+        quota = ("--daily-quota", "100", "--quota-reserve", "0")
+        first = run(fake, db, *quota)
+        assert first.returncode == EXIT_QUOTA, first.stderr
+        assert "configured daily quota" in first.stderr
+        assert "progress is kept; run again after" in first.stderr
+        assert fake.stats.requests == 100
+        again = run(fake, db, *quota)
+        assert again.returncode == EXIT_QUOTA, again.stderr
+        assert fake.stats.requests == 100  # the ledger told the client: nothing sent
+
+
+def test_a_spent_quota_stops_the_run_and_a_same_day_rerun_sends_one_probe(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=150, messages=5, seed=13) as fake:
+        fake.set_faults(daily_quota=80)
+        command, env = sync_command(fake, db, "--website-id", fake.website_id,
+                                    "--workers", "8")
+        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        while not fake.stats.faults.get("quota") and child.poll() is None:
+            time.sleep(0.05)
+        refused_at, sent_then = time.monotonic(), fake.stats.requests
+        _, err = child.communicate(timeout=120)
+        stopped_after = time.monotonic() - refused_at
+        after = fake.stats.requests - sent_then
+        assert child.returncode == EXIT_QUOTA, err
+        assert "Crisp's daily request quota is spent" in err
+        assert "progress is kept; run again after" in err
+        assert stopped_after < 60
+        assert after <= 30
+        print(f"\nquota spent: stopped {stopped_after:.1f} s and {after} requests after the "
+              f"first refusal; {err.strip().splitlines()[-1]}")
+        saved = sqlite_count(db)
+        assert saved > 0
+
+        before = fake.stats.requests
+        rerun = run(fake, db)
+        assert rerun.returncode == EXIT_QUOTA, rerun.stderr
+        assert fake.stats.requests - before <= 1
+        print(f"same-day rerun: {fake.stats.requests - before} request(s)")
+
+        fake.set_faults()  # the day's reset
+        final = run(fake, db)
+        assert final.returncode == 0, final.stderr
+        assert_exact_copy(db, fake)
+
+
+def sqlite_count(db: Path) -> int:
+    with SQLiteStore(db) as store:
+        [(count,)] = store._select("SELECT count(*) FROM conversations", ())
+    return int(count)
+
+
+@pytest.mark.parametrize("known", [True, pytest.param(False, marks=pytest.mark.skipif(
+    not SLOW, reason="about 35 s a day: set CRISP_SLOW=1"))])
+def test_a_first_copy_over_several_days_costs_at_most_a_tenth_more(
+    tmp_path: Path, known: bool,
+) -> None:
+    with FakeCrisp(conversations=240, messages=5, seed=14) as fake:
+        unconstrained = run(fake, tmp_path / "once.sqlite3")
+        assert unconstrained.returncode == 0, unconstrained.stderr
+        once = fake.stats.requests
+        fake.reset_stats()
+        quota = once // 3 + 5
+        db = tmp_path / "days.sqlite3"
+        extra = ("--daily-quota", str(quota), "--quota-reserve", "0") if known else ()
+        days, total = 0, 0
+        while True:
+            days += 1
+            assert days <= 6
+            fake.set_faults(daily_quota=quota)  # a new day
+            fake.reset_stats()
+            day = run(fake, db, *extra)
+            total += fake.stats.requests
+            if day.returncode == 0:
+                break
+            assert day.returncode == EXIT_QUOTA, day.stderr
+        assert_exact_copy(db, fake)
+        print(f"\nfirst copy: {days} days, {total} requests, {total / once:.2f}x one "
+              f"unconstrained run ({once})")
+        assert days in (3, 4)
+        assert total <= 1.10 * once

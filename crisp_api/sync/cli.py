@@ -778,8 +778,9 @@ def _follow(
         raise _UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
     leases = _fleet_leases(args, store)
     health = Health()
-    with _client(args, target) as client, ExitStack() as servers:
-        metrics = _metrics(args, client, health)
+    with (_client(args, target) as client, ExitStack() as servers,
+          _own_allowance(args, target, client, store, None) as allowance):
+        metrics = _metrics(args, client, health, allowance)
         website_ids: set[str] = set()  # none until the first run is done (or, in a fleet, held)
         applier = EventApplier(store, website_ids, _profile_reader(client))
 
@@ -791,6 +792,8 @@ def _follow(
                 reports = _sync_all(args, client, store, stopping)
                 website_ids.update(report.website_id for report in reports)
                 applier.website_ids = frozenset(website_ids)  # websites connected since start
+            if allowance is not None:
+                allowance.completed(reports)
             if metrics is not None:
                 metrics.count_quarantined(reports)
             return reports
@@ -806,10 +809,16 @@ def _follow(
         if metrics is not None:
             follower.on_event = metrics.event_applied
         status = (EXIT_OK if leases is not None
-                  else _run(args, target, store, out, stop, given=client))
+                  else _run(args, target, store, out, stop, given=client,
+                            given_allowance=allowance))
         if leases is None:
-            health.first_sync_ended(status == EXIT_OK)
-            if status not in (EXIT_OK, EXIT_INCOMPLETE):
+            if status == EXIT_QUOTA:  # no outage: events go on, reconciliation waits
+                health.ran("first", "quota spent")
+                health.quota_spent_until = (None if allowance is None
+                                            else allowance.spent_until())
+            else:
+                health.first_sync_ended(status == EXIT_OK)
+            if status not in (EXIT_OK, EXIT_INCOMPLETE, EXIT_QUOTA):
                 return status
             website_ids.update(_websites(args, client))
             applier.website_ids = frozenset(website_ids)
@@ -824,14 +833,16 @@ def _follow(
     return EXIT_OK
 
 
-def _metrics(args: argparse.Namespace, client: Crisp, health: Health) -> Metrics | None:
+def _metrics(args: argparse.Namespace, client: Crisp, health: Health,
+             allowance: Allowance | None) -> Metrics | None:
     """The Prometheus metrics of ``--metrics-port``, counting the client's requests from now
-    on (the first run's included); None without the flag."""
+    on (the first run's included) and showing the quota ledger; None without the flag."""
     from crisp_api.sync.monitoring import Metrics  # noqa: PLC0415 - follow mode only
 
     if not args.metrics_port:
         return None
-    metrics = Metrics(client, health, args.health_threshold)
+    metrics = Metrics(client, health, args.health_threshold,
+                      ledger=None if allowance is None else allowance.figures)
     client.use(metrics.layer, before="auth")
     return metrics
 

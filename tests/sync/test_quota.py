@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from crisp_api.sync import SQLiteStore
-from crisp_api.sync.allowance import quota_day
-from crisp_api.testing import FakeCrisp
-from tests.sync.helpers import assert_exact_copy, sync_command
+from crisp_api.sync.allowance import Allowance, quota_day, rate_limit_bucket
+from crisp_api.testing import FakeCrisp, Faults
+from tests.sync.helpers import assert_exact_copy, sync_command, wait_for
+from tests.sync.test_follow import message_content
+from tests.sync.test_follow_degraded import health, is_exact_copy, metric, serving, stop
 
 EXIT_QUOTA = 7
 SLOW = bool(os.environ.get("CRISP_SLOW"))
@@ -168,3 +170,68 @@ def test_a_first_copy_over_several_days_costs_at_most_a_tenth_more(
               f"unconstrained run ({once})")
         assert days in (3, 4)
         assert total <= 1.10 * once
+
+
+@pytest.mark.skipif(not SLOW, reason="about 80 s: set CRISP_SLOW=1")
+def test_follow_mode_under_a_spent_quota_is_degraded_applies_events_and_resumes_by_itself(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "follow.sqlite3"
+    reset_in = 75.0
+    quota_reset = f"{(time.time() + reset_in) % 86400:.0f}"
+    with FakeCrisp(conversations=10, messages=3, seed=15) as fake, serving(
+        fake, db, "--interval", "1", "--quota-reset", quota_reset,
+    ) as (child, port):
+        wait_for(lambda: metric(port, "crisp_socket_connected") == 1.0, 30, "live events")
+        wait_for(lambda: is_exact_copy(db, fake), 15, "the first sync")
+        fake.set_faults(daily_quota=0)  # spent from now on
+        wait_for(lambda: any(p.startswith("quota spent until") for p in health(port)[2]), 60,
+                 "the quota seen spent")
+        status, state, _ = health(port)
+        assert (status, state) == (200, "degraded")
+        assert (metric(port, "crisp_quota_spent_until") or 0) > time.time()
+
+        session = next(iter(fake.ground_truth()))
+        live = fake.add_messages(session, 1, content="live while spent")[0]
+        wait_for(lambda: message_content(db, fake.website_id, session,
+                                         live["fingerprint"]) == "live while spent",
+                 10, "an event applied while the quota is spent")
+        with sqlite3.connect(db) as connection:
+            [(people_id,)] = connection.execute("SELECT people_id FROM people LIMIT 1")
+        connection.close()
+        fake.push_event("people:profile:updated",
+                        {"website_id": fake.website_id, "people_id": people_id})
+        wait_for(lambda: metric(port, "crisp_profiles_deferred") == 1.0, 10,
+                 "the profile read deferred")
+        assert child.poll() is None
+
+        fake.set_faults()  # the day's reset
+        wait_for(lambda: health(port)[:2] == (200, "ok"), reset_in + 30,
+                 "the service to resume by itself after the reset")
+        wait_for(lambda: metric(port, "crisp_profiles_deferred") == 0.0, 10,
+                 "the deferred profile read")
+        wait_for(lambda: is_exact_copy(db, fake), 15, "a reconciliation")
+        stderr = stop(child)
+    assert stderr.count("quota.spent") == 1, stderr
+
+
+def test_the_learnt_rate_is_kept_and_the_next_run_starts_from_it(tmp_path: Path) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=200, messages=2, seed=16,
+                   faults=Faults(bucket_rate=40, bucket_burst=5)) as fake:
+        first = run(fake, db)
+        assert first.returncode == 0, first.stderr
+        with SQLiteStore(db) as store:
+            learnt = store.allowance(fake.identifier).learnt_rate
+            assert learnt is not None
+            assert 5 < learnt < 120
+
+            client = fake.client(cache_ttl=0)
+            fresh = rate_limit_bucket(client).rate()
+            allowance = Allowance(store, client, fake.identifier, daily_quota=None,
+                                  quota_reset=0.0)
+            allowance.open()
+            assert rate_limit_bucket(client).learnt() == pytest.approx(learnt, rel=0.05)
+            assert fresh != pytest.approx(learnt, rel=0.05)  # not where a fresh client starts
+            allowance.close()
+            client.close()

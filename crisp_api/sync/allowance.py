@@ -13,8 +13,10 @@ share it:
   authentication (every attempt that reaches the network) and added to the store in batches
   of `LEDGER_BATCH` and at the end of a run. At the start of the next run the day's count
   seeds the client's own count of a known quota, so a second run the same day knows what was
-  spent. With ``--redis-url`` and a known quota, the Redis bucket counts the fleet's
-  requests itself (that count is the one the client obeys); the ledger adds the record;
+  spent; and after each batch, what every worker sharing the store spent, so that a fleet
+  stays within one known quota. With ``--redis-url`` and a known quota, the Redis bucket
+  counts the fleet's requests itself (that count is the one the client obeys, live); the
+  ledger keeps the record, in the store;
 - the **allowance** (`Allowance`): when Crisp's quota was seen spent (its expected reset) and
   the adaptive rate the last run ended at. A run restores both into the client's rate-limit
   bucket: the rate, so the run starts where the last one ended; the mark, at the time the
@@ -25,6 +27,7 @@ share it:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import threading
@@ -100,6 +103,9 @@ class Ledger:
         self._pending: dict[int, int] = {}
         self._known: dict[int, int] = {}
         """Each day's count as the store last told (every worker's requests included)."""
+        self.on_flush: Callable[[int, int], None] | None = None
+        """Told, after each flush, the requests of the current day it added and the day's
+        count in the store."""
         self.sent = 0
         """Requests this ledger counted (this run's)."""
 
@@ -142,6 +148,8 @@ class Ledger:
                     total = self.store.requests_on(self.credential, day)
                     with self._lock:
                         self._known[day] = total
+                    if day == self.day() and self.on_flush is not None:
+                        self.on_flush(count, total)
             finally:
                 if pending:
                     with self._lock:
@@ -223,6 +231,7 @@ class Allowance:
             bucket.quota = dataclasses.replace(bucket.quota, burst=bucket.quota.spendable)
             if used:
                 bucket.adopt(bucket.quota.period_of(now)[0], used)
+            self.ledger.on_flush = functools.partial(_share_count, bucket)
         restore = getattr(bucket, "restore", None)
         if self._kept.learnt_rate is not None and callable(restore):
             restore(self._kept.learnt_rate)
@@ -288,6 +297,14 @@ class Allowance:
             until_ms, rate if rate is not None else kept.learnt_rate, self.daily_quota,
             self.quota_reset,
         ))
+
+
+def _share_count(bucket: QuotaBucket, flushed: int, total: int) -> None:
+    """After a flush, count in ``bucket`` what every worker sharing the store spent: a fleet
+    on one PostgreSQL database stays within one known quota (to a batch per worker)."""
+    period, _, _ = bucket.pending()
+    bucket.handed_over(period, flushed)
+    bucket.adopt(period, total)
 
 
 def rate_limit_bucket(client: Crisp) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from crisp_api.sync import SQLiteStore
-from crisp_api.sync.allowance import Allowance, quota_day, rate_limit_bucket
+from crisp_api.sync.allowance import LEDGER_BATCH, Allowance, quota_day, rate_limit_bucket
 from crisp_api.testing import FakeCrisp, Faults
 from tests.sync.helpers import assert_exact_copy, sync_command, wait_for
 from tests.sync.test_follow import message_content
@@ -235,3 +235,24 @@ def test_the_learnt_rate_is_kept_and_the_next_run_starts_from_it(tmp_path: Path)
             assert fresh != pytest.approx(learnt, rel=0.05)  # not where a fresh client starts
             allowance.close()
             client.close()
+
+
+def test_two_workers_sharing_a_database_stay_within_one_known_quota(tmp_path: Path) -> None:
+    """Each worker counts what the other spent at every flush of the ledger (every
+    `LEDGER_BATCH` requests): together they overshoot a quota by a batch each at most, where
+    alone each would spend the whole quota."""
+    db = tmp_path / "fleet.sqlite3"
+    quota = 400
+    with FakeCrisp(websites=2, conversations=480, messages=1, seed=17) as fake:
+        children = []
+        for website_id in fake.website_ids:
+            command, env = sync_command(fake, db, "--website-id", website_id, "--workers", "2",
+                                        "--daily-quota", str(quota), "--quota-reserve", "0")
+            children.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True))
+        statuses = [child.wait(timeout=120) for child in children]
+        for child in children:
+            child.communicate()
+        assert statuses == [EXIT_QUOTA, EXIT_QUOTA]
+        assert fake.stats.requests <= quota + 2 * LEDGER_BATCH
+        assert ledger(db, fake) == fake.stats.requests

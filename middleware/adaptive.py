@@ -328,9 +328,9 @@ class AdaptiveBucket:
             self._for_scope().law.restore(self._clock(), rate)
 
     def spent_until(self) -> float | None:
-        with self._lock:
-            scope = self._for_scope()
-        return scope.spent.spent_until()
+        # Read on every call: no lock (a dict read is atomic; a scope not made yet is unmarked).
+        scope = self._scopes.get(None if self._scope is None else self._scope())
+        return None if scope is None else scope.spent.spent_until()
 
     def mark_spent(self, until: float | None) -> None:
         with self._lock:

@@ -389,14 +389,17 @@ class RedisBucket:
                                                               quota.burst)
         self._reserve = link.redis.register_script(RESERVE)
         self._claim = link.redis.register_script(CLAIM)
-        self._spent: tuple[str, float | None] = ("", None)
-        """The spent-quota mark as last seen in Redis: (the mark's key, its time)."""
+        self._spent: tuple[Hashable, float | None] = (_NO_SCOPE, None)
+        """The spent-quota mark as last seen in Redis: (the scope it is of, its time)."""
         self._merge = link.redis.register_script(MERGE)
         self._lock = threading.Lock()
         self._paused_until = 0.0
         self.pauses = 0
         """How many pauses this process asked for."""
         self._hand_over_due = False
+
+    def _scope_now(self) -> Hashable:
+        return None if self._scope is None else self._scope()
 
     def key(self, name: str = "bucket") -> str:
         """The Redis key of the current scope's bucket (``name="spent"``: of its spent-quota
@@ -407,10 +410,10 @@ class RedisBucket:
     def spent_until(self) -> float | None:
         """The spent-quota mark as Redis last told (every reservation reads it), or as the
         local fallback keeps it while Redis is down."""
-        key, until = self._spent
+        scope, until = self._spent
         if not self.link.up:
             return self.fallback.spent_until()
-        return until if key == self.key("spent") else None
+        return until if scope == self._scope_now() else None
 
     def mark_spent(self, until: float | None) -> None:
         """Mark the quota spent until ``until`` for the whole fleet (None: clear); while
@@ -424,7 +427,7 @@ class RedisBucket:
             else:
                 keep = max(until - time.time(), 0.0) + SPENT_KEEP
                 self.link.redis.set(key, repr(float(until)), px=int(keep * 1000))
-            self._spent = (key, until)
+            self._spent = (self._scope_now(), until)
 
         self.link.run(shared, lambda: None)
 
@@ -437,7 +440,7 @@ class RedisBucket:
                                                          repr(float(hold_until)),
                                                          int(keep * 1000)]))
             if claimed:
-                self._spent = (key, hold_until)
+                self._spent = (self._scope_now(), hold_until)
             return claimed
 
         return self.link.run(shared, lambda: self.fallback.claim_probe(seen, hold_until))
@@ -510,7 +513,7 @@ class RedisBucket:
             ],
         )
         outcome, mark, value = bytes(reply[0]), bytes(reply[1]), float(reply[2])
-        self._spent = (spent_key, float(mark) if mark else None)
+        self._spent = (self._scope_now(), float(mark) if mark else None)
         if self._local_quota is not None and outcome != b"later":
             self._local_quota.adopt(int(reply[3]), int(reply[4]))
         if outcome == b"quota":
@@ -556,6 +559,10 @@ class RedisBucket:
     def __repr__(self) -> str:
         quota = "" if self.quota is None else f" quota={self.quota.limit}/{self.quota.period:g}s"
         return f"<RedisBucket rate={self.rate} burst={self.burst}{quota} {self.link!r}>"
+
+
+_NO_SCOPE = object()
+"""The scope of no mark seen yet (any real scope, None included, differs from it)."""
 
 
 def _settings_args(settings: AdaptiveSettings) -> list[float]:

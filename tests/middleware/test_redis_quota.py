@@ -74,7 +74,7 @@ def test_a_quota_must_be_a_positive_whole_number(limit: int) -> None:
 
 def test_a_client_stops_at_its_daily_quota_without_sending() -> None:
     with FakeCrisp(conversations=2, messages=1) as fake:
-        crisp = fake.client(daily_quota=3, cache_ttl=0)
+        crisp = fake.client(daily_quota=3, quota_reserve=0, cache_ttl=0)
         for _ in range(3):
             crisp.website.get_website(fake.website_id)
         with pytest.raises(QuotaExceededError, match="daily_quota_exceeded") as refused:
@@ -87,7 +87,8 @@ def test_a_client_stops_at_its_daily_quota_without_sending() -> None:
 
 def test_the_fleet_shares_one_daily_quota(redis_url: str) -> None:
     with FakeCrisp(conversations=2, messages=1) as fake:
-        first, second = (fake.client(daily_quota=5, redis_url=redis_url, cache_ttl=0)
+        first, second = (fake.client(daily_quota=5, quota_reserve=0, redis_url=redis_url,
+                                     cache_ttl=0)
                          for _ in range(2))
         for crisp in (first, second, first, second, first):
             crisp.website.get_website(fake.website_id)

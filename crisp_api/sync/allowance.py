@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from crisp_api.errors import QuotaSpentError, RateLimitedError, RouteError
 from crisp_api.sync.store import CredentialAllowance, StoreError
 from middleware import Handler, QuotaBucket, RateLimit, Request, Response
 
@@ -75,7 +76,7 @@ class AllowanceStore(Protocol):
 
     def set_allowance(self, credential: str, allowance: CredentialAllowance) -> None: ...
 
-    def set_last_run(self, website_id: str, at_ms: int, credential: str) -> None: ...
+    def set_last_run(self, website_id: str, at_ms: int | None, credential: str) -> None: ...
 
 
 class Ledger:
@@ -255,22 +256,31 @@ class Allowance:
         until = reset_at if kept is None or kept / 1000 <= now else max(reset_at, kept / 1000)
         if server:
             self._spent_until = until
+            self._keep(int(until * 1000), self._kept.learnt_rate)  # now: a cron run may look
         return until
 
     def spent_until(self) -> float | None:
-        """When the quota is expected to reset, while it is known spent; None otherwise."""
-        if self._spent_until is not None:
-            return self._spent_until
+        """When the quota is expected to reset, while it is known spent; None otherwise (a
+        request got through since: the client's mark is cleared)."""
         bucket = rate_limit_bucket(self.client)
         mark = None if bucket is None else bucket.spent_until()
-        return mark if mark is not None and mark > self._clock() else None
+        if mark is None:
+            return None
+        if self._spent_until is not None:
+            return self._spent_until
+        return mark if mark > self._clock() else None
+
+    def began(self, website_id: str) -> None:
+        """Record that ``website_id`` is synced under this credential (``--status`` then shows
+        its ledger, before any run completed)."""
+        self.store.set_last_run(website_id, None, self.credential)
 
     def completed(self, reports: Sequence[SyncReport]) -> None:
         """Record the end of each complete run of a website, and under which credential."""
         at_ms = int(self._clock() * 1000)
         for report in reports:
-            if report.complete:
-                self.store.set_last_run(report.website_id, at_ms, self.credential)
+            self.store.set_last_run(report.website_id, at_ms if report.complete else None,
+                                    self.credential)
 
     def figures(self) -> Figures:
         return Figures(self.ledger.today(), self.daily_quota, self.spent_until())
@@ -286,17 +296,45 @@ class Allowance:
         until_ms = kept.spent_until_ms
         mark = None if bucket is None else bucket.spent_until()
         now = self._clock()
-        if self._spent_until is not None:
+        if mark is not None and self._spent_until is not None:
             until_ms = int(self._spent_until * 1000)
         elif mark is None:
             until_ms = None  # the probe got through (or nothing was ever refused)
         elif mark > now:
             until_ms = int(max(mark * 1000, until_ms or 0))
         # else: a restored mark no request claimed: what was kept stays
+        self._keep(until_ms, rate if rate is not None else kept.learnt_rate)
+
+    def _keep(self, spent_until_ms: int | None, learnt_rate: float | None) -> None:
         self.store.set_allowance(self.credential, CredentialAllowance(
-            until_ms, rate if rate is not None else kept.learnt_rate, self.daily_quota,
-            self.quota_reset,
-        ))
+            spent_until_ms, learnt_rate, self.daily_quota, self.quota_reset))
+
+
+CONFIRM_SECONDS = 90.0
+"""How long `confirm_spent` may take: the quota is judged spent some 30 s after the first
+refusal of a streak (`middleware.spent`), with room for answers that take their time."""
+
+
+def confirm_spent(client: Crisp, probe: Callable[[], object]) -> QuotaSpentError | None:
+    """After a run gave up on refusals (a call out of retries): whether they were Crisp's
+    quota spent. While the client's refusals are still a streak, ``probe`` (a cheap call) is
+    made again, spaced by the client (1, 2, 4, then 8 s apart), until the streak ends (an
+    answer got through: a rate limit, None) or the quota is judged spent (its
+    `QuotaSpentError`), for `CONFIRM_SECONDS` at most: a few requests that tell a spent
+    quota (its own exit status, a mark that spares the next runs) from a passing limit."""
+    watch = next((layer.watch for layer in client.middleware
+                  if isinstance(layer, RateLimit)), None)
+    deadline = time.monotonic() + CONFIRM_SECONDS
+    while watch is not None and watch.streak and time.monotonic() < deadline:
+        try:
+            probe()
+        except QuotaSpentError as exc:
+            return exc
+        except RateLimitedError:
+            continue
+        except RouteError:
+            return None
+    return None
 
 
 def _share_count(bucket: QuotaBucket, flushed: int, total: int) -> None:

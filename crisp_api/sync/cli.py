@@ -32,13 +32,20 @@ from crisp_api.errors import (
     NotFoundError,
     QuotaExceededError,
     QuotaSpentError,
+    RateLimitedError,
     RouteError,
     UnauthorizedError,
 )
 from crisp_api.extras import install_hint, installed
 from crisp_api.pagination import paginate
 from crisp_api.sync import fleet, progress, sharding
-from crisp_api.sync.allowance import Allowance, AllowanceStore, status_ledger, utc
+from crisp_api.sync.allowance import (
+    Allowance,
+    AllowanceStore,
+    confirm_spent,
+    status_ledger,
+    utc,
+)
 from crisp_api.sync.engine import (
     DEFAULT_PEOPLE_INTERVAL,
     StopSignal,
@@ -586,10 +593,13 @@ def _own_allowance(args: argparse.Namespace, target: Target, client: Crisp, stor
             allowance.close()
 
 
-def _quota_spent(exc: QuotaSpentError, allowance: Allowance | None) -> int:
-    """The run met a spent daily quota: say which, that progress is kept and when to run
-    again (the quota's expected reset); `EXIT_QUOTA`."""
+def _quota_spent(exc: QuotaSpentError, allowance: Allowance | None,
+                 website_id: str | None) -> int:
+    """The run (of ``website_id``, if one) met a spent daily quota: say which, that progress
+    is kept and when to run again (the quota's expected reset); `EXIT_QUOTA`."""
     configured = isinstance(exc, QuotaExceededError)
+    if allowance is not None and website_id:
+        allowance.began(website_id)  # --status shows its ledger before a run completed
     until = exc.reset_at if allowance is None else allowance.spent(exc.reset_at,
                                                                    server=not configured)
     figures = None if allowance is None else allowance.figures()
@@ -625,7 +635,7 @@ def _run(
         except (UnauthorizedError, ForbiddenError) as exc:
             return _fail(f"bad credentials or not allowed ({exc})", EXIT_AUTH)
         except QuotaSpentError as exc:
-            return _quota_spent(exc, allowance)
+            return _quota_spent(exc, allowance, args.website_id)
         except NotFoundError as exc:
             return _fail(
                 f"not found at {client.get_rest_host()}{client.get_rest_base_path()} ({exc}): "
@@ -636,6 +646,10 @@ def _run(
         except NetworkError as exc:
             return _fail(f"cannot reach {client.get_rest_host()} ({exc})", EXIT_UNREACHABLE)
         except RouteError as exc:
+            refused = isinstance(exc, RateLimitedError)
+            spent = _spent_after_refusals(args, client) if refused else None
+            if spent is not None:
+                return _quota_spent(spent, allowance, args.website_id)
             return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
         except Exception as exc:  # anything else (an odd row, a bug): one line, checkpoint kept
             return _fail(f"sync failed ({describe(exc)}); rerun to finish", EXIT_INCOMPLETE)
@@ -646,6 +660,10 @@ def _run(
             ledger = allowance.figures()
         outcome("sync.summary", summary(reports, counts, elapsed, ledger), stream=out,
                 **summary_fields(reports, counts, elapsed, ledger))
+        if not all(r.complete for r in reports) and stop.signal_name is None:
+            spent = _spent_after_refusals(args, client)  # were the failures a spent quota?
+            if spent is not None:
+                return _quota_spent(spent, allowance, args.website_id)
     failures = [r.store_error for r in reports if r.store_error is not None]
     if any(failure.permanent for failure in failures):
         return _store_failed(next(f for f in failures if f.permanent))
@@ -655,6 +673,15 @@ def _run(
         return _fail("some conversations could not be synced (listed above); rerun to finish",
                      EXIT_INCOMPLETE)
     return EXIT_OK
+
+
+def _spent_after_refusals(args: argparse.Namespace, client: Crisp) -> QuotaSpentError | None:
+    """A run ended by refusals (a call out of retries): were they Crisp's quota spent?
+    Asked with the website's operators, a call of one request (`confirm_spent`)."""
+    if not args.website_id:
+        return None
+    return confirm_spent(client, partial(client.website.list_website_operators,
+                                         args.website_id, use_cache=False))
 
 
 @contextmanager
@@ -789,7 +816,13 @@ def _follow(
                 reports = _reconcile_share(args, client, store, fleet.Share(leases), applier,
                                            stop=stopping)
             else:
-                reports = _sync_all(args, client, store, stopping)
+                try:
+                    reports = _sync_all(args, client, store, stopping)
+                except QuotaSpentError as exc:  # kept for the next run; the follower waits
+                    if allowance is not None:
+                        allowance.spent(exc.reset_at,
+                                        server=not isinstance(exc, QuotaExceededError))
+                    raise
                 website_ids.update(report.website_id for report in reports)
                 applier.website_ids = frozenset(website_ids)  # websites connected since start
             if allowance is not None:

@@ -365,14 +365,16 @@ class SqlAllowance:
             (credential, *values),
         )])
 
-    def set_last_run(self, website_id: str, at_ms: int, credential: str) -> None:
-        """Record that a complete run of ``website_id`` ended at ``at_ms`` (epoch ms), its
-        requests spent under ``credential``."""
+    def set_last_run(self, website_id: str, at_ms: int | None, credential: str) -> None:
+        """Record that a complete run of ``website_id`` ended at ``at_ms`` (epoch ms; None:
+        a run began, the last complete one stays), its requests spent under
+        ``credential``."""
         mark = self._MARK
         self._write([(
             f"INSERT INTO sync_state (website_id, last_run_ms, credential) "  # noqa: S608 - fixed text
             f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (website_id) DO UPDATE SET "
-            "last_run_ms = excluded.last_run_ms, credential = excluded.credential",
+            "last_run_ms = COALESCE(excluded.last_run_ms, sync_state.last_run_ms), "
+            "credential = excluded.credential",
             (website_id, at_ms, credential),
         )])
 

@@ -115,6 +115,11 @@ def test_a_spent_quota_stops_the_run_and_a_same_day_rerun_sends_one_probe(
         assert rerun.returncode == EXIT_QUOTA, rerun.stderr
         assert fake.stats.requests - before <= 1
         print(f"same-day rerun: {fake.stats.requests - before} request(s)")
+        command, env = sync_command(fake, db, "--status")
+        status = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
+                                check=True)
+        reset = err.strip().splitlines()[-1].rsplit("run again after ", 1)[1]
+        assert reset in status.stdout.splitlines()[1]  # spent until T, read from the store
 
         fake.set_faults()  # the day's reset
         final = run(fake, db)
@@ -145,7 +150,7 @@ def test_a_first_copy_over_several_days_costs_at_most_a_tenth_more(
 ) -> None:
     # Unknown, each day's quota is found spent after some ten refusals: a bigger website
     # makes them the small share they are for a real one (5,000 requests a day).
-    with FakeCrisp(conversations=240 if known else 600, messages=5, seed=14) as fake:
+    with FakeCrisp(conversations=240 if known else 1000, messages=5, seed=14) as fake:
         unconstrained = run(fake, tmp_path / "once.sqlite3")
         assert unconstrained.returncode == 0, unconstrained.stderr
         once = fake.stats.requests

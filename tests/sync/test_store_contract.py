@@ -350,3 +350,6 @@ def test_the_allowance_and_the_last_complete_run_are_kept(store: Store) -> None:
     [status] = [s for s in store.statuses() if s.website_id == WEBSITE]  # type: ignore[attr-defined]
     assert (status.checkpoint_ms, status.last_run_ms, status.credential) == (
         5_000, 6_000, "kept-token")
+    store.set_last_run(WEBSITE, None, "new-token")  # type: ignore[attr-defined]
+    [status] = [s for s in store.statuses() if s.website_id == WEBSITE]  # type: ignore[attr-defined]
+    assert (status.last_run_ms, status.credential) == (6_000, "new-token")

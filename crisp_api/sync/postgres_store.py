@@ -125,14 +125,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
     ),
     (
-        "ALTER TABLE sync_state ADD COLUMN last_run_ms BIGINT, ADD COLUMN credential TEXT",
-        """CREATE TABLE quota_ledger (
+        # IF NOT EXISTS: the additions of this version only, nothing else touched
+        "ALTER TABLE sync_state ADD COLUMN IF NOT EXISTS last_run_ms BIGINT, "
+        "ADD COLUMN IF NOT EXISTS credential TEXT",
+        """CREATE TABLE IF NOT EXISTS quota_ledger (
             credential TEXT NOT NULL,
             day INTEGER NOT NULL,
             requests BIGINT NOT NULL,
             PRIMARY KEY (credential, day)
         )""",
-        """CREATE TABLE allowance (
+        """CREATE TABLE IF NOT EXISTS allowance (
             credential TEXT PRIMARY KEY,
             spent_until_ms BIGINT,
             learnt_rate DOUBLE PRECISION,

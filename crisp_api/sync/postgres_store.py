@@ -125,7 +125,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
     ),
     (
-        # IF NOT EXISTS: the additions of this version only, nothing else touched
+        # IF NOT EXISTS: applied again over a database that has them, it changes nothing
         "ALTER TABLE sync_state ADD COLUMN IF NOT EXISTS last_run_ms BIGINT, "
         "ADD COLUMN IF NOT EXISTS credential TEXT",
         """CREATE TABLE IF NOT EXISTS quota_ledger (

@@ -18,6 +18,7 @@ from benchmarks import (
     machine,
     memory,
     plot,
+    quota_days,
     rate_limit,
     report,
     soak,
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--spent-quota", type=int,
                        help="rate limit: a daily quota that runs out, requests (0 leaves "
                        "it out)")
+    sizes.add_argument("--quota-days-conversations", type=int,
+                       help="rate limit: conversations crisp-sync copies over several days "
+                       "of a daily quota (0 leaves it out)")
     sizes.add_argument("--memory-requests", type=int, help="memory: requests in the client")
     sizes.add_argument("--follow-conversations", type=int,
                        help="follow: conversations in the fake")
@@ -161,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.changing_limit = rate_limit.changing(config)
         results.retry_after = rate_limit.retry_after(config)
         results.quota_spent = rate_limit.quota_spent(config)
+        results.quota_days = quota_days.run(config)
     if "memory" in config.sections:
         results.memory = memory.run(config)
     if "follow" in config.sections:

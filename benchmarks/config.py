@@ -33,7 +33,9 @@ class Config:
     # then by a default one), then a limit the client is not told that changes: each of
     # `changing_rates` for `changing_seconds`; `retry_after_calls` calls against incidental
     # 429s with Retry-After, then against a real limit of `retry_after_limit`/s; a daily
-    # quota of `spent_quota` requests that runs out (0 leaves either out).
+    # quota of `spent_quota` requests that runs out (0 leaves either out); crisp-sync copying a
+    # website of `quota_days_conversations` at a daily quota of a third of what it needs
+    # (`benchmarks.quota_days`; 0 leaves it out).
     rate: float
     rate_burst: int
     rate_workers: int
@@ -44,6 +46,7 @@ class Config:
     retry_after_calls: int
     retry_after_limit: float
     spent_quota: int
+    quota_days_conversations: int
     # 4. Memory.
     memory_requests: int
     # 5. Follow mode (crisp-sync --follow): event-to-store latency of messages added at
@@ -118,6 +121,7 @@ FULL = Config(
     retry_after_calls=1000,
     retry_after_limit=50.0,
     spent_quota=300,
+    quota_days_conversations=300,
     memory_requests=1_000_000,
     follow_conversations=50,
     follow_rate=200.0,

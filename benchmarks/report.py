@@ -10,6 +10,7 @@ from benchmarks.cpu import CpuResult
 from benchmarks.fleet import FleetResult, FleetRun, SpeedUp, Takeover
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
+from benchmarks.quota_days import QuotaDays
 from benchmarks.rate_limit import (
     ADAPTIVE,
     CONFIGURED,
@@ -40,6 +41,8 @@ def render(results: Results, checks: Sequence[Check]) -> str:
             parts.append(_retry_after(results.retry_after))
         if results.quota_spent is not None:
             parts.append(_spent(results.quota_spent))
+        if results.quota_days is not None:
+            parts.append(_quota_days(results.quota_days))
     if results.memory is not None:
         parts.append(_memory(results.memory))
     if results.follow is not None:
@@ -256,6 +259,24 @@ def _spent(run: SpentRun) -> str:
               [[f"{run.quota:,}", str(run.sent_after_spent), f"{run.seconds_to_stop:.1f}",
                 f"{run.stopped_by_quota_error} of {run.threads}", run.reset_at,
                 str(run.later_call_sent)]]),
+    ])
+
+
+def _quota_days(run: QuotaDays) -> str:
+    return "\n\n".join([
+        "### crisp-sync under a daily quota",
+        f"A first copy of a website of {run.conversations:,} conversations by crisp-sync, run "
+        f"once a day, told a daily quota of {run.quota:,} requests (a third of what one "
+        "unconstrained run sends), against a fake that refuses everything with a plain 429 "
+        "once it is spent. Then a run not told the quota (it finds it spent from the "
+        "refusals, and exits 7), and a rerun the same day.",
+        table(["unconstrained run", "days", "requests over the days", "vs unconstrained",
+               "copy exact", "sent after the quota was spent", "stopped after, s",
+               "exit status", "same-day rerun sent", "its exit status"],
+              [[f"{run.unconstrained_requests:,}", str(run.days), f"{run.total_requests:,}",
+                f"{run.ratio:.2f}x", "yes" if run.exact else "NO", str(run.sent_after_spent),
+                f"{run.seconds_to_stop:.1f}", str(run.stop_status), str(run.rerun_requests),
+                str(run.rerun_status)]]),
     ])
 
 

@@ -13,6 +13,7 @@ from benchmarks.cpu import CpuResult
 from benchmarks.fleet import FleetResult, redact
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
+from benchmarks.quota_days import QuotaDays
 from benchmarks.rate_limit import ChangingLimit, RateRun, RetryAfterRun, SpentRun
 from benchmarks.soak import SoakResult
 from benchmarks.throughput import SyncResult
@@ -33,6 +34,7 @@ class Results:
     changing_limit: ChangingLimit | None = None
     retry_after: list[RetryAfterRun] = field(default_factory=list)
     quota_spent: SpentRun | None = None
+    quota_days: QuotaDays | None = None
     memory: MemoryResult | None = None
     follow: FollowResult | None = None
     fleet: FleetResult | None = None

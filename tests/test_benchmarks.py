@@ -21,7 +21,7 @@ TINY = [
     "--sync-conversations", "120", "--sync-workers", "1,16", "--sync-latencies", "0,50",
     "--sync-seconds", "0.5", "--rate", "100", "--rate-conversations", "20",
     "--default-conversations", "20", "--changing-seconds", "2", "--retry-after-calls", "40",
-    "--spent-quota", "0", "--memory-requests", "2000",
+    "--spent-quota", "0", "--quota-days-conversations", "0", "--memory-requests", "2000",
     "--follow-conversations", "10", "--follow-seconds", "0.5", "--drop-seconds", "1",
     "--drop-every", "0.5", "--drop-interval", "1", "--quiet-seconds", "1",
     "--quiet-interval", "1", "--repair-touched", "1", "--repair-interval", "1",

@@ -30,12 +30,22 @@ from crisp_api.errors import (
     ForbiddenError,
     NetworkError,
     NotFoundError,
+    QuotaExceededError,
+    QuotaSpentError,
+    RateLimitedError,
     RouteError,
     UnauthorizedError,
 )
 from crisp_api.extras import install_hint, installed
 from crisp_api.pagination import paginate
 from crisp_api.sync import fleet, progress, sharding
+from crisp_api.sync.allowance import (
+    Allowance,
+    AllowanceStore,
+    confirm_spent,
+    status_ledger,
+    utc,
+)
 from crisp_api.sync.engine import (
     DEFAULT_PEOPLE_INTERVAL,
     StopSignal,
@@ -67,7 +77,7 @@ if TYPE_CHECKING:
     from crisp_api.sync.postgres_store import PostgresStore
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
-EXIT_STORE, EXIT_LOCKED, EXIT_INTERRUPTED = 5, 6, 130
+EXIT_STORE, EXIT_LOCKED, EXIT_QUOTA, EXIT_INTERRUPTED = 5, 6, 7, 130
 EXIT_CODES = {
     EXIT_OK: "the copy is complete",
     EXIT_INCOMPLETE: "something is left to do (a conversation or the network failed): rerun",
@@ -77,6 +87,8 @@ EXIT_CODES = {
     EXIT_STORE: "the database cannot be used (read-only, disk full, not a database; "
     "PostgreSQL: credentials refused or no such database)",
     EXIT_LOCKED: "another run is syncing the same website into the same database",
+    EXIT_QUOTA: "Crisp's daily request quota is spent: progress is kept; run again after the "
+    "time given (the next reset)",
     EXIT_INTERRUPTED: "interrupted (SIGTERM, SIGINT or SIGHUP); committed work is kept",
 }
 """What each exit status means (listed by ``--help``)."""
@@ -84,6 +96,7 @@ DB_ENV = "CRISP_SYNC_DB"
 DEFAULT_DB = "crisp.sqlite3"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 HOOKS_SECRET_ENV = "CRISP_HOOKS_SECRET"  # noqa: S105 - the name of a variable, not a secret
+DAILY_QUOTA_ENV = "CRISP_DAILY_QUOTA"
 ENVIRONMENT = {
     "CRISP_IDENTIFIER": "token identifier (required)",
     "CRISP_KEY": "token key (required)",
@@ -91,6 +104,7 @@ ENVIRONMENT = {
     "CRISP_REST_HOST": "API host, if not --rest-host",
     defaults.REDIS_URL_ENV: "Redis URL, if not --redis-url",
     DB_ENV: "the database (file or PostgreSQL URL), if not --db",
+    DAILY_QUOTA_ENV: "the token's daily request quota, if not --daily-quota",
     HOOKS_SECRET_ENV: "web hooks secret (with --hooks-port)",
 }
 """The environment variables read (listed by ``--help``)."""
@@ -161,6 +175,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RATE",
         help="requests per second of our own, or 'adaptive' (the default): a rate learnt "
         "from Crisp's 429/420 answers",
+    )
+    quota = parser.add_argument_group(
+        "daily quota (a plugin token's: 5,000 requests a day unless raised for the plugin)"
+    )
+    quota.add_argument(
+        "--daily-quota",
+        type=_positive_int,
+        metavar="N",
+        help=f"requests the token may send per day (default ${DAILY_QUOTA_ENV}, else "
+        "unknown: the quota is then known spent from Crisp's refusals)",
+    )
+    quota.add_argument(
+        "--quota-reserve",
+        type=_share,
+        default=defaults.QUOTA_RESERVE,
+        metavar="SHARE",
+        help="with a known quota: the share never spent by a run, kept for live work and the "
+        "token's other users (e.g. 10%% or 0.1; default 10%%)",
+    )
+    quota.add_argument(
+        "--quota-reset",
+        type=_duration,
+        default=defaults.QUOTA_RESET,
+        metavar="DURATION",
+        help="when the quota resets, after UTC midnight (e.g. 6h; default 0: midnight UTC, "
+        "assumed since Crisp does not document it)",
     )
     parser.add_argument(
         "--people-interval",
@@ -351,6 +391,13 @@ def _check(args: argparse.Namespace) -> None:
                 raise _UsageError(f"{flag} goes with --follow")
     if args.follow and not args.interval > 0:
         raise _UsageError("--interval must be longer than 0 with --follow")
+    if args.daily_quota is None and os.environ.get(DAILY_QUOTA_ENV):
+        try:
+            args.daily_quota = _positive_int(os.environ[DAILY_QUOTA_ENV])
+        except argparse.ArgumentTypeError as exc:
+            raise _UsageError(f"${DAILY_QUOTA_ENV}: {exc}") from None
+    if not args.quota_reset < 86400:
+        raise _UsageError(f"--quota-reset must be less than a day, got {args.quota_reset:g}s")
     if args.demo:
         ignored = [flag for flag, given in (
             ("--website-id", args.website_id), ("--all-websites", args.all_websites),
@@ -388,6 +435,30 @@ def _rate_limit(value: str) -> float | str:
             f"must be {defaults.ADAPTIVE!r} or a positive number of requests/s, got {value!r}"
         )
     return rate
+
+
+def _positive_int(text: str) -> int:
+    """A whole number of at least 1 (argparse type)."""
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _share(text: str) -> float:
+    """A share from 0 to below 1, as ``10%`` or ``0.1`` (argparse type)."""
+    value = text.strip()
+    try:
+        share = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        share = math.nan
+    if not 0 <= share < 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to below 1 (e.g. 10%), "
+                                         f"got {text!r}")
+    return share
 
 
 def _target_from_environment(args: argparse.Namespace) -> Target:
@@ -454,6 +525,9 @@ def _client(args: argparse.Namespace, target: Target) -> Crisp:
         "pool_size": max(defaults.POOL_SIZE, args.workers),
         "rate_limit": args.rate_limit,
         "logger": getattr(args, "logger", None),
+        "daily_quota": args.daily_quota,
+        "quota_reserve": args.quota_reserve,
+        "quota_reset": args.quota_reset,
     }
     if args.redis_url:
         options["redis_url"] = args.redis_url
@@ -469,30 +543,83 @@ def _client(args: argparse.Namespace, target: Target) -> Crisp:
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:
-    """``--status``: what the database holds of each website, read without a request."""
+    """``--status``: what the database holds of each website (and the ledger of the
+    credential its last complete run used), read without a request."""
     _choose_database(args)
-    if _is_postgres(args.db):
-        with _postgres_store(args) as store:
-            statuses = store.statuses()
-    else:
-        path = Path(args.db)
-        if not path.exists():  # opening it would create it
-            raise _UsageError(f"no database at {path} (give --db or ${DB_ENV})")
-        with SQLiteStore(path) as sqlite:
-            statuses = sqlite.statuses()
-    print(status_table(statuses), file=out)
+    with ExitStack() as stack:
+        store: SQLiteStore | PostgresStore
+        if _is_postgres(args.db):
+            store = stack.enter_context(_postgres_store(args))
+        else:
+            path = Path(args.db)
+            if not path.exists():  # opening it would create it
+                raise _UsageError(f"no database at {path} (give --db or ${DB_ENV})")
+            store = stack.enter_context(SQLiteStore(path))
+        now = time.time()
+        rows = [
+            (status, None if status.credential is None
+             else status_ledger(store, status.credential, now))
+            for status in store.statuses()
+        ]
+    print(status_table(rows), file=out)
     return EXIT_OK
+
+
+def _allowance(args: argparse.Namespace, target: Target, client: Crisp, store: Store
+               ) -> Allowance | None:
+    """The credential's allowance, opened (`crisp_api.sync.allowance`); None for a store
+    that keeps none (one of the user's own)."""
+    if not isinstance(store, AllowanceStore):
+        return None
+    allowance = Allowance(store, client, target.identifier, daily_quota=args.daily_quota,
+                          quota_reset=args.quota_reset)
+    allowance.open()
+    return allowance
+
+
+@contextmanager
+def _own_allowance(args: argparse.Namespace, target: Target, client: Crisp, store: Store,
+                   given: Allowance | None) -> Iterator[Allowance | None]:
+    """``given``, left open; else the client's allowance for the block, closed after it
+    (what was counted and learnt kept)."""
+    if given is not None:
+        yield given
+        return
+    allowance = _allowance(args, target, client, store)
+    try:
+        yield allowance
+    finally:
+        if allowance is not None:
+            allowance.close()
+
+
+def _quota_spent(exc: QuotaSpentError, allowance: Allowance | None,
+                 website_id: str | None) -> int:
+    """The run (of ``website_id``, if one) met a spent daily quota: say which, that progress
+    is kept and when to run again (the quota's expected reset); `EXIT_QUOTA`."""
+    configured = isinstance(exc, QuotaExceededError)
+    if allowance is not None and website_id:
+        allowance.began(website_id)  # --status shows its ledger before a run completed
+    until = exc.reset_at if allowance is None else allowance.spent(exc.reset_at,
+                                                                   server=not configured)
+    figures = None if allowance is None else allowance.figures()
+    which = ("the configured daily quota (--daily-quota, less --quota-reserve)" if configured
+             else "Crisp's daily request quota")
+    spent = "" if figures is None else f" ({figures.line().split(';')[0]})"
+    return _fail(f"{which} is spent{spent}: progress is kept; run again after {utc(until)}",
+                 EXIT_QUOTA, quota_reset_at=utc(until))
 
 
 def _run(
     args: argparse.Namespace, target: Target, store: Store, out: TextIO, stop: Stop, *,
-    given: Crisp | None = None,
+    given: Crisp | None = None, given_allowance: Allowance | None = None,
 ) -> int:
-    """Sync every chosen website once (through the ``given`` client, if any) and give the
-    summary; returns the exit status (`EXIT_INTERRUPTED`, unsaid, when a signal stopped it:
-    see `main`)."""
+    """Sync every chosen website once (through the ``given`` client and its allowance,
+    if any) and give the summary; returns the exit status (`EXIT_INTERRUPTED`, unsaid, when
+    a signal stopped it: see `main`)."""
     counter = RequestCounter()
-    with _own_client(args, target, given) as client:
+    with (_own_client(args, target, given) as client,
+          _own_allowance(args, target, client, store, given_allowance) as allowance):
         install(counter, client)
         started = time.monotonic()
         reports: list[SyncReport] = []
@@ -507,6 +634,8 @@ def _run(
             return _store_failed(exc)
         except (UnauthorizedError, ForbiddenError) as exc:
             return _fail(f"bad credentials or not allowed ({exc})", EXIT_AUTH)
+        except QuotaSpentError as exc:
+            return _quota_spent(exc, allowance, args.website_id)
         except NotFoundError as exc:
             return _fail(
                 f"not found at {client.get_rest_host()}{client.get_rest_base_path()} ({exc}): "
@@ -517,12 +646,24 @@ def _run(
         except NetworkError as exc:
             return _fail(f"cannot reach {client.get_rest_host()} ({exc})", EXIT_UNREACHABLE)
         except RouteError as exc:
+            refused = isinstance(exc, RateLimitedError)
+            spent = _spent_after_refusals(args, client) if refused else None
+            if spent is not None:
+                return _quota_spent(spent, allowance, args.website_id)
             return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
         except Exception as exc:  # anything else (an odd row, a bug): one line, checkpoint kept
             return _fail(f"sync failed ({describe(exc)}); rerun to finish", EXIT_INCOMPLETE)
         elapsed, counts = time.monotonic() - started, counter.snapshot()
-        outcome("sync.summary", summary(reports, counts, elapsed), stream=out,
-                **summary_fields(reports, counts, elapsed))
+        ledger = None
+        if allowance is not None:
+            allowance.completed(reports)
+            ledger = allowance.figures()
+        outcome("sync.summary", summary(reports, counts, elapsed, ledger), stream=out,
+                **summary_fields(reports, counts, elapsed, ledger))
+        if not all(r.complete for r in reports) and stop.signal_name is None:
+            spent = _spent_after_refusals(args, client)  # were the failures a spent quota?
+            if spent is not None:
+                return _quota_spent(spent, allowance, args.website_id)
     failures = [r.store_error for r in reports if r.store_error is not None]
     if any(failure.permanent for failure in failures):
         return _store_failed(next(f for f in failures if f.permanent))
@@ -532,6 +673,15 @@ def _run(
         return _fail("some conversations could not be synced (listed above); rerun to finish",
                      EXIT_INCOMPLETE)
     return EXIT_OK
+
+
+def _spent_after_refusals(args: argparse.Namespace, client: Crisp) -> QuotaSpentError | None:
+    """A run ended by refusals (a call out of retries): were they Crisp's quota spent?
+    Asked with the website's operators, a call of one request (`confirm_spent`)."""
+    if not args.website_id:
+        return None
+    return confirm_spent(client, partial(client.website.list_website_operators,
+                                         args.website_id, use_cache=False))
 
 
 @contextmanager
@@ -655,8 +805,9 @@ def _follow(
         raise _UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
     leases = _fleet_leases(args, store)
     health = Health()
-    with _client(args, target) as client, ExitStack() as servers:
-        metrics = _metrics(args, client, health)
+    with (_client(args, target) as client, ExitStack() as servers,
+          _own_allowance(args, target, client, store, None) as allowance):
+        metrics = _metrics(args, client, health, allowance)
         website_ids: set[str] = set()  # none until the first run is done (or, in a fleet, held)
         applier = EventApplier(store, website_ids, _profile_reader(client))
 
@@ -665,9 +816,17 @@ def _follow(
                 reports = _reconcile_share(args, client, store, fleet.Share(leases), applier,
                                            stop=stopping)
             else:
-                reports = _sync_all(args, client, store, stopping)
+                try:
+                    reports = _sync_all(args, client, store, stopping)
+                except QuotaSpentError as exc:  # kept for the next run; the follower waits
+                    if allowance is not None:
+                        allowance.spent(exc.reset_at,
+                                        server=not isinstance(exc, QuotaExceededError))
+                    raise
                 website_ids.update(report.website_id for report in reports)
                 applier.website_ids = frozenset(website_ids)  # websites connected since start
+            if allowance is not None:
+                allowance.completed(reports)
             if metrics is not None:
                 metrics.count_quarantined(reports)
             return reports
@@ -683,10 +842,16 @@ def _follow(
         if metrics is not None:
             follower.on_event = metrics.event_applied
         status = (EXIT_OK if leases is not None
-                  else _run(args, target, store, out, stop, given=client))
+                  else _run(args, target, store, out, stop, given=client,
+                            given_allowance=allowance))
         if leases is None:
-            health.first_sync_ended(status == EXIT_OK)
-            if status not in (EXIT_OK, EXIT_INCOMPLETE):
+            if status == EXIT_QUOTA:  # no outage: events go on, reconciliation waits
+                health.ran("first", "quota spent")
+                health.quota_spent_until = (None if allowance is None
+                                            else allowance.spent_until())
+            else:
+                health.first_sync_ended(status == EXIT_OK)
+            if status not in (EXIT_OK, EXIT_INCOMPLETE, EXIT_QUOTA):
                 return status
             website_ids.update(_websites(args, client))
             applier.website_ids = frozenset(website_ids)
@@ -701,14 +866,16 @@ def _follow(
     return EXIT_OK
 
 
-def _metrics(args: argparse.Namespace, client: Crisp, health: Health) -> Metrics | None:
+def _metrics(args: argparse.Namespace, client: Crisp, health: Health,
+             allowance: Allowance | None) -> Metrics | None:
     """The Prometheus metrics of ``--metrics-port``, counting the client's requests from now
-    on (the first run's included); None without the flag."""
+    on (the first run's included) and showing the quota ledger; None without the flag."""
     from crisp_api.sync.monitoring import Metrics  # noqa: PLC0415 - follow mode only
 
     if not args.metrics_port:
         return None
-    metrics = Metrics(client, health, args.health_threshold)
+    metrics = Metrics(client, health, args.health_threshold,
+                      ledger=None if allowance is None else allowance.figures)
     client.use(metrics.layer, before="auth")
     return metrics
 

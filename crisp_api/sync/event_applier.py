@@ -12,16 +12,19 @@ was sent meanwhile. The periodic incremental run (the reconciliation) covers tha
 store keeps a message stored from an event from counting as read by a sync
 (`Store.save_message`), so a reconciliation still walks back to what the events missed.
 People profiles are read again through the REST API on ``people:profile:*`` events, since an
-update event need not carry the whole profile.
+update event need not carry the whole profile. While Crisp's daily quota is spent those reads
+cannot be made: the profiles wait in a bounded queue (`DeferredProfiles`) until it resets.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
 
+from crisp_api.errors import QuotaSpentError
 from crisp_api.events import EVENTS
 from crisp_api.sync.store import Changes, Store
 
@@ -33,6 +36,56 @@ _SESSION_FIELDS = {"session:set_state": "state", "session:set_segments": "segmen
 
 Profile = Callable[[str, str], Mapping[str, Any] | None]
 """Reads a people profile (website id, people id) through the REST API; None if it is gone."""
+MAX_DEFERRED_PROFILES = 10_000
+"""Profile reads waiting for Crisp's daily quota to reset at most; more are not queued
+(counted and logged: the next full people listing reads them, see ``--people-interval``)."""
+
+logger = logging.getLogger(__name__)
+
+
+class DeferredProfiles:
+    """People profiles that events asked to read while Crisp's daily quota was spent, each
+    once (by website and people id), oldest first, at most ``bound``; thread-safe.
+    ``overflowed`` counts those not queued because it was full."""
+
+    def __init__(self, bound: int = MAX_DEFERRED_PROFILES) -> None:
+        self.bound = bound
+        self._lock = threading.Lock()
+        self._queue: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.overflowed = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, website_id: str, people_id: str) -> None:
+        key = (website_id, people_id)
+        with self._lock:
+            if key in self._queue:
+                return
+            if len(self._queue) >= self.bound:
+                self.overflowed += 1
+                first = self.overflowed == 1
+            else:
+                self._queue[key] = None
+                return
+        if first or self.overflowed % 1000 == 0:
+            logger.warning("%d profile read(s) not queued while the quota is spent (the "
+                           "queue holds %d): the next full people listing reads them",
+                           self.overflowed, self.bound)
+
+    def read_all(self, applier: EventApplier) -> int:
+        """Read and save every queued profile, oldest first; the number read. Raises
+        `QuotaSpentError` if the quota is spent again (what is left stays queued)."""
+        done = 0
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return done
+                website_id, people_id = next(iter(self._queue))
+            applier.refresh_profile(website_id, people_id)
+            with self._lock:
+                self._queue.pop((website_id, people_id), None)
+            done += 1
 
 
 class Target(NamedTuple):
@@ -61,6 +114,7 @@ class EventApplier:
         self.store = store
         self.website_ids = None if website_ids is None else frozenset(website_ids)
         self.profile = profile
+        self.deferred = DeferredProfiles()
         self.applied: Counter[str] = Counter()
         self.ignored = 0
         self.invalid = 0
@@ -111,10 +165,11 @@ class EventApplier:
             people_id = self._text(name, data, "people_id")
             if name == "people:profile:removed":
                 return store.remove_person(website_id, people_id)
-            profile = self.profile(website_id, people_id)
-            if profile is None:  # gone again before we read it
-                return store.remove_person(website_id, people_id)
-            return store.save_people(website_id, [{**profile, "people_id": people_id}])
+            try:
+                return self.refresh_profile(website_id, people_id)
+            except QuotaSpentError:
+                self.deferred.add(website_id, people_id)
+                return Changes()
         session_id = self._text(name, data, "session_id")
         if name in MESSAGE_EVENTS:
             self._integer(name, data, "fingerprint")
@@ -134,6 +189,13 @@ class EventApplier:
         if field not in data:
             raise self._invalid(f"{name}: no {field}")
         return store.update_conversation(website_id, session_id, {field: data[field]})
+
+    def refresh_profile(self, website_id: str, people_id: str) -> Changes:
+        """Read a people profile through the REST API and store it (remove it if gone)."""
+        profile = self.profile(website_id, people_id)
+        if profile is None:  # gone again before we read it
+            return self.store.remove_person(website_id, people_id)
+        return self.store.save_people(website_id, [{**profile, "people_id": people_id}])
 
     def _ignore(self) -> None:
         with self._lock:

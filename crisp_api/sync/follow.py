@@ -16,8 +16,13 @@
 
 Without live events (RTM discovery failing, the socket down, the ``events`` extra missing)
 the service goes on with its reconciliations: it is degraded, not dead, and the stream keeps
-retrying in the background. `Health` is what the operator sees (``/healthz``, the metrics).
-Only refused credentials and a store that cannot be written end the run (`Fatal`).
+retrying in the background. Crisp's daily quota spent is no outage either: events are still
+applied (they cost no request), the profile reads they ask for wait in a bounded queue
+(`crisp_api.sync.event_applier.DeferredProfiles`), reconciliation and rechecks pause until
+the quota's expected reset, and everything resumes by itself after it; the service is
+degraded meanwhile ("quota spent until T"). `Health` is what the operator sees
+(``/healthz``, the metrics). Only refused credentials and a store that cannot be written
+end the run (`Fatal`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crisp_api.errors import QuotaSpentError
+from crisp_api.sync.allowance import utc
 from crisp_api.sync.engine import StopSignal, SyncReport, describe
 from crisp_api.sync.event_applier import EventApplier, InvalidEventError
 from crisp_api.sync.event_retry import PendingEvents
@@ -117,6 +124,11 @@ class Health:
         self.events_dropped = 0
         self.touched = 0
         self.recheck_calls = 0
+        self.profiles_deferred = 0
+        self.profiles_not_deferred = 0
+        self.quota_spent_until: float | None = None
+        """When Crisp's daily quota is expected to reset, while it is spent (epoch seconds):
+        the service is degraded, not failing, meanwhile."""
         self._failing: dict[str, tuple[float, str]] = {}
 
     def fail(self, what: str, reason: str) -> bool:
@@ -156,11 +168,14 @@ class Health:
         with self._lock:
             failing = sorted(self._failing.items(), key=lambda item: item[1][0])
             initial, live, off = self.initial_sync, self.live_events, self.events_off_reason
+            spent = self.quota_spent_until
         long = [f"{what} has failed for {now - since:.0f} s ({reason})"
                 for what, (since, reason) in failing if now - since > threshold]
         short = [f"{what} has been failing for {now - since:.0f} s ({reason})"
                  for what, (since, reason) in failing if now - since <= threshold]
         reasons = [*long, *([] if live else [f"live events off: {off}"]), *short]
+        if spent is not None:
+            reasons.append(f"quota spent until {utc(spent)}")
         if long:
             return FAILING, reasons
         if initial:
@@ -340,6 +355,8 @@ class Follower:
         health.events_pending = pending.pending
         health.events_dropped = pending.dropped
         health.touched = len(self.touched)
+        health.profiles_deferred = len(self.applier.deferred)
+        health.profiles_not_deferred = self.applier.deferred.overflowed
 
     def _dropped(self, name: str, data: object, reason: str) -> None:
         target = self.applier.target(name, data)
@@ -389,13 +406,16 @@ class Follower:
         stopped; failures are logged and retried at the next interval (the health check
         reports them if they last)."""
         wait = 0.0 if self.reconcile_at_start else self.interval
-        while not self._wait(wait):
+        while not self._wait(self._quota_wait(wait)):
             wait = self.interval
             try:
                 noted_before = self.touched.generation
                 reports = self.reconcile(self.stop)
                 for report in reports:
                     self._recheck(report, noted_before)
+            except QuotaSpentError as exc:
+                self._quota_spent(exc.reset_at)
+                continue
             except StoreError as exc:
                 if exc.permanent:
                     self._store_failed_for_good(exc)
@@ -407,7 +427,38 @@ class Follower:
                 continue
             if self.stop.is_set():
                 return
+            self._quota_back()
             self._reconciled(reports)
+
+    def _quota_wait(self, seconds: float) -> float:
+        """``seconds``, or longer while the quota is spent: until its expected reset (when
+        the next reconciliation's first request is the one probe)."""
+        until = self.health.quota_spent_until
+        return seconds if until is None else max(seconds, until - time.time())
+
+    def _quota_spent(self, until: float) -> None:
+        """Crisp's daily quota is spent: no outage. Pause reconciliation (and rechecks) until
+        ``until``, say so once."""
+        health = self.health
+        if health.quota_spent_until is None:
+            self.logger.warning("quota.spent", reason=f"quota spent until {utc(until)}",
+                                until=utc(until))
+        health.quota_spent_until = until
+        health.ran(RECONCILIATION, "quota spent")
+
+    def _quota_back(self) -> None:
+        """A reconciliation got through after the quota was spent: resume, and read the
+        profiles events asked for meanwhile."""
+        health = self.health
+        if health.quota_spent_until is not None:
+            health.quota_spent_until = None
+            self.logger.info("quota.back")
+        try:
+            self.applier.deferred.read_all(self.applier)
+        except QuotaSpentError as exc:
+            self._quota_spent(exc.reset_at)
+        except Exception as exc:  # kept queued: read after the next reconciliation
+            self.logger.warning("profiles.deferred.failed", reason=describe(exc))
 
     def _wait(self, seconds: float) -> bool:
         """Sleep ``seconds`` or until woken; whether to stop."""

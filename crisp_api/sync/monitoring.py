@@ -13,6 +13,7 @@ handler, ``POST`` web hooks; it is started before the first sync, on
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from middleware import (
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
+    from crisp_api.sync.allowance import Figures
     from crisp_api.sync.engine import SyncReport
 
 INSTALL_HINT = f"--metrics-port needs prometheus_client: {install_hint('metrics')}"
@@ -51,7 +53,8 @@ INSTALL_HINT = f"--metrics-port needs prometheus_client: {install_hint('metrics'
 class Metrics:
     """The follow mode's Prometheus metrics, in a registry of their own."""
 
-    def __init__(self, client: Crisp, health: Health, threshold: float) -> None:
+    def __init__(self, client: Crisp, health: Health, threshold: float, *,
+                 ledger: Callable[[], Figures] | None = None) -> None:
         try:
             import prometheus_client as prom  # noqa: PLC0415 - an optional dependency
         except ModuleNotFoundError as exc:
@@ -91,6 +94,13 @@ class Metrics:
             "its last sync",
             ["website_id"], registry=registry,
         )
+        if ledger is not None:  # the quota ledger (`crisp_api.sync.allowance`)
+            prom.Gauge("crisp_requests_today", "Requests sent under the token this quota day "
+                       "(every run and worker sharing the database)", registry=registry
+                       ).set_function(lambda: float(ledger().requests_today))
+            prom.Gauge("crisp_daily_quota", "The daily quota told (--daily-quota; NaN: "
+                       "unknown)", registry=registry).set_function(
+                lambda: math.nan if (quota := ledger().daily_quota) is None else float(quota))
         self.layer = _CountingLayer(self)
 
     def count_quarantined(self, reports: Sequence[SyncReport]) -> None:
@@ -146,6 +156,15 @@ class _HealthCollector:
         yield CounterMetricFamily("crisp_recheck_requests", "Requests spent reading again "
                                   "the conversations live events touched",
                                   value=health.recheck_calls)
+        spent = health.quota_spent_until
+        yield GaugeMetricFamily("crisp_quota_spent_until", "When Crisp's daily quota is "
+                                "expected to reset while it is spent (epoch s; 0: not spent)",
+                                value=0.0 if spent is None else spent)
+        yield GaugeMetricFamily("crisp_profiles_deferred", "People profile reads waiting for "
+                                "the daily quota to reset", value=health.profiles_deferred)
+        yield CounterMetricFamily("crisp_profiles_not_deferred", "People profile reads not "
+                                  "queued while the quota was spent (the queue was full)",
+                                  value=health.profiles_not_deferred)
 
 
 def healthz(health: Health, threshold: float) -> tuple[int, bytes]:

@@ -39,6 +39,7 @@ from crisp_api.sync.store import (
     ConversationState,
     MessageSpan,
     Row,
+    SqlAllowance,
     SqlQuarantine,
     SqlRemovals,
     StoreError,
@@ -123,11 +124,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (website_id, kind, session_id, ident)
         )""",
     ),
+    (
+        # IF NOT EXISTS: applied again over a database that has them, it changes nothing
+        "ALTER TABLE sync_state ADD COLUMN IF NOT EXISTS last_run_ms BIGINT, "
+        "ADD COLUMN IF NOT EXISTS credential TEXT",
+        """CREATE TABLE IF NOT EXISTS quota_ledger (
+            credential TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            requests BIGINT NOT NULL,
+            PRIMARY KEY (credential, day)
+        )""",
+        """CREATE TABLE IF NOT EXISTS allowance (
+            credential TEXT PRIMARY KEY,
+            spent_until_ms BIGINT,
+            learnt_rate DOUBLE PRECISION,
+            daily_quota BIGINT,
+            quota_reset DOUBLE PRECISION NOT NULL DEFAULT 0
+        )""",
+    ),
 )
 """The schema's history: version N is reached by applying the first N entries in order.
 Version 1: the tables of `SQLiteStore`'s schema 2 in JSONB, plus the fleet's leases. Version 2:
 rows flagged ``replaced`` where characters JSONB cannot hold were replaced, and the
-``quarantine`` table of `SQLiteStore`'s schema 3."""
+``quarantine`` table of `SQLiteStore`'s schema 3. Version 3: the quota ledger, each
+credential's allowance and each website's last complete run (`SQLiteStore`'s schema 4)."""
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x63726973  # any constant: one advisory lock for every migrating worker
 POOL_WAIT_SECONDS = 5.0
@@ -152,7 +172,7 @@ _PERMANENT_REFUSALS = ("authentication failed", "does not exist", "pg_hba.conf")
 database or role, not allowed by ``pg_hba.conf``): such errors carry no SQLSTATE."""
 
 
-class PostgresStore(WebsiteState, SqlRemovals, SqlQuarantine):
+class PostgresStore(WebsiteState, SqlRemovals, SqlQuarantine, SqlAllowance):
     """A PostgreSQL database holding each row's full answer as JSONB, for one or many workers.
 
     ``url`` is a ``postgresql://user:password@host:port/dbname`` URL (or a libpq connection
@@ -368,6 +388,11 @@ class PostgresStore(WebsiteState, SqlRemovals, SqlQuarantine):
     def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._statement("read") as cur:
             return cur.execute(sql, values).fetchall()
+
+    def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._transaction("write the allowance") as cur:
+            for sql, values in statements:
+                cur.execute(sql, values)
 
     def _state(self, website_id: str, column: str) -> int | None:
         with self._statement("read state") as cur:

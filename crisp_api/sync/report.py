@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from crisp_api.sync.allowance import Figures, utc
 from crisp_api.sync.engine import SyncReport
 from crisp_api.sync.metrics import Counts
 from crisp_api.sync.store import Changes, WebsiteStatus
@@ -17,8 +18,9 @@ LISTED_ITEMS = 5
 
 
 def summary_fields(reports: Sequence[SyncReport], counts: Counts,
-                   elapsed: float) -> dict[str, Any]:
-    """What changed, at what rate, and what it cost, as named figures."""
+                   elapsed: float, ledger: Figures | None = None) -> dict[str, Any]:
+    """What changed, at what rate, and what it cost (``ledger``: the requests of the quota
+    day, `crisp_api.sync.allowance`), as named figures."""
     seconds = max(elapsed, 1e-9)
     fields: dict[str, Any] = {
         "websites": len(reports),
@@ -52,12 +54,15 @@ def summary_fields(reports: Sequence[SyncReport], counts: Counts,
         "errors": {r.website_id: _capped(r.errors) for r in reports if r.errors},
         "warnings": {r.website_id: _capped(r.warnings) for r in reports if r.warnings},
     }
+    if ledger is not None:
+        fields |= ledger.fields()
     return fields
 
 
-def summary(reports: Sequence[SyncReport], counts: Counts, elapsed: float) -> str:
+def summary(reports: Sequence[SyncReport], counts: Counts, elapsed: float,
+            ledger: Figures | None = None) -> str:
     """The figures of `summary_fields` as a few human-readable lines."""
-    f = summary_fields(reports, counts, elapsed)
+    f = summary_fields(reports, counts, elapsed, ledger)
     lines = [
         f"crisp-sync: {f['websites']} website(s) {'complete' if f['complete'] else 'INCOMPLETE'}"
         f" in {elapsed:.1f} s",
@@ -73,6 +78,8 @@ def summary(reports: Sequence[SyncReport], counts: Counts, elapsed: float) -> st
         f"  calls: conversation lists {f['listing_calls']}, messages {f['message_calls']}, "
         f"people {f['people_calls']}, operators {f['operator_calls']}",
     ]
+    if ledger is not None:
+        lines.append(f"  {ledger.line()}")
     lines += _set_aside(f)
     for label in ("errors", "warnings"):
         for website_id, items in f[label].items():
@@ -112,19 +119,28 @@ def _capped(items: Sequence[str]) -> list[str]:
     return shown
 
 
-STATUS_COLUMNS: tuple[tuple[str, Callable[[WebsiteStatus], str]], ...] = (
-    ("website", lambda status: status.website_id),
-    ("checkpoint (UTC)", lambda status: _utc(status.checkpoint_ms)),
-    ("people listed (UTC)", lambda status: _utc(status.people_listed_ms)),
-    ("quarantined", lambda status: str(status.quarantined)),
+StatusRow = tuple[WebsiteStatus, Figures | None]
+"""A website's status and the ledger of the credential its last complete run used."""
+
+STATUS_COLUMNS: tuple[tuple[str, Callable[[StatusRow], str]], ...] = (
+    ("website", lambda row: row[0].website_id),
+    ("checkpoint (UTC)", lambda row: _utc(row[0].checkpoint_ms)),
+    ("people listed (UTC)", lambda row: _utc(row[0].people_listed_ms)),
+    ("quarantined", lambda row: str(row[0].quarantined)),
+    ("last complete run (UTC)", lambda row: _utc(row[0].last_run_ms)),
+    ("requests today", lambda row: "-" if row[1] is None else f"{row[1].requests_today:,}"),
+    ("daily quota", lambda row: "-" if row[1] is None else (
+        "unknown" if row[1].daily_quota is None else f"{row[1].daily_quota:,}")),
+    ("quota spent until (UTC)", lambda row: "-" if row[1] is None or row[1].spent_until is None
+     else utc(row[1].spent_until)),
 )
 """The columns of ``crisp-sync --status``, in order: a header and how a website shows."""
 
 
-def status_table(statuses: Sequence[WebsiteStatus]) -> str:
+def status_table(rows: Sequence[StatusRow]) -> str:
     """One line per website under a header, in columns as wide as their widest cell."""
     table = [[header for header, _ in STATUS_COLUMNS]]
-    table += [[cell(status) for _, cell in STATUS_COLUMNS] for status in statuses]
+    table += [[cell(row) for _, cell in STATUS_COLUMNS] for row in rows]
     widths = [max(len(row[column]) for row in table) for column in range(len(STATUS_COLUMNS))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

@@ -7,7 +7,8 @@ them) all read back as they came. Only a row whose key cannot be stored goes to 
 
 The schema carries its version in ``PRAGMA user_version``. A database written by an older
 release (version 0: messages keyed by fingerprint alone, people by ``people_id`` alone;
-version 1: no ``from_event`` column; version 2: no ``quarantine`` table) is migrated in place,
+version 1: no ``from_event`` column; version 2: no ``quarantine`` table; version 3: no quota
+ledger, allowance nor last complete run) is migrated in place,
 in one transaction, the first time it is opened: every row is kept.
 """
 
@@ -35,6 +36,7 @@ from crisp_api.sync.store import (
     ConversationState,
     MessageSpan,
     Row,
+    SqlAllowance,
     SqlQuarantine,
     SqlRemovals,
     StoreError,
@@ -42,10 +44,11 @@ from crisp_api.sync.store import (
     WebsiteState,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this module writes, kept in ``PRAGMA user_version`` (0: the first release's;
 1: keyed per conversation; 2: messages know whether a live event stored them; 3: rows that
-cannot be keyed are put aside in ``quarantine``)."""
+cannot be keyed are put aside in ``quarantine``; 4: the quota ledger, each credential's
+allowance and each website's last complete run)."""
 LOCK_EXPIRY_SECONDS = 120.0
 """A lock taken on another host is dead once its heartbeat is older than this."""
 HEARTBEAT_SECONDS = 30.0
@@ -82,7 +85,9 @@ TABLES = {
     "sync_state": """CREATE TABLE {name} (
         website_id TEXT PRIMARY KEY,
         checkpoint_ms INTEGER,
-        people_listed_ms INTEGER
+        people_listed_ms INTEGER,
+        last_run_ms INTEGER,
+        credential TEXT
     )""",
     "sync_locks": """CREATE TABLE {name} (
         website_id TEXT PRIMARY KEY,
@@ -101,6 +106,19 @@ TABLES = {
         reason TEXT NOT NULL,
         quarantined_ms INTEGER NOT NULL,
         PRIMARY KEY (website_id, kind, session_id, ident)
+    )""",
+    "quota_ledger": """CREATE TABLE {name} (
+        credential TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (credential, day)
+    )""",
+    "allowance": """CREATE TABLE {name} (
+        credential TEXT PRIMARY KEY,
+        spent_until_ms INTEGER,
+        learnt_rate REAL,
+        daily_quota INTEGER,
+        quota_reset REAL NOT NULL DEFAULT 0
     )""",
 }
 """Each table of the current schema, ``{name}`` standing for its name (a migration builds
@@ -142,7 +160,7 @@ _held_tokens: set[str] = set()
 logger = logging.getLogger(__name__)
 
 
-class SQLiteStore(WebsiteState, SqlRemovals, SqlQuarantine):
+class SQLiteStore(WebsiteState, SqlRemovals, SqlQuarantine, SqlAllowance):
     """A SQLite database holding each row's full JSON, keyed as the API keys it.
 
     One connection serialised by a lock: SQLite has one writer at a time anyway, and the
@@ -376,6 +394,11 @@ class SQLiteStore(WebsiteState, SqlRemovals, SqlQuarantine):
     def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._serialised("read") as db:
             return db.execute(sql, values).fetchall()
+
+    def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._transaction("write the allowance") as db:
+            for sql, values in statements:
+                db.execute(sql, values)
 
     def is_empty(self) -> bool:
         """Whether no row of any kind is stored (a run that never got going)."""

@@ -276,6 +276,107 @@ class WebsiteStatus:
     """When (epoch ms) the last full people listing completed, if ever."""
     quarantined: int
     """Rows of the website put aside in the quarantine table."""
+    last_run_ms: int | None = None
+    """When (epoch ms) the last complete run of the website ended, if one did."""
+    credential: str | None = None
+    """The token identifier (never the key) that run spent its requests under."""
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialAllowance:
+    """What a store keeps of one credential's allowance between runs (see
+    `crisp_api.sync.allowance`): ``spent_until_ms``, when Crisp's daily quota was last seen
+    spent, the time it is expected to reset (epoch ms); ``learnt_rate``, the adaptive rate the
+    last run ended at (requests/s); ``daily_quota`` and ``quota_reset`` (seconds after UTC
+    midnight), as the last run was told them."""
+
+    spent_until_ms: int | None = None
+    learnt_rate: float | None = None
+    daily_quota: int | None = None
+    quota_reset: float = 0.0
+
+
+ALLOWANCE_COLUMNS = ("spent_until_ms", "learnt_rate", "daily_quota", "quota_reset")
+"""The columns of the ``allowance`` table besides its key, ``credential``."""
+
+
+class SqlAllowance:
+    """The quota ledger (``quota_ledger``: requests sent per credential and quota day), each
+    credential's allowance (``allowance``) and the last complete run of each website, written
+    once over SQL: a store inheriting it gives ``_MARK``, ``_select`` and ``_write`` (runs
+    statements in one transaction). Credentials are token identifiers, never keys."""
+
+    _MARK: ClassVar[str]
+
+    def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        raise NotImplementedError
+
+    def count_requests(self, credential: str, day: int, requests: int) -> None:
+        """Add ``requests`` sent under ``credential`` on quota day ``day`` (days since the
+        epoch, counted from the quota's reset time) to the ledger: one statement, so workers
+        sharing the database add up, none lost."""
+        if requests <= 0:
+            return
+        mark = self._MARK
+        self._write([(
+            f"INSERT INTO quota_ledger (credential, day, requests) VALUES ({mark}, {mark}, "  # noqa: S608 - fixed text
+            f"{mark}) ON CONFLICT (credential, day) DO UPDATE SET "
+            "requests = quota_ledger.requests + excluded.requests",
+            (credential, day, requests),
+        )])
+
+    def requests_on(self, credential: str, day: int) -> int:
+        """Requests the ledger counts under ``credential`` on quota day ``day``."""
+        found = self._select(
+            f"SELECT requests FROM quota_ledger WHERE credential = {self._MARK} "  # noqa: S608
+            f"AND day = {self._MARK}",
+            (credential, day),
+        )
+        return int(found[0][0]) if found else 0
+
+    def allowance(self, credential: str) -> CredentialAllowance:
+        """What is kept of ``credential``'s allowance (all unknown if nothing is)."""
+        found = self._select(
+            f"SELECT {', '.join(ALLOWANCE_COLUMNS)} FROM allowance "  # noqa: S608 - fixed names
+            f"WHERE credential = {self._MARK}",
+            (credential,),
+        )
+        if not found:
+            return CredentialAllowance()
+        spent, rate, quota, reset = found[0]
+        return CredentialAllowance(
+            None if spent is None else int(spent), None if rate is None else float(rate),
+            None if quota is None else int(quota), float(reset or 0.0),
+        )
+
+    def set_allowance(self, credential: str, allowance: CredentialAllowance) -> None:
+        """Keep ``allowance`` as ``credential``'s, replacing what was kept."""
+        mark = self._MARK
+        values = (allowance.spent_until_ms, allowance.learnt_rate, allowance.daily_quota,
+                  allowance.quota_reset)
+        self._write([(
+            f"INSERT INTO allowance (credential, {', '.join(ALLOWANCE_COLUMNS)}) "  # noqa: S608 - fixed names
+            f"VALUES ({', '.join([mark] * (len(ALLOWANCE_COLUMNS) + 1))}) "
+            "ON CONFLICT (credential) DO UPDATE SET "
+            + ", ".join(f"{name} = excluded.{name}" for name in ALLOWANCE_COLUMNS),
+            (credential, *values),
+        )])
+
+    def set_last_run(self, website_id: str, at_ms: int | None, credential: str) -> None:
+        """Record that a complete run of ``website_id`` ended at ``at_ms`` (epoch ms; None:
+        a run began, the last complete one stays), its requests spent under
+        ``credential``."""
+        mark = self._MARK
+        self._write([(
+            f"INSERT INTO sync_state (website_id, last_run_ms, credential) "  # noqa: S608 - fixed text
+            f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (website_id) DO UPDATE SET "
+            "last_run_ms = COALESCE(excluded.last_run_ms, sync_state.last_run_ms), "
+            "credential = excluded.credential",
+            (website_id, at_ms, credential),
+        )])
 
 
 QUARANTINE_COLUMNS = (
@@ -326,10 +427,13 @@ class SqlQuarantine:
         """Every website this store holds anything of (state, conversations or quarantined
         rows), by id."""
         return [
-            WebsiteStatus(website_id, checkpoint, people, int(quarantined))
-            for website_id, checkpoint, people, quarantined in self._select(
+            WebsiteStatus(website_id, checkpoint, people, int(quarantined), last_run,
+                          credential)
+            for website_id, checkpoint, people, quarantined, last_run, credential
+            in self._select(
                 "SELECT w.website_id, s.checkpoint_ms, s.people_listed_ms,"
-                " (SELECT count(*) FROM quarantine q WHERE q.website_id = w.website_id)"
+                " (SELECT count(*) FROM quarantine q WHERE q.website_id = w.website_id),"
+                " s.last_run_ms, s.credential"
                 " FROM (SELECT website_id FROM sync_state"
                 " UNION SELECT website_id FROM quarantine"
                 " UNION SELECT DISTINCT website_id FROM conversations) AS w"

@@ -206,11 +206,12 @@ def test_odd_rows_are_stored_or_put_aside_and_the_run_completes(
     assert shown.returncode == 0, shown.stderr
     header, row = shown.stdout.splitlines()
     assert header.split() == ["website", "checkpoint", "(UTC)", "people", "listed", "(UTC)",
-                              "quarantined"]
+                              "quarantined", "last", "complete", "run", "(UTC)", "requests",
+                              "today", "daily", "quota", "quota", "spent", "until", "(UTC)"]
     iso = datetime.fromtimestamp(checkpoint / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     assert row.split()[0] == fake.website_id
     assert row.split()[1].startswith(iso)
-    assert row.split()[-1] == "2"
+    assert row.split()[3] == "2"
 
 
 def test_rows_whose_stamps_are_odd_are_put_aside_and_the_walks_go_on(
@@ -481,4 +482,4 @@ def test_a_postgresql_database_of_version_1_gains_the_flag_and_the_quarantine(
         assert store.quarantined(WEBSITE) == 1
     with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as db:
         assert db.execute("SELECT fingerprint, replaced FROM messages").fetchall() == [(1, False)]
-        assert db.execute("SELECT version FROM crisp_sync_schema").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM crisp_sync_schema").fetchall() == [(3,)]

@@ -42,7 +42,7 @@ WEBSITE = "website-a"
 PASSWORD = "s3cret"  # what no message may show; the trust authentication ignores it
 TABLES = {
     "conversations", "messages", "people", "operators", "sync_state", "sync_leases",
-    "sync_workers", "crisp_sync_schema", "quarantine",
+    "sync_workers", "crisp_sync_schema", "quarantine", "quota_ledger", "allowance",
 }
 DOCUMENT_TABLES = ("conversations", "messages", "people", "operators")
 

@@ -319,3 +319,37 @@ def test_a_span_does_not_judge_messages_newer_than_what_it_could_see(store: Stor
     )
     assert changes[1] == Changes()  # the event's message is not "absent from Crisp"
     assert store.save_message(WEBSITE, "s1", message("s1", 2, 5_000)) == Changes()
+
+
+def test_the_quota_ledger_adds_up_what_every_store_handle_counts(
+    store_factory: StoreFactory,
+) -> None:
+    first, second = store_factory(), store_factory()  # two workers on one database
+    for handle in (first, second, first):
+        handle.count_requests("ledger-token", 20_000, 40)  # type: ignore[attr-defined]
+    first.count_requests("ledger-token", 20_001, 3)  # type: ignore[attr-defined]
+    assert second.requests_on("ledger-token", 20_000) == 120  # type: ignore[attr-defined]
+    assert second.requests_on("ledger-token", 20_001) == 3  # type: ignore[attr-defined]
+    assert second.requests_on("other-token", 20_000) == 0  # type: ignore[attr-defined]
+
+
+def test_the_allowance_and_the_last_complete_run_are_kept(store: Store) -> None:
+    from crisp_api.sync.store import CredentialAllowance  # noqa: PLC0415
+
+    assert store.allowance("kept-token") == CredentialAllowance()  # type: ignore[attr-defined]
+    kept = CredentialAllowance(spent_until_ms=1_800_000_000_000, learnt_rate=17.5,
+                               daily_quota=5_000, quota_reset=3600.0)
+    store.set_allowance("kept-token", kept)  # type: ignore[attr-defined]
+    assert store.allowance("kept-token") == kept  # type: ignore[attr-defined]
+    cleared = CredentialAllowance(None, 17.5, None, 0.0)
+    store.set_allowance("kept-token", cleared)  # type: ignore[attr-defined]
+    assert store.allowance("kept-token") == cleared  # type: ignore[attr-defined]
+
+    store.set_checkpoint(WEBSITE, 5_000)
+    store.set_last_run(WEBSITE, 6_000, "kept-token")  # type: ignore[attr-defined]
+    [status] = [s for s in store.statuses() if s.website_id == WEBSITE]  # type: ignore[attr-defined]
+    assert (status.checkpoint_ms, status.last_run_ms, status.credential) == (
+        5_000, 6_000, "kept-token")
+    store.set_last_run(WEBSITE, None, "new-token")  # type: ignore[attr-defined]
+    [status] = [s for s in store.statuses() if s.website_id == WEBSITE]  # type: ignore[attr-defined]
+    assert (status.last_run_ms, status.credential) == (6_000, "new-token")

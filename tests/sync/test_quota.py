@@ -1,0 +1,264 @@
+"""A daily quota, met by crisp-sync runs against the fake: the ledger in the store, a run that
+stops at a spent quota with its own status, a same-day rerun that costs at most one request,
+a first copy spread over several days, and the learnt rate kept between runs.
+
+The fake's ``daily_quota`` refuses everything with a plain 429 once spent (as Crisp does,
+without a ``Retry-After``) until its faults are replaced: the day's reset, on demand."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from crisp_api.sync import SQLiteStore
+from crisp_api.sync.allowance import LEDGER_BATCH, Allowance, quota_day, rate_limit_bucket
+from crisp_api.testing import FakeCrisp, Faults
+from tests.sync.helpers import assert_exact_copy, sync_command, wait_for
+from tests.sync.test_follow import message_content
+from tests.sync.test_follow_degraded import health, is_exact_copy, metric, serving, stop
+
+EXIT_QUOTA = 7
+SLOW = bool(os.environ.get("CRISP_SLOW"))
+"""The unknown-quota runs over several days take about a minute a day (the quota is judged
+spent 30 s after the first refusal), and follow mode waits for a reset: behind this flag."""
+
+
+def run(fake: FakeCrisp, db: Path, *extra: str, timeout: float = 120
+        ) -> subprocess.CompletedProcess[str]:
+    command, env = sync_command(fake, db, "--website-id", fake.website_id, "--workers", "4",
+                                *extra)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def ledger(db: Path, fake: FakeCrisp) -> int:
+    with SQLiteStore(db) as store:
+        return store.requests_on(fake.identifier, quota_day(time.time()))
+
+
+def test_the_ledger_counts_every_request_sent_and_status_shows_it_without_a_request(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=120, messages=5, seed=11) as fake:
+        first = run(fake, db)
+        assert first.returncode == 0, first.stderr
+        sent = fake.stats.requests
+        assert ledger(db, fake) == sent
+        assert f"requests today {sent:,} of an unknown quota" in first.stdout
+        second = run(fake, db, "--daily-quota", "5000")
+        assert second.returncode == 0, second.stderr
+        assert ledger(db, fake) == fake.stats.requests
+        assert f"requests today {fake.stats.requests:,} of 5,000" in second.stdout
+
+        before = fake.stats.requests
+        command, env = sync_command(fake, db, "--status")
+        status = subprocess.run(command, env={**env, "CRISP_REST_HOST": "http://127.0.0.1:9"},
+                                capture_output=True, text=True, timeout=60, check=True)
+        assert fake.stats.requests == before
+    header, row = status.stdout.splitlines()
+    assert "last complete run (UTC)" in header
+    assert "requests today" in header
+    assert f"{before:,}" in row
+    assert "5,000" in row
+
+
+def test_a_known_quota_is_shared_by_the_runs_of_a_day_through_the_ledger(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=150, messages=5, seed=12) as fake:
+        quota = ("--daily-quota", "100", "--quota-reserve", "0")
+        first = run(fake, db, *quota)
+        assert first.returncode == EXIT_QUOTA, first.stderr
+        assert "configured daily quota" in first.stderr
+        assert "progress is kept; run again after" in first.stderr
+        assert fake.stats.requests == 100
+        again = run(fake, db, *quota)
+        assert again.returncode == EXIT_QUOTA, again.stderr
+        assert fake.stats.requests == 100  # the ledger told the client: nothing sent
+
+
+def test_a_spent_quota_stops_the_run_and_a_same_day_rerun_sends_one_probe(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=150, messages=5, seed=13) as fake:
+        fake.set_faults(daily_quota=80)
+        command, env = sync_command(fake, db, "--website-id", fake.website_id,
+                                    "--workers", "8")
+        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        while not fake.stats.faults.get("quota") and child.poll() is None:
+            time.sleep(0.05)
+        refused_at, sent_then = time.monotonic(), fake.stats.requests
+        _, err = child.communicate(timeout=120)
+        stopped_after = time.monotonic() - refused_at
+        after = fake.stats.requests - sent_then
+        assert child.returncode == EXIT_QUOTA, err
+        assert "Crisp's daily request quota is spent" in err
+        assert "progress is kept; run again after" in err
+        assert stopped_after < 60
+        assert after <= 30
+        print(f"\nquota spent: stopped {stopped_after:.1f} s and {after} requests after the "
+              f"first refusal; {err.strip().splitlines()[-1]}")
+        saved = sqlite_count(db)
+        assert saved > 0
+
+        before = fake.stats.requests
+        rerun = run(fake, db)
+        assert rerun.returncode == EXIT_QUOTA, rerun.stderr
+        assert fake.stats.requests - before <= 1
+        print(f"same-day rerun: {fake.stats.requests - before} request(s)")
+        command, env = sync_command(fake, db, "--status")
+        status = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
+                                check=True)
+        reset = err.strip().splitlines()[-1].rsplit("run again after ", 1)[1]
+        assert reset in status.stdout.splitlines()[1]  # spent until T, read from the store
+
+        fake.set_faults()  # the day's reset
+        final = run(fake, db)
+        assert final.returncode == 0, final.stderr
+        assert_exact_copy(db, fake)
+
+
+def a_day_passes(db: Path) -> None:
+    """Move what the store counted and marked one day back: the next run is a day later."""
+    if not db.exists():
+        return
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE quota_ledger SET day = day - 1")
+        connection.execute("UPDATE allowance SET spent_until_ms = spent_until_ms - 86400000")
+    connection.close()
+
+
+def sqlite_count(db: Path) -> int:
+    with SQLiteStore(db) as store:
+        [(count,)] = store._select("SELECT count(*) FROM conversations", ())
+    return int(count)
+
+
+@pytest.mark.parametrize("known", [True, pytest.param(False, marks=[
+    pytest.mark.skipif(not SLOW, reason="about a minute a day: set CRISP_SLOW=1"),
+    pytest.mark.timeout(900)])])
+def test_a_first_copy_over_several_days_costs_at_most_a_tenth_more(
+    tmp_path: Path, known: bool,
+) -> None:
+    # Unknown, each day's quota is found spent after some ten refusals: a bigger website
+    # makes them the small share they are for a real one (5,000 requests a day).
+    with FakeCrisp(conversations=240 if known else 1000, messages=5, seed=14) as fake:
+        unconstrained = run(fake, tmp_path / "once.sqlite3")
+        assert unconstrained.returncode == 0, unconstrained.stderr
+        once = fake.stats.requests
+        fake.reset_stats()
+        quota = once // 3 + 5
+        db = tmp_path / "days.sqlite3"
+        extra = ("--daily-quota", str(quota), "--quota-reserve", "0") if known else ()
+        days, total = 0, 0
+        while True:
+            days += 1
+            assert days <= 6
+            fake.set_faults(daily_quota=quota)  # a new day, for the fake
+            a_day_passes(db)  # and for the store
+            fake.reset_stats()
+            day = run(fake, db, *extra)
+            total += fake.stats.requests
+            if day.returncode == 0:
+                break
+            assert day.returncode == EXIT_QUOTA, day.stderr
+        assert_exact_copy(db, fake)
+        print(f"\nfirst copy: {days} days, {total} requests, {total / once:.2f}x one "
+              f"unconstrained run ({once})")
+        assert days in (3, 4)
+        assert total <= 1.10 * once
+
+
+@pytest.mark.skipif(not SLOW, reason="about 80 s: set CRISP_SLOW=1")
+def test_follow_mode_under_a_spent_quota_is_degraded_applies_events_and_resumes_by_itself(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "follow.sqlite3"
+    reset_in = 75.0
+    quota_reset = f"{(time.time() + reset_in) % 86400:.0f}"
+    with FakeCrisp(conversations=10, messages=3, seed=15) as fake, serving(
+        fake, db, "--interval", "1", "--quota-reset", quota_reset,
+    ) as (child, port):
+        wait_for(lambda: metric(port, "crisp_socket_connected") == 1.0, 30, "live events")
+        wait_for(lambda: is_exact_copy(db, fake), 15, "the first sync")
+        fake.set_faults(daily_quota=0)  # spent from now on
+        wait_for(lambda: any(p.startswith("quota spent until") for p in health(port)[2]), 60,
+                 "the quota seen spent")
+        status, state, _ = health(port)
+        assert (status, state) == (200, "degraded")
+        assert (metric(port, "crisp_quota_spent_until") or 0) > time.time()
+
+        session = next(iter(fake.ground_truth()))
+        live = fake.add_messages(session, 1, content="live while spent")[0]
+        wait_for(lambda: message_content(db, fake.website_id, session,
+                                         live["fingerprint"]) == "live while spent",
+                 10, "an event applied while the quota is spent")
+        with sqlite3.connect(db) as connection:
+            [(people_id,)] = connection.execute("SELECT people_id FROM people LIMIT 1")
+        connection.close()
+        fake.push_event("people:profile:updated",
+                        {"website_id": fake.website_id, "people_id": people_id})
+        wait_for(lambda: metric(port, "crisp_profiles_deferred") == 1.0, 10,
+                 "the profile read deferred")
+        assert child.poll() is None
+
+        fake.set_faults()  # the day's reset
+        wait_for(lambda: health(port)[:2] == (200, "ok"), reset_in + 30,
+                 "the service to resume by itself after the reset")
+        wait_for(lambda: metric(port, "crisp_profiles_deferred") == 0.0, 10,
+                 "the deferred profile read")
+        wait_for(lambda: is_exact_copy(db, fake), 15, "a reconciliation")
+        stderr = stop(child)
+    assert stderr.count("quota.spent") == 1, stderr
+
+
+def test_the_learnt_rate_is_kept_and_the_next_run_starts_from_it(tmp_path: Path) -> None:
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=200, messages=2, seed=16,
+                   faults=Faults(bucket_rate=40, bucket_burst=5)) as fake:
+        first = run(fake, db)
+        assert first.returncode == 0, first.stderr
+        with SQLiteStore(db) as store:
+            learnt = store.allowance(fake.identifier).learnt_rate
+            assert learnt is not None
+            assert 5 < learnt < 120
+
+            client = fake.client(cache_ttl=0)
+            fresh = rate_limit_bucket(client).rate()
+            allowance = Allowance(store, client, fake.identifier, daily_quota=None,
+                                  quota_reset=0.0)
+            allowance.open()
+            assert rate_limit_bucket(client).learnt() == pytest.approx(learnt, rel=0.05)
+            assert fresh != pytest.approx(learnt, rel=0.05)  # not where a fresh client starts
+            allowance.close()
+            client.close()
+
+
+def test_two_workers_sharing_a_database_stay_within_one_known_quota(tmp_path: Path) -> None:
+    """Each worker counts what the other spent at every flush of the ledger (every
+    `LEDGER_BATCH` requests): together they overshoot a quota by a batch each at most, where
+    alone each would spend the whole quota."""
+    db = tmp_path / "fleet.sqlite3"
+    quota = 400
+    with FakeCrisp(websites=2, conversations=480, messages=1, seed=17) as fake:
+        children = []
+        for website_id in fake.website_ids:
+            command, env = sync_command(fake, db, "--website-id", website_id, "--workers", "2",
+                                        "--daily-quota", str(quota), "--quota-reserve", "0")
+            children.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True))
+        statuses = [child.wait(timeout=120) for child in children]
+        for child in children:
+            child.communicate()
+        assert statuses == [EXIT_QUOTA, EXIT_QUOTA]
+        assert fake.stats.requests <= quota + 2 * LEDGER_BATCH
+        assert ledger(db, fake) == fake.stats.requests

@@ -87,7 +87,8 @@ class Crisp(PluginShortcuts):
     back. ``daily_quota`` caps the requests sent per UTC day (plugin tokens have such a
     quota), less ``quota_reserve`` (a share, 10% by default, kept for live work and the
     token's other users), counted for the whole fleet when shared: the requests left are
-    spread over the rest of the day, and once none is left calls fail with
+    spread over the rest of the day (``quota_pace=False``: spent as fast as the rate allows,
+    for a batch run), and once none is left calls fail with
     `QuotaExceededError` unsent. Unknown (None) is the default: a plugin's quota is
     configurable. Known or not, refusals that persist at a crawl with nothing getting
     through show Crisp's quota spent (`middleware.spent`): calls then fail fast with
@@ -118,6 +119,7 @@ class Crisp(PluginShortcuts):
         daily_quota: int | None = defaults.DAILY_QUOTA,
         quota_reserve: float = defaults.QUOTA_RESERVE,
         quota_reset: float = defaults.QUOTA_RESET,
+        quota_pace: bool = defaults.QUOTA_PACE,
         deadline: float | None = defaults.DEADLINE,
     ) -> None:
         options.check(
@@ -125,7 +127,7 @@ class Crisp(PluginShortcuts):
             rate_limit_wait=rate_limit_wait, cache_ttl=cache_ttl, cache_size=cache_size,
             pool_size=pool_size, max_body=max_body, redis_url=redis_url,
             redis_prefix=redis_prefix, daily_quota=daily_quota, quota_reserve=quota_reserve,
-            quota_reset=quota_reset, deadline=deadline,
+            quota_reset=quota_reset, quota_pace=quota_pace, deadline=deadline,
         )
         self._lock = threading.Lock()  # serialises the setters' read-modify-write of _config
         origin, prefix = _split_host(defaults.REST_HOST)
@@ -165,6 +167,7 @@ class Crisp(PluginShortcuts):
                     daily_quota=daily_quota,
                     quota_reserve=quota_reserve,
                     quota_reset=quota_reset,
+                    quota_pace=quota_pace,
                 ),
                 auth=self.auth,
                 scope=lambda: self._config.partition,

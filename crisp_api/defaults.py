@@ -70,6 +70,10 @@ DAILY_QUOTA: int | None = None
 """Requests allowed per UTC day (plugin tokens have such a quota); None counts nothing."""
 QUOTA_BURST = 20
 """Requests that may go ahead of the daily quota's even schedule."""
+QUOTA_PACE = True
+"""Whether a known daily quota is spread over the rest of the day (a service that must last
+the day) rather than spent as fast as the rate allows (a batch run, which stops at the
+reserve and resumes the next day)."""
 QUOTA_RESERVE = 0.10
 """Share of a known daily quota the client never spends: kept for live work and for the
 token's other users (the customer's other tools)."""

@@ -52,6 +52,11 @@ def _rate_limit(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive number of requests/s, got {value!r}")
 
 
+def _flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {_shown(value)}")
+
+
 def _share(name: str, value: object) -> None:
     if not _number(value):
         raise TypeError(f"{name} must be a share (a number from 0 to below 1), "
@@ -102,6 +107,7 @@ RULES: dict[str, Callable[[str, object], None]] = {
     "daily_quota": _optional(lambda name, value: _count(name, value, least=1)),
     "quota_reserve": _share,
     "quota_reset": lambda name, value: _seconds(name, value, zero=True),
+    "quota_pace": _flag,
 }
 """The rule of each option that takes a plain value."""
 

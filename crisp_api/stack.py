@@ -56,6 +56,7 @@ class StackOptions:
     daily_quota: int | None
     quota_reserve: float
     quota_reset: float
+    quota_pace: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,7 @@ def default_stack(
     quota = (
         None
         if options.daily_quota is None
-        else DailyQuota(options.daily_quota, burst=defaults.QUOTA_BURST,
-                        reserve=options.quota_reserve)
+        else _daily_quota(options.daily_quota, options.quota_reserve, pace=options.quota_pace)
     )
     bucket: BucketBackend
     if link is not None:
@@ -157,3 +157,11 @@ def retry_policy(max_retries: int, adaptive: bool) -> RetryPolicy:
         max_retry_after=defaults.MAX_RETRY_AFTER,
         rate_limit_statuses=defaults.RATE_LIMIT_STATUSES,
     )
+
+
+def _daily_quota(limit: int, reserve: float, *, pace: bool) -> DailyQuota:
+    """A known quota: spread over the rest of the day (``pace``: a burst of
+    `defaults.QUOTA_BURST` ahead of the even schedule), or all of it spendable at once."""
+    unpaced = DailyQuota(limit, reserve=reserve)
+    return DailyQuota(limit, burst=defaults.QUOTA_BURST if pace else unpaced.spendable,
+                      reserve=reserve)

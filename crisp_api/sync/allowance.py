@@ -26,7 +26,6 @@ share it:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -227,9 +226,6 @@ class Allowance:
         bucket = rate_limit_bucket(self.client)
         now = self._clock()
         if isinstance(bucket, QuotaBucket):
-            # A run spends what is left as fast as the rate allows, not spread over the day
-            # (the client's default, for a service): the reserve is what it leaves.
-            bucket.quota = dataclasses.replace(bucket.quota, burst=bucket.quota.spendable)
             if used:
                 bucket.adopt(bucket.quota.period_of(now)[0], used)
             self.ledger.on_flush = functools.partial(_share_count, bucket)

@@ -519,7 +519,9 @@ def _port(text: str) -> int:
 def _client(args: argparse.Namespace, target: Target) -> Crisp:
     """The worker's client. No response cache: every read of a sync is a fresh one
     (``use_cache=False``), so a cache would only keep each answer, unread, and a follow
-    process would hold up to its bound for nothing."""
+    process would hold up to its bound for nothing. A known daily quota is spent as fast as
+    the rate allows (not spread over the day): a run stops at the reserve, and the next day's
+    run resumes where it stopped."""
     options: dict[str, Any] = {
         "cache_ttl": 0,
         "pool_size": max(defaults.POOL_SIZE, args.workers),
@@ -528,6 +530,7 @@ def _client(args: argparse.Namespace, target: Target) -> Crisp:
         "daily_quota": args.daily_quota,
         "quota_reserve": args.quota_reserve,
         "quota_reset": args.quota_reset,
+        "quota_pace": False,
     }
     if args.redis_url:
         options["redis_url"] = args.redis_url

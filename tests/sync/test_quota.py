@@ -22,6 +22,8 @@ from tests.sync.helpers import assert_exact_copy, sync_command, wait_for
 from tests.sync.test_follow import message_content
 from tests.sync.test_follow_degraded import health, is_exact_copy, metric, serving, stop
 
+pytest_plugins = ["tests.redis_server"]
+
 EXIT_QUOTA = 7
 SLOW = bool(os.environ.get("CRISP_SLOW"))
 """The unknown-quota runs over several days take about a minute a day (the quota is judged
@@ -82,6 +84,22 @@ def test_a_known_quota_is_shared_by_the_runs_of_a_day_through_the_ledger(
         again = run(fake, db, *quota)
         assert again.returncode == EXIT_QUOTA, again.stderr
         assert fake.stats.requests == 100  # the ledger told the client: nothing sent
+
+
+def test_a_known_quota_shared_through_redis_is_spent_at_the_rate_not_spread_over_the_day(
+    tmp_path: Path, redis_url: str,
+) -> None:
+    """A run spends a known quota as fast as the rate allows, down to its reserve, with the
+    count in Redis too (the client's default spreads it over the day: a batch run would crawl
+    at a request every few minutes and fail its calls)."""
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=150, messages=5, seed=12) as fake:
+        started = time.monotonic()
+        first = run(fake, db, "--daily-quota", "100", "--quota-reserve", "0",
+                    "--redis-url", redis_url)
+        assert first.returncode == EXIT_QUOTA, first.stderr
+        assert fake.stats.requests == 100
+        assert time.monotonic() - started < 60
 
 
 def test_a_spent_quota_stops_the_run_and_a_same_day_rerun_sends_one_probe(

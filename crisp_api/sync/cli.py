@@ -581,19 +581,20 @@ def _allowance(args: argparse.Namespace, target: Target, client: Crisp, store: S
 
 
 @contextmanager
-def _own_allowance(args: argparse.Namespace, target: Target, client: Crisp, store: Store,
-                   given: Allowance | None) -> Iterator[Allowance | None]:
-    """``given``, left open; else the client's allowance for the block, closed after it
-    (what was counted and learnt kept)."""
-    if given is not None:
-        yield given
-        return
+def _own_allowance(args: argparse.Namespace, target: Target, client: Crisp, store: Store
+                   ) -> Iterator[Allowance | None]:
+    """Follow mode's allowance for the block, closed after it (what was counted and learnt
+    kept). The service's outcome is decided by then (a stop, or a fatal reason already said):
+    a database that cannot take the last figures is logged, not said as a second outcome."""
     allowance = _allowance(args, target, client, store)
     try:
         yield allowance
     finally:
         if allowance is not None:
-            allowance.close()
+            try:
+                allowance.close()
+            except StoreError as exc:
+                args.logger.warning("allowance.not_kept", reason=str(exc))
 
 
 def _quota_spent(exc: QuotaSpentError, allowance: Allowance | None,
@@ -620,53 +621,77 @@ def _run(
     """Sync every chosen website once (through the ``given`` client and its allowance,
     if any) and give the summary; returns the exit status (`EXIT_INTERRUPTED`, unsaid, when
     a signal stopped it: see `main`)."""
-    counter = RequestCounter()
-    with (_own_client(args, target, given) as client,
-          _own_allowance(args, target, client, store, given_allowance) as allowance):
-        install(counter, client)
-        started = time.monotonic()
-        reports: list[SyncReport] = []
-        try:
-            bars = progress.shown(not args.no_progress) and args.log_format == "console"
-            reports = _sync_all(args, client, store, stop, bars=bars)
-        except WebsiteLockedError as exc:
-            return _fail(f"{exc}; not starting a second one", EXIT_LOCKED)
-        except _LeaseLostError as exc:
-            return _fail(f"{exc}; rerun to finish", EXIT_INCOMPLETE)
-        except StoreError as exc:
+    with _own_client(args, target, given) as client:
+        allowance = (given_allowance if given_allowance is not None
+                     else _allowance(args, target, client, store))
+        status = _run_with(args, client, store, out, stop, allowance=allowance)
+        if given_allowance is None and allowance is not None:
+            status = _keep_allowance(allowance, status, args.logger)
+    return status
+
+
+def _keep_allowance(allowance: Allowance, status: int, logger: Any) -> int:
+    """Close the run's allowance (the last requests counted, the learnt rate and the spent
+    mark kept). A database that cannot take them fails a run that was fine; a run that
+    already failed keeps its status and its one line (the same database failing again is
+    logged at info, not said twice)."""
+    try:
+        allowance.close()
+    except StoreError as exc:
+        if status == EXIT_OK:
             return _store_failed(exc)
-        except (UnauthorizedError, ForbiddenError) as exc:
-            return _fail(f"bad credentials or not allowed ({exc})", EXIT_AUTH)
-        except QuotaSpentError as exc:
-            return _quota_spent(exc, allowance, args.website_id)
-        except NotFoundError as exc:
-            return _fail(
-                f"not found at {client.get_rest_host()}{client.get_rest_base_path()} ({exc}): "
-                "check the website id, and that --rest-host is the API's root "
-                f"(e.g. {defaults.REST_HOST}, without {defaults.REST_BASE_PATH})",
-                EXIT_USAGE,
-            )
-        except NetworkError as exc:
-            return _fail(f"cannot reach {client.get_rest_host()} ({exc})", EXIT_UNREACHABLE)
-        except RouteError as exc:
-            refused = isinstance(exc, RateLimitedError)
-            spent = _spent_after_refusals(args, client) if refused else None
-            if spent is not None:
-                return _quota_spent(spent, allowance, args.website_id)
-            return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
-        except Exception as exc:  # anything else (an odd row, a bug): one line, checkpoint kept
-            return _fail(f"sync failed ({describe(exc)}); rerun to finish", EXIT_INCOMPLETE)
-        elapsed, counts = time.monotonic() - started, counter.snapshot()
-        ledger = None
-        if allowance is not None:
-            allowance.completed(reports)
-            ledger = allowance.figures()
-        outcome("sync.summary", summary(reports, counts, elapsed, ledger), stream=out,
-                **summary_fields(reports, counts, elapsed, ledger))
-        if not all(r.complete for r in reports) and stop.signal_name is None:
-            spent = _spent_after_refusals(args, client)  # were the failures a spent quota?
-            if spent is not None:
-                return _quota_spent(spent, allowance, args.website_id)
+        logger.info("allowance.not_kept", reason=str(exc))
+    return status
+
+
+def _run_with(args: argparse.Namespace, client: Crisp, store: Store, out: TextIO, stop: Stop,
+              *, allowance: Allowance | None) -> int:
+    """`_run`'s work through ``client`` and ``allowance``: the sync, the summary, the status."""
+    counter = RequestCounter()
+    install(counter, client)
+    started = time.monotonic()
+    reports: list[SyncReport] = []
+    try:
+        bars = progress.shown(not args.no_progress) and args.log_format == "console"
+        reports = _sync_all(args, client, store, stop, bars=bars)
+    except WebsiteLockedError as exc:
+        return _fail(f"{exc}; not starting a second one", EXIT_LOCKED)
+    except _LeaseLostError as exc:
+        return _fail(f"{exc}; rerun to finish", EXIT_INCOMPLETE)
+    except StoreError as exc:
+        return _store_failed(exc)
+    except (UnauthorizedError, ForbiddenError) as exc:
+        return _fail(f"bad credentials or not allowed ({exc})", EXIT_AUTH)
+    except QuotaSpentError as exc:
+        return _quota_spent(exc, allowance, args.website_id)
+    except NotFoundError as exc:
+        return _fail(
+            f"not found at {client.get_rest_host()}{client.get_rest_base_path()} ({exc}): "
+            "check the website id, and that --rest-host is the API's root "
+            f"(e.g. {defaults.REST_HOST}, without {defaults.REST_BASE_PATH})",
+            EXIT_USAGE,
+        )
+    except NetworkError as exc:
+        return _fail(f"cannot reach {client.get_rest_host()} ({exc})", EXIT_UNREACHABLE)
+    except RouteError as exc:
+        refused = isinstance(exc, RateLimitedError)
+        spent = _spent_after_refusals(args, client) if refused else None
+        if spent is not None:
+            return _quota_spent(spent, allowance, args.website_id)
+        return _fail(f"sync failed ({exc}); rerun to finish", EXIT_INCOMPLETE)
+    except Exception as exc:  # anything else (an odd row, a bug): one line, checkpoint kept
+        return _fail(f"sync failed ({describe(exc)}); rerun to finish", EXIT_INCOMPLETE)
+    elapsed, counts = time.monotonic() - started, counter.snapshot()
+    ledger = None
+    if allowance is not None:
+        allowance.completed(reports)
+        ledger = allowance.figures()
+    outcome("sync.summary", summary(reports, counts, elapsed, ledger), stream=out,
+            **summary_fields(reports, counts, elapsed, ledger))
+    if not all(r.complete for r in reports) and stop.signal_name is None:
+        spent = _spent_after_refusals(args, client)  # were the failures a spent quota?
+        if spent is not None:
+            return _quota_spent(spent, allowance, args.website_id)
     failures = [r.store_error for r in reports if r.store_error is not None]
     if any(failure.permanent for failure in failures):
         return _store_failed(next(f for f in failures if f.permanent))
@@ -809,7 +834,7 @@ def _follow(
     leases = _fleet_leases(args, store)
     health = Health()
     with (_client(args, target) as client, ExitStack() as servers,
-          _own_allowance(args, target, client, store, None) as allowance):
+          _own_allowance(args, target, client, store) as allowance):
         metrics = _metrics(args, client, health, allowance)
         website_ids: set[str] = set()  # none until the first run is done (or, in a fleet, held)
         applier = EventApplier(store, website_ids, _profile_reader(client))

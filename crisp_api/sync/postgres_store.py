@@ -381,18 +381,13 @@ class PostgresStore(WebsiteState, SqlRemovals, SqlQuarantine, SqlAllowance):
 
     _MARK = "%s"
 
-    def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
-        with self._transaction("remove") as cur:
+    def _execute(self, operation: str, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
+        with self._transaction(operation) as cur:
             return sum(cur.execute(sql, values).rowcount for sql, values in statements)
 
     def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._statement("read") as cur:
             return cur.execute(sql, values).fetchall()
-
-    def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
-        with self._transaction("write the allowance") as cur:
-            for sql, values in statements:
-                cur.execute(sql, values)
 
     def _state(self, website_id: str, column: str) -> int | None:
         with self._statement("read state") as cur:

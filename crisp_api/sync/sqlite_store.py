@@ -387,18 +387,13 @@ class SQLiteStore(WebsiteState, SqlRemovals, SqlQuarantine, SqlAllowance):
 
     _MARK = "?"
 
-    def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
-        with self._transaction("remove") as db:
+    def _execute(self, operation: str, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
+        with self._transaction(operation) as db:
             return sum(db.execute(sql, values).rowcount for sql, values in statements)
 
     def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._serialised("read") as db:
             return db.execute(sql, values).fetchall()
-
-    def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
-        with self._transaction("write the allowance") as db:
-            for sql, values in statements:
-                db.execute(sql, values)
 
     def is_empty(self) -> bool:
         """Whether no row of any kind is stored (a run that never got going)."""

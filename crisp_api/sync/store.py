@@ -227,11 +227,12 @@ class WebsiteState:
 class SqlRemovals:
     """The removals of `Store` (live events: a message, a conversation, a person removed),
     written once over SQL: a store inheriting it gives its placeholder (``_MARK``) and
-    ``_delete``, which runs the statements in one transaction and returns the rows deleted."""
+    ``_execute``, which runs the statements in one transaction and returns the rows they
+    touched."""
 
     _MARK: ClassVar[str]
 
-    def _delete(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
+    def _execute(self, operation: str, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
         raise NotImplementedError
 
     def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
@@ -239,7 +240,7 @@ class SqlRemovals:
         if not (is_key(session_id) and is_key(fingerprint)):
             return Changes()
         mark = self._MARK
-        return Changes(removed=self._delete([(
+        return Changes(removed=self._execute("remove", [(
             f"DELETE FROM messages WHERE session_id = {mark} AND fingerprint = {mark}",  # noqa: S608 - fixed text
             (session_id, fingerprint),
         )]))
@@ -249,7 +250,7 @@ class SqlRemovals:
         if not is_key(session_id):
             return Changes()
         mark = self._MARK
-        return Changes(removed=self._delete([
+        return Changes(removed=self._execute("remove", [
             (f"DELETE FROM messages WHERE session_id = {mark}", (session_id,)),  # noqa: S608
             (f"DELETE FROM conversations WHERE session_id = {mark}", (session_id,)),  # noqa: S608
         ]))
@@ -259,7 +260,7 @@ class SqlRemovals:
         if not is_key(people_id):
             return Changes()
         mark = self._MARK
-        return Changes(removed=self._delete([(
+        return Changes(removed=self._execute("remove", [(
             f"DELETE FROM people WHERE website_id = {mark} AND people_id = {mark}",  # noqa: S608 - fixed text
             (website_id, people_id),
         )]))
@@ -311,7 +312,7 @@ class SqlAllowance:
     def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+    def _execute(self, operation: str, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
         raise NotImplementedError
 
     def count_requests(self, credential: str, day: int, requests: int) -> None:
@@ -321,7 +322,7 @@ class SqlAllowance:
         if requests <= 0:
             return
         mark = self._MARK
-        self._write([(
+        self._execute("write the allowance", [(
             f"INSERT INTO quota_ledger (credential, day, requests) VALUES ({mark}, {mark}, "  # noqa: S608 - fixed text
             f"{mark}) ON CONFLICT (credential, day) DO UPDATE SET "
             "requests = quota_ledger.requests + excluded.requests",
@@ -357,7 +358,7 @@ class SqlAllowance:
         mark = self._MARK
         values = (allowance.spent_until_ms, allowance.learnt_rate, allowance.daily_quota,
                   allowance.quota_reset)
-        self._write([(
+        self._execute("write the allowance", [(
             f"INSERT INTO allowance (credential, {', '.join(ALLOWANCE_COLUMNS)}) "  # noqa: S608 - fixed names
             f"VALUES ({', '.join([mark] * (len(ALLOWANCE_COLUMNS) + 1))}) "
             "ON CONFLICT (credential) DO UPDATE SET "
@@ -370,7 +371,7 @@ class SqlAllowance:
         a run began, the last complete one stays), its requests spent under
         ``credential``."""
         mark = self._MARK
-        self._write([(
+        self._execute("write the allowance", [(
             f"INSERT INTO sync_state (website_id, last_run_ms, credential) "  # noqa: S608 - fixed text
             f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (website_id) DO UPDATE SET "
             "last_run_ms = COALESCE(excluded.last_run_ms, sync_state.last_run_ms), "

@@ -10,8 +10,10 @@ three changes learnt from running it against limits that move and against random
   tenant) drags it to the floor. Here a cut needs, over about the last ``window`` seconds
   (counts decaying with that time constant), at least ``min_throttled`` refusals making up at
   least the cut threshold of the requests sent, and at most one cut per two windows: the
-  first lets the cut take effect, the second measures what is left (below). A share no
-  noise could explain (a cut far too shallow) may be cut again after one window.
+  first lets the cut take effect, the second measures what is left (below), and the next
+  cut waits for that measurement even when requests are sparse (a cut due at the very moment
+  would otherwise restart it, and the noise would never be learnt). A share no noise could
+  explain (a cut far too shallow) may be cut again after one window.
 * **The threshold learns the incidental share.** In the second window after each cut, when
   the rate is at its lowest and below any limit it was cut for, and the cut's own volley of
   429s and their retries are over, the throttled share left is measured:
@@ -156,6 +158,8 @@ class AdaptiveRate:
         beyond_noise = share >= settings.cut_share + 2.0 * settings.max_noise
         if now - self.cut_at < (1.0 if beyond_noise else 2.0) * settings.window:
             return False
+        if not beyond_noise and self._sample_at != math.inf:
+            return False  # the noise sample of the last cut is still being taken
         good = max(0.0, self._sent - self._throttled) / self._span(now)
         current = self.rate(now)
         if self.w_max is None:  # the slow start's end: see the module docstring

@@ -270,7 +270,8 @@ if law.s > 0 then share = law.r / law.s end
 if share >= S.cut_share + 2 * S.max_noise then gap = 1 end  -- beyond any noise
 -- More refusals than requests counted: they answer requests this law did not send.
 if law.r >= S.min_throttled and law.r <= law.s and share >= S.cut_share + 2 * law.z
-    and not (law.c and now - law.c < gap * S.window * 1000000) then
+    and not (law.c and now - law.c < gap * S.window * 1000000)
+    and not (gap == 2 and law.e < math.huge) then  -- the last cut's noise sample is pending
   local good = math.max(0, law.s - law.r) / law_span(law, now, S)
   local current = law_rate(law, now, S)
   if law.w then

@@ -96,6 +96,27 @@ def test_a_volley_cuts_once_from_what_got_through() -> None:
     assert law.rate(law.cut_at) == pytest.approx(law.settings.beta * law.w_max, rel=0.01)
 
 
+def test_the_next_cut_waits_for_the_noise_sample_even_when_requests_are_sparse() -> None:
+    """The noise is sampled over a whole window from the first event after ``cut + window``;
+    after a lull that window ends past ``cut + 2 windows``, when a cut is allowed again. A cut
+    then restarted the sample, so a trickle of incidental 429s kept cutting and was never
+    learnt (seen in a CI run under load, through the Redis bucket's copy of the law)."""
+    law = AdaptiveRate()
+    now = warm(law, 40, 0.0, 2.0)
+    now = cut_once(law, 200, now)
+    cut_at = law.cut_at
+    now = cut_at + 1.1 * law.settings.window  # nothing sent for a while after the cut
+    noise_at_cut = []
+    for index in range(400):  # then 40/s, one in ten refused (no overshoot: incidental)
+        at = now + index / 40
+        law.sent(at)
+        if index % 10 == 9 and law.throttled(at):
+            noise_at_cut.append(law.noise)
+    assert all(noise > 0 for noise in noise_at_cut)  # no cut before the sample was taken
+    assert law.noise > 0.04  # and the trickle, learnt, no longer cuts
+    assert len(noise_at_cut) <= 1
+
+
 def test_the_slow_start_ends_between_what_got_through_and_what_was_refused() -> None:
     """The rate that got through averages a window in which the slow start was still
     doubling: it is below the limit; the slow start's rate drew the refusals: above it."""

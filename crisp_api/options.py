@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crisp_api import defaults
+from middleware.quota import DAY
 
 
 def _number(value: object) -> bool:
@@ -66,6 +67,14 @@ def _share(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a share from 0 to below 1, got {value!r}")
 
 
+def _time_of_day(name: str, value: object) -> None:
+    _seconds(name, value, zero=True)
+    assert isinstance(value, int | float)
+    if value >= DAY:
+        raise ValueError(f"{name} must be seconds after UTC midnight, below {DAY:g}, "
+                         f"got {value!r}")
+
+
 def _optional(rule: Callable[[str, object], None]) -> Callable[[str, object], None]:
     def check(name: str, value: object) -> None:
         if value is not None:
@@ -106,7 +115,7 @@ RULES: dict[str, Callable[[str, object], None]] = {
     "redis_prefix": _text,
     "daily_quota": _optional(lambda name, value: _count(name, value, least=1)),
     "quota_reserve": _share,
-    "quota_reset": lambda name, value: _seconds(name, value, zero=True),
+    "quota_reset": _time_of_day,
     "quota_pace": _flag,
 }
 """The rule of each option that takes a plain value."""

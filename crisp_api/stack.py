@@ -79,7 +79,8 @@ def default_stack(
     quota = (
         None
         if options.daily_quota is None
-        else _daily_quota(options.daily_quota, options.quota_reserve, pace=options.quota_pace)
+        else _daily_quota(options.daily_quota, options.quota_reserve, options.quota_reset,
+                          pace=options.quota_pace)
     )
     bucket: BucketBackend
     if link is not None:
@@ -159,9 +160,10 @@ def retry_policy(max_retries: int, adaptive: bool) -> RetryPolicy:
     )
 
 
-def _daily_quota(limit: int, reserve: float, *, pace: bool) -> DailyQuota:
-    """A known quota: spread over the rest of the day (``pace``: a burst of
-    `defaults.QUOTA_BURST` ahead of the even schedule), or all of it spendable at once."""
+def _daily_quota(limit: int, reserve: float, reset: float, *, pace: bool) -> DailyQuota:
+    """A known quota, whose days start ``reset`` seconds after UTC midnight: spread over the
+    rest of the day (``pace``: a burst of `defaults.QUOTA_BURST` ahead of the even schedule),
+    or all of it spendable at once."""
     unpaced = DailyQuota(limit, reserve=reserve)
     return DailyQuota(limit, burst=defaults.QUOTA_BURST if pace else unpaced.spendable,
-                      reserve=reserve)
+                      reserve=reserve, offset=reset)

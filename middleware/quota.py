@@ -13,7 +13,8 @@ time and the last allowed request is never scheduled past the end of the period.
 quota is spent, reservations fail at once with `QuotaExhaustedError`: no request is sent.
 
 Periods are aligned on the Unix epoch, so with the default ``period=86400`` a period is a UTC
-day. `QuotaBucket` is the in-process implementation, wrapped around any `BucketBackend`;
+day; ``offset`` moves their start (a quota that resets at 06:00 UTC has ``offset=21600``).
+`QuotaBucket` is the in-process implementation, wrapped around any `BucketBackend`;
 `middleware.redis_bucket.RedisBucket` runs the same schedule in Redis for a whole fleet.
 """
 
@@ -48,14 +49,15 @@ class QuotaExhaustedError(PipelineError):
 @dataclass(frozen=True, slots=True)
 class DailyQuota:
     """A quota of ``limit`` requests per ``period`` seconds (aligned on the epoch: UTC days by
-    default), of which ``burst`` may go ahead of the even schedule; ``reserve`` (a share of
-    ``limit``) is never spent, kept for the token's other users (live work, other tools): at
-    most `spendable` requests are sent."""
+    default; each starting ``offset`` seconds later), of which ``burst`` may go ahead of the
+    even schedule; ``reserve`` (a share of ``limit``) is never spent, kept for the token's
+    other users (live work, other tools): at most `spendable` requests are sent."""
 
     limit: int
     period: float = DAY
     burst: int = 10
     reserve: float = 0.0
+    offset: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -68,6 +70,9 @@ class DailyQuota:
         if not 0.0 <= self.reserve < 1.0:
             raise ValueError(f"the quota reserve must be a share from 0 to below 1, "
                              f"got {self.reserve!r}")
+        if not 0.0 <= self.offset < self.period:
+            raise ValueError(f"the quota offset must be from 0 to below the period, "
+                             f"got {self.offset!r}")
 
     @property
     def spendable(self) -> int:
@@ -76,8 +81,8 @@ class DailyQuota:
 
     def period_of(self, now: float) -> tuple[int, float]:
         """``(index, end)``: which period the epoch time ``now`` falls in, and when it ends."""
-        index = math.floor(now / self.period)
-        return index, (index + 1) * self.period
+        index = math.floor((now - self.offset) / self.period)
+        return index, (index + 1) * self.period + self.offset
 
 
 class QuotaBucket:

@@ -147,17 +147,19 @@ end
 RESERVE = LAW + """
 -- KEYS[1]: the bucket's hash, KEYS[2]: the spent-quota mark. ARGV: rate (tokens/s, 0: no
 -- rate, 'adaptive': the law's), burst, max_wait (s, < 0: no bound), quota limit (0: no
--- quota), quota period (s), quota burst, then with 'adaptive' the law's settings
--- (law_settings). Replies {'ok', mark, wait, period, used}, {'later', mark, -wait} or
--- {'quota', mark, reset in, period, used}; mark is the spent-quota mark ('' if none).
+-- quota), quota period (s), quota burst, quota offset (s: the periods' start after the
+-- epoch's), then with 'adaptive' the law's settings (law_settings). Replies {'ok', mark,
+-- wait, period, used}, {'later', mark, -wait} or {'quota', mark, reset in, period, used};
+-- mark is the spent-quota mark ('' if none).
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local rate, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit, period, qburst = tonumber(ARGV[4]), tonumber(ARGV[5]) * 1000000, tonumber(ARGV[6])
+local offset = tonumber(ARGV[7]) * 1000000
 local law, S = nil, nil
 if ARGV[1] == 'adaptive' then
-  S = law_settings(7)
+  S = law_settings(8)
   law = law_read(KEYS[1])
   law_advance(law, now, S)  -- written back only if the reservation is granted
   rate = law_rate(law, now, S)
@@ -174,8 +176,8 @@ if rate > 0 then
 end
 local index, used, slot, interval = 0, 0, 0, 0
 if limit > 0 then
-  index = math.floor(now / period)
-  local finish = (index + 1) * period
+  index = math.floor((now - offset) / period)
+  local finish = (index + 1) * period + offset
   if tonumber(state[4]) == index then
     used, slot = tonumber(state[5]) or 0, tonumber(state[6]) or 0
   end
@@ -209,8 +211,8 @@ return {'ok', mark, tostring(wait / 1000000), tostring(index), tostring(used + 1
 MERGE = LAW + """
 -- KEYS[1]: the bucket's hash. ARGV: pause (s), rate (tokens/s, 0: no rate, 'adaptive': the
 -- law's), burst, quota period (s), quota period index (< 0: no count to hand over), the
--- count last seen for that period, requests counted alone since, then with 'adaptive' the
--- law's settings (law_settings).
+-- count last seen for that period, requests counted alone since, quota offset (s), then
+-- with 'adaptive' the law's settings (law_settings).
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -221,7 +223,7 @@ if ARGV[2] == 'adaptive' then
   -- during the pause at the rate the fleet learnt. A fixed 0 instead would let the tokens
   -- refill during the pause and release up to a burst at once at its end: another 429.
   local law = law_read(KEYS[1])
-  rate = law_rate(law, now, law_settings(8))
+  rate = law_rate(law, now, law_settings(9))
   if pause > 0 then  -- AdaptiveRate.paused: rates leave out the time nothing could be sent
     if now > law.pe then law.ps = now end
     redis.call('HSET', KEYS[1], 'ps', law.ps, 'pe', math.max(law.pe, now + pause))
@@ -243,12 +245,13 @@ if pause > 0 then
   end
 end
 local period, index = tonumber(ARGV[4]) * 1000000, tonumber(ARGV[5])
-if index >= 0 and index == math.floor(now / period) then
+local offset = tonumber(ARGV[8]) * 1000000
+if index >= 0 and index == math.floor((now - offset) / period) then
   local used = 0
   if tonumber(state[4]) == index then used = tonumber(state[5]) or 0 end
   used = math.max(used, tonumber(ARGV[6])) + tonumber(ARGV[7])
   redis.call('HSET', KEYS[1], 'q', index, 'n', used)
-  keep = math.max(keep, (index + 1) * period - now)
+  keep = math.max(keep, (index + 1) * period + offset - now)
 end
 if keep > 0 then expire_after(KEYS[1], keep) end
 return 1
@@ -386,8 +389,8 @@ class RedisBucket:
         self._local_quota = None if quota is None else QuotaBucket(local, quota)
         self.fallback: BucketBackend = local if self._local_quota is None else self._local_quota
         self._scope = scope
-        self._quota_args = (0, 0.0, 0) if quota is None else (quota.spendable, quota.period,
-                                                              quota.burst)
+        self._quota_args = ((0, 0.0, 0, 0.0) if quota is None else
+                            (quota.spendable, quota.period, quota.burst, quota.offset))
         self._reserve = link.redis.register_script(RESERVE)
         self._claim = link.redis.register_script(CLAIM)
         self._spent: tuple[Hashable, float | None] = (_NO_SCOPE, None)
@@ -499,7 +502,7 @@ class RedisBucket:
         key = self.key()
         if self._hand_over_due:
             self._hand_over(key)
-        limit, period, quota_burst = self._quota_args
+        limit, period, quota_burst, offset = self._quota_args
         spent_key = self.key("spent")
         reply = self._reserve(
             keys=[key, spent_key],
@@ -510,6 +513,7 @@ class RedisBucket:
                 limit,
                 period,
                 quota_burst,
+                offset,
                 *self._law_args,
             ],
         )
@@ -555,7 +559,8 @@ class RedisBucket:
         self, key: str, pause: float, period: int = -1, seen: int = 0, counted: int = 0
     ) -> None:
         self._merge(keys=[key], args=[pause, self._rate_arg, self.burst, self._quota_args[1],
-                                      period, seen, counted, *self._law_args])
+                                      period, seen, counted, self._quota_args[3],
+                                      *self._law_args])
 
     def __repr__(self) -> str:
         quota = "" if self.quota is None else f" quota={self.quota.limit}/{self.quota.period:g}s"

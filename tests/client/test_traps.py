@@ -121,6 +121,7 @@ def test_two_middlewares_with_one_name_are_refused(server: ScriptedServer) -> No
         ({"quota_reserve": 1}, ValueError, r"quota_reserve must be a share from 0 to below 1"),
         ({"quota_reserve": "10%"}, TypeError, r"quota_reserve must be a share"),
         ({"quota_reset": -60}, ValueError, r"quota_reset must be a number of seconds >= 0"),
+        ({"quota_reset": 86400}, ValueError, r"quota_reset must be seconds after UTC midnight"),
         ({"quota_pace": "no"}, TypeError, r"quota_pace must be True or False, got .no. \(str\)"),
         ({"redis_prefix": ""}, ValueError, r"redis_prefix must not be empty"),
     ],

@@ -46,6 +46,25 @@ def test_the_quota_is_spread_evenly_over_what_is_left_of_the_period() -> None:
     assert quota.reserve(None) == 0.0
 
 
+def test_the_periods_start_at_the_offset() -> None:
+    """A quota that resets at 30 s past the period's start: 1030..1130 is one period."""
+    clock = Clock(1129.0)
+    quota = QuotaBucket(InMemoryBucket(None), DailyQuota(2, period=100, burst=2, offset=30),
+                        clock)
+    assert [quota.reserve(None) for _ in range(2)] == [0.0, 0.0]
+    with pytest.raises(QuotaExhaustedError) as refused:
+        quota.reserve(None)
+    assert refused.value.reset_at == pytest.approx(1130.0)
+    clock.now = 1130.0
+    assert quota.reserve(None) == 0.0
+
+
+@pytest.mark.parametrize("offset", [-1.0, 100.0])
+def test_an_offset_outside_the_period_is_refused(offset: float) -> None:
+    with pytest.raises(ValueError, match="offset"):
+        DailyQuota(10, period=100, offset=offset)
+
+
 def test_idle_time_shortens_the_interval_but_does_not_pile_up() -> None:
     clock = Clock(1050.0)  # half the period gone, nothing spent: 10 requests in 50 s
     quota = QuotaBucket(InMemoryBucket(None), DailyQuota(10, period=100, burst=1), clock)
@@ -83,6 +102,28 @@ def test_a_client_stops_at_its_daily_quota_without_sending() -> None:
     seconds_to_midnight = 86400 - time.time() % 86400
     assert refused.value.retry_after == pytest.approx(seconds_to_midnight, abs=5)
     assert refused.value.status is None
+
+
+def test_a_client_quota_resets_at_quota_reset_not_at_midnight() -> None:
+    """``quota_reset`` moves the known quota's day as it moves the spent mark's: the refusal
+    says when the configured day ends (it ignored quota_reset: midnight)."""
+    reset = (time.time() + 3600) % 86400  # an hour from now
+    with FakeCrisp(conversations=2, messages=1) as fake:
+        crisp = fake.client(daily_quota=1, quota_reserve=0, quota_reset=reset, cache_ttl=0)
+        crisp.website.get_website(fake.website_id)
+        with pytest.raises(QuotaExceededError) as refused:
+            crisp.website.get_website(fake.website_id)
+    assert refused.value.retry_after == pytest.approx(3600, abs=5)
+
+
+def test_a_shared_quota_resets_at_its_offset(redis_url: str) -> None:
+    reset = (time.time() + 3600) % 86400
+    bucket = RedisBucket(RedisLink(redis_url, prefix="offset"), None,
+                         quota=DailyQuota(1, burst=1, offset=reset))
+    assert bucket.reserve(None) == 0.0
+    with pytest.raises(QuotaExhaustedError) as refused:
+        bucket.reserve(None)
+    assert refused.value.reset_in == pytest.approx(3600, abs=5)
 
 
 def test_the_fleet_shares_one_daily_quota(redis_url: str) -> None:

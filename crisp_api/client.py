@@ -6,16 +6,17 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
 
 from crisp_api import defaults, options
+from crisp_api.caller import Answer, Body, Query
 from crisp_api.config import ClientConfig
 from crisp_api.envelope import decode
 from crisp_api.errors import RouteError
@@ -30,7 +31,7 @@ from crisp_api.resources import (
     PluginShortcuts,
     WebsiteResource,
 )
-from crisp_api.routing import MATCHER, QueryValue, Route, encode_query
+from crisp_api.routing import MATCHER, Route, encode_query
 from crisp_api.stack import Stack, StackOptions, default_stack, retry_policy
 from middleware import (
     BasicAuth,
@@ -43,21 +44,7 @@ from middleware import (
     structured,
 )
 
-Body = Mapping[str, Any] | list[Any] | None
-Query = Mapping[str, QueryValue]
-
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
-
-
-class Answer(NamedTuple):
-    """A successful call with what the answer said besides its data (see `Crisp.fetch`)."""
-
-    data: Any
-    """The envelope's ``data``."""
-    status: int
-    """The HTTP status: Crisp answers 206 for a page with more to come."""
-    server_time_ms: int | None
-    """The server's clock from the ``Date`` header (epoch ms, one-second precision), if any."""
 
 
 class Crisp(PluginShortcuts):
@@ -271,14 +258,11 @@ class Crisp(PluginShortcuts):
         """The tier in use."""
         return self._config.tier
 
-    def _token(self) -> tuple[str, str, str]:
-        """``(identifier, key, tier)``, for `crisp_api.events`, whose socket authenticates
-        with them; ValueError before `authenticate`."""
-        config = self._config
-        identifier, key, tier = config.identifier, config.key, config.tier
-        if identifier is None or key is None:
-            raise ValueError("call authenticate(identifier, key) first")
-        return identifier, key, tier
+    @property
+    def config(self) -> ClientConfig:
+        """Where and as whom the client calls now, as one frozen value (the setters swap in
+        a new one); what `crisp_api.events` authenticates its socket with."""
+        return self._config
 
     def _auth_layers(self) -> list[BasicAuth]:
         layers = [m for m in self._pipeline.stack if isinstance(m, BasicAuth)]

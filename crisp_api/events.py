@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
 from urllib.parse import urlsplit
 
 from crisp_api import defaults
@@ -54,7 +54,8 @@ from crisp_api.redaction import redact_url
 from middleware.structured_log import structured
 
 if TYPE_CHECKING:
-    from crisp_api.client import Crisp
+    from crisp_api.config import ClientConfig
+    from crisp_api.resources.plugin import PluginResource
 
 EVENTS = frozenset({
     "message:send",
@@ -105,6 +106,25 @@ class Event:
 
 Callback = Callable[[Event], None]
 
+Discover = Callable[..., Any]
+"""Asks the REST API for the RTM endpoints (``GET /plugin/connect/endpoints``): called with
+``use_cache=False`` and a ``deadline`` in seconds, it returns the answer's data."""
+
+
+class EventsClient(Protocol):
+    """What a stream is opened from (`crisp_api.Crisp` is one): the token, in the client's
+    frozen configuration, and the plugin routes that discover the RTM URL."""
+
+    @property
+    def config(self) -> ClientConfig:
+        """Where and as whom the client calls, as one frozen value."""
+        ...
+
+    @property
+    def plugin(self) -> PluginResource:
+        """The plugin routes (``get_connect_endpoints`` discovers the RTM URL)."""
+        ...
+
 
 class _Endpoint(NamedTuple):
     """An RTM URL split as Socket.IO needs it: the origin to connect to and the Socket.IO
@@ -138,7 +158,9 @@ class _Session:
 class EventStream:
     """Crisp's real-time events ``events`` (names from `EVENTS`) for the token of ``client``
     (a `crisp_api.Crisp` already authenticated; on the plugin tier unless ``endpoint``, the
-    RTM URL, is given, which skips discovery).
+    RTM URL, is given, which skips discovery). The stream keeps two things of the client: its
+    frozen `ClientConfig` as it is now (the token it authenticates with, on every connection)
+    and its discovery route; it never reaches into the client otherwise.
 
     `start` connects in the background and returns once Crisp accepted the token. Events are
     then read by iterating (blocking; the iteration ends once the stream is closed and its
@@ -168,7 +190,7 @@ class EventStream:
 
     def __init__(
         self,
-        client: Crisp,
+        client: EventsClient,
         events: Sequence[str],
         *,
         endpoint: str | None = None,
@@ -194,14 +216,17 @@ class EventStream:
         for name, value in (("queue_size", queue_size), ("rediscover_after", rediscover_after)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        client._token()  # raises now, not in the background, if it has no credentials
-        if endpoint is None and client.get_tier() != "plugin":
+        config = client.config  # the token the stream authenticates with, on every connection
+        if config.identifier is None or config.key is None:
+            raise ValueError("call authenticate(identifier, key) first")
+        if endpoint is None and config.tier != "plugin":
             raise ValueError(
                 f"discovering the RTM endpoint needs the plugin tier (the client is on "
-                f"{client.get_tier()!r}); give endpoint= for another tier")
+                f"{config.tier!r}); give endpoint= for another tier")
         self._given = None if endpoint is None else _endpoint(endpoint)
         self._socket_class, self._connection_errors = _socketio()
-        self._client = client
+        self._config = config
+        self._discover_endpoints: Discover = client.plugin.get_connect_endpoints
         self._queue_size = queue_size
         self._overflow_wait = overflow_wait
         self._connect_timeout = connect_timeout
@@ -421,8 +446,7 @@ class EventStream:
     def _discover(self) -> _Endpoint:
         """The RTM URL, from the REST API."""
         try:
-            data = self._client.plugin.get_connect_endpoints(
-                use_cache=False, deadline=self._connect_timeout)
+            data = self._discover_endpoints(use_cache=False, deadline=self._connect_timeout)
         except (UnauthorizedError, ForbiddenError) as exc:
             raise EventsUnauthorizedError(
                 f"the REST API refused the token while discovering the RTM endpoint "
@@ -451,7 +475,8 @@ class EventStream:
         self._session = session
         if self._closing.is_set():
             raise _AttemptFailedError("closed")
-        identifier, key, tier = self._client._token()
+        config = self._config
+        identifier, key, tier = config.identifier, config.key, config.tier
         try:
             socket.connect(endpoint.origin, transports=["websocket"],
                            socketio_path=endpoint.path, wait_timeout=self._connect_timeout)

@@ -11,6 +11,9 @@ Crisp pages two ways:
   profiles and conversations, visitors, campaigns, helpdesk articles...) counts pages from 1
   and answers an empty list past the end. `paginate` walks any of them through its resource
   method; `iter_conversations` adds the conversation list's ``per_page`` rules.
+- Conversations changed in a window of time: `walk_conversations` walks the conversation list
+  by keyset on ``updated_at``, newest first, so that conversations updated while it reads
+  move above the walk instead of shifting the pages under it.
 - Messages of a conversation: ``GET .../messages`` answers the latest `MESSAGES_PAGE_SIZE`
   messages, oldest first, and ``timestamp_before=T`` the latest ones strictly older than
   ``T``; Crisp answers 206 while older messages remain and 200 for the last page.
@@ -24,8 +27,9 @@ The resources expose these as methods (``client.website.iter_conversations(...)`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from crisp_api.errors import InvalidResponseError
@@ -115,6 +119,104 @@ def iter_conversations(
     _check_whole("start", start, 1)
     options = {**filters, "per_page": per_page, "use_cache": use_cache}
     return _numbered_pages(list_conversations, (website_id,), start, per_page, options)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    """One answer of a conversation walk: the conversations it brought that no earlier
+    answer of the walk held."""
+
+    conversations: list[dict[str, Any]]
+    """New conversations, in the API's order (newest first)."""
+    newest: int | None
+    """The newest ``updated_at`` of the answer (new conversations or not); None when no
+    conversation of it has one."""
+    last: bool
+    """Whether this page ended the walk (it reached the window's start)."""
+
+
+ConversationFetch = Callable[[int, Mapping[str, QueryValue]], Any]
+"""``fetch(page_number, query)``: the data of one page of ``list_conversations`` for a
+website, asked with the query options ``query``."""
+
+
+def walk_conversations(
+    fetch: ConversationFetch, start: int | None, *, per_page: int = PER_PAGE_MAX
+) -> Iterator[ConversationPage]:
+    """Walk the conversations updated since ``start`` (epoch ms; None: all), newest first,
+    each once: a keyset walk on ``updated_at``, in Crisp's clock.
+
+    ``fetch(page_number, query)`` asks for one page of ``list_conversations`` (``per_page``,
+    20 to 50, sent with every page; ``filter_date_start`` and ``filter_date_end`` in the
+    query) and returns its data. The first page has no upper bound; each next walk asks for
+    the conversations updated at or before the oldest one seen so far, from page 1 again, and
+    leaves out those of the boundary millisecond it has already yielded. Conversations
+    updated while the walk reads move above it instead of shifting the pages under it, so
+    none is skipped. A whole page updated in one millisecond (or with no ``updated_at``)
+    cannot be passed by keyset: the walk pages through it by page number. The walk ends
+    after a page shorter than ``per_page``. An answer that is not a list of objects raises
+    `InvalidResponseError`.
+    """
+    if not _is_int(per_page) or not PER_PAGE_MIN <= per_page <= PER_PAGE_MAX:
+        raise ValueError(
+            f"per_page must be a whole number from {PER_PAGE_MIN} to {PER_PAGE_MAX}, "
+            f"got {per_page!r}"
+        )
+    if start is not None and not _is_int(start):
+        raise TypeError(f"start must be an updated_at (epoch ms, int) or None, got {start!r}")
+    return _keyset_pages(fetch, start, per_page)
+
+
+def _keyset_pages(
+    fetch: ConversationFetch, start: int | None, per_page: int
+) -> Iterator[ConversationPage]:
+    end: int | None = None
+    page_number = 1
+    at_boundary: set[str] = set()
+    while True:
+        query: dict[str, QueryValue] = {"per_page": per_page}
+        if start is not None:
+            query["filter_date_start"] = _instant(start)
+        if end is not None:
+            query["filter_date_end"] = _instant(end)
+        listed = _conversation_rows(fetch(page_number, query))
+        stamps = [stamp for stamp in map(updated_at, listed) if stamp is not None]
+        last = len(listed) < per_page
+        fresh = [row for row in listed if row.get("session_id") not in at_boundary]
+        yield ConversationPage(fresh, max(stamps, default=None), last)
+        if last:
+            return
+        oldest = min(stamps) if stamps else end
+        if oldest is not None and (end is None or oldest < end):
+            end, page_number = oldest, 1
+            at_boundary = {str(row.get("session_id")) for row in listed
+                           if updated_at(row) == oldest}
+        else:  # a whole page updated in one millisecond (or with no stamp): page through it
+            page_number += 1
+            at_boundary |= {str(row.get("session_id")) for row in listed}
+
+
+def updated_at(conversation: Mapping[str, Any]) -> int | None:
+    """A listed conversation's ``updated_at``, or None when it has no integer one: such a
+    conversation is still handed on (for its store to put its row aside), and a keyset walk
+    pages past it by page number."""
+    value = conversation.get("updated_at")
+    return value if _is_int(value) else None
+
+
+def _conversation_rows(data: Any) -> list[dict[str, Any]]:
+    """A conversation page's rows; an answer that is not a list of objects cannot be walked."""
+    if not isinstance(data, list):
+        raise InvalidResponseError("conversations: the listing is not a list")
+    if not all(isinstance(row, dict) for row in data):
+        raise InvalidResponseError("conversations: a row that is not an object")
+    return data
+
+
+def _instant(epoch_ms: int) -> datetime:
+    """The exact millisecond as a datetime (float division could round it down by one)."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
 
 
 def iter_message_pages(

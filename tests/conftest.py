@@ -14,7 +14,7 @@ IDENTIFIER = "ident-7f3c"
 KEY = "secret-key-4d9a1b"
 
 
-GROUPS = ("middleware", "client", "sync", "fleet")
+GROUPS = ("middleware", "client", "testing", "sync", "fleet")
 """The test folders, each also a marker (``pytest -m sync``)."""
 SERVICES = {
     "redis": {"redis_server", "redis_url", "redis_server_factory"},

@@ -1,23 +1,18 @@
-"""What every generated resource class stands on: a reference to the client and query merging."""
+"""What every generated resource class stands on: the `Caller` it calls through and query
+merging."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
+from crisp_api.caller import Body, Caller, Query
 from crisp_api.routing import QueryValue
 
-if TYPE_CHECKING:
-    from crisp_api.client import Crisp
-
-Body = Mapping[str, Any] | list[Any] | None
-Query = Mapping[str, QueryValue]
+__all__ = ["Body", "Query", "Resource", "merge_query"]
 
 
 class Resource:
     """A group of API methods (website, plugin, ...) bound to one client."""
 
-    def __init__(self, client: Crisp) -> None:
+    def __init__(self, client: Caller) -> None:
         self._client = client
 
     def __repr__(self) -> str:

@@ -9,14 +9,12 @@ route methods, so what they send is exactly what those methods send. The items a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crisp_api import pagination
+from crisp_api.caller import Caller
 from crisp_api.routing import ROUTES, QueryValue
 from crisp_api.types import ConversationListItem, Message
-
-if TYPE_CHECKING:
-    from crisp_api.client import Crisp
 
 _MESSAGES = ROUTES["website", "get_messages_in_conversation"]
 
@@ -29,7 +27,7 @@ class WebsiteIteration:
     """
 
     # What the generated class provides: its client and the route methods walked here.
-    _client: Crisp
+    _client: Caller
     list_conversations: Callable[..., Any]
     get_messages_in_conversation: Callable[..., Any]
     _partial_signal: pagination.PartialSignal | None = None

@@ -6,11 +6,10 @@ read, capped by the clock (Crisp's ``Date`` header, else this machine's): a wate
 from the data, as incremental ETL tools keep theirs, so a machine whose clock is hours ahead
 of or behind Crisp's misses nothing and delays nothing.
 
-**The window is walked by keyset**, newest first: the first page has no upper bound, each next
-request asks for the conversations updated at or before the oldest one seen so far.
-Conversations updated while the run reads move above the walk instead of shifting the pages
-under it, so none is skipped; they are newer than this run's watermark, so the next run's
-window holds them.
+**The window is walked by keyset** on ``updated_at``, newest first
+(`crisp_api.pagination.walk_conversations`): conversations updated while the run reads move
+above the walk instead of shifting the pages under it, so none is skipped; they are newer
+than this run's watermark, so the next run's window holds them.
 
 **Messages, as Crisp pages them** (`crisp_api.pagination.walk_messages`): each conversation
 whose ``updated_at`` moved since it was stored is read from its newest page back to the newest
@@ -38,12 +37,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crisp_api.caller import Caller
 from crisp_api.errors import InvalidResponseError
-from crisp_api.pagination import MessagePage, PartialSignal, paginate, walk_messages
-from crisp_api.routing import ROUTES
+from crisp_api.pagination import (
+    MessagePage,
+    PartialSignal,
+    paginate,
+    updated_at,
+    walk_conversations,
+    walk_messages,
+)
+from crisp_api.routing import ROUTES, QueryValue
 from crisp_api.sync import rows
 from crisp_api.sync.store import Changes, MessageSpan, Store, StoreError
 
@@ -319,7 +325,7 @@ class _Progress:
     def handled(self, conversation: Mapping[str, Any]) -> None:
         if self._report is None:
             return
-        stamp = _stamp(conversation)
+        stamp = updated_at(conversation)
         with self._lock:
             self._count += 1
             if stamp is not None and (self._reached is None or stamp < self._reached):
@@ -383,7 +389,7 @@ def _sync_conversation(
         changes = store.save_conversation(website_id, conversation, MessageSpan([], None))
         return _Outcome(0, 0, changes[0], changes[1], [])
     state = store.conversation_state(website_id, session_id)
-    stamp = _stamp(conversation)
+    stamp = updated_at(conversation)
     if state.updated_at is not None and stamp is not None and stamp <= state.updated_at:
         return _UNCHANGED
     after = state.newest_message
@@ -448,7 +454,7 @@ class _Listing:
     ``Date`` of the first answer, if the server sent one.
     """
 
-    def __init__(self, client: Crisp, website_id: str, report: SyncReport) -> None:
+    def __init__(self, client: Caller, website_id: str, report: SyncReport) -> None:
         self._client = client
         self._website_id = website_id
         self._report = report
@@ -468,41 +474,25 @@ class _Listing:
         return max(local_now, self.server_time + CLOCK_MARGIN_MS)
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
-        start = self.start
-        end: int | None = None
-        page = 1
-        at_boundary: set[str] = set()
-        while True:
-            query: dict[str, Any] = {"per_page": PER_PAGE}
-            if start is not None:
-                query["filter_date_start"] = _iso(start)
-            if end is not None:
-                query["filter_date_end"] = _iso(end)
-            answer = self._client.fetch(
-                _CONVERSATIONS, (self._website_id, page), query, use_cache=False
-            )
-            self._report.listing_calls += 1
-            if self.server_time is None:
-                self.server_time = answer.server_time_ms
-            listed = _dicts(answer.data, "conversations")
-            stamps = [stamp for stamp in map(_stamp, listed) if stamp is not None]
-            if stamps and (self.high_water is None or max(stamps) > self.high_water):
-                self.high_water = max(stamps)
+        for page in walk_conversations(self._fetch, self.start, per_page=PER_PAGE):
+            newest = page.newest
+            if newest is not None and (self.high_water is None or newest > self.high_water):
+                self.high_water = newest
             if self.top is None:
                 self.top = self.high_water
-            for conversation in listed:
-                if conversation.get("session_id") not in at_boundary:
-                    yield conversation
-            if len(listed) < PER_PAGE:
-                self.walked = True
-                return
-            oldest = min(stamps) if stamps else end
-            if oldest is not None and (end is None or oldest < end):
-                end, page = oldest, 1
-                at_boundary = {str(c.get("session_id")) for c in listed if _stamp(c) == oldest}
-            else:  # a whole page updated in one millisecond (or with no stamp): page through it
-                page += 1
-                at_boundary |= {str(c.get("session_id")) for c in listed}
+            yield from page.conversations
+            self.walked = page.last
+
+    def _fetch(self, page_number: int, query: Mapping[str, QueryValue]) -> Any:
+        """One page of the website's conversation list; counts the call, and notes the
+        server's clock from the first answer."""
+        answer = self._client.fetch(
+            _CONVERSATIONS, (self._website_id, page_number), query, use_cache=False
+        )
+        self._report.listing_calls += 1
+        if self.server_time is None:
+            self.server_time = answer.server_time_ms
+        return answer.data
 
 
 def _sync_people(
@@ -556,20 +546,6 @@ def _dicts(listed: Any, what: str) -> list[Mapping[str, Any]]:
     if not isinstance(listed, list):
         raise InvalidResponseError(f"{what}: the listing is not a list")
     return [_dict(row, what) for row in listed]
-
-
-def _stamp(conversation: Mapping[str, Any]) -> int | None:
-    """A listed conversation's ``updated_at``, or None when it has no integer one: such a
-    conversation is still read (its row then put aside by the store, its messages stored),
-    and the listing pages past it by page number."""
-    value = conversation.get("updated_at")
-    return None if isinstance(value, bool) or not isinstance(value, int) else value
-
-
-def _iso(epoch_ms: int) -> datetime:
-    """The exact millisecond as a datetime (float division could round it down by one)."""
-    seconds, millis = divmod(epoch_ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
 
 
 def _now_ms() -> int:

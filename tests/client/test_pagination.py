@@ -9,13 +9,15 @@ loopback server instead.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 
 from crisp_api import Crisp, InvalidResponseError
-from crisp_api.pagination import MESSAGES_PAGE_SIZE, paginate
+from crisp_api.pagination import MESSAGES_PAGE_SIZE, paginate, walk_conversations
 from crisp_api.testing import FakeCrisp
 from tests.scripted_server import Reply, ScriptedServer
 
@@ -139,6 +141,81 @@ def test_use_cache_is_passed_through(fake_crisp: FakeCrisp, connect: Callable[..
     assert requests(fake_crisp) == []
     assert list(client.website.iter_conversations(website_id, use_cache=False)) == first
     assert len(requests(fake_crisp)) == 3  # 20 + 20 + 10 of the 50 conversations
+
+
+# Conversations by keyset ---------------------------------------------------------------
+
+
+def lister(client: Crisp, website_id: str) -> Callable[[int, Any], Any]:
+    """``fetch(page_number, query)`` for `walk_conversations`: the website's listing route."""
+    return partial(client.website.list_conversations, website_id, use_cache=False)
+
+
+def test_the_keyset_walk_reads_each_conversation_once_past_a_crowded_millisecond(
+    fake_crisp_factory: StartFake, connect: Callable[..., Crisp]
+) -> None:
+    fake = fake_crisp_factory(conversations=60, messages=1, seed=31)
+    client = connect(fake)
+    crowded = fake.now_ms() + 60_000
+    for conversation in fake.conversations()[10:35]:  # 25 > a page share one updated_at
+        fake.add_messages(conversation["session_id"], timestamp=crowded)
+    fake.reset_stats()
+
+    pages = list(walk_conversations(lister(client, fake.website_id), None, per_page=20))
+
+    walked = [row["session_id"] for page in pages for row in page.conversations]
+    assert Counter(walked) == Counter(ids(fake.conversations(), "session_id"))  # each once
+    assert [page.last for page in pages] == [False] * (len(pages) - 1) + [True]
+    assert pages[0].newest == crowded
+    asked = requests(fake)
+    assert len(asked) == len(pages)
+    assert "filter_date_end" not in asked[0]
+    assert all("filter_date_start" not in target for target in asked)
+    assert any("/2?" in target and "filter_date_end" in target for target in asked)
+
+
+def test_the_keyset_walk_is_not_shifted_by_conversations_updated_meanwhile(
+    fake_crisp_factory: StartFake, connect: Callable[..., Crisp]
+) -> None:
+    fake = fake_crisp_factory(conversations=70, messages=1, seed=32)
+    client = connect(fake)
+    start = fake.conversations()[-1]["updated_at"] + 1  # the oldest one is left out
+    walk = walk_conversations(lister(client, fake.website_id), start)
+    first = next(walk)
+    touched = set(fake.touch_conversations(10))  # newer than the walk: above it now
+
+    walked = [row["session_id"] for page in [first, *walk] for row in page.conversations]
+
+    assert len(walked) == len(set(walked))
+    untouched = set(ids(fake.conversations()[:-1], "session_id")) - touched
+    assert untouched <= set(walked)
+    assert fake.conversations()[-1]["session_id"] not in walked
+    assert all("filter_date_start" in target for target in requests(fake))
+
+
+@pytest.mark.parametrize(
+    ("per_page", "start", "error"),
+    [(19, None, ValueError), (51, None, ValueError), (True, None, ValueError),
+     (50, "yesterday", TypeError), (50, 1.5, TypeError), (50, False, TypeError)],
+)
+def test_the_keyset_walk_refuses_bad_arguments_before_any_request(
+    fake_crisp: FakeCrisp, connect: Callable[..., Crisp], per_page: Any, start: Any,
+    error: type[Exception],
+) -> None:
+    fake_crisp.reset_stats()
+    with pytest.raises(error, match="per_page" if error is ValueError else "start"):
+        walk_conversations(lister(connect(fake_crisp), fake_crisp.website_id), start,
+                           per_page=per_page)
+    assert requests(fake_crisp) == []
+
+
+def test_a_conversation_listing_that_is_not_a_list_is_an_invalid_response(
+    server: ScriptedServer, client: Crisp
+) -> None:
+    walk = walk_conversations(lister(client, "w"), None)
+    with pytest.raises(InvalidResponseError, match="not a list"):
+        next(walk)
+    assert server.count() == 1
 
 
 # Messages ------------------------------------------------------------------------------

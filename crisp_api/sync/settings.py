@@ -42,18 +42,19 @@ class Target:
 
 @dataclass(frozen=True)
 class SyncSettings:
-    """One run's settings (see the module docstring; each flag's meaning is in its help)."""
+    """One run's settings (see the module docstring; each flag's meaning is in its help).
+    No credential is shown (the database and Redis URLs, the key, the hooks secret)."""
 
     website_id: str | None
     all_websites: bool
     shard: tuple[int, int]
     """This worker's slice of ``--all-websites``: (i, N), (1, 1) for all of them."""
-    db: str | None
+    db: str | None = field(repr=False)  # a PostgreSQL URL may hold a password
     """The database: ``--db``, else ``$CRISP_SYNC_DB``, else `DEFAULT_DB`; for the demo,
     ``--db`` only (None: its own file)."""
     lease_ttl: float | None
     workers: int
-    redis_url: str | None
+    redis_url: str | None = field(repr=False)  # may hold a password
     rate_limit: float | str
     daily_quota: int | None
     """``--daily-quota``, else ``$CRISP_DAILY_QUOTA``, else unknown."""

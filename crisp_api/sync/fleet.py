@@ -16,7 +16,6 @@ A store that can carry a fleet says so by having leases (`FleetStore`: `Postgres
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 SyncOne = Callable[[str, StopSignal], SyncReport | None]
 """Syncs one website (stopping early when the signal is set); None if the website is gone."""
-
 
 
 @runtime_checkable
@@ -157,7 +155,7 @@ class Share:
 
 
 def reconcile_share(
-    share: Share, websites: Sequence[str], sync_one: SyncOne, *, stop: threading.Event
+    share: Share, websites: Sequence[str], sync_one: SyncOne, *, stop: StopSignal
 ) -> list[SyncReport]:
     """A fleet worker's reconciliation over the ``websites`` listed: rebalance its share,
     sync those it holds, then claim and sync more while it holds less than its share, until

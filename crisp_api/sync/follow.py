@@ -1,6 +1,9 @@
 """Follow mode: a long-running mirror that applies live events between reconciliations.
 
-`Follower.run` keeps these going until its ``stop`` event is set (SIGTERM, SIGINT):
+`run_follow` is ``crisp-sync --follow``: it opens what the service serves (``/healthz``,
+``/metrics``, the web hooks), runs the first sync (`crisp_api.sync.run`) and hands over to a
+`Follower`. `Follower.run` keeps these going until its ``stop`` event is set (SIGTERM,
+SIGINT):
 
 * the main thread takes Crisp's events off the RTM stream (and, through `Follower.apply`,
   off web hooks) and applies them to the store as they come (`EventApplier`). An event the

@@ -31,7 +31,7 @@ REQUESTS_EACH = 10
 def _serve() -> None:
     """The child: serve metrics on a free port, print it, wait for stdin to close."""
     from crisp_api import Crisp  # noqa: PLC0415 - the child only
-    from crisp_api.sync.follow import Health  # noqa: PLC0415
+    from crisp_api.sync.health import Health  # noqa: PLC0415
     from crisp_api.sync.monitoring import Metrics, serve  # noqa: PLC0415
 
     health = Health()

@@ -36,11 +36,18 @@ _SESSION_FIELDS = {"session:set_state": "state", "session:set_segments": "segmen
 
 Profile = Callable[[str, str], Mapping[str, Any] | None]
 """Reads a people profile (website id, people id) through the REST API; None if it is gone."""
+Wants = Callable[[str], bool]
+"""Whether this worker syncs a website (by id): its events are applied."""
 MAX_DEFERRED_PROFILES = 10_000
 """Profile reads waiting for Crisp's daily quota to reset at most; more are not queued
 (counted and logged: the next full people listing reads them, see ``--people-interval``)."""
 
 logger = logging.getLogger(__name__)
+
+
+def _any(website_id: str) -> bool:
+    """Every website is wanted."""
+    return True
 
 
 class DeferredProfiles:
@@ -101,18 +108,23 @@ class InvalidEventError(ValueError):
 
 
 class EventApplier:
-    """Applies events of ``website_ids`` (None: any website) to ``store``; thread-safe.
+    """Applies the events of the websites it ``wants`` to ``store``; thread-safe.
 
-    ``profile`` reads a people profile when a ``people:profile:created/updated`` event
-    arrives. ``applied`` counts the events applied by name, ``ignored`` those of other
-    websites or names, ``invalid`` those that could not be applied (see `apply`).
+    ``wants(website_id)`` is asked at each event, so the websites this worker syncs may
+    change while it runs (a fleet's share, websites connected since it started); a
+    collection of website ids stands for a fixed choice, None for any website. ``profile``
+    reads a people profile when a ``people:profile:created/updated`` event arrives.
+    ``applied`` counts the events applied by name, ``ignored`` those of other websites or
+    names, ``invalid`` those that could not be applied (see `apply`).
     """
 
     def __init__(
-        self, store: Store, website_ids: Collection[str] | None, profile: Profile
+        self, store: Store, wants: Wants | Collection[str] | None, profile: Profile
     ) -> None:
         self.store = store
-        self.website_ids = None if website_ids is None else frozenset(website_ids)
+        self.wants: Wants = (
+            _any if wants is None else wants if callable(wants) else frozenset(wants).__contains__
+        )
         self.profile = profile
         self.deferred = DeferredProfiles()
         self.applied: Counter[str] = Counter()
@@ -134,7 +146,7 @@ class EventApplier:
         website_id = data.get("website_id")
         if not isinstance(website_id, str) or not website_id:
             raise self._invalid(f"{name}: no website_id")
-        if self.website_ids is not None and website_id not in self.website_ids:
+        if not self.wants(website_id):
             self._ignore()
             return None
         changes = self._apply(name, website_id, data)
@@ -152,7 +164,7 @@ class EventApplier:
         if not (isinstance(website_id, str) and website_id and isinstance(session_id, str)
                 and session_id):
             return None
-        if self.website_ids is not None and website_id not in self.website_ids:
+        if not self.wants(website_id):
             return None
         fingerprint = data.get("fingerprint") if name.startswith("message:") else None
         if isinstance(fingerprint, bool) or not isinstance(fingerprint, int):

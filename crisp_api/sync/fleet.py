@@ -6,8 +6,11 @@ Every worker runs the same loops against the same database (`postgres_leases.Lea
   give it back, until none is left. A website whose lease is held by another worker is waited
   for, so a worker that dies mid-sync (its lease expires after the time to live) has its
   website taken over and resumed from its checkpoint instead of left behind.
-- `Share` (follow mode): hold about ``websites / live workers`` websites, releasing extras
-  when workers join and claiming more when workers die or websites are connected.
+- `reconcile_share` (follow mode): hold about ``websites / live workers`` websites
+  (`Share`), releasing extras when workers join and claiming more when workers die or
+  websites are connected, and sync those held.
+
+A store that can carry a fleet says so by having leases (`FleetStore`: `PostgresStore`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from crisp_api.sync.engine import StopSignal, SyncReport
 
@@ -25,6 +28,18 @@ if TYPE_CHECKING:
 
 SyncOne = Callable[[str, StopSignal], SyncReport | None]
 """Syncs one website (stopping early when the signal is set); None if the website is gone."""
+
+
+@runtime_checkable
+class FleetStore(Protocol):
+    """A store that workers on several machines can share the websites of: it keeps the
+    leases saying which worker holds which website."""
+
+    @property
+    def leases(self) -> Leases:
+        """The websites' leases, in the store's database."""
+        ...
+
 
 WAIT_SECONDS = 0.25
 """How often a worker with nothing to claim looks again for websites held by others (two
@@ -97,10 +112,16 @@ def sync_once(
 
 
 class Share:
-    """This worker's share of the websites in follow mode (see the module docstring)."""
+    """This worker's share of the websites in follow mode (see the module docstring).
+    ``held`` is what it holds (replaced whole: read from any thread)."""
 
     def __init__(self, leases: Leases) -> None:
         self.leases = leases
+        self.held: frozenset[str] = frozenset()
+
+    def holds(self, website_id: str) -> bool:
+        """Whether this worker holds ``website_id`` (its events are applied here)."""
+        return website_id in self.held
 
     def target(self, websites: Sequence[str]) -> int:
         """How many websites this worker should hold: an even split over live workers."""
@@ -120,10 +141,36 @@ class Share:
         target = self.target(websites)
         while len(held) > target:
             self.leases.give_back(held.pop())
+        self.held = frozenset(held)
         return held
 
     def claim_one(self, websites: Sequence[str]) -> str | None:
         """Claim one more website if this worker holds less than its share."""
         if len(self.leases.held()) >= self.target(websites):
             return None
-        return self.leases.claim(websites)
+        claimed = self.leases.claim(websites)
+        if claimed is not None:
+            self.held |= {claimed}
+        return claimed
+
+
+def reconcile_share(
+    share: Share, websites: Sequence[str], sync_one: SyncOne, *, stop: StopSignal
+) -> list[SyncReport]:
+    """A fleet worker's reconciliation over the ``websites`` listed: rebalance its share,
+    sync those it holds, then claim and sync more while it holds less than its share, until
+    ``stop``. A website is held (`Share.holds`: its events applied) before its sync begins,
+    so no event of it is missed; a sync stops early if its lease is lost."""
+    todo = share.rebalance(websites)
+    reports = []
+    while not stop.is_set():
+        if not todo:
+            claimed = share.claim_one(websites)
+            if claimed is None:
+                break
+            todo.append(claimed)
+        website_id = todo.pop(0)
+        report = sync_one(website_id, either(stop, share.leases.lost(website_id)))
+        if report is not None:
+            reports.append(report)
+    return reports

@@ -1,6 +1,9 @@
 """Follow mode: a long-running mirror that applies live events between reconciliations.
 
-`Follower.run` keeps these going until its ``stop`` event is set (SIGTERM, SIGINT):
+`run_follow` is ``crisp-sync --follow``: it opens what the service serves (``/healthz``,
+``/metrics``, the web hooks), runs the first sync (`crisp_api.sync.run`) and hands over to a
+`Follower`. `Follower.run` keeps these going until its ``stop`` event is set (SIGTERM,
+SIGINT):
 
 * the main thread takes Crisp's events off the RTM stream (and, through `Follower.apply`,
   off web hooks) and applies them to the store as they come (`EventApplier`). An event the
@@ -29,18 +32,38 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from crisp_api.errors import QuotaSpentError
-from crisp_api.sync.allowance import utc
+import structlog
+
+from crisp_api.errors import NotFoundError, QuotaExceededError, QuotaSpentError
+from crisp_api.events import EventsUnauthorizedError
+from crisp_api.sync import fleet, run
+from crisp_api.sync.allowance import Allowance, utc
 from crisp_api.sync.engine import StopSignal, SyncReport, describe
 from crisp_api.sync.event_applier import EventApplier, InvalidEventError
 from crisp_api.sync.event_retry import PendingEvents
-from crisp_api.sync.recheck import Touch, Touched
-from crisp_api.sync.store import StoreError
+from crisp_api.sync.exits import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_QUOTA,
+    UsageError,
+    ended,
+)
+from crisp_api.sync.health import (
+    DATABASE,
+    NOT_CONNECTED_YET,
+    RECONCILIATION,
+    REDIS,
+    Health,
+)
+from crisp_api.sync.logs import LOGGER_NAME
+from crisp_api.sync.monitoring import Metrics, serve
+from crisp_api.sync.recheck import Touch, Touched, recheck_website
+from crisp_api.sync.store import Store, StoreError
 from middleware import (
     QuotaBucket,
     RateLimit,
@@ -52,23 +75,15 @@ from middleware import (
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
+    from crisp_api.sync.settings import SyncSettings
+    from crisp_api.sync.signals import Stop
 
 DEFAULT_INTERVAL = 300.0
 """Seconds between reconciliations."""
-DEFAULT_HEALTH_THRESHOLD = 900.0
-"""Seconds reconciliation, or the database, may keep failing before /healthz fails."""
 PROBE_INTERVAL = 2.0
 """Seconds between two probes of the store and Redis."""
 
-INITIAL_SYNC, OK, DEGRADED, FAILING = "initial sync", "ok", "degraded", "failing"
-STATES = (INITIAL_SYNC, OK, DEGRADED, FAILING)
-"""The service's states: its first sync running; all well; a dependency away (live events,
-or the database or reconciliation failing for less than the threshold): still working;
-something failing for longer than the threshold."""
-NOT_CONNECTED_YET = "not connected yet"
-"""Why live events are off before the first connection, or its first failure."""
-RECONCILIATION, DATABASE, REDIS = "reconciliation", "the database", "Redis"
-"""What can fail, as `Health` names it."""
+logger = structlog.get_logger(LOGGER_NAME)
 
 
 class EventSource(Protocol):
@@ -104,90 +119,12 @@ class Recheck(Protocol):
         ...
 
 
-class Health:
-    """The state an operator watches; thread-safe; all times are `time.monotonic`."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self._lock = threading.Lock()
-        self.initial_sync = True
-        """Until the first sync (or a fleet's first reconciliation) ended."""
-        self.live_events = False
-        self.events_off_reason = NOT_CONNECTED_YET
-        self.last_reconciled: float | None = None
-        """When the last complete reconciliation ended."""
-        self.reconciliations = 0
-        self.runs: Counter[tuple[str, str]] = Counter()
-        """Sync runs ended, by kind (``first``, ``reconciliation``) and outcome (``complete``,
-        ``incomplete``, ``failed``)."""
-        self.events_pending = 0
-        self.events_dropped = 0
-        self.touched = 0
-        self.recheck_calls = 0
-        self.profiles_deferred = 0
-        self.profiles_not_deferred = 0
-        self.quota_spent_until: float | None = None
-        """When Crisp's daily quota is expected to reset, while it is spent (epoch seconds):
-        the service is degraded, not failing, meanwhile."""
-        self._failing: dict[str, tuple[float, str]] = {}
-
-    def fail(self, what: str, reason: str) -> bool:
-        """Note that ``what`` failed (its clock starts at the first failure); whether it was
-        working until now."""
-        with self._lock:
-            known = self._failing.get(what)
-            self._failing[what] = (time.monotonic() if known is None else known[0], reason)
-            return known is None
-
-    def recover(self, what: str) -> bool:
-        """Note that ``what`` works again; whether it was failing."""
-        with self._lock:
-            return self._failing.pop(what, None) is not None
-
-    def failing(self, what: str) -> bool:
-        """Whether ``what`` is failing now."""
-        with self._lock:
-            return what in self._failing
-
-    def first_sync_ended(self, complete: bool) -> None:
-        """Count the first sync; an incomplete one leaves reconciliation failing until one
-        completes."""
-        self.ran("first", "complete" if complete else "incomplete")
-        if not complete:
-            self.fail(RECONCILIATION, "the first sync is incomplete")
-
-    def ran(self, kind: str, outcome: str) -> None:
-        """Count a sync run that ended; the first one ends the initial sync."""
-        with self._lock:
-            self.runs[kind, outcome] += 1
-            self.initial_sync = False
-
-    def state(self, threshold: float, now: float | None = None) -> tuple[str, list[str]]:
-        """The state (one of `STATES`) and what is wrong, worst first."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            failing = sorted(self._failing.items(), key=lambda item: item[1][0])
-            initial, live, off = self.initial_sync, self.live_events, self.events_off_reason
-            spent = self.quota_spent_until
-        long = [f"{what} has failed for {now - since:.0f} s ({reason})"
-                for what, (since, reason) in failing if now - since > threshold]
-        short = [f"{what} has been failing for {now - since:.0f} s ({reason})"
-                 for what, (since, reason) in failing if now - since <= threshold]
-        reasons = [*long, *([] if live else [f"live events off: {off}"]), *short]
-        if spent is not None:
-            reasons.append(f"quota spent until {utc(spent)}")
-        if long:
-            return FAILING, reasons
-        if initial:
-            return INITIAL_SYNC, reasons
-        return (DEGRADED if reasons else OK), reasons
-
-
 class Fatal(Exception):  # noqa: N818 - a stop reason, not an error class of the API
     """Follow mode cannot go on: the message says why, ``cause`` is what stopped it (refused
-    credentials, a store that cannot be written), for the caller to map to an exit status."""
+    credentials, a store that cannot be written), for the caller to map to an exit status
+    (`crisp_api.sync.exits`)."""
 
-    def __init__(self, reason: str, cause: BaseException) -> None:
+    def __init__(self, reason: str, cause: Exception) -> None:
         super().__init__(reason)
         self.cause = cause
 
@@ -254,7 +191,7 @@ class Follower:
         interval: float,
         stop: threading.Event,
         logger: Any,
-        fatal_errors: tuple[type[BaseException], ...],
+        fatal_errors: tuple[type[Exception], ...],
         probes: Mapping[str, Callable[[], object]] | None = None,
         health: Health | None = None,
         on_event: Callable[[str, float], None] | None = None,
@@ -505,3 +442,149 @@ class Follower:
         with self._lock:
             if self._fatal is None:
                 self._fatal = fatal
+
+
+def run_follow(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, *,
+               out: TextIO) -> int:
+    """``crisp-sync --follow``: a first run, then live events and a reconciliation every
+    ``--interval`` until ``stop`` (a signal: the CLI says what a stop means), or until
+    something fatal (its exit status). ``/healthz``, the metrics and the web hooks are served
+    from the start, the first run included; without live events the service goes on,
+    degraded (see the module docstring).
+
+    In a fleet (``--all-websites`` with a `fleet.FleetStore`) there is no separate first
+    run: the first reconciliation, at once, claims this worker's share of the websites and
+    syncs them, and each one after rebalances the share (`fleet.reconcile_share`); events
+    are applied for the websites held.
+    """
+    share = (fleet.Share(store.leases)
+             if settings.all_websites and isinstance(store, fleet.FleetStore) else None)
+    synced = _Websites()  # none until the first run is done (in a fleet: those held)
+    health = Health()
+    with ExitStack() as servers, _own_allowance(settings, client, store) as allowance:
+        metrics = _metrics(settings, client, health, allowance)
+        applier = EventApplier(store, synced if share is None else share.holds,
+                               _profile_reader(client))
+
+        def reconcile(stopping: threading.Event) -> list[SyncReport]:
+            if share is not None:
+                listed = list(run.websites(settings, client))
+                reports = fleet.reconcile_share(
+                    share, listed, lambda website_id, stops: run.sync_one(
+                        settings, client, website_id, store, stops), stop=stopping)
+                logger.info("fleet.share", websites=len(share.held), listed=len(listed))
+            else:
+                try:
+                    reports = run.sync_websites(settings, client, store, stopping)
+                except QuotaSpentError as exc:  # kept for the next run; the follower waits
+                    if allowance is not None:
+                        allowance.spent(exc.reset_at,
+                                        server=not isinstance(exc, QuotaExceededError))
+                    raise
+                synced.add(report.website_id for report in reports)  # connected since
+            if allowance is not None:
+                allowance.completed(reports)
+            if metrics is not None:
+                metrics.count_quarantined(reports)
+            return reports
+
+        follower = Follower(
+            applier=applier, reconcile=reconcile, interval=settings.interval, stop=stop,
+            recheck=partial(recheck_website, client, store, workers=settings.workers),
+            logger=logger, fatal_errors=(EventsUnauthorizedError,),
+            probes=dependency_probes(store, client), health=health,
+            reconcile_at_start=share is not None,
+        )
+        _serve_ports(settings, servers, metrics, health, follower.apply)
+        if metrics is not None:
+            follower.on_event = metrics.event_applied
+        if share is None:
+            status = run.run_once(settings, client, store, stop, out=out, allowance=allowance)
+            if status == EXIT_QUOTA:  # no outage: events go on, reconciliation waits
+                health.ran("first", "quota spent")
+                health.quota_spent_until = (None if allowance is None
+                                            else allowance.spent_until())
+            else:
+                health.first_sync_ended(status == EXIT_OK)
+            if status not in (EXIT_OK, EXIT_INCOMPLETE, EXIT_QUOTA):
+                return status
+            synced.add(run.websites(settings, client))
+        source, off = open_events(client, logger)
+        logger.info("follow.started", websites=len(synced.ids), interval=settings.interval)
+        fatal = follower.run(source, off)
+    if fatal is not None:
+        return ended(fatal.cause)
+    logger.info("follow.stopped")
+    return EXIT_OK
+
+
+class _Websites:
+    """The websites whose events apply outside a fleet: those synced since the service
+    started (replaced whole: read from any thread)."""
+
+    def __init__(self) -> None:
+        self.ids: frozenset[str] = frozenset()
+
+    def __call__(self, website_id: str) -> bool:
+        return website_id in self.ids
+
+    def add(self, website_ids: Iterable[str]) -> None:
+        self.ids = self.ids.union(website_ids)
+
+
+@contextmanager
+def _own_allowance(settings: SyncSettings, client: Crisp, store: Store
+                   ) -> Iterator[Allowance | None]:
+    """The service's allowance for the block, closed after it (what was counted and learnt
+    kept). The service's outcome is decided by then (a stop, or a fatal reason already said):
+    a database that cannot take the last figures is logged, not said as a second outcome."""
+    allowance = run.open_allowance(settings, client, store)
+    try:
+        yield allowance
+    finally:
+        if allowance is not None:
+            try:
+                allowance.close()
+            except StoreError as exc:
+                logger.warning("allowance.not_kept", reason=str(exc))
+
+
+def _metrics(settings: SyncSettings, client: Crisp, health: Health,
+             allowance: Allowance | None) -> Metrics | None:
+    """The Prometheus metrics of ``--metrics-port``, counting the client's requests from now
+    on (the first run's included) and showing the quota ledger; None without the flag."""
+    if not settings.metrics_port:
+        return None
+    metrics = Metrics(client, health, settings.health_threshold,
+                      ledger=None if allowance is None else allowance.figures)
+    client.use(metrics.layer, before="auth")
+    return metrics
+
+
+def _serve_ports(settings: SyncSettings, servers: ExitStack, metrics: Metrics | None,
+                 health: Health, hook: Callable[[str, Any], None]) -> None:
+    """Serve ``/metrics`` and ``/healthz``, and the web hooks (each handed to ``hook``), on
+    the ports asked for, until ``servers`` closes."""
+    threshold = settings.health_threshold
+    try:
+        if settings.metrics_port:
+            servers.callback(serve(settings.bind, settings.metrics_port, health=health,
+                                   threshold=threshold, metrics=metrics).shutdown)
+        if settings.hooks_port:
+            servers.callback(serve(settings.bind, settings.hooks_port, health=health,
+                                   threshold=threshold,
+                                   hooks=(settings.hooks_secret, hook)).shutdown)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {settings.bind}: {exc}") from None
+
+
+def _profile_reader(client: Crisp) -> Callable[[str, str], Any]:
+    """Reads a people profile for the event applier; None once it is gone."""
+
+    def read(website_id: str, people_id: str) -> Any:
+        try:
+            return client.website.get_people_profile(website_id, people_id, use_cache=False)
+        except NotFoundError:
+            return None
+
+    return read

@@ -22,7 +22,7 @@ import structlog
 
 from crisp_api.defaults import RATE_LIMIT_STATUSES
 from crisp_api.extras import install_hint
-from crisp_api.sync.follow import FAILING, STATES, Health
+from crisp_api.sync.health import FAILING, STATES, Health
 from crisp_api.sync.http_server import Answer, HttpRequest, HttpServer, Limits
 from crisp_api.webhooks import (
     MalformedWebhookError,
@@ -170,7 +170,7 @@ class _HealthCollector:
 def healthz(health: Health, threshold: float) -> tuple[int, bytes]:
     """``/healthz``: the status (503 once something has failed for longer than
     ``threshold`` seconds, else 200, degraded or not) and the JSON body: ``state`` (one of
-    `crisp_api.sync.follow.STATES`), ``healthy`` and ``problems`` (what is wrong)."""
+    `crisp_api.sync.health.STATES`), ``healthy`` and ``problems`` (what is wrong)."""
     state, problems = health.state(threshold)
     body = {"state": state, "healthy": state != FAILING, "problems": problems}
     return (503 if state == FAILING else 200), json.dumps(body).encode()

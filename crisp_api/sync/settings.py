@@ -1,0 +1,267 @@
+"""crisp-sync's settings: its arguments and environment, checked once, as one frozen value.
+
+`SyncSettings.parse` reads the parsed command line (`crisp_api.sync.cli.build_parser`) and
+the environment, applies the defaults that depend on both (the database, the daily quota),
+checks every rule that ties flags together and refuses, before any work, a flag whose extra
+is not installed. Everything after it reads the settings and changes none (a variant, such as
+the demo's website, is a new value: `dataclasses.replace`). The argparse types below check
+each flag's own value (a duration, a share, a port, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from crisp_api import defaults
+from crisp_api.extras import install_hint, installed
+from crisp_api.sync import sharding
+from crisp_api.sync.exits import UsageError
+from crisp_api.sync.logs import level_from
+from crisp_api.sync.postgres_leases import MIN_LEASE_TTL
+
+DB_ENV = "CRISP_SYNC_DB"
+DEFAULT_DB = "crisp.sqlite3"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+HOOKS_SECRET_ENV = "CRISP_HOOKS_SECRET"  # noqa: S105 - the name of a variable, not a secret
+DAILY_QUOTA_ENV = "CRISP_DAILY_QUOTA"
+MAX_WORKERS = 256
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to sync (the key never shown)."""
+
+    rest_host: str | None
+    identifier: str
+    key: str = field(repr=False)
+    tier: str
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """One run's settings (see the module docstring; each flag's meaning is in its help).
+    No credential is shown (the database and Redis URLs, the key, the hooks secret)."""
+
+    website_id: str | None
+    all_websites: bool
+    shard: tuple[int, int]
+    """This worker's slice of ``--all-websites``: (i, N), (1, 1) for all of them."""
+    db: str | None = field(repr=False)  # a PostgreSQL URL may hold a password
+    """The database: ``--db``, else ``$CRISP_SYNC_DB``, else `DEFAULT_DB`; for the demo,
+    ``--db`` only (None: its own file)."""
+    lease_ttl: float | None
+    workers: int
+    redis_url: str | None = field(repr=False)  # may hold a password
+    rate_limit: float | str
+    daily_quota: int | None
+    """``--daily-quota``, else ``$CRISP_DAILY_QUOTA``, else unknown."""
+    quota_reserve: float
+    quota_reset: float
+    people_interval: float
+    demo: bool
+    status: bool
+    progress: bool
+    """Whether progress bars may be drawn (on a terminal, under the console log format)."""
+    follow: bool
+    interval: float
+    hooks_port: int | None
+    metrics_port: int | None
+    bind: str
+    health_threshold: float
+    log_level: str
+    log_format: str
+    target: Target | None
+    """The credentials and API host of the environment; None for ``--status`` and
+    ``--demo``, which read none."""
+    hooks_secret: str = field(default="", repr=False)
+
+    @property
+    def postgres(self) -> bool:
+        """Whether the database is PostgreSQL (else a SQLite file)."""
+        return self.db is not None and self.db.startswith(POSTGRES_SCHEMES)
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> SyncSettings:
+        """The settings of the command line ``args`` and the environment ``environ``;
+        `UsageError` for the first rule they break."""
+        _check(args)
+        settings = cls(
+            website_id=args.website_id, all_websites=args.all_websites,
+            shard=sharding.parse_shard(args.shard) if args.shard else (1, 1),
+            db=args.db if args.demo else args.db or environ.get(DB_ENV) or DEFAULT_DB,
+            lease_ttl=args.lease_ttl, workers=args.workers, redis_url=args.redis_url,
+            rate_limit=args.rate_limit,
+            daily_quota=args.daily_quota if args.status else _daily_quota(args, environ),
+            quota_reserve=args.quota_reserve, quota_reset=args.quota_reset,
+            people_interval=args.people_interval, demo=args.demo, status=args.status,
+            progress=not args.no_progress and args.log_format == "console",
+            follow=args.follow, interval=args.interval, hooks_port=args.hooks_port,
+            metrics_port=args.metrics_port, bind=args.bind,
+            health_threshold=args.health_threshold,
+            log_level=level_from(args.verbose, args.log_level), log_format=args.log_format,
+            target=None, hooks_secret=environ.get(HOOKS_SECRET_ENV, ""),
+        )
+        if args.demo:
+            if settings.postgres:
+                raise UsageError("--demo writes a new SQLite file: give a file name to --db, "
+                                 "or none")
+            return settings
+        settings._check_database()
+        if args.status:
+            return settings
+        settings._check_extras(environ)
+        target = _target(args.rest_host, environ)
+        if settings.hooks_port and not settings.hooks_secret:
+            raise UsageError(f"--hooks-port needs the web hooks secret in ${HOOKS_SECRET_ENV}")
+        return replace(settings, target=target)
+
+    def _check_database(self) -> None:
+        """The flags that only one kind of database takes."""
+        if self.lease_ttl is not None and not self.postgres:
+            raise UsageError("--lease-ttl goes with a PostgreSQL database "
+                             "(--db postgresql://...)")
+        if self.lease_ttl is not None and self.lease_ttl < MIN_LEASE_TTL:
+            raise UsageError(f"--lease-ttl must be at least {MIN_LEASE_TTL:g}s")
+
+    def _check_extras(self, environ: Mapping[str, str]) -> None:
+        """Refuse the flags whose extra is not installed. ``--follow`` needs none: without
+        the ``events`` extra it runs degraded, reconciling every ``--interval``."""
+        redis_url = self.redis_url or environ.get(defaults.REDIS_URL_ENV)
+        for given, what, extra in (
+            (self.postgres, "a PostgreSQL --db", "postgres"),
+            (redis_url, "--redis-url", "redis"),
+            (self.metrics_port, "--metrics-port", "metrics"),
+        ):
+            if given and not installed(extra):
+                raise UsageError(f"{what} needs the '{extra}' extra: {install_hint(extra)}")
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The rules that tie the flags together (``--status`` takes only the database's)."""
+    if args.status:
+        if args.demo or args.follow:
+            raise UsageError("--status only reads the database: drop --demo and --follow")
+        return
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
+    if not args.demo and not args.all_websites and not args.website_id:
+        raise UsageError("give --website-id, --all-websites or --demo")
+    if args.website_id and args.all_websites:
+        raise UsageError("--website-id and --all-websites exclude each other")
+    if args.shard and not args.all_websites:
+        raise UsageError("--shard goes with --all-websites")
+    if args.shard:
+        try:
+            sharding.parse_shard(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if not args.follow:
+        for given, flag in ((args.hooks_port, "--hooks-port"),
+                            (args.metrics_port, "--metrics-port")):
+            if given:
+                raise UsageError(f"{flag} goes with --follow")
+    if args.follow and not args.interval > 0:
+        raise UsageError("--interval must be longer than 0 with --follow")
+    if not args.quota_reset < 86400:
+        raise UsageError(f"--quota-reset must be less than a day, got {args.quota_reset:g}s")
+    if args.demo:
+        ignored = [flag for flag, given in (
+            ("--website-id", args.website_id), ("--all-websites", args.all_websites),
+            ("--shard", args.shard), ("--rest-host", args.rest_host),
+            ("--redis-url", args.redis_url), ("--follow", args.follow),
+            ("--lease-ttl", args.lease_ttl),
+        ) if given]
+        if ignored:
+            raise UsageError(f"--demo runs against its own fake Crisp: drop {', '.join(ignored)}")
+
+
+def _daily_quota(args: argparse.Namespace, environ: Mapping[str, str]) -> int | None:
+    """``--daily-quota``, else ``$CRISP_DAILY_QUOTA``, else None (unknown)."""
+    given: int | None = args.daily_quota
+    if given is not None or not environ.get(DAILY_QUOTA_ENV):
+        return given
+    try:
+        return positive_int(environ[DAILY_QUOTA_ENV])
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"${DAILY_QUOTA_ENV}: {exc}") from None
+
+
+def _target(rest_host: str | None, environ: Mapping[str, str]) -> Target:
+    """The credentials and API host (``--rest-host``, else ``$CRISP_REST_HOST``)."""
+    identifier = environ.get("CRISP_IDENTIFIER", "")
+    key = environ.get("CRISP_KEY", "")
+    if not identifier or not key:
+        raise UsageError("set CRISP_IDENTIFIER and CRISP_KEY (your token keypair)")
+    tier = environ.get("CRISP_TIER", "plugin")
+    if tier not in defaults.TIERS:
+        raise UsageError(f"CRISP_TIER must be one of {sorted(defaults.TIERS)}, got {tier!r}")
+    return Target(rest_host or environ.get("CRISP_REST_HOST"), identifier, key, tier)
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``1d`` (argparse type)."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS and value[-1:] else ""
+    try:
+        seconds = float(value[: len(value) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 24h)") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"a duration must be >= 0, got {text!r}")
+    return seconds
+
+
+def rate_limit(value: str) -> float | str:
+    """``--rate-limit``: ``adaptive`` or a positive number of requests per second."""
+    if value == defaults.ADAPTIVE:
+        return value
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = math.nan
+    if not 0 < rate < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"must be {defaults.ADAPTIVE!r} or a positive number of requests/s, got {value!r}"
+        )
+    return rate
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (argparse type)."""
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def share(text: str) -> float:
+    """A share from 0 to below 1, as ``10%`` or ``0.1`` (argparse type)."""
+    value = text.strip()
+    try:
+        fraction = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        fraction = math.nan
+    if not 0 <= fraction < 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to below 1 (e.g. 10%), "
+                                         f"got {text!r}")
+    return fraction
+
+
+def port(text: str) -> int:
+    """A TCP port number (argparse type)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return number

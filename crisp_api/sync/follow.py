@@ -467,21 +467,20 @@ def run_follow(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, 
                                _profile_reader(client))
 
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
-            if share is not None:
-                listed = list(run.websites(settings, client))
-                reports = fleet.reconcile_share(
-                    share, listed, lambda website_id, stops: run.sync_one(
-                        settings, client, website_id, store, stops), stop=stopping)
-                logger.info("fleet.share", websites=len(share.held), listed=len(listed))
-            else:
-                try:
+            try:
+                if share is not None:
+                    listed = list(run.websites(settings, client))
+                    reports = fleet.reconcile_share(
+                        share, listed, lambda website_id, stops: run.sync_one(
+                            settings, client, website_id, store, stops), stop=stopping)
+                    logger.info("fleet.share", websites=len(share.held), listed=len(listed))
+                else:
                     reports = run.sync_websites(settings, client, store, stopping)
-                except QuotaSpentError as exc:  # kept for the next run; the follower waits
-                    if allowance is not None:
-                        allowance.spent(exc.reset_at,
-                                        server=not isinstance(exc, QuotaExceededError))
-                    raise
-                synced.add(report.website_id for report in reports)  # connected since
+                    synced.add(report.website_id for report in reports)  # connected since
+            except QuotaSpentError as exc:  # kept for the next run; the follower waits
+                if allowance is not None:
+                    allowance.spent(exc.reset_at, server=not isinstance(exc, QuotaExceededError))
+                raise
             if allowance is not None:
                 allowance.completed(reports)
             if metrics is not None:

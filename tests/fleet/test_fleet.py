@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -212,3 +213,28 @@ def test_a_worker_that_stalls_past_its_lease_stops_and_says_so(
         with postgres_server.connect(url.rsplit("/", 1)[1]) as db:
             for website_id in fake.website_ids:
                 assert_exact_copy_in_postgres(db, fake, website_id)
+
+
+def test_a_following_fleet_worker_records_a_spent_quota_in_the_store(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A fleet worker in follow mode that finds Crisp's quota spent (judged from refusals
+    after 30 s) keeps "spent until T" in the store, as a lone follower does, so that
+    `--status` and the next worker see it (it only told its own follower: the store said
+    nothing)."""
+    url = postgres_server.create_database()
+    with FakeCrisp(websites=2, conversations=30, messages=2, seed=44,
+                   faults=Faults(daily_quota=40)) as fake, \
+            (tmp_path / "worker.log").open("w") as log:
+        worker = _worker(fake, url, log, "--follow", "--interval", "1", "--lease-ttl", "5")
+        try:
+            def spent_until() -> int | None:
+                with PostgresStore(url) as store:
+                    return store.allowance(fake.identifier).spent_until_ms
+
+            wait_for(lambda: spent_until() is not None, 60, "the spent quota in the store")
+            assert worker.poll() is None  # degraded, not ended
+            assert (spent_until() or 0) > time.time() * 1000
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=20) == 0

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 logger = structlog.get_logger(LOGGER_NAME)
 
+Began = Callable[[str], None]
+"""Told of a website as its sync begins (`Allowance.began`)."""
+
 
 def build_client(settings: SyncSettings) -> Crisp:
     """The worker's client, for ``settings.target``. No response cache: every read of a
@@ -184,13 +187,14 @@ def _run(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, *, out
     started = time.monotonic()
     try:
         bars = progress.shown(settings.progress)
-        reports = sync_websites(settings, client, store, stop, bars=bars)
+        reports = sync_websites(settings, client, store, stop, bars=bars,
+                                began=None if allowance is None else allowance.began)
     except QuotaSpentError as exc:
-        return quota_spent(exc, allowance, settings.website_id)
+        return quota_spent(exc, allowance)
     except RateLimitedError as exc:  # out of retries: were the refusals a spent quota?
         spent = spent_after_refusals(settings, client)
         if spent is not None:
-            return quota_spent(spent, allowance, settings.website_id)
+            return quota_spent(spent, allowance)
         return ended(exc, client)
     except Exception as exc:  # every other ending: its row of exits.ENDINGS
         return ended(exc, client)
@@ -204,7 +208,7 @@ def _run(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, *, out
     if not all(r.complete for r in reports) and stop.signal_name is None:
         spent = spent_after_refusals(settings, client)  # were the failures a spent quota?
         if spent is not None:
-            return quota_spent(spent, allowance, settings.website_id)
+            return quota_spent(spent, allowance)
     failures = [r.store_error for r in reports if r.store_error is not None]
     if any(failure.permanent for failure in failures):
         return ended(next(f for f in failures if f.permanent))
@@ -216,13 +220,10 @@ def _run(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, *, out
     return EXIT_OK
 
 
-def quota_spent(exc: QuotaSpentError, allowance: Allowance | None,
-                website_id: str | None) -> int:
-    """The run (of ``website_id``, if one) met a spent daily quota: say which, that progress
-    is kept and when to run again (the quota's expected reset); `EXIT_QUOTA`."""
+def quota_spent(exc: QuotaSpentError, allowance: Allowance | None) -> int:
+    """The run met a spent daily quota: say which, that progress is kept and when to run
+    again (the quota's expected reset); `EXIT_QUOTA`."""
     configured = isinstance(exc, QuotaExceededError)
-    if allowance is not None and website_id:
-        allowance.began(website_id)  # --status shows its ledger before a run completed
     until = exc.reset_at if allowance is None else allowance.spent(exc.reset_at,
                                                                    server=not configured)
     figures = None if allowance is None else allowance.figures()
@@ -244,17 +245,18 @@ def spent_after_refusals(settings: SyncSettings, client: Crisp) -> QuotaSpentErr
 
 def sync_websites(
     settings: SyncSettings, client: Crisp, store: Store, stop: threading.Event | None = None,
-    *, bars: bool = False,
+    *, bars: bool = False, began: Began | None = None,
 ) -> list[SyncReport]:
     """One run over every chosen website, until ``stop`` is set; raises what ends a run (see
     `run_once`). With a fleet's store and ``--all-websites``, the websites are shared with the
-    other workers (`fleet.sync_once`). ``bars``: draw progress bars (see `progress.shown`)."""
+    other workers (`fleet.sync_once`). ``bars``: draw progress bars (see `progress.shown`);
+    ``began``: told of each website as its sync begins (see `sync_one`)."""
     chosen = list(websites(settings, client))
     if settings.all_websites and isinstance(store, fleet.FleetStore):
         run = fleet.sync_once(
             store.leases, chosen,
             lambda website_id, stopping: sync_one(
-                settings, client, website_id, store, stopping, bars=bars),
+                settings, client, website_id, store, stopping, bars=bars, began=began),
             stop=stop,
         )
         if run.lost:
@@ -265,7 +267,8 @@ def sync_websites(
         for website_id in chosen:
             if stop is not None and stop.is_set():
                 break
-            report = sync_one(settings, client, website_id, store, stop, bars=bars)
+            report = sync_one(settings, client, website_id, store, stop, bars=bars,
+                              began=began)
             if report is not None:
                 reports.append(report)
             tick()
@@ -274,10 +277,14 @@ def sync_websites(
 
 def sync_one(
     settings: SyncSettings, client: Crisp, website_id: str, store: Store,
-    stop: StopSignal | None, *, bars: bool = False,
+    stop: StopSignal | None, *, bars: bool = False, began: Began | None = None,
 ) -> SyncReport | None:
-    """One website's sync; None for a website of ``--all-websites`` that is gone."""
+    """One website's sync; None for a website of ``--all-websites`` that is gone.
+    ``began`` (`Allowance.began`) records the website's credential first, so that
+    ``--status`` shows its ledger even if the quota ends the run before it completes."""
     logger.info("website.sync.started", website_id=website_id)
+    if began is not None:
+        began(website_id)
     with progress.website_bar(website_id, bars, nested=settings.all_websites) as report:
         try:
             done = sync_website(

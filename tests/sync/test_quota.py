@@ -298,3 +298,25 @@ def test_two_workers_sharing_a_database_stay_within_one_known_quota(tmp_path: Pa
         assert statuses == [EXIT_QUOTA, EXIT_QUOTA]
         assert fake.stats.requests <= quota + 2 * LEDGER_BATCH
         assert ledger(db, fake) == fake.stats.requests
+
+
+def test_status_shows_the_ledger_of_each_website_an_all_websites_run_began(
+    tmp_path: Path,
+) -> None:
+    """A run over ``--all-websites`` ended by the quota before any website completed: each
+    website it began is listed with its ledger (it was shown only for ``--website-id``)."""
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(websites=2, conversations=60, messages=2, seed=18) as fake:
+        command, env = sync_command(fake, db, "--all-websites", "--workers", "2",
+                                    "--daily-quota", "40", "--quota-reserve", "0")
+        ended = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                               check=False)
+        assert ended.returncode == EXIT_QUOTA, ended.stderr
+        command, env = sync_command(fake, db, "--status")
+        status = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert status.returncode == 0, status.stderr
+        rows = [line for line in status.stdout.splitlines()
+                if any(website_id in line for website_id in fake.website_ids)]
+        assert rows, status.stdout
+        assert all(row.split()[-3:-1] == ["40", "40"] for row in rows), status.stdout

@@ -101,7 +101,7 @@ class Leases:
 
     def now(self) -> datetime:
         """PostgreSQL's clock: the one every lease and 'due' time is read against."""
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("read the clock") as cur:
             row = cur.execute("SELECT now()").fetchone()
         assert row is not None
         now: datetime = row[0]
@@ -131,7 +131,7 @@ class Leases:
     def _take(self, website_id: str) -> None:
         """Take the website's lease (creating its row) unless a live lease of another worker
         holds it (`WebsiteLockedError`)."""
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("take a lease") as cur:
             taken = cur.execute(_TAKE, self._params(website=website_id)).fetchone()
             if taken is None:
                 row = cur.execute(
@@ -156,7 +156,7 @@ class Leases:
         """Take a free website of ``among`` (not in ``exclude``, and not synced completely
         since ``due_before`` when given), those never synced or synced longest ago first;
         None when there is none. Several workers claiming at once get different websites."""
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("claim a website") as cur:
             row = cur.execute(_CLAIM, self._params(
                 among=list(among), exclude=list(exclude), due=due_before
             )).fetchone()
@@ -172,7 +172,7 @@ class Leases:
         with self._lock:
             self._owned.discard(website_id)
             self._lost.pop(website_id, None)
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("give back a lease") as cur:
             cur.execute(_RELEASE, self._params(website=website_id, synced=synced))
 
     def pending(
@@ -180,7 +180,7 @@ class Leases:
     ) -> bool:
         """Whether a website of ``among`` (not in ``exclude``) has not been synced completely
         since ``due_before``: one another worker holds now, or that was just freed."""
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("read the leases") as cur:
             row = cur.execute(
                 "SELECT EXISTS (SELECT 1 FROM sync_leases WHERE website_id = ANY(%s::text[])"
                 " AND NOT (website_id = ANY(%s::text[]))"
@@ -192,7 +192,7 @@ class Leases:
     def add(self, website_ids: Collection[str]) -> int:
         """Make the websites known to the fleet (those new get a free lease row); how many
         were new."""
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("add websites") as cur:
             cur.execute(
                 "INSERT INTO sync_leases (website_id) SELECT unnest(%s::text[]) "
                 "ON CONFLICT (website_id) DO NOTHING",
@@ -217,7 +217,7 @@ class Leases:
         with self._lock:
             self._in_fleet = True
         self._ensure_renewer()
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("count the workers") as cur:
             cur.execute(_BEAT, self._params())
             cur.execute(  # workers long dead (killed: they never said goodbye)
                 "DELETE FROM sync_workers WHERE alive_until < now() - interval '1 day'"
@@ -237,7 +237,7 @@ class Leases:
             in_fleet = self._in_fleet
         if not held and not in_fleet:
             return
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("free the leases") as cur:
             for website_id in held:
                 cur.execute(_RELEASE, self._params(website=website_id, synced=False))
             cur.execute("DELETE FROM sync_workers WHERE owner = %s", (self.owner,))
@@ -273,7 +273,7 @@ class Leases:
         with self._lock:
             held = list(self._owned)
             in_fleet = self._in_fleet
-        with self._db.transaction("leases") as cur:
+        with self._db.transaction("renew the leases") as cur:
             renewed = {row[0] for row in cur.execute(_RENEW, self._params(held=held))}
             if in_fleet:
                 cur.execute(_BEAT, self._params())

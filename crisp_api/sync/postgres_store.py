@@ -197,7 +197,7 @@ class PostgresStore(SqlStore[PgDatabase]):
         with self._db.statement("update_conversation") as cur:
             return _merge(cur, "conversations", "session_id = %s", (session_id,), fields)
 
-    def lock(self, website_id: str) -> Any:
+    def lock(self, website_id: str) -> AbstractContextManager[None]:
         """Hold ``website_id`` for one run: a lease (see `Leases.hold`); `WebsiteLockedError`
         if another live worker holds it."""
         return self.leases.hold(website_id)

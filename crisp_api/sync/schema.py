@@ -73,10 +73,9 @@ class Column:
             text += " PRIMARY KEY"
         if self.not_null:
             text += " NOT NULL"
-        if isinstance(self.default, bool):
-            text += " DEFAULT " + {("sqlite", False): "0", ("sqlite", True): "1",
-                                   ("postgres", False): "FALSE",
-                                   ("postgres", True): "TRUE"}[dialect, self.default]
+        if isinstance(self.default, bool):  # SQLite has no booleans: 0 and 1
+            flag = int(self.default) if dialect == "sqlite" else str(self.default).upper()
+            text += f" DEFAULT {flag}"
         elif self.default is not None:
             text += f" DEFAULT {self.default}"
         return text

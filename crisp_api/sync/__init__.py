@@ -11,9 +11,11 @@ from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import (
     Changes,
     ConversationState,
+    EventSink,
     MessageSpan,
     Store,
     StoreError,
+    SyncStore,
     WebsiteLockedError,
 )
 
@@ -21,6 +23,7 @@ __all__ = [
     "Changes",
     "ConversationState",
     "Counts",
+    "EventSink",
     "MessageSpan",
     "RequestCounter",
     "SQLiteStore",
@@ -28,6 +31,7 @@ __all__ = [
     "StoreError",
     "SyncProgress",
     "SyncReport",
+    "SyncStore",
     "WebsiteLockedError",
     "install",
     "sync_website",

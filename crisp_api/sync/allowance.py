@@ -65,7 +65,7 @@ def utc(epoch: float) -> str:
 
 @runtime_checkable
 class AllowanceStore(Protocol):
-    """The store's side of the allowance (both built-in stores have it, `SqlAllowance`)."""
+    """The store's side of the allowance (both built-in stores have it: `sql_store.SqlStore`)."""
 
     def count_requests(self, credential: str, day: int, requests: int) -> None: ...
 

@@ -51,7 +51,7 @@ from crisp_api.pagination import (
 )
 from crisp_api.routing import ROUTES, QueryValue
 from crisp_api.sync import rows
-from crisp_api.sync.store import Changes, MessageSpan, Store, StoreError
+from crisp_api.sync.store import Changes, MessageSpan, StoreError, SyncStore
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
@@ -166,7 +166,7 @@ class SyncProgress:
 def sync_website(
     client: Crisp,
     website_id: str,
-    store: Store,
+    store: SyncStore,
     *,
     workers: int = 8,
     overlap_ms: int = DEFAULT_OVERLAP_MS,
@@ -229,7 +229,7 @@ def sync_website(
 
 def _sync_conversations(
     client: Crisp,
-    store: Store,
+    store: SyncStore,
     listing: _Listing,
     report: SyncReport,
     *,
@@ -375,7 +375,7 @@ _UNCHANGED = _Outcome(0, 0, Changes(), Changes(), [])
 
 def _sync_conversation(
     client: Crisp,
-    store: Store,
+    store: SyncStore,
     website_id: str,
     conversation: Mapping[str, Any],
     signal: PartialSignal,
@@ -497,7 +497,7 @@ class _Listing:
 
 def _sync_people(
     client: Crisp,
-    store: Store,
+    store: SyncStore,
     report: SyncReport,
     interval: float,
     clock: Callable[[], int],

@@ -10,7 +10,7 @@ not sync are ignored.
 What the events cannot do is make the copy exact on their own: a dropped socket loses what
 was sent meanwhile. The periodic incremental run (the reconciliation) covers that; and the
 store keeps a message stored from an event from counting as read by a sync
-(`Store.save_message`), so a reconciliation still walks back to what the events missed.
+(`EventSink.save_message`), so a reconciliation still walks back to what the events missed.
 People profiles are read again through the REST API on ``people:profile:*`` events, since an
 update event need not carry the whole profile. While Crisp's daily quota is spent those reads
 cannot be made: the profiles wait in a bounded queue (`DeferredProfiles`) until it resets.
@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from crisp_api.errors import QuotaSpentError
 from crisp_api.events import EVENTS
-from crisp_api.sync.store import Changes, Store
+from crisp_api.sync.store import Changes, EventSink
 
 MESSAGE_EVENTS = frozenset({"message:send", "message:received"})
 """Events carrying a whole message."""
@@ -119,7 +119,7 @@ class EventApplier:
     """
 
     def __init__(
-        self, store: Store, wants: Wants | Collection[str] | None, profile: Profile
+        self, store: EventSink, wants: Wants | Collection[str] | None, profile: Profile
     ) -> None:
         self.store = store
         self.wants: Wants = (

@@ -17,16 +17,15 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crisp_api.sync.store import StoreError, WebsiteLockedError
 
 if TYPE_CHECKING:
-    import psycopg
-    import psycopg_pool
+    from crisp_api.sync.postgres_database import PgDatabase
 
 DEFAULT_LEASE_TTL = 60.0
 """Seconds a website stays held by a worker that stopped renewing its lease."""
@@ -83,13 +82,7 @@ class Leases:
     claimed lease; a second run of one website at once is refused, here as elsewhere.
     """
 
-    def __init__(
-        self,
-        pool: psycopg_pool.ConnectionPool[Any],
-        errors: Callable[[], AbstractContextManager[None]],
-        *,
-        ttl: float,
-    ) -> None:
+    def __init__(self, db: PgDatabase, *, ttl: float) -> None:
         if not ttl >= MIN_LEASE_TTL:
             raise ValueError(
                 f"the lease time to live must be at least {MIN_LEASE_TTL:g} seconds, got {ttl}"
@@ -97,8 +90,7 @@ class Leases:
         self.ttl = ttl
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
         self.holder = f"pid {os.getpid()} on host {socket.gethostname()}"
-        self._pool = pool
-        self._errors = errors
+        self._db = db
         self._lock = threading.Lock()
         self._owned: set[str] = set()
         self._running: set[str] = set()
@@ -107,14 +99,9 @@ class Leases:
         self._closing = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    @contextmanager
-    def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
-        with self._errors(), self._pool.connection() as db, db.transaction(), db.cursor() as cur:
-            yield cur
-
     def now(self) -> datetime:
         """PostgreSQL's clock: the one every lease and 'due' time is read against."""
-        with self._cursor() as cur:
+        with self._db.transaction("read the clock") as cur:
             row = cur.execute("SELECT now()").fetchone()
         assert row is not None
         now: datetime = row[0]
@@ -144,7 +131,7 @@ class Leases:
     def _take(self, website_id: str) -> None:
         """Take the website's lease (creating its row) unless a live lease of another worker
         holds it (`WebsiteLockedError`)."""
-        with self._cursor() as cur:
+        with self._db.transaction("take a lease") as cur:
             taken = cur.execute(_TAKE, self._params(website=website_id)).fetchone()
             if taken is None:
                 row = cur.execute(
@@ -169,7 +156,7 @@ class Leases:
         """Take a free website of ``among`` (not in ``exclude``, and not synced completely
         since ``due_before`` when given), those never synced or synced longest ago first;
         None when there is none. Several workers claiming at once get different websites."""
-        with self._cursor() as cur:
+        with self._db.transaction("claim a website") as cur:
             row = cur.execute(_CLAIM, self._params(
                 among=list(among), exclude=list(exclude), due=due_before
             )).fetchone()
@@ -185,7 +172,7 @@ class Leases:
         with self._lock:
             self._owned.discard(website_id)
             self._lost.pop(website_id, None)
-        with self._cursor() as cur:
+        with self._db.transaction("give back a lease") as cur:
             cur.execute(_RELEASE, self._params(website=website_id, synced=synced))
 
     def pending(
@@ -193,7 +180,7 @@ class Leases:
     ) -> bool:
         """Whether a website of ``among`` (not in ``exclude``) has not been synced completely
         since ``due_before``: one another worker holds now, or that was just freed."""
-        with self._cursor() as cur:
+        with self._db.transaction("read the leases") as cur:
             row = cur.execute(
                 "SELECT EXISTS (SELECT 1 FROM sync_leases WHERE website_id = ANY(%s::text[])"
                 " AND NOT (website_id = ANY(%s::text[]))"
@@ -205,7 +192,7 @@ class Leases:
     def add(self, website_ids: Collection[str]) -> int:
         """Make the websites known to the fleet (those new get a free lease row); how many
         were new."""
-        with self._cursor() as cur:
+        with self._db.transaction("add websites") as cur:
             cur.execute(
                 "INSERT INTO sync_leases (website_id) SELECT unnest(%s::text[]) "
                 "ON CONFLICT (website_id) DO NOTHING",
@@ -230,7 +217,7 @@ class Leases:
         with self._lock:
             self._in_fleet = True
         self._ensure_renewer()
-        with self._cursor() as cur:
+        with self._db.transaction("count the workers") as cur:
             cur.execute(_BEAT, self._params())
             cur.execute(  # workers long dead (killed: they never said goodbye)
                 "DELETE FROM sync_workers WHERE alive_until < now() - interval '1 day'"
@@ -250,7 +237,7 @@ class Leases:
             in_fleet = self._in_fleet
         if not held and not in_fleet:
             return
-        with self._cursor() as cur:
+        with self._db.transaction("free the leases") as cur:
             for website_id in held:
                 cur.execute(_RELEASE, self._params(website=website_id, synced=False))
             cur.execute("DELETE FROM sync_workers WHERE owner = %s", (self.owner,))
@@ -286,7 +273,7 @@ class Leases:
         with self._lock:
             held = list(self._owned)
             in_fleet = self._in_fleet
-        with self._cursor() as cur:
+        with self._db.transaction("renew the leases") as cur:
             renewed = {row[0] for row in cur.execute(_RENEW, self._params(held=held))}
             if in_fleet:
                 cur.execute(_BEAT, self._params())

@@ -1,9 +1,11 @@
-"""The store interface the sync engine writes to, so users can plug their own.
+"""The store interfaces the sync writes to, so users can plug their own.
 
 A store keeps four kinds of rows (conversations, messages, people profiles, operators) and
 the state of each website (its checkpoint, when its people were last listed, which run holds
-it). The engine writes what it reads from the REST API; follow mode also applies Crisp's live
-events one row at a time (`save_message`, `edit_message`, ...). They rely on these promises:
+it). The engine writes what it reads from the REST API through `SyncStore`; follow mode also
+applies Crisp's live events one row at a time through `EventSink` (`save_message`,
+`edit_message`, ...); `Store` is both, as the built-in stores (`crisp_api.sync.sqlite_store`,
+`crisp_api.sync.postgres_store`) are. They rely on these promises:
 
 - every ``save_*`` call is atomic (all of it is kept, or none), and saving the same rows twice
   changes nothing;
@@ -26,12 +28,12 @@ events one row at a time (`save_message`, `edit_message`, ...). They rely on the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
-from crisp_api.sync.rows import Quarantined, Row, is_key
+from crisp_api.sync.rows import Row
 
 __all__ = ["Row"]  # re-exported: where a row's type was always imported from
 
@@ -110,8 +112,10 @@ class WebsiteLockedError(Exception):
         self.holder = holder
 
 
-class Store(Protocol):
-    """Where a sync puts what it reads. Implementations must be safe to call from threads."""
+class SyncStore(Protocol):
+    """What the sync engine writes to (`crisp_api.sync.engine`): conversations with their
+    messages, listed rows and each website's state, one run per website at a time.
+    Implementations must be safe to call from threads."""
 
     def conversation_state(self, website_id: str, session_id: str) -> ConversationState:
         """What is stored of ``session_id`` (both fields ``None`` for a new conversation)."""
@@ -135,6 +139,38 @@ class Store(Protocol):
     def save_operators(self, website_id: str, operators: Sequence[Row]) -> Changes:
         """Atomically upsert the website's operators (keyed by their user id)."""
         ...
+
+    def checkpoint(self, website_id: str) -> int | None:
+        """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
+        ...
+
+    def set_checkpoint(self, website_id: str, until_ms: int) -> None:
+        """Record that everything updated up to ``until_ms`` (Crisp's time) is stored."""
+        ...
+
+    def people_listed_at(self, website_id: str) -> int | None:
+        """When (epoch ms, this machine's clock) the last full people listing completed."""
+        ...
+
+    def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
+        """Record that a full people listing completed at ``at_ms``."""
+        ...
+
+    def quarantined(self, website_id: str) -> int:
+        """How many rows of the website the quarantine table holds."""
+        ...
+
+    def lock(self, website_id: str) -> AbstractContextManager[None]:
+        """Hold ``website_id`` for one run; `WebsiteLockedError` if a live run holds it.
+
+        A run that died (killed, machine lost) must not keep the website locked forever.
+        """
+        ...
+
+
+class EventSink(Protocol):
+    """What Crisp's live events write to (`crisp_api.sync.event_applier`): one row at a time,
+    each call atomic. Implementations must be safe to call from threads."""
 
     def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
         """Upsert one message received as a live event (keyed by session and fingerprint).
@@ -168,102 +204,14 @@ class Store(Protocol):
         """Delete a people profile, if there."""
         ...
 
-    def checkpoint(self, website_id: str) -> int | None:
-        """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
-        ...
-
-    def set_checkpoint(self, website_id: str, until_ms: int) -> None:
-        """Record that everything updated up to ``until_ms`` (Crisp's time) is stored."""
-        ...
-
-    def people_listed_at(self, website_id: str) -> int | None:
-        """When (epoch ms, this machine's clock) the last full people listing completed."""
-        ...
-
-    def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
-        """Record that a full people listing completed at ``at_ms``."""
-        ...
-
-    def quarantined(self, website_id: str) -> int:
-        """How many rows of the website the quarantine table holds."""
-        ...
-
-    def lock(self, website_id: str) -> AbstractContextManager[None]:
-        """Hold ``website_id`` for one run; `WebsiteLockedError` if a live run holds it.
-
-        A run that died (killed, machine lost) must not keep the website locked forever.
-        """
+    def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
+        """Atomically upsert people profiles (a profile an event announced, read again)."""
         ...
 
 
-class WebsiteState:
-    """The website state methods of `Store`, written once over a table of one row per
-    website with a column per value (``checkpoint_ms``, ``people_listed_ms``): a store
-    inheriting it gives ``_state`` and ``_set_state``."""
-
-    def _state(self, website_id: str, column: str) -> int | None:
-        raise NotImplementedError
-
-    def _set_state(self, website_id: str, column: str, value: int) -> None:
-        raise NotImplementedError
-
-    def checkpoint(self, website_id: str) -> int | None:
-        """The watermark (Crisp's epoch ms) up to which every change is stored, if any."""
-        return self._state(website_id, "checkpoint_ms")
-
-    def set_checkpoint(self, website_id: str, until_ms: int) -> None:
-        """Record that everything updated up to ``until_ms`` (Crisp's time) is stored."""
-        self._set_state(website_id, "checkpoint_ms", until_ms)
-
-    def people_listed_at(self, website_id: str) -> int | None:
-        """When (epoch ms, this machine's clock) the last full people listing completed."""
-        return self._state(website_id, "people_listed_ms")
-
-    def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
-        """Record that a full people listing completed at ``at_ms``."""
-        self._set_state(website_id, "people_listed_ms", at_ms)
-
-
-class SqlRemovals:
-    """The removals of `Store` (live events: a message, a conversation, a person removed),
-    written once over SQL: a store inheriting it gives its placeholder (``_MARK``) and
-    ``_execute``, which runs the statements in one transaction and returns the rows they
-    touched."""
-
-    _MARK: ClassVar[str]
-
-    def _execute(self, operation: str, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
-        raise NotImplementedError
-
-    def remove_message(self, website_id: str, session_id: str, fingerprint: int) -> Changes:
-        """Delete a stored message, if there (none is under a key no store can hold)."""
-        if not (is_key(session_id) and is_key(fingerprint)):
-            return Changes()
-        mark = self._MARK
-        return Changes(removed=self._execute("remove", [(
-            f"DELETE FROM messages WHERE session_id = {mark} AND fingerprint = {mark}",  # noqa: S608 - fixed text
-            (session_id, fingerprint),
-        )]))
-
-    def remove_conversation(self, website_id: str, session_id: str) -> Changes:
-        """Delete a conversation and its messages, in one transaction."""
-        if not is_key(session_id):
-            return Changes()
-        mark = self._MARK
-        return Changes(removed=self._execute("remove", [
-            (f"DELETE FROM messages WHERE session_id = {mark}", (session_id,)),  # noqa: S608
-            (f"DELETE FROM conversations WHERE session_id = {mark}", (session_id,)),  # noqa: S608
-        ]))
-
-    def remove_person(self, website_id: str, people_id: str) -> Changes:
-        """Delete a people profile, if there."""
-        if not is_key(people_id):
-            return Changes()
-        mark = self._MARK
-        return Changes(removed=self._execute("remove", [(
-            f"DELETE FROM people WHERE website_id = {mark} AND people_id = {mark}",  # noqa: S608 - fixed text
-            (website_id, people_id),
-        )]))
+class Store(SyncStore, EventSink, Protocol):
+    """Both sides: where follow mode keeps what syncs read and what events say, and what a
+    recheck (`crisp_api.sync.recheck`) writes; what the built-in stores are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,151 +243,3 @@ class CredentialAllowance:
     learnt_rate: float | None = None
     daily_quota: int | None = None
     quota_reset: float = 0.0
-
-
-ALLOWANCE_COLUMNS = ("spent_until_ms", "learnt_rate", "daily_quota", "quota_reset")
-"""The columns of the ``allowance`` table besides its key, ``credential``."""
-
-
-class SqlAllowance:
-    """The quota ledger (``quota_ledger``: requests sent per credential and quota day), each
-    credential's allowance (``allowance``) and the last complete run of each website, written
-    once over SQL: a store inheriting it gives ``_MARK``, ``_select`` and ``_write`` (runs
-    statements in one transaction). Credentials are token identifiers, never keys."""
-
-    _MARK: ClassVar[str]
-
-    def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def _execute(self, operation: str, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> int:
-        raise NotImplementedError
-
-    def count_requests(self, credential: str, day: int, requests: int) -> None:
-        """Add ``requests`` sent under ``credential`` on quota day ``day`` (days since the
-        epoch, counted from the quota's reset time) to the ledger: one statement, so workers
-        sharing the database add up, none lost."""
-        if requests <= 0:
-            return
-        mark = self._MARK
-        self._execute("write the allowance", [(
-            f"INSERT INTO quota_ledger (credential, day, requests) VALUES ({mark}, {mark}, "  # noqa: S608 - fixed text
-            f"{mark}) ON CONFLICT (credential, day) DO UPDATE SET "
-            "requests = quota_ledger.requests + excluded.requests",
-            (credential, day, requests),
-        )])
-
-    def requests_on(self, credential: str, day: int) -> int:
-        """Requests the ledger counts under ``credential`` on quota day ``day``."""
-        found = self._select(
-            f"SELECT requests FROM quota_ledger WHERE credential = {self._MARK} "  # noqa: S608
-            f"AND day = {self._MARK}",
-            (credential, day),
-        )
-        return int(found[0][0]) if found else 0
-
-    def allowance(self, credential: str) -> CredentialAllowance:
-        """What is kept of ``credential``'s allowance (all unknown if nothing is)."""
-        found = self._select(
-            f"SELECT {', '.join(ALLOWANCE_COLUMNS)} FROM allowance "  # noqa: S608 - fixed names
-            f"WHERE credential = {self._MARK}",
-            (credential,),
-        )
-        if not found:
-            return CredentialAllowance()
-        spent, rate, quota, reset = found[0]
-        return CredentialAllowance(
-            None if spent is None else int(spent), None if rate is None else float(rate),
-            None if quota is None else int(quota), float(reset or 0.0),
-        )
-
-    def set_allowance(self, credential: str, allowance: CredentialAllowance) -> None:
-        """Keep ``allowance`` as ``credential``'s, replacing what was kept."""
-        mark = self._MARK
-        values = (allowance.spent_until_ms, allowance.learnt_rate, allowance.daily_quota,
-                  allowance.quota_reset)
-        self._execute("write the allowance", [(
-            f"INSERT INTO allowance (credential, {', '.join(ALLOWANCE_COLUMNS)}) "  # noqa: S608 - fixed names
-            f"VALUES ({', '.join([mark] * (len(ALLOWANCE_COLUMNS) + 1))}) "
-            "ON CONFLICT (credential) DO UPDATE SET "
-            + ", ".join(f"{name} = excluded.{name}" for name in ALLOWANCE_COLUMNS),
-            (credential, *values),
-        )])
-
-    def set_last_run(self, website_id: str, at_ms: int | None, credential: str) -> None:
-        """Record that a complete run of ``website_id`` ended at ``at_ms`` (epoch ms; None:
-        a run began, the last complete one stays), its requests spent under
-        ``credential``."""
-        mark = self._MARK
-        self._execute("write the allowance", [(
-            f"INSERT INTO sync_state (website_id, last_run_ms, credential) "  # noqa: S608 - fixed text
-            f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (website_id) DO UPDATE SET "
-            "last_run_ms = COALESCE(excluded.last_run_ms, sync_state.last_run_ms), "
-            "credential = excluded.credential",
-            (website_id, at_ms, credential),
-        )])
-
-
-QUARANTINE_COLUMNS = (
-    "website_id", "kind", "session_id", "ident", "raw", "reason", "quarantined_ms"
-)
-"""The columns of the ``quarantine`` table, the first four its key."""
-
-
-class SqlQuarantine:
-    """The quarantine table and the website status, written once over SQL: a store
-    inheriting it gives its placeholder (``_MARK``) and ``_select``, which runs one query and
-    returns its rows."""
-
-    _MARK: ClassVar[str]
-
-    def _select(self, sql: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    @classmethod
-    def _quarantine_statement(cls) -> str:
-        """Puts one row aside; a row put aside again keeps one entry, with its latest raw
-        answer, reason and time."""
-        names = ", ".join(QUARANTINE_COLUMNS)
-        marks = ", ".join([cls._MARK] * len(QUARANTINE_COLUMNS))
-        return (
-            f"INSERT INTO quarantine ({names}) VALUES ({marks}) "  # noqa: S608 - fixed names
-            "ON CONFLICT (website_id, kind, session_id, ident) DO UPDATE SET "
-            "raw = excluded.raw, reason = excluded.reason, "
-            "quarantined_ms = excluded.quarantined_ms"
-        )
-
-    @staticmethod
-    def _quarantine_values(
-        website_id: str, aside: Iterable[Quarantined], now_ms: int
-    ) -> list[tuple[Any, ...]]:
-        return [(website_id, q.kind, q.session_id, q.ident, q.raw, q.reason, now_ms)
-                for q in aside]
-
-    def quarantined(self, website_id: str) -> int:
-        """How many rows of the website the quarantine table holds."""
-        [(count,)] = self._select(
-            f"SELECT count(*) FROM quarantine WHERE website_id = {self._MARK}",  # noqa: S608
-            (website_id,),
-        )
-        return int(count)
-
-    def statuses(self) -> list[WebsiteStatus]:
-        """Every website this store holds anything of (state, conversations or quarantined
-        rows), by id."""
-        return [
-            WebsiteStatus(website_id, checkpoint, people, int(quarantined), last_run,
-                          credential)
-            for website_id, checkpoint, people, quarantined, last_run, credential
-            in self._select(
-                "SELECT w.website_id, s.checkpoint_ms, s.people_listed_ms,"
-                " (SELECT count(*) FROM quarantine q WHERE q.website_id = w.website_id),"
-                " s.last_run_ms, s.credential"
-                " FROM (SELECT website_id FROM sync_state"
-                " UNION SELECT website_id FROM quarantine"
-                " UNION SELECT DISTINCT website_id FROM conversations) AS w"
-                " LEFT JOIN sync_state AS s ON s.website_id = w.website_id"
-                " ORDER BY w.website_id",
-                (),
-            )
-        ]

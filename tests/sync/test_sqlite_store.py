@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from crisp_api.sync import sqlite_store
+from crisp_api.sync import sqlite_locks
 from crisp_api.sync.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from crisp_api.sync.store import Changes, MessageSpan, StoreError, WebsiteLockedError
 from tests.sync.helpers import Spawn, ready_children
@@ -307,20 +307,20 @@ def test_a_live_pid_that_started_at_another_time_does_not_hold_the_lock(
     path = tmp_path / "db.sqlite3"
     with SQLiteStore(path) as store:
         alive = spawn("print('ready', flush=True); import time; time.sleep(60)")
-        lock_row(path, socket.gethostname(), alive.pid, "1:reused", sqlite_store._now_ms())
+        lock_row(path, socket.gethostname(), alive.pid, "1:reused", sqlite_locks._now_ms())
         with store.lock(WEBSITE):
             pass
 
 
 @pytest.mark.parametrize(
-    ("age", "held"), [(sqlite_store.LOCK_EXPIRY_SECONDS + 1, False), (1, True)]
+    ("age", "held"), [(sqlite_locks.LOCK_EXPIRY_SECONDS + 1, False), (1, True)]
 )
 def test_a_lock_from_another_host_lives_by_its_heartbeat(
     tmp_path: Path, age: float, held: bool
 ) -> None:
     path = tmp_path / "db.sqlite3"
     with SQLiteStore(path) as store:
-        lock_row(path, "elsewhere", 4321, "99:x", sqlite_store._now_ms() - int(age * 1000))
+        lock_row(path, "elsewhere", 4321, "99:x", sqlite_locks._now_ms() - int(age * 1000))
         if held:
             with (
                 pytest.raises(WebsiteLockedError, match="pid 4321 on host elsewhere"),
@@ -335,7 +335,7 @@ def test_a_lock_from_another_host_lives_by_its_heartbeat(
 def test_the_holder_keeps_its_heartbeat_fresh_and_frees_only_its_own_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "HEARTBEAT_SECONDS", 0.02)
+    monkeypatch.setattr(sqlite_locks, "HEARTBEAT_SECONDS", 0.02)
     path = tmp_path / "db.sqlite3"
     with SQLiteStore(path) as store, store.lock(WEBSITE):
         [(taken,)] = query(path, "SELECT heartbeat_ms FROM sync_locks")

@@ -1,0 +1,196 @@
+"""`SqliteDatabase`: one SQLite file as the SQLite store and its locks use it (stdlib sqlite3).
+
+One connection serialised by a lock: SQLite has one writer at a time anyway, and the sync's
+time goes to the network, not here. Writes take the write lock up front (``BEGIN
+IMMEDIATE``), so two transactions cannot deadlock; ``busy_timeout`` (seconds) is how long one
+waits for another program's transaction before failing with a transient `StoreError`.
+
+The schema (`crisp_api.sync.schema`) carries its version in ``PRAGMA user_version``. A file
+written by an older release is migrated in place, in one transaction, the first time it is
+opened: each table whose shape differs is rebuilt to its current shape, every row kept.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from crisp_api.sync import schema
+from crisp_api.sync.sql_dialect import SqlDialect
+from crisp_api.sync.store import StoreError, WebsiteLockedError
+
+_PERMANENT = frozenset(
+    {
+        "SQLITE_READONLY",
+        "SQLITE_FULL",
+        "SQLITE_CORRUPT",
+        "SQLITE_NOTADB",
+        "SQLITE_CANTOPEN",
+        "SQLITE_PERM",
+        "SQLITE_IOERR",
+    }
+)
+"""Primary SQLite result codes a rerun cannot get past until someone acts."""
+_ERROR_TEXTS = {
+    "attempt to write a readonly database": "SQLITE_READONLY",
+    "database or disk is full": "SQLITE_FULL",
+    "database disk image is malformed": "SQLITE_CORRUPT",
+    "file is not a database": "SQLITE_NOTADB",
+    "unable to open database file": "SQLITE_CANTOPEN",
+    "access permission denied": "SQLITE_PERM",
+    "disk I/O error": "SQLITE_IOERR",
+}
+"""SQLite's own texts for those codes, for an error that does not carry its code name."""
+
+
+class SqliteDatabase(SqlDialect):
+    """The SQLite file at ``path``, opened, configured by ``configure`` (its pragmas) and
+    migrated to the current schema; `StoreError` if it cannot be."""
+
+    mark = "?"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float,
+        configure: Callable[[sqlite3.Connection], None],
+    ) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        with self.errors():
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
+            )
+        try:
+            with self.errors():
+                configure(self._db)
+                self._upgrade()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _upgrade(self) -> None:
+        """Create the schema in a new database, or migrate an older one in one transaction."""
+        db = self._db
+        if _user_version(db) == schema.SQLITE_VERSION:
+            return
+        with _immediate(db):
+            version = _user_version(db)  # another program may have upgraded it meanwhile
+            if version > schema.SQLITE_VERSION:
+                raise StoreError(
+                    f"SQLite database {self.path}: schema version {version} is newer than "
+                    f"this release's ({schema.SQLITE_VERSION}); upgrade crisp-api-next",
+                    permanent=True,
+                )
+            if version < schema.SQLITE_VERSION:
+                for table in schema.tables("sqlite"):
+                    self._shape_table(table)
+                for index in schema.indexes():
+                    db.execute(index.create(if_not_exists=True))
+                db.execute(f"PRAGMA user_version = {schema.SQLITE_VERSION}")
+
+    def _shape_table(self, table: schema.Table) -> None:
+        """Create ``table``, or rebuild it if it has another shape, copying every row.
+
+        The rebuild is SQLite's documented way to change a primary key: create the new
+        table, copy the rows, drop the old one, rename the new one. Its indexes go with
+        the old table and are recreated by the caller.
+        """
+        db, name = self._db, table.name
+        old = _columns(db, name)
+        if not old:
+            db.execute(table.create("sqlite"))
+            return
+        staging = f"{name}_migrating"
+        db.execute(table.create("sqlite", name=staging))
+        new = _columns(db, staging)
+        if old == new:
+            db.execute(f"DROP TABLE {staging}")
+            return
+        if unknown := sorted(set(old) - set(new)):
+            raise StoreError(
+                f"SQLite database {self.path}: table {name} has columns this release does "
+                f"not know ({', '.join(unknown)}); not migrating it, to lose nothing",
+                permanent=True,
+            )
+        shared = ", ".join(column for column in new if column in old)
+        db.execute(f"INSERT INTO {staging} ({shared}) SELECT {shared} FROM {name}")  # noqa: S608 - names of the schema
+        db.execute(f"DROP TABLE {name}")
+        db.execute(f"ALTER TABLE {staging} RENAME TO {name}")
+
+    @contextmanager
+    def errors(self, operation: str = "a query") -> Iterator[None]:
+        """Raise SQLite's errors as `StoreError`, naming this database; and any other error
+        (a value the driver refused, a bug) as a transient one naming ``operation``, never
+        the row."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from exc
+        except (StoreError, WebsiteLockedError):
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"SQLite database {self.path}: {operation} failed ({type(exc).__name__})",
+                permanent=False,
+            ) from exc
+
+    @contextmanager
+    def statement(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """The connection, for this thread alone, outside any transaction (each statement
+        commits on its own), its errors raised as `StoreError`."""
+        with self.errors(operation), self._lock:
+            yield self._db
+
+    @contextmanager
+    def transaction(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """The connection inside a write transaction, committed if the block succeeds."""
+        with self.statement(operation) as db, _immediate(db):
+            yield db
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.statement("close") as db:
+            db.close()
+
+
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A ``BEGIN IMMEDIATE`` transaction (the write lock up front, so it cannot deadlock),
+    committed if the block succeeds and rolled back otherwise."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            db.execute("ROLLBACK")
+        raise
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _columns(db: sqlite3.Connection, table: str) -> dict[str, tuple[str, bool, int]]:
+    """Each column of ``table`` (none if it does not exist): its type, NOT NULL and place
+    in the primary key, which is what tells an older schema from the current one."""
+    return {
+        name: (kind.upper(), bool(not_null), key_place)
+        for _, name, kind, not_null, _, key_place in db.execute(f"PRAGMA table_info({table})")
+    }
+
+
+def _store_error(path: str, error: sqlite3.Error) -> StoreError:
+    """``error`` as a one-line `StoreError` naming the database, permanent or not by its code."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    name = getattr(error, "sqlite_errorname", None) or _ERROR_TEXTS.get(text)
+    primary = "_".join(name.split("_")[:2]) if name else None  # SQLITE_IOERR_READ: SQLITE_IOERR
+    return StoreError(
+        f"SQLite database {path}: {text}" + (f" ({name})" if name else ""),
+        permanent=primary in _PERMANENT,
+    )

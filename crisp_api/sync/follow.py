@@ -466,27 +466,24 @@ def run_follow(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, 
         applier = EventApplier(store, synced if share is None else share.holds,
                                _profile_reader(client))
 
-        began = None if allowance is None else allowance.began
-
         def reconcile(stopping: threading.Event) -> list[SyncReport]:
             try:
                 if share is not None:
                     listed = list(run.websites(settings, client))
                     reports = fleet.reconcile_share(
                         share, listed, lambda website_id, stops: run.sync_one(
-                            settings, client, website_id, store, stops, began=began),
+                            settings, client, website_id, store, stops,
+                            allowance=allowance),
                         stop=stopping)
                     logger.info("fleet.share", websites=len(share.held), listed=len(listed))
                 else:
                     reports = run.sync_websites(settings, client, store, stopping,
-                                                began=began)
+                                                allowance=allowance)
                     synced.add(report.website_id for report in reports)  # connected since
             except QuotaSpentError as exc:  # kept for the next run; the follower waits
                 if allowance is not None:
                     allowance.spent(exc.reset_at, server=not isinstance(exc, QuotaExceededError))
                 raise
-            if allowance is not None:
-                allowance.completed(reports)
             if metrics is not None:
                 metrics.count_quarantined(reports)
             return reports

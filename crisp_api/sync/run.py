@@ -55,9 +55,6 @@ if TYPE_CHECKING:
 
 logger = structlog.get_logger(LOGGER_NAME)
 
-Began = Callable[[str], None]
-"""Told of a website as its sync begins (`Allowance.began`)."""
-
 
 def build_client(settings: SyncSettings) -> Crisp:
     """The worker's client, for ``settings.target``. No response cache: every read of a
@@ -188,7 +185,7 @@ def _run(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, *, out
     try:
         bars = progress.shown(settings.progress)
         reports = sync_websites(settings, client, store, stop, bars=bars,
-                                began=None if allowance is None else allowance.began)
+                                allowance=allowance)
     except QuotaSpentError as exc:
         return quota_spent(exc, allowance)
     except RateLimitedError as exc:  # out of retries: were the refusals a spent quota?
@@ -199,10 +196,7 @@ def _run(settings: SyncSettings, client: Crisp, store: Store, stop: Stop, *, out
     except Exception as exc:  # every other ending: its row of exits.ENDINGS
         return ended(exc, client)
     elapsed, counts = time.monotonic() - started, counter.snapshot()
-    ledger = None
-    if allowance is not None:
-        allowance.completed(reports)
-        ledger = allowance.figures()
+    ledger = None if allowance is None else allowance.figures()
     outcome("sync.summary", summary(reports, counts, elapsed, ledger), stream=out,
             **summary_fields(reports, counts, elapsed, ledger))
     if not all(r.complete for r in reports) and stop.signal_name is None:
@@ -245,18 +239,19 @@ def spent_after_refusals(settings: SyncSettings, client: Crisp) -> QuotaSpentErr
 
 def sync_websites(
     settings: SyncSettings, client: Crisp, store: Store, stop: threading.Event | None = None,
-    *, bars: bool = False, began: Began | None = None,
+    *, bars: bool = False, allowance: Allowance | None = None,
 ) -> list[SyncReport]:
     """One run over every chosen website, until ``stop`` is set; raises what ends a run (see
     `run_once`). With a fleet's store and ``--all-websites``, the websites are shared with the
     other workers (`fleet.sync_once`). ``bars``: draw progress bars (see `progress.shown`);
-    ``began``: told of each website as its sync begins (see `sync_one`)."""
+    ``allowance``: where each website's end is recorded (see `sync_one`)."""
     chosen = list(websites(settings, client))
     if settings.all_websites and isinstance(store, fleet.FleetStore):
         run = fleet.sync_once(
             store.leases, chosen,
             lambda website_id, stopping: sync_one(
-                settings, client, website_id, store, stopping, bars=bars, began=began),
+                settings, client, website_id, store, stopping, bars=bars,
+                allowance=allowance),
             stop=stop,
         )
         if run.lost:
@@ -268,7 +263,7 @@ def sync_websites(
             if stop is not None and stop.is_set():
                 break
             report = sync_one(settings, client, website_id, store, stop, bars=bars,
-                              began=began)
+                              allowance=allowance)
             if report is not None:
                 reports.append(report)
             tick()
@@ -277,14 +272,15 @@ def sync_websites(
 
 def sync_one(
     settings: SyncSettings, client: Crisp, website_id: str, store: Store,
-    stop: StopSignal | None, *, bars: bool = False, began: Began | None = None,
+    stop: StopSignal | None, *, bars: bool = False, allowance: Allowance | None = None,
 ) -> SyncReport | None:
     """One website's sync; None for a website of ``--all-websites`` that is gone.
-    ``began`` (`Allowance.began`) records the website's credential first, so that
-    ``--status`` shows its ledger even if the quota ends the run before it completes."""
+
+    Its end is recorded in ``allowance`` at once (`Allowance.completed`), and so is a spent
+    quota that stopped it (`Allowance.began`): ``--status`` shows the ledger of every
+    website a run reached, even when the quota ended it half-way through the websites. A run
+    that could not begin (no credentials, no host) records nothing."""
     logger.info("website.sync.started", website_id=website_id)
-    if began is not None:
-        began(website_id)
     with progress.website_bar(website_id, bars, nested=settings.all_websites) as report:
         try:
             done = sync_website(
@@ -294,8 +290,14 @@ def sync_one(
         except NotFoundError:
             if not settings.all_websites:
                 raise
+        except QuotaSpentError:
+            if allowance is not None:
+                allowance.began(website_id)
+            raise
         else:
             logger.info("website.sync.ended", website_id=website_id, complete=done.complete)
+            if allowance is not None:
+                allowance.completed([done])
             return done
     outcome("website.gone", f"crisp-sync: website {website_id} is gone (disconnected?); skipped",
             level="warning", website_id=website_id)

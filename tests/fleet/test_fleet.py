@@ -196,16 +196,24 @@ def test_a_worker_that_stalls_past_its_lease_stops_and_says_so(
     with FakeCrisp(websites=2, conversations=120, messages=2, seed=44, faults=slow) as fake:
         logs = [tmp_path / "stalled.log", tmp_path / "other.log"]
         handles = [path.open("w") for path in logs]
+        workers: list[subprocess.Popen[str]] = []
         try:
             stalled = _worker(fake, url, handles[0], "--lease-ttl", "3", "--workers", "2")
+            workers.append(stalled)
             wait_for(lambda: any(end is None for *_, end in _syncs(logs[0])), 60,
                   "the first worker in the middle of a website")
             stalled.send_signal(signal.SIGSTOP)  # a frozen VM, a long GC pause
             other = _worker(fake, url, handles[1], "--lease-ttl", "3", "--workers", "2")
+            workers.append(other)
             assert other.wait(timeout=120) == 0  # it took the stalled worker's website over
             stalled.send_signal(signal.SIGCONT)
             assert stalled.wait(timeout=60) == 1
         finally:
+            for worker in workers:  # a failed wait leaves no worker behind for later tests
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGCONT)
+                    worker.kill()
+                    worker.wait()
             for handle in handles:
                 handle.close()
         assert "lost the lease of 1 website(s)" in logs[0].read_text()

@@ -23,6 +23,8 @@ from middleware.message import NOTE_ATTEMPT_LISTENERS, Request, Response
 
 AttemptError = TransportError | BodyTooLargeError
 """A failure that ends an attempt which reached the network (or tried to): an `Outcome` of it."""
+ATTEMPT_ERRORS = (TransportError, BodyTooLargeError)
+"""`AttemptError`'s classes, to catch."""
 
 
 @dataclass(frozen=True, slots=True)

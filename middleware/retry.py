@@ -61,17 +61,15 @@ import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from middleware.attempts import AttemptError, Decision, Outcome, report
+from middleware.attempts import ATTEMPT_ERRORS, AttemptError, Decision, Outcome, report
 from middleware.budget import RetryBudget
 from middleware.contract import Handler
-from middleware.errors import BodyTooLargeError, TransportError
 from middleware.message import NOTE_ATTEMPT, NOTE_RATE_LIMIT_WAIT, Request, Response
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 _BUDGET_SPENT = Decision(False, reason="retry_budget_spent")
 _NOT_RETRYABLE = Decision(False, reason="not_retryable")
-_ATTEMPT_ERRORS = (TransportError, BodyTooLargeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +284,7 @@ class Retry:
         begun = time.perf_counter()
         try:
             response = call_next(request)
-        except _ATTEMPT_ERRORS as exc:
+        except ATTEMPT_ERRORS as exc:
             return self._failed(request, number, exc, begun)
         status = response.status
         return Outcome(

@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from middleware.attempts import AttemptError, Outcome, listen
+from middleware.attempts import ATTEMPT_ERRORS, Outcome, listen
 from middleware.contract import Handler
 from middleware.errors import PipelineError
 from middleware.message import NOTE_ATTEMPT, NOTE_CACHE, NOTE_RATE_LIMIT_WAIT, Request, Response
@@ -125,7 +125,7 @@ class StructuredLogging:
         try:
             response = call_next(request)
         except PipelineError as exc:
-            if NOTE_ATTEMPT not in notes or not isinstance(exc, AttemptError):
+            if NOTE_ATTEMPT not in notes or not isinstance(exc, ATTEMPT_ERRORS):
                 self._emit_call(request, None, type(exc).__name__, started)
             raise
         if NOTE_ATTEMPT not in notes and self._is_enabled(_status_level(response.status)):

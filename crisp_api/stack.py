@@ -109,12 +109,13 @@ def default_stack(
     budget = RetryBudget(
         ratio=defaults.RETRY_BUDGET_RATIO, min_per_second=defaults.RETRY_BUDGET_FLOOR
     )
+    throttled = defaults.RATE_LIMIT_STATUSES  # judged into each attempt's Outcome by retry
     layers += [
-        Retry(retry_policy(options.max_retries, rate == defaults.ADAPTIVE), budget),
+        Retry(retry_policy(options.max_retries, rate == defaults.ADAPTIVE, throttled), budget),
         RateLimit(
             bucket,
             max_wait=options.rate_limit_wait,
-            pause_statuses=defaults.RATE_LIMIT_STATUSES,
+            pause_statuses=throttled,
             max_pause=defaults.MAX_RETRY_AFTER,
             spent=SpentRule(reset=functools.partial(next_utc_midnight,
                                                     offset=options.quota_reset)),
@@ -148,15 +149,18 @@ def bucket_rate(rate_limit: float | str | None) -> float | str:
     return float(rate_limit)
 
 
-def retry_policy(max_retries: int, adaptive: bool) -> RetryPolicy:
-    """The client's retry rules, from its defaults; an adaptive bucket paces 429 retries."""
+def retry_policy(
+    max_retries: int, adaptive: bool, throttled: frozenset[int] = defaults.RATE_LIMIT_STATUSES
+) -> RetryPolicy:
+    """The client's retry rules, from its defaults; an adaptive bucket paces the retries of
+    ``throttled`` answers."""
     return RetryPolicy(
         max_retries=max_retries,
         paced_by_limiter=adaptive,
         backoff_base=defaults.BACKOFF_BASE,
         backoff_cap=defaults.BACKOFF_CAP,
         max_retry_after=defaults.MAX_RETRY_AFTER,
-        rate_limit_statuses=defaults.RATE_LIMIT_STATUSES,
+        rate_limit_statuses=throttled,
     )
 
 

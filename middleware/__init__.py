@@ -9,6 +9,7 @@ and the cache can live in Redis, shared by a fleet.
 """
 
 from middleware.adaptive import AdaptiveBucket, AdaptiveRate, AdaptiveSettings
+from middleware.attempts import AttemptListener, Decision, Outcome, listen
 from middleware.auth import BasicAuth
 from middleware.budget import RetryBudget
 from middleware.cache import CacheBackend, InMemoryCache, ResponseCache
@@ -27,7 +28,7 @@ from middleware.errors import (
 from middleware.message import (
     NOT_DECODED,
     NOTE_ATTEMPT,
-    NOTE_ATTEMPT_ENDED,
+    NOTE_ATTEMPT_LISTENERS,
     NOTE_CACHE,
     NOTE_RATE_LIMIT_WAIT,
     Request,
@@ -39,7 +40,7 @@ from middleware.ratelimit import BucketBackend, InMemoryBucket, RateLimit
 from middleware.redis_bucket import RedisBucket
 from middleware.redis_cache import RedisCache
 from middleware.redis_link import RedisLink
-from middleware.retry import Decision, Outcome, Retry, RetryPolicy
+from middleware.retry import Retry, RetryPolicy
 from middleware.retry_after import retry_after_seconds
 from middleware.spent import ServerQuotaSpentError, SpentQuotaWatch, SpentRule, next_utc_midnight
 from middleware.structured_log import StructuredLogging, structured
@@ -47,13 +48,14 @@ from middleware.transport import Urllib3Transport
 
 __all__ = [
     "NOTE_ATTEMPT",
-    "NOTE_ATTEMPT_ENDED",
+    "NOTE_ATTEMPT_LISTENERS",
     "NOTE_CACHE",
     "NOTE_RATE_LIMIT_WAIT",
     "NOT_DECODED",
     "AdaptiveBucket",
     "AdaptiveRate",
     "AdaptiveSettings",
+    "AttemptListener",
     "BasicAuth",
     "BodyTooLargeError",
     "BucketBackend",
@@ -92,6 +94,7 @@ __all__ = [
     "TransportError",
     "Urllib3Transport",
     "compose",
+    "listen",
     "next_utc_midnight",
     "retry_after_seconds",
     "structured",

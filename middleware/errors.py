@@ -72,6 +72,9 @@ class BodyTooLargeError(PipelineError):
     (A client built on the pipeline names it its own way: `crisp_api` raises its
     ``ResponseTooLargeError``.)"""
 
+    may_have_reached_server = True
+    retry_can_help = False
+
     def __init__(self, limit: int, status: int, method: str, route: str) -> None:
         super().__init__(f"body larger than {limit} bytes ({status} {method} {route})")
         self.limit = limit

@@ -96,10 +96,9 @@ NOTE_RATE_LIMIT_WAIT = "rate_limit_wait"
 that waited (reset by the retry layer before each attempt)."""
 NOTE_ATTEMPT = "attempt"
 """The number (1-based) of the attempt in flight or last made, set by the retry layer."""
-NOTE_ATTEMPT_ENDED = "attempt_ended"
-"""A callable an outer layer may leave here: the retry layer calls it with each `Outcome`
-that is followed by another attempt, as soon as that attempt ends (the logging layer logs
-it then, not when the whole call is over)."""
+NOTE_ATTEMPT_LISTENERS = "attempt_listeners"
+"""The attempt listeners outer layers subscribed for this call (`middleware.attempts.listen`):
+the retry layer tells each of them every attempt's `Outcome` as the attempt ends."""
 
 
 NOT_DECODED: object = object()

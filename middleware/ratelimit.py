@@ -156,11 +156,13 @@ class RateLimit:
     `RateLimitWaitError`, ``None`` waits as long as it takes); a request's deadline bounds
     it too, so a long pause asked by the server fails the calls that cannot wait that long,
     with the wait, instead of holding them. An answer whose status is in ``pause_statuses``
-    is a refusal. A bucket that learns its rate (it has a ``throttled()`` method returning
-    whether the limit proved shared, like `AdaptiveBucket`) is told of it, and pauses every
-    caller for the answer's ``Retry-After`` (at most ``max_pause``) only when it says so; any
-    other bucket pauses for the ``Retry-After``, or ``default_pause`` when none came. The time
-    a call really waited is left in its notes (`NOTE_RATE_LIMIT_WAIT`).
+    is a refusal (a stack passes the same set as its retry policy's ``rate_limit_statuses``:
+    this layer acts on the answer before the retry layer judges it into an `Outcome`). A
+    bucket that learns its rate (it has a ``throttled()`` method returning whether the limit
+    proved shared, like `AdaptiveBucket`) is told of it, and pauses every caller for the
+    answer's ``Retry-After`` (at most ``max_pause``) only when it says so; any other bucket
+    pauses for the ``Retry-After``, or ``default_pause`` when none came. The time a call
+    really waited is left in its notes (`NOTE_RATE_LIMIT_WAIT`).
 
     With ``spent`` (a `SpentRule`), refusals are also watched for a spent daily quota
     (`middleware.spent`): a streak of them spaces the requests out, and once the rule says

@@ -2,14 +2,15 @@
 
 Events carry the method, the route template (never the concrete path's query), status or error,
 duration, attempt number, cache outcome and rate-limit wait; an attempt followed by a retry
-also carries the wait before it (``retry_in_ms``), and the last one of a retried call says why
-no retry followed (``gave_up``) when it failed. Headers and bodies are never logged, so neither
+also carries the wait before it (``retry_in_ms``), and the last one of a call says why no
+retry followed (``gave_up``) when it failed. Headers and bodies are never logged, so neither
 credentials nor message contents can leak through logs.
 
-The event of an attempt is emitted when that attempt ends: the retry layer hands each ending
-attempt of a retried call to this layer through the request's notes (`NOTE_ATTEMPT_ENDED`), so
-a call throttled for a minute shows its warnings as they happen. A call that needed no retry
-is logged once, when it returns.
+This layer is an attempt listener (`middleware.attempts`): the retry layer tells it each
+attempt's `Outcome` as the attempt ends, so a call throttled for a minute shows its attempts
+as they happen, each judged once (throttled or not) by the layer that built it. A call that
+made no attempt through a retry layer (a cache hit, a stack without one) or that ended in a
+refusal before sending is logged once, when it returns.
 
 By default events go to structlog once the application has configured structlog, and to the
 standard library logger ``logger_name`` (with a ``NullHandler``) otherwise, so a library stays
@@ -23,28 +24,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
+from middleware.attempts import ATTEMPT_ERRORS, Outcome, listen
 from middleware.contract import Handler
 from middleware.errors import PipelineError
-from middleware.message import (
-    NOTE_ATTEMPT,
-    NOTE_ATTEMPT_ENDED,
-    NOTE_CACHE,
-    NOTE_RATE_LIMIT_WAIT,
-    Request,
-    Response,
-)
-
-if TYPE_CHECKING:
-    from middleware.retry import Decision, Outcome
+from middleware.message import NOTE_ATTEMPT, NOTE_CACHE, NOTE_RATE_LIMIT_WAIT, Request, Response
 
 EVENT = "http.attempt"
-_REPORTED = "logging.reported"
-"""The note this layer leaves with the number of the last attempt the retry layer reported,
-so the attempt that ends the call is logged exactly once."""
 
 
 def structured(logger: Any, logger_name: str) -> Any:
@@ -111,9 +100,10 @@ class DefaultLogger:
 class StructuredLogging:
     """The logging middleware: outermost, so it sees the whole call, retries included.
 
-    Successful attempts log at DEBUG, 4xx answers at INFO, and 5xx, rate-limit answers and
-    transport failures at WARNING. A call whose level is filtered out costs one clock read
-    and one level check.
+    An attempt a retry follows logs at INFO (the call goes on); an attempt that ends the call
+    logs at DEBUG for a success, INFO for a 4xx answer, and WARNING for a 5xx, a throttled
+    answer or a transport failure. A call whose level is filtered out costs one clock read
+    and one level check per attempt.
     """
 
     name = "logging"
@@ -131,28 +121,24 @@ class StructuredLogging:
     def __call__(self, request: Request, call_next: Handler) -> Response:
         started = time.perf_counter()
         notes = request.notes
-        notes[NOTE_ATTEMPT_ENDED] = self._listener
+        listen(request, self._listener)
         try:
             response = call_next(request)
         except PipelineError as exc:
-            if notes.get(_REPORTED) != notes.get(NOTE_ATTEMPT, 1):
-                self._emit_last(request, None, type(exc).__name__, started)
+            if NOTE_ATTEMPT not in notes or not isinstance(exc, ATTEMPT_ERRORS):
+                self._emit_call(request, None, type(exc).__name__, started)
             raise
-        if notes.get(_REPORTED) != notes.get(NOTE_ATTEMPT, 1) and self._is_enabled(
-            _status_level(response.status)
-        ):
-            self._emit_last(request, response.status, None, started)
+        if NOTE_ATTEMPT not in notes and self._is_enabled(_status_level(response.status)):
+            self._emit_call(request, response.status, None, started)
         return response
 
-    def _attempt_ended(
-        self, request: Request, outcome: Outcome, decision: Decision | None
-    ) -> None:
-        """Log one attempt the retry layer reports as it ends."""
-        request.notes[_REPORTED] = outcome.number
-        level = _status_level(outcome.status if outcome.error is None else None)
+    def _attempt_ended(self, request: Request, outcome: Outcome) -> None:
+        """Log one attempt as it ends (an attempt listener)."""
+        decision = outcome.decision
+        retrying = decision is not None and decision.retry
+        level = logging.INFO if retrying else _outcome_level(outcome)
         if not self._is_enabled(level):
             return
-        retrying = decision is not None and decision.retry
         self._log(
             level,
             method=request.method,
@@ -167,10 +153,10 @@ class StructuredLogging:
             gave_up=decision.reason if decision is not None and not decision.retry else None,
         )
 
-    def _emit_last(
+    def _emit_call(
         self, request: Request, status: int | None, error: str | None, started: float
     ) -> None:
-        """Log the attempt that ended the call, when no retry layer reported it."""
+        """Log a call no attempt of which was reported (see the module docstring)."""
         level = _status_level(status)
         if not self._is_enabled(level):
             return
@@ -210,9 +196,16 @@ def _described(logger: Any) -> str:
     return type(logger).__name__
 
 
+def _outcome_level(outcome: Outcome) -> int:
+    """The level of an attempt that ends its call: a throttled answer is worth attention."""
+    if outcome.error is not None or outcome.throttled:
+        return logging.WARNING
+    return _status_level(outcome.status)
+
+
 def _status_level(status: int | None) -> int:
     """DEBUG for success, INFO for client errors, WARNING for failures worth attention."""
-    if status is None or status >= 500 or status in (420, 429):
+    if status is None or status >= 500:
         return logging.WARNING
     if status >= 400:
         return logging.INFO

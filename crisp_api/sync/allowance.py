@@ -9,14 +9,14 @@ share it:
 
 - the **ledger** (`Ledger`): the requests sent per credential (the token identifier, never
   the key) and quota day (days since the epoch, counted from the quota's reset: UTC midnight
-  unless ``quota_reset`` says otherwise), counted by a layer of the client just before
-  authentication (every attempt that reaches the network) and added to the store in batches
-  of `LEDGER_BATCH` and at the end of a run. At the start of the next run the day's count
-  seeds the client's own count of a known quota, so a second run the same day knows what was
-  spent; and after each batch, what every worker sharing the store spent, so that a fleet
-  stays within one known quota. With ``--redis-url`` and a known quota, the Redis bucket
-  counts the fleet's requests itself (that count is the one the client obeys, live); the
-  ledger keeps the record, in the store;
+  unless ``quota_reset`` says otherwise), counted by an outermost layer of the client that
+  listens to every attempt reaching the network (`middleware.attempts`), and added to the
+  store in batches of `LEDGER_BATCH` and at the end of a run. At the start of the next run
+  the day's count seeds the client's own count of a known quota, so a second run the same day
+  knows what was spent; and after each batch, what every worker sharing the store spent, so
+  that a fleet stays within one known quota. With ``--redis-url`` and a known quota, the
+  Redis bucket counts the fleet's requests itself (that count is the one the client obeys,
+  live); the ledger keeps the record, in the store;
 - the **allowance** (`Allowance`): when Crisp's quota was seen spent (its expected reset) and
   the adaptive rate the last run ended at. A run restores both into the client's rate-limit
   bucket: the rate, so the run starts where the last one ended; the mark, at the time the
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from crisp_api.errors import QuotaSpentError, RateLimitedError, RouteError
 from crisp_api.sync.store import CredentialAllowance, StoreError
-from middleware import Handler, QuotaBucket, RateLimit, Request, Response
+from middleware import Handler, Outcome, QuotaBucket, RateLimit, Request, Response, listen
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
@@ -80,7 +80,8 @@ class AllowanceStore(Protocol):
 
 class Ledger:
     """Counts the requests one client sends, per quota day, and adds them to the store in
-    batches; thread-safe. A layer of the client (placed just before authentication)."""
+    batches; thread-safe. An outermost layer of the client, listening to each call's
+    attempts."""
 
     name = "sync_ledger"
 
@@ -108,12 +109,11 @@ class Ledger:
         count in the store."""
         self.sent = 0
         """Requests this ledger counted (this run's)."""
+        self._counted = self._count  # bound once, not per request
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
-        try:
-            return call_next(request)
-        finally:
-            self._count()
+        listen(request, self._counted)
+        return call_next(request)
 
     def today(self) -> int:
         """Requests counted under the credential on the current quota day: the store's count
@@ -156,7 +156,8 @@ class Ledger:
                         for day, count in pending.items():
                             self._pending[day] = self._pending.get(day, 0) + count
 
-    def _count(self) -> None:
+    def _count(self, _request: Request, _outcome: Outcome) -> None:
+        """An attempt listener: one request sent."""
         day = self.day()
         with self._lock:
             self._pending[day] = self._pending.get(day, 0) + 1
@@ -236,8 +237,8 @@ class Allowance:
             # A time already past lets one probe through: was the quota reset, or raised?
             bucket.mark_spent(min(self._kept.spent_until_ms / 1000, now))
         stack = self.client.middleware
-        if any(layer.name == "auth" for layer in stack):
-            self.client.use(self.ledger, before="auth")
+        if stack:
+            self.client.use(self.ledger, before=stack[0].name)
         else:
             self.client.use(self.ledger)
 

@@ -557,7 +557,7 @@ def _metrics(settings: SyncSettings, client: Crisp, health: Health,
         return None
     metrics = Metrics(client, health, settings.health_threshold,
                       ledger=None if allowance is None else allowance.figures)
-    client.use(metrics.layer, before="auth")
+    client.use(metrics.layer, before=client.middleware[0].name)  # outermost: a listener
     return metrics
 
 

@@ -1,8 +1,9 @@
 """Counting what a sync costs: calls, cache hits, requests sent, retries, rate-limit answers.
 
-Two layers of one counter: ``calls`` goes outermost (it sees every call, cache hits included)
-and ``sent`` goes innermost (it sees every attempt that reaches the network). Retries are the
-attempts beyond the first of each call that was not a cache hit.
+One outermost layer counts every call (cache hits included) and listens to the call's attempts
+(`middleware.attempts`): each attempt that reached the network is a request, throttled or not
+as the retry layer judged it. Retries are the attempts beyond the first of each call that was
+not a cache hit.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crisp_api.defaults import RATE_LIMIT_STATUSES
-from middleware import NOTE_CACHE, Handler, Request, Response
+from middleware import NOTE_CACHE, Handler, Outcome, Request, Response, listen
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
@@ -34,13 +34,12 @@ class Counts:
 
 
 class RequestCounter:
-    """Thread-safe counters fed by two middlewares; put them in a client with `install`."""
+    """Thread-safe counters fed by one layer (`calls`); put it in a client with `install`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls = self._hits = self._requests = self._limited = 0
         self.calls = _CallLayer(self)
-        self.sent = _SentLayer(self)
 
     def snapshot(self) -> Counts:
         """The counts so far."""
@@ -52,10 +51,11 @@ class RequestCounter:
             self._calls += 1
             self._hits += hit
 
-    def _count_sent(self, limited: bool) -> None:
+    def _count_sent(self, _request: Request, outcome: Outcome) -> None:
+        """An attempt listener: one request sent."""
         with self._lock:
             self._requests += 1
-            self._limited += limited
+            self._limited += outcome.throttled
 
 
 class _CallLayer:
@@ -63,38 +63,20 @@ class _CallLayer:
 
     def __init__(self, counter: RequestCounter) -> None:
         self._counter = counter
+        self._sent = counter._count_sent  # bound once, not per request
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
+        listen(request, self._sent)
         try:
             return call_next(request)
         finally:
             self._counter._count_call(request.notes.get(NOTE_CACHE) == "hit")
 
 
-class _SentLayer:
-    name = "sync_sent"
-
-    def __init__(self, counter: RequestCounter) -> None:
-        self._counter = counter
-
-    def __call__(self, request: Request, call_next: Handler) -> Response:
-        limited = False
-        try:
-            response = call_next(request)
-            limited = response.status in RATE_LIMIT_STATUSES
-            return response
-        finally:
-            self._counter._count_sent(limited)
-
-
 def install(counter: RequestCounter, client: Crisp) -> None:
-    """Put ``counter``'s layers outermost and just before authentication in ``client``."""
+    """Put ``counter``'s layer outermost in ``client``."""
     stack = client.middleware
     if stack:
         client.use(counter.calls, before=stack[0].name)
     else:
         client.use(counter.calls)
-    if any(layer.name == "auth" for layer in client.middleware):
-        client.use(counter.sent, before="auth")
-    else:
-        client.use(counter.sent)

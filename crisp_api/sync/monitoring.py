@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from crisp_api.defaults import RATE_LIMIT_STATUSES
 from crisp_api.extras import install_hint
 from crisp_api.sync.health import FAILING, STATES, Health
 from crisp_api.sync.http_server import Answer, HttpRequest, HttpServer, Limits
@@ -32,14 +31,14 @@ from crisp_api.webhooks import (
     parse,
 )
 from middleware import (
-    NOTE_ATTEMPT,
     AdaptiveBucket,
     Handler,
+    Outcome,
     QuotaBucket,
     RateLimit,
     Request,
     Response,
-    TransportError,
+    listen,
 )
 
 if TYPE_CHECKING:
@@ -177,26 +176,27 @@ def healthz(health: Health, threshold: float) -> tuple[int, bytes]:
 
 
 class _CountingLayer:
-    """Counts every attempt that reaches the network (placed just before authentication)."""
+    """Counts every attempt that reaches the network: placed outermost, it listens to each
+    call's attempts (`middleware.attempts`) as the retry layer judged them."""
 
     name = "metrics"
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._listener = self._attempt_ended  # bound once, not per request
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
+        listen(request, self._listener)
+        return call_next(request)
+
+    def _attempt_ended(self, _request: Request, outcome: Outcome) -> None:
         metrics = self._metrics
-        if request.notes.get(NOTE_ATTEMPT, 1) > 1:
+        if outcome.number > 1:
             metrics.retries.inc()
-        try:
-            response = call_next(request)
-        except TransportError:
-            metrics.requests.labels("error").inc()
-            raise
-        metrics.requests.labels(str(response.status)).inc()
-        if response.status in RATE_LIMIT_STATUSES:
+        metrics.requests.labels("error" if outcome.error is not None
+                                else str(outcome.status)).inc()
+        if outcome.throttled:
             metrics.rate_limited.inc()
-        return response
 
 
 def _bucket(client: Crisp) -> Any:

@@ -37,7 +37,7 @@ def test_one_event_per_attempt_with_its_fields(server: ScriptedServer) -> None:
         server.push(Reply(503))
         client.website.get_conversation("w1", "s1")
     assert [(e["attempt"], e["status"], e["log_level"]) for e in events] == [
-        (1, 503, "warning"),
+        (1, 503, "info"),  # a retry follows: the call goes on, no warning yet
         (2, 200, "debug"),
     ]
     for event in events:

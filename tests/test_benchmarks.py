@@ -18,9 +18,9 @@ from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, INCIDENTAL, REAL_LIMIT
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--quick", "--no-original", "--rounds", "2", "--batch", "50", "--warmup", "20",
-    "--sync-conversations", "120", "--sync-workers", "1,16", "--sync-latencies", "0,50",
+    "--sync-conversations", "40", "--sync-workers", "1,16", "--sync-latencies", "0,50",
     "--sync-seconds", "0.5", "--rate", "100", "--rate-conversations", "20",
-    "--default-conversations", "20", "--changing-seconds", "2", "--retry-after-calls", "40",
+    "--default-conversations", "20", "--changing-seconds", "1", "--retry-after-calls", "40",
     "--spent-quota", "0", "--quota-days-conversations", "0", "--memory-requests", "2000",
     "--follow-conversations", "10", "--follow-seconds", "0.5", "--drop-seconds", "1",
     "--drop-every", "0.5", "--drop-interval", "1", "--quiet-seconds", "1",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from crisp_api.sync.postgres_store import PostgresStore
+from crisp_api.sync.store import CredentialAllowance
 from crisp_api.testing import FakeCrisp, Faults
 from tests.sync.helpers import sync_command, wait_for
 
@@ -226,23 +227,28 @@ def test_a_worker_that_stalls_past_its_lease_stops_and_says_so(
 def test_a_following_fleet_worker_records_a_spent_quota_in_the_store(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    """A fleet worker in follow mode that finds Crisp's quota spent (judged from refusals
-    after 30 s) keeps "spent until T" in the store, as a lone follower does, so that
-    `--status` and the next worker see it (it only told its own follower: the store said
-    nothing)."""
+    """A fleet worker in follow mode that finds Crisp's quota spent keeps "spent until T" in
+    the store, as a lone follower does, so that `--status` and the next worker see it (it
+    only told its own follower: the store kept the old mark). The store says the quota was
+    spent until a minute ago, so the worker's first request is the one probe, refused: the
+    quota is known spent at once, without the 30 s of refusals it takes to judge it."""
     url = postgres_server.create_database()
     with FakeCrisp(websites=2, conversations=30, messages=2, seed=44,
-                   faults=Faults(daily_quota=40)) as fake, \
+                   faults=Faults(daily_quota=0)) as fake, \
             (tmp_path / "worker.log").open("w") as log:
+        earlier = int((time.time() - 60) * 1000)
+        with PostgresStore(url) as store:
+            store.set_allowance(fake.identifier, CredentialAllowance(spent_until_ms=earlier))
         worker = _worker(fake, url, log, "--follow", "--interval", "1", "--lease-ttl", "5")
         try:
-            def spent_until() -> int | None:
+            def spent_until() -> int:
                 with PostgresStore(url) as store:
-                    return store.allowance(fake.identifier).spent_until_ms
+                    return store.allowance(fake.identifier).spent_until_ms or 0
 
-            wait_for(lambda: spent_until() is not None, 60, "the spent quota in the store")
+            wait_for(lambda: spent_until() > time.time() * 1000, 30,
+                     "the spent quota renewed in the store")
             assert worker.poll() is None  # degraded, not ended
-            assert (spent_until() or 0) > time.time() * 1000
+            assert fake.stats.requests <= 2  # the probe (and a request in flight with it)
         finally:
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=20) == 0

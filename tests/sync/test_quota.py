@@ -210,9 +210,9 @@ def test_follow_mode_under_a_spent_quota_is_degraded_applies_events_and_resumes_
         if known:  # what the first sync costs, and a few reconciliations more
             once = run(fake, tmp_path / "once.sqlite3")
             assert once.returncode == 0, once.stderr
-            extra = ("--daily-quota", str(fake.stats.requests + 6), "--quota-reserve", "0")
+            extra = ("--daily-quota", str(fake.stats.requests + 2), "--quota-reserve", "0")
             fake.reset_stats()
-        reset_in = 35.0 if known else 75.0
+        reset_in = 12.0 if known else 75.0
         quota_reset = f"{(time.time() + reset_in) % 86400:.0f}"
         with serving(fake, db, "--interval", "1", "--quota-reset", quota_reset,
                      *extra) as (child, port):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from crisp_api import defaults
+from crisp_api._version import __version__
 from crisp_api.sync.allowance import status_ledger
 from crisp_api.sync.demo import run_demo
 from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    subsequent_indent="  ")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--website-id", help="the website to sync")
     parser.add_argument(
         "--db",

@@ -74,12 +74,14 @@ def test_the_readme_install_lines_install_this_project_in_a_fresh_venv(tmp_path:
         install(line)
     check = ("import importlib.metadata as m, crisp_api, psycopg, psycopg_pool, redis, tqdm, "
              "socketio, aiohttp, prometheus_client; print(m.version('crisp-api-next'), "
-             "crisp_api.__version__)")
+             "crisp_api.__version__, "
+             "any(p.name == 'LICENSE' for p in m.files('crisp-api-next') or ()))")
     shown = subprocess.run([python, "-c", check], capture_output=True, text=True, timeout=60,
                            cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr
-    installed, imported = shown.stdout.split()
+    installed, imported, licensed = shown.stdout.split()
     assert installed == imported
+    assert licensed == "True"  # the installed distribution carries the LICENSE file
     helped = subprocess.run([str(venv / "bin" / "crisp-sync"), "--help"], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path, env=env)
     assert helped.returncode == 0

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -51,7 +51,8 @@ class Crisp(PluginShortcuts):
     """A Crisp REST API v1 client; thread-safe, reusable, one connection pool per client.
 
     ``Crisp()`` then ``authenticate(identifier, key)`` is all the original library needed,
-    and still is. Keyword options tune the pipeline: ``timeout`` (seconds, to connect and for
+    and still is; ``Crisp(identifier=..., key=..., tier=..., rest_host=...)`` does the same
+    in one step, and `from_env` reads them from ``CRISP_*`` variables. Keyword options tune the pipeline: ``timeout`` (seconds, to connect and for
     each read), ``deadline`` (seconds a whole call may take, every attempt, wait and pause
     included; by default ``(max_retries + 1) * timeout`` plus the backoff; every call also
     takes ``deadline=``), ``max_retries``, ``rate_limit`` (``"adaptive"``, the default, or
@@ -90,6 +91,10 @@ class Crisp(PluginShortcuts):
     def __init__(
         self,
         *,
+        identifier: str | None = None,
+        key: str | None = None,
+        tier: str | None = None,
+        rest_host: str | None = None,
         timeout: float = defaults.TIMEOUT,
         max_retries: int = defaults.MAX_RETRIES,
         rate_limit: float | str | None = defaults.RATE_LIMIT,
@@ -168,6 +173,34 @@ class Crisp(PluginShortcuts):
         self._plan = PlanResource(self)
         self._media = MediaResource(self)
         self._bucket = BucketResource(self)
+        if (identifier is None) != (key is None):
+            raise ValueError("identifier and key are given together (a token keypair), "
+                             f"got only {'identifier' if key is None else 'key'}")
+        if identifier is not None and key is not None:
+            self.authenticate(identifier, key)
+        if tier is not None:
+            self.set_tier(tier)
+        if rest_host is not None:
+            self.set_rest_host(rest_host)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Crisp:
+        """A client configured from the environment: the token keypair from
+        ``CRISP_IDENTIFIER`` and ``CRISP_KEY`` (both or neither), the tier from ``CRISP_TIER``
+        and the API host from ``CRISP_REST_HOST`` when set; ``options`` are the constructor's
+        (and win over the environment). ``environ`` defaults to `os.environ`."""
+        environ = os.environ if environ is None else environ
+        from_environment = {
+            name: environ[variable]
+            for name, variable in (("identifier", "CRISP_IDENTIFIER"), ("key", "CRISP_KEY"),
+                                   ("tier", "CRISP_TIER"), ("rest_host", "CRISP_REST_HOST"))
+            if environ.get(variable)
+        }
+        if ("identifier" in from_environment) != ("key" in from_environment):
+            missing = "CRISP_KEY" if "identifier" in from_environment else "CRISP_IDENTIFIER"
+            raise ValueError(f"CRISP_IDENTIFIER and CRISP_KEY are set together; {missing} is "
+                             "missing or empty")
+        return cls(**{**from_environment, **options})
 
     # The routes, by resource (as in Crisp's reference) ---------------------------------
 

@@ -52,9 +52,10 @@ class Crisp(PluginShortcuts):
 
     ``Crisp()`` then ``authenticate(identifier, key)`` is all the original library needed,
     and still is; ``Crisp(identifier=..., key=..., tier=..., rest_host=...)`` does the same
-    in one step, and `from_env` reads them from ``CRISP_*`` variables. Keyword options tune the pipeline: ``timeout`` (seconds, to connect and for
-    each read), ``deadline`` (seconds a whole call may take, every attempt, wait and pause
-    included; by default ``(max_retries + 1) * timeout`` plus the backoff; every call also
+    in one step, and `from_env` reads them from ``CRISP_*`` variables. Keyword options
+    tune the pipeline: ``timeout`` (seconds, to connect and for each read), ``deadline``
+    (seconds a whole call may take, every attempt, wait and pause included; by default
+    ``(max_retries + 1) * timeout`` plus the backoff; every call also
     takes ``deadline=``), ``max_retries``, ``rate_limit`` (``"adaptive"``, the default, or
     ``None``: a rate learnt from Crisp's 429/420 answers, per credential, which finds and
     follows limits Crisp does not publish; a number: a fixed rate of our own in requests/s,

@@ -13,7 +13,11 @@ three changes learnt from running it against limits that move and against random
   first lets the cut take effect, the second measures what is left (below), and the next
   cut waits for that measurement even when requests are sparse (a cut due at the very moment
   would otherwise restart it, and the noise would never be learnt). A share no noise could
-  explain (a cut far too shallow) may be cut again after one window.
+  explain may be cut again after one window: over the window (above ``cut_share`` plus twice
+  ``max_noise``), or within the noise sample being taken (above ``cut_share`` plus
+  ``max_noise``: the cut did not get below the limit, typically the first cut after the
+  limit fell, measured on a window still full of the higher limit's successes). Not twice in
+  a row: after such a re-cut the sample decides, so that random refusals cannot chain cuts.
 * **The threshold learns the incidental share.** In the second window after each cut, when
   the rate is at its lowest and below any limit it was cut for, and the cut's own volley of
   429s and their retries are over, the throttled share left is measured:
@@ -25,8 +29,12 @@ three changes learnt from running it against limits that move and against random
   the limit. (A plain average of the share over time would count our own overshoots as
   noise and let them grow.)
 * **It cuts from what got through, not from what was sent.** The new rate is ``beta`` times
-  the rate of successful answers over the window, the best estimate of the server's limit; a
-  cut from the send rate after a burst overshoots far below it.
+  the rate of successful answers, the best estimate of the server's limit; a cut from the
+  send rate after a burst overshoots far below it. That rate is the smaller of the one over
+  the window and the one over the last `FAST` of it, so that a limit that just fell is not
+  overestimated by the successes from before the fall. (In the simulator, 16 threads against
+  40/s then 20/s: 6.9% of all requests refused over 30 seeds, at most 8%, against 9.5% and
+  14% for a cut from the window alone, with no more cuts under random refusals.)
 
 Between cuts the rate grows as CUBIC does, ``scale * (t - K)**3 + w_max`` with ``w_max`` the
 rate at the last cut: fast at first, flat near ``w_max`` (where the limit was), then faster
@@ -71,6 +79,12 @@ from middleware.spent import SpentMark
 ADAPTIVE = "adaptive"
 """The ``rate`` that asks a backend taking a fixed rate for a learnt one instead (so far
 `middleware.redis_bucket.RedisBucket`)."""
+
+
+FAST = 0.5
+"""The time constant of the recent counts, as a share of the window: a cut's rate is the
+smallest of what got through over the window and over this shorter time (see the module
+docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +142,12 @@ class AdaptiveRate:
         self._k = 0.0
         self._sent = 0.0
         self._throttled = 0.0
+        self._fast_sent = 0.0
+        self._fast_throttled = 0.0
+        """The same counts over `FAST` of the window: what got through most recently."""
+        self._recut = False
+        """Whether the last cut came one window after the one before, for a share beyond
+        ``cut_share + max_noise``."""
         self._updated = math.nan
         self._first = math.nan
         self._mark_at = math.inf
@@ -141,11 +161,13 @@ class AdaptiveRate:
         """Count a request about to be sent."""
         self._advance(now)
         self._sent += 1.0
+        self._fast_sent += 1.0
 
     def throttled(self, now: float) -> bool:
         """Count a throttled answer; cut the rate if the window calls for it. True if cut."""
         self._advance(now)
         self._throttled += 1.0
+        self._fast_throttled += 1.0
         settings = self.settings
         if self._throttled < settings.min_throttled or self._throttled > self._sent:
             # More refusals than requests counted: they answer requests this law did not
@@ -156,17 +178,37 @@ class AdaptiveRate:
         if share < settings.cut_share + 2.0 * self.noise:
             return False
         beyond_noise = share >= settings.cut_share + 2.0 * settings.max_noise
-        if now - self.cut_at < (1.0 if beyond_noise else 2.0) * settings.window:
+        early = beyond_noise or self._too_shallow(now)
+        since = now - self.cut_at
+        if since < (1.0 if early else 2.0) * settings.window:
             return False
-        if not beyond_noise and self._sample_at != math.inf:
+        if not early and self._sample_at != math.inf:
             return False  # the noise sample of the last cut is still being taken
         good = max(0.0, self._sent - self._throttled) / self._span(now)
         current = self.rate(now)
         if self.w_max is None:  # the slow start's end: see the module docstring
             self._cut(now, math.sqrt(good * max(good, current)))
         else:
-            self._cut(now, min(good, current))
+            fast = self._span(now, FAST * settings.window)
+            recent = max(0.0, self._fast_sent - self._fast_throttled) / fast
+            self._cut(now, min(good, recent, current))
+        self._recut = not beyond_noise and since < 2.0 * settings.window
         return True
+
+    def _too_shallow(self, now: float) -> bool:
+        """Whether the noise sample being taken already holds a throttled share that no noise
+        could explain (above ``cut_share + max_noise``): the last cut did not get below the
+        limit, and waiting for the sample's end only draws more refusals. Not after such a
+        re-cut: then the sample decides."""
+        if self._recut or self._mark_at != math.inf or self._sample_at == math.inf:
+            return False  # a re-cut already, no sample pending, or its window not yet open
+        began, sent, throttled = self._mark
+        decay = math.exp(-(now - began) / self.settings.window)
+        sent = self._sent - sent * decay
+        throttled = self._throttled - throttled * decay
+        settings = self.settings
+        return (throttled >= settings.min_throttled
+                and throttled >= (settings.cut_share + settings.max_noise) * sent)
 
     def _cut(self, now: float, base: float) -> None:
         """Start a new CUBIC epoch at ``now`` whose ``w_max`` is ``base`` requests/s."""
@@ -206,6 +248,7 @@ class AdaptiveRate:
         self.w_max = max(settings.floor, rate)
         self._k = (self.w_max * (1.0 - settings.beta) / settings.scale) ** (1.0 / 3.0)
         self.cut_at = now - self._k
+        self._recut = False
         self._mark_at = self._sample_at = math.inf
 
     def _advance(self, now: float) -> None:
@@ -218,6 +261,9 @@ class AdaptiveRate:
             decay = math.exp(-elapsed / self.settings.window)
             self._sent *= decay
             self._throttled *= decay
+            decay = math.exp(-elapsed / (FAST * self.settings.window))
+            self._fast_sent *= decay
+            self._fast_throttled *= decay
             self._updated = now
         if now >= self._mark_at:
             self._mark_at = math.inf
@@ -238,10 +284,11 @@ class AdaptiveRate:
         start, end = self._paused
         self._paused = (now if now > end else start, max(end, now + seconds))
 
-    def _span(self, now: float) -> float:
-        """What the decayed sums are to be divided by to give a rate: ``window``, less in
-        the first moments of history, less the part of it spent in a pause."""
-        window = self.settings.window
+    def _span(self, now: float, window: float | None = None) -> float:
+        """What the decayed sums of time constant ``window`` (the law's by default) are to be
+        divided by to give a rate: ``window``, less in the first moments of history, less the
+        part of it spent in a pause."""
+        window = self.settings.window if window is None else window
         span = window * max(0.05, 1.0 - math.exp(-(now - self._first) / window))
         start, end = self._paused
         overlap = max(0.0, min(end, now) - max(start, now - span))

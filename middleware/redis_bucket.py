@@ -29,8 +29,9 @@ same hash, so the whole fleet learns one rate from everyone's throttled answers:
 rate at the last cut, absent before the first: until then the slow start), ``c`` (the
 cut's time), ``k`` (CUBIC's K, in seconds), ``s`` and ``r`` (the decayed counts of requests
 sent and throttled), ``d`` (their time), ``f`` (the first event), ``z`` (the noise: the
-average throttled share measured after cuts), and while a noise sample is pending ``o`` and
-``e`` (when its window opens and closes) and ``m``/``ms``/``mr`` (the time, sent and
+average throttled share measured after cuts), ``fs`` and ``fr`` (the recent counts), ``rc``
+(1 if the last cut was a re-cut after one window), and while a noise sample is pending ``o``
+and ``e`` (when its window opens and closes) and ``m``/``ms``/``mr`` (the time, sent and
 throttled counts when it opened). A granted reservation counts as sent;
 `RedisBucket.throttled` counts a throttled answer and cuts when the law says so. Such a key
 lives `ADAPTIVE_KEEP` seconds after its law was last used, so that a fleet idle for that long
@@ -51,7 +52,12 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-from middleware.adaptive import ADAPTIVE, AdaptiveBucket, AdaptiveSettings
+from middleware.adaptive import (
+    ADAPTIVE,
+    FAST,
+    AdaptiveBucket,
+    AdaptiveSettings,
+)
 from middleware.quota import DailyQuota, QuotaBucket, QuotaExhaustedError
 from middleware.ratelimit import BucketBackend, InMemoryBucket
 from middleware.redis_link import RedisLink, scope_digest
@@ -61,7 +67,9 @@ ADAPTIVE_KEEP = 600.0
 throttled answer). A learnt rate is worth keeping across lulls, but after this long the
 server's limit may have moved: the fleet starts again without limit and learns afresh."""
 
-LAW = """
+LAW = f"""
+local FAST = {FAST!r}
+""" + """
 -- Shared by every script below. expire_after: make the key live `keep` microseconds more
 -- (plus a second of margin), never less than it already does.
 local function expire_after(key, keep)
@@ -79,16 +87,18 @@ local function law_settings(first)
 end
 local function law_read(key)
   local v = redis.call('HMGET', key, 'w', 'c', 'k', 's', 'r', 'd', 'f', 'z', 'o', 'e', 'm',
-                       'ms', 'mr', 'ps', 'pe')
+                       'ms', 'mr', 'ps', 'pe', 'fs', 'fr', 'rc')
   return {w = tonumber(v[1]), c = tonumber(v[2]), k = tonumber(v[3]) or 0,
           s = tonumber(v[4]) or 0, r = tonumber(v[5]) or 0, d = tonumber(v[6]),
           f = tonumber(v[7]), z = tonumber(v[8]) or 0, o = tonumber(v[9]) or math.huge,
           e = tonumber(v[10]) or math.huge, m = tonumber(v[11]) or 0,
           ms = tonumber(v[12]) or 0, mr = tonumber(v[13]) or 0,
-          ps = tonumber(v[14]) or -math.huge, pe = tonumber(v[15]) or -math.huge}
+          ps = tonumber(v[14]) or -math.huge, pe = tonumber(v[15]) or -math.huge,
+          fs = tonumber(v[16]) or 0, fr = tonumber(v[17]) or 0, rc = v[18] == '1'}
 end
 local function law_write(key, law)
-  redis.call('HSET', key, 's', law.s, 'r', law.r, 'd', law.d, 'f', law.f, 'z', law.z)
+  redis.call('HSET', key, 's', law.s, 'r', law.r, 'd', law.d, 'f', law.f, 'z', law.z,
+             'fs', law.fs, 'fr', law.fr, 'rc', law.rc and '1' or '0')
   if law.w then redis.call('HSET', key, 'w', law.w, 'c', law.c, 'k', law.k) end
   if law.o < math.huge then
     redis.call('HSET', key, 'o', law.o)
@@ -111,6 +121,8 @@ local function law_advance(law, now, S)
   if elapsed > 0 then
     local decay = math.exp(-elapsed / S.window)
     law.s, law.r, law.d = law.s * decay, law.r * decay, now
+    decay = math.exp(-elapsed / (FAST * S.window))
+    law.fs, law.fr = law.fs * decay, law.fr * decay
   end
   if now >= law.o then
     law.o, law.m, law.ms, law.mr = math.huge, now, law.s, law.r
@@ -123,12 +135,13 @@ local function law_advance(law, now, S)
     law.z = math.min(S.max_noise, (law.z + share) / 2)
   end
 end
--- _span: what the decayed sums are divided by to give a rate (s), less the part of it
--- spent in the last pause (ps..pe).
-local function law_span(law, now, S)
-  local span = S.window * math.max(0.05, 1 - math.exp(-(now - law.f) / 1000000 / S.window))
+-- _span: what the decayed sums of time constant window (S.window if nil) are divided by to
+-- give a rate (s), less the part of it spent in the last pause (ps..pe).
+local function law_span(law, now, S, window)
+  window = window or S.window
+  local span = window * math.max(0.05, 1 - math.exp(-(now - law.f) / 1000000 / window))
   local overlap = math.max(0, math.min(law.pe, now) - math.max(law.ps, now - span * 1000000))
-  return math.max(0.05 * S.window, span - overlap / 1000000)
+  return math.max(0.05 * window, span - overlap / 1000000)
 end
 -- rate: requests/s; before the first cut, the slow start.
 local function law_rate(law, now, S)
@@ -200,7 +213,7 @@ if limit > 0 then
   redis.call('HSET', KEYS[1], 'q', index, 'n', used + 1, 'a', slot + interval)
 end
 if law then
-  law.s = law.s + 1  -- a granted reservation is a request sent, as in AdaptiveBucket
+  law.s, law.fs = law.s + 1, law.fs + 1  -- a granted reservation is a request sent
   law_write(KEYS[1], law)
   keep = math.max(keep, S.keep * 1000000)
 end
@@ -267,23 +280,35 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local S = law_settings(1)
 local law = law_read(KEYS[1])
 law_advance(law, now, S)
-law.r = law.r + 1
+law.r, law.fr = law.r + 1, law.fr + 1
 local share, gap, cut = 1, 2, 0
 if law.s > 0 then share = law.r / law.s end
-if share >= S.cut_share + 2 * S.max_noise then gap = 1 end  -- beyond any noise
+local beyond = share >= S.cut_share + 2 * S.max_noise  -- beyond any noise
+-- _too_shallow: the pending noise sample already holds a share no noise explains
+local shallow = false
+if not law.rc and law.o == math.huge and law.e < math.huge then
+  local decay = math.exp(-(now - law.m) / 1000000 / S.window)
+  local sent, throttled = law.s - law.ms * decay, law.r - law.mr * decay
+  shallow = throttled >= S.min_throttled and throttled >= (S.cut_share + S.max_noise) * sent
+end
+if beyond or shallow then gap = 1 end
+local since = math.huge
+if law.c then since = now - law.c end
 -- More refusals than requests counted: they answer requests this law did not send.
 if law.r >= S.min_throttled and law.r <= law.s and share >= S.cut_share + 2 * law.z
-    and not (law.c and now - law.c < gap * S.window * 1000000)
+    and not (since < gap * S.window * 1000000)
     and not (gap == 2 and law.e < math.huge) then  -- the last cut's noise sample is pending
   local good = math.max(0, law.s - law.r) / law_span(law, now, S)
   local current = law_rate(law, now, S)
   if law.w then
-    law.w = math.max(S.floor, math.min(good, current))
+    local recent = math.max(0, law.fs - law.fr) / law_span(law, now, S, FAST * S.window)
+    law.w = math.max(S.floor, math.min(good, recent, current))
   else  -- the slow start's end
     law.w = math.max(S.floor, math.sqrt(good * math.max(good, current)))
   end
   law.c, law.k = now, (law.w * (1 - S.beta) / S.scale) ^ (1 / 3)
   law.o, law.e = now + S.window * 1000000, now + 2 * S.window * 1000000
+  law.rc = not beyond and since < 2 * S.window * 1000000
   cut = 1
 end
 law_write(KEYS[1], law)

@@ -117,6 +117,30 @@ def test_the_next_cut_waits_for_the_noise_sample_even_when_requests_are_sparse()
     assert len(noise_at_cut) <= 1
 
 
+def test_a_cut_too_shallow_is_cut_again_after_one_window() -> None:
+    """The limit halves (40/s to 20/s) and the first cut, from a window still full of the
+    40/s, stays above it: the noise sample then holds a share no noise explains (30%), and
+    the law cuts again one window after, from what got through recently, instead of
+    learning that share as noise and drawing refusals for two more windows."""
+    law = AdaptiveRate()
+    now = cut_once(law, 200, warm(law, 40, 0.0, 2.0))
+    now = warm(law, 40, now, 5.0)
+    first = None
+    for index in range(400):  # 30/s sent, 20/s answered: a third refused
+        at = now + index / 30
+        law.sent(at)
+        if index % 3 == 2 and law.throttled(at):
+            if first is None:
+                first = law.cut_at
+            else:
+                break
+    assert first is not None
+    assert law.cut_at - first < 2.0 * law.settings.window  # not a full noise sample later
+    assert law.noise < 0.05  # the overshoot was not taken for noise
+    assert law.w_max is not None
+    assert law.w_max <= 24  # from what got through: 20/s
+
+
 def test_the_slow_start_ends_between_what_got_through_and_what_was_refused() -> None:
     """The rate that got through averages a window in which the slow start was still
     doubling: it is below the limit; the slow start's rate drew the refusals: above it."""

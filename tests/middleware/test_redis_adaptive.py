@@ -233,6 +233,8 @@ def test_the_lua_law_is_the_python_law(redis_server: RedisServer, redis_url: str
         "s": law._sent,
         "r": law._throttled,
         "z": law.noise,
+        "fs": law._fast_sent,
+        "fr": law._fast_throttled,
     }
     assert {name: fields[name] for name in expected} == pytest.approx(expected, rel=1e-9)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 """The checkout: README.md and docs/ are read from here."""
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)\s*(?P<info>[^`\s]*)")
 _MARKER = re.compile(r"^\s*<!--\s*no-run\b(?P<rest>.*?)-->\s*$")
 _ANY_MARKER = re.compile(r"^\s*<!--\s*no-run\b")
+_PYTHON_ALIASES = frozenset({"py", "python3", "py3"})
+"""Other names of Python a fence could carry: refused, so that no block escapes the run."""
 
 
 class PageError(ValueError):
@@ -68,6 +71,9 @@ def parse(text: str, page: Path) -> list[Block]:
             continue
         indent, fence = len(opening["indent"]), opening["fence"]
         language = opening["info"].lower()
+        if language in _PYTHON_ALIASES:
+            raise PageError(f"{_name(page)}:{index + 1}: write ```python, not ```{language} "
+                            "(only ```python blocks run)")
         end = index + 1
         while end < len(lines) and lines[end].strip() != fence:
             end += 1
@@ -103,6 +109,23 @@ def _reason(rest: str, page: Path, line: int) -> str:
 def _name(page: Path) -> str:
     """The page as named in messages: relative to the checkout when it is in it."""
     return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else str(page)
+
+
+def run(block: Block, namespace: dict[str, Any]) -> None:
+    """Execute ``block`` in ``namespace``; `BlockFailedError` naming the page and the fence's
+    line if it raises. Line numbers in its traceback are the Markdown file's own."""
+    code = compile("\n" * block.line + block.code, str(block.page), "exec")
+    try:
+        exec(code, namespace)  # running the documentation is the point
+    except Exception as exc:
+        raise BlockFailedError(f"{_name(block.page)}:{block.line}: the python block starting at "
+                               f"line {block.line} failed: {type(exc).__name__}: {exc}"
+                               ) from exc
+
+
+class BlockFailedError(AssertionError):
+    """A documentation block raised; the message names the page and line, the cause is the
+    block's own exception."""
 
 
 TALLY = {"run": 0, "skipped": 0}

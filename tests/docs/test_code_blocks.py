@@ -56,20 +56,13 @@ def prelude(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[st
 
 @pytest.mark.parametrize("page", WITH_PYTHON, ids=lambda page: str(page.relative_to(ROOT)))
 def test_the_python_blocks_of_a_page_run(page: Path, prelude: dict[str, Any]) -> None:
-    name = page.relative_to(ROOT)
     for block in blocks(page):
         if block.language != "python":
             continue
         if not block.runs:
             code_blocks.TALLY["skipped"] += 1
             continue
-        # Padded so that line numbers in a traceback are the Markdown file's own.
-        code = compile("\n" * block.line + block.code, str(page), "exec")
-        try:
-            exec(code, prelude)  # running the documentation is the point
-        except Exception as exc:
-            raise AssertionError(f"{name}:{block.line}: the python block starting at line "
-                                 f"{block.line} failed: {type(exc).__name__}: {exc}") from exc
+        code_blocks.run(block, prelude)
         code_blocks.TALLY["run"] += 1
 
 
@@ -93,6 +86,33 @@ def test_a_marker_without_a_reason_or_out_of_place_is_refused() -> None:
     ):
         with pytest.raises(PageError, match=said):
             parse(bad, page)
+
+
+def test_a_failing_block_names_its_page_and_line_and_its_traceback_points_there(
+        tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\n```python\nx = 1\n```\n\n```python\ny = x + 1\nz = y / 0\n```\n",
+                    encoding="utf-8")
+    namespace: dict[str, Any] = {}
+    first, second = blocks(page)
+    code_blocks.run(first, namespace)
+    with pytest.raises(code_blocks.BlockFailedError) as failed:
+        code_blocks.run(second, namespace)
+    assert f"{page}:7: the python block starting at line 7 failed: ZeroDivisionError" in str(
+        failed.value)
+    cause = failed.value.__cause__
+    assert isinstance(cause, ZeroDivisionError)
+    assert cause.__traceback__ is not None
+    innermost = cause.__traceback__
+    while innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    assert (innermost.tb_frame.f_code.co_filename, innermost.tb_lineno) == (str(page), 9)
+    assert namespace["y"] == 2  # the page's blocks share one namespace
+
+
+def test_other_names_of_python_are_refused() -> None:
+    with pytest.raises(PageError, match="write ```python, not ```py"):
+        parse("```py\nprint(1)\n```\n", ROOT / "docs" / "example.md")
 
 
 def test_blocks_are_found_with_their_line_language_and_text() -> None:

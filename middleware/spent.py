@@ -123,6 +123,8 @@ class SpentQuotaWatch:
     def admit(self, now: float) -> float:
         """0 if a request may be sent now (and, in a streak, take the gate's slot), else the
         seconds until the gate's next slot: wait (`wait_for_change`) and ask again."""
+        if self._refusals < self.rule.suspect:  # no streak: no lock (a count read is atomic)
+            return 0.0
         with self._changed:
             if self._refusals < self.rule.suspect:
                 return 0.0
@@ -139,6 +141,8 @@ class SpentQuotaWatch:
 
     def answered(self, now: float, refused: bool) -> bool:
         """Count an answer; True if it shows the quota spent (the streak then starts over)."""
+        if not refused and not self._refusals:  # the common case, no streak to end: no lock
+            return False
         rule = self.rule
         with self._changed:
             if not refused:

@@ -69,7 +69,7 @@ class Urllib3Transport:
                 request.path,
                 body=request.body,
                 headers=request.headers,
-                retries=False,
+                retries=_NO_RETRY,
                 redirect=False,
                 assert_same_host=False,
                 timeout=timeout,
@@ -95,7 +95,11 @@ class Urllib3Transport:
             if request.method == "HEAD":
                 body = b""
             elif request.deadline is None:
-                body = raw.read(self.max_body + 1)
+                length = raw.length_remaining
+                # A known length within the bound is read whole: one read, where a bounded
+                # read(amt) costs a second one to see the end (and urllib3's buffering).
+                body = raw.read() if length is not None and length <= self.max_body else (
+                    raw.read(self.max_body + 1))
             else:
                 body = _read_by(raw, request, self.max_body + 1, request.deadline)
         except u3.ReadTimeoutError as exc:
@@ -133,6 +137,11 @@ class Urllib3Transport:
             self._manager.clear()
 
 
+_NO_RETRY = urllib3.Retry(False, redirect=False)
+"""What ``retries=False`` means to urllib3, built once: given ``False``, urllib3 builds (and
+logs) this object anew on every request. Retries are the retry layer's, never urllib3's."""
+
+
 def _within_deadline(timeout: urllib3.Timeout, request: Request) -> urllib3.Timeout:
     """``timeout``, shortened to what is left of the request's deadline (which must be set)."""
     assert request.deadline is not None
@@ -166,7 +175,7 @@ def _read_by(raw: urllib3.BaseHTTPResponse, request: Request, limit: int, deadli
         except (OSError, ValueError):
             ready = -1
         if ready >= length:
-            return raw.read(limit)
+            return raw.read()
     chunks: list[bytes] = []
     size = 0
     while size < limit:

@@ -6,9 +6,9 @@
 #   docker run --env-file crisp.env -p 9108:9108 crisp-sync \
 #       --website-id WEBSITE_ID --db /var/lib/crisp/crisp.sqlite3 --follow --metrics-port 9108
 #
-# The base is pinned to a release; pin its digest too (python:3.12.8-slim-bookworm@sha256:...)
-# for builds that never change under you. PYTHON_IMAGE replaces it (a mirror, a newer release).
-ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
+# The base is pinned to a release; pin its digest too (...-slim-bookworm@sha256:...) for
+# builds that never change under you. PYTHON_IMAGE replaces it (a mirror, a newer release).
+ARG PYTHON_IMAGE=docker.io/library/python:3.12.8-slim-bookworm
 
 # Stage 1: the wheel, from the sources alone.
 FROM ${PYTHON_IMAGE} AS wheel
@@ -25,7 +25,9 @@ RUN python -m venv /opt/crisp \
     && wheel="$(ls /dist/crisp_api_next-*.whl)" \
     && /opt/crisp/bin/pip install --no-cache-dir "${wheel}[events,metrics,postgres,redis]" \
     && rm -rf /dist \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/crisp --create-home crisp
+    && groupadd --gid 10001 crisp \
+    && useradd --uid 10001 --gid crisp --no-log-init --shell /usr/sbin/nologin \
+        --home-dir /var/lib/crisp --create-home crisp
 ENV PATH=/opt/crisp/bin:$PATH \
     PYTHONUNBUFFERED=1
 USER 10001:10001

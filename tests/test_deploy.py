@@ -127,7 +127,8 @@ def test_the_dockerfile_pins_its_base_and_runs_as_a_user_with_a_health_check() -
     assert "ADD" not in keywords  # COPY only: nothing fetched from a URL at build time
     (base,) = [rest for keyword, rest in instructions if keyword == "ARG"
                and rest.startswith("PYTHON_IMAGE=")]
-    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base)
+    assert re.fullmatch(r"PYTHON_IMAGE=(docker\.io/library/)?python:3\.\d+\.\d+-slim-\w+"
+                        r"(@sha256:[0-9a-f]{64})?", base)
     stages = [rest for keyword, rest in instructions if keyword == "FROM"]
     assert stages
     assert all(stage.startswith("${PYTHON_IMAGE}") for stage in stages)

@@ -215,3 +215,17 @@ def test_compose_yaml_has_the_expected_shape_without_a_parser() -> None:
     services = re.findall(r"^  ([\w-]+):", section, re.MULTILINE)
     assert {"postgres", "redis"} <= set(services)
     assert len([name for name in services if name.startswith("worker")]) == 2
+
+
+# docs/sync/deployment.md -----------------------------------------------------------------------
+
+def test_the_deployment_page_shows_the_files_as_they_are() -> None:
+    page = (ROOT / "docs" / "sync" / "deployment.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(\w+)\n(.*?)^```$", page, re.MULTILINE | re.DOTALL)
+    shown = {language: text for language, text in reversed(blocks)}  # the first of each
+    assert shown["ini"] == UNIT.read_text(encoding="utf-8")
+    assert shown["dockerfile"] == (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert shown["yaml"] == (ROOT / "compose.yaml").read_text(encoding="utf-8")
+    # The readiness probe's command is Python that compiles (it was run against follow mode).
+    (probe,) = re.findall(r'command: \["python", "-c", "(.*)"\]', page)
+    compile(probe, "readinessProbe", "exec")

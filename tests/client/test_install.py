@@ -1,6 +1,7 @@
-"""The README's install lines install this project (crisp-api-next): first alone, where
-``crisp-sync --demo`` runs and a flag whose extra is missing is refused in one line, then with
-every extra."""
+"""The README's install lines install this project (crisp-api-next), from the wheel that
+``python -m build`` makes (with its sdist, both carrying the LICENSE and the ``py.typed``
+markers): first alone, where ``crisp-sync --demo`` runs and a flag whose extra is missing is
+refused in one line, then with every extra."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,17 +49,11 @@ def test_the_readme_install_section_names_every_extra() -> None:
 
 
 @pytest.mark.timeout(900)
-def test_the_readme_install_lines_install_this_project_in_a_fresh_venv(tmp_path: Path) -> None:
+def test_the_readme_install_lines_install_the_built_wheel_in_a_fresh_venv(tmp_path: Path) -> None:
     lines = _install_lines()
     assert len(lines) >= 5
     assert lines[0] == ["pip", "install", "."]  # the plain install comes first
-    checkout = tmp_path / "checkout"  # a copy, so that building leaves nothing in the tree
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                             check=True, timeout=60).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        if (ROOT / name).is_file():
-            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, checkout / name)
+    wheel = _build(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
@@ -64,8 +61,10 @@ def test_the_readme_install_lines_install_this_project_in_a_fresh_venv(tmp_path:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 
     def install(line: list[str]) -> None:
-        done = subprocess.run([python, "-m", *line, "--quiet", "--disable-pip-version-check"],
-                              cwd=checkout, capture_output=True, text=True, timeout=600, env=env)
+        """A README line, with the wheel in place of the checkout (``.`` or ``.[extras]``)."""
+        args = [str(wheel) + arg[1:] if arg.startswith(".") else arg for arg in line]
+        done = subprocess.run([python, "-m", *args, "--quiet", "--disable-pip-version-check"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
         assert done.returncode == 0, (line, done.stderr[-2000:])
 
     install(lines[0])
@@ -86,6 +85,33 @@ def test_the_readme_install_lines_install_this_project_in_a_fresh_venv(tmp_path:
                             text=True, timeout=60, cwd=tmp_path, env=env)
     assert helped.returncode == 0
     assert "CRISP_SYNC_DB" in helped.stdout
+
+
+def _build(tmp_path: Path) -> Path:
+    """``python -m build`` on a copy of the tracked files (building leaves nothing in the
+    tree): an sdist, and a wheel built from it. Both must carry the LICENSE and the typed
+    markers of both packages. Returns the wheel."""
+    checkout = tmp_path / "checkout"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                             check=True, timeout=60).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, checkout / name)
+    dist = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(checkout)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = dist.glob("crisp_api_next-*-py3-none-any.whl")
+    (sdist,) = dist.glob("crisp_api_next-*.tar.gz")
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = set(archive.namelist())
+    assert {"crisp_api/py.typed", "middleware/py.typed"} <= in_wheel
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in in_wheel), in_wheel
+    with tarfile.open(sdist) as archive:
+        in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"LICENSE", "crisp_api/py.typed", "middleware/py.typed"} <= in_sdist
+    return wheel
 
 
 def _check_plain_install(venv: Path, tmp_path: Path, env: dict[str, str]) -> None:

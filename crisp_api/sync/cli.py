@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="PATH",
-                        help="read settings from this TOML file (see configuration below)")
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="read settings from this TOML file (flags and the environment win over it)",
+    )
     parser.add_argument("--website-id", help="the website to sync")
     parser.add_argument(
         "--db",

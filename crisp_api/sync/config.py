@@ -197,6 +197,7 @@ def _command_line(parser: argparse.ArgumentParser, flags: Sequence[Flag],
                   argv: Sequence[str] | None) -> dict[str, Any]:
     """The flags ``argv`` gives, by dest (argparse's checks and errors, as ever): parsed with
     no default, so that a flag given its default value still counts as given."""
+    parser.parse_args(argv)  # --help, --version and a bad flag end here, defaults as ever
     kept = [(flag.action, flag.action.default) for flag in flags]
     try:
         for action, _ in kept:

@@ -120,7 +120,7 @@ class SyncSettings:
         target = _target(args.rest_host, config.credentials)
         if settings.hooks_port and not settings.hooks_secret:
             raise UsageError(f"{config.named('hooks_port', '--hooks-port')} needs the web hooks "
-                             f"secret in ${HOOKS_SECRET_ENV}")
+                             f"secret in ${HOOKS_SECRET_ENV} (or hooks-secret in the file)")
         return replace(settings, target=target)
 
     def _check_database(self, config: Config) -> None:

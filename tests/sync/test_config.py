@@ -14,9 +14,16 @@ from typing import Any
 import pytest
 
 from crisp_api.sync.cli import build_parser
-from crisp_api.sync.config import CONFIG_ENV, CREDENTIALS, Config, flags_of, read_config
+from crisp_api.sync.config import (
+    CONFIG_ENV,
+    CREDENTIALS,
+    SHARED,
+    Config,
+    flags_of,
+    read_config,
+)
 from crisp_api.sync.exits import UsageError
-from crisp_api.sync.settings import DB_ENV, SyncSettings
+from crisp_api.sync.settings import DB_ENV, SyncSettings, duration
 from crisp_api.testing import FakeCrisp
 from tests.sync.helpers import assert_exact_copy
 
@@ -276,3 +283,40 @@ def test_a_run_configured_by_a_file_and_the_environment_only(tmp_path: Path) -> 
         assert "website(s) complete" in done.stdout
         assert not done.stderr.startswith("{")  # the environment's log format, not the file's
         assert_exact_copy(db, fake)
+
+
+DOCS_PAGE = Path(__file__).parents[2] / "docs" / "sync" / "configuration.md"
+TABLE_START = "<!-- settings table: generated from crisp-sync's parser, checked by tests -->"
+TABLE_END = "<!-- end of the settings table -->"
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, from the parser and `CREDENTIALS`."""
+    rows = ["| Flag | Variable | TOML key | Default | Meaning |", "|---|---|---|---|---|"]
+    for flag in flags_of(build_parser()):
+        variables = [flag.variable] + ([SHARED[flag.dest]] if flag.dest in SHARED else [])
+        default = flag.action.default
+        unit = "s" if flag.action.type is duration else ""
+        shown = ("" if default is None else str(default).lower() if isinstance(default, bool)
+                 else f"{default:g}{unit}" if isinstance(default, float) else str(default))
+        meaning = (flag.action.help or "").replace("%%", "%")
+        if flag.action.choices:
+            meaning += f" (one of: {', '.join(map(str, flag.action.choices))})"
+        rows.append(" | ".join([
+            "", f"`{flag.option}`", ", ".join(f"`{v}`" for v in variables),
+            "" if flag.dest == "config" else f"`{flag.key}`", f"`{shown}`" if shown else "",
+            meaning.replace("|", "\\|"), "",
+        ]).strip())
+    for credential in CREDENTIALS:
+        rows.append(f"| | `{credential.variable}` | `{credential.key}` | | "
+                    f"{credential.meaning} |")
+    return "\n".join(rows)
+
+
+def test_the_docs_table_is_the_parsers() -> None:
+    """docs/sync/configuration.md lists every setting as the parser has it: a flag added,
+    renamed or redocumented fails here until the page is updated (the table to paste is in
+    the failure)."""
+    page = DOCS_PAGE.read_text(encoding="utf-8")
+    shown = page.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
+    assert shown == settings_table(), f"replace the table with:\n{settings_table()}"

@@ -189,8 +189,14 @@ def read_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     return Config(argparse.Namespace(**values), credentials, origins, _exposed(table, where))
 
 
-_KINDS = (argparse._StoreAction, argparse._StoreTrueAction, argparse._CountAction)
-"""The kinds of flag read from the environment and the file: a value, a switch, a count."""
+_SWITCH = argparse._StoreConstAction
+"""``store_true``, ``store_false``, ``store_const``: given (its const) or not (its default)."""
+_LIST = (argparse._AppendAction, argparse._ExtendAction)
+"""A flag given several times: a TOML array, or a comma-separated variable (so is a flag
+that takes several values at once: `_many`)."""
+_KINDS = (argparse._StoreAction, _SWITCH, argparse._CountAction, *_LIST)
+"""The kinds of flag read from the environment and the file: a value, a switch, a count, a
+list."""
 
 
 def _command_line(parser: argparse.ArgumentParser, flags: Sequence[Flag],
@@ -259,43 +265,77 @@ def _environment_value(flag: Flag, variables: Mapping[str, str]) -> tuple[Any, s
     for variable in (flag.variable, SHARED.get(flag.dest)):
         if variable is not None and variable in variables:
             text = variables[variable]
-            where = variable if flag.secret else f"{variable}={text}"
-            return _from_text(flag, text, where), variable
+            said = variable if flag.secret else f"{variable}={text}"
+            action = flag.action
+            if isinstance(action, _SWITCH):
+                return _switch(action, text, said), variable
+            if isinstance(action, argparse._CountAction):
+                return _count(text, said), variable
+            if _many(action):
+                return [_item(action, part.strip(), said) for part in text.split(",")
+                        if part.strip()], variable
+            return _item(action, text, said), variable
     return None, None
 
 
 def _file_value(flag: Flag, value: object, where: str) -> Any:
-    """The flag's value from the file's ``value`` (a TOML string, number or boolean)."""
+    """The flag's value from the file's ``value`` (a TOML string, number, boolean or, for a
+    list, array of them)."""
     said = f"{where}: {flag.key}"
     action = flag.action
-    if isinstance(action, argparse._StoreTrueAction | argparse._CountAction):
-        if isinstance(value, bool) and isinstance(action, argparse._StoreTrueAction):
-            return value
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return _from_text(flag, str(value), said)
-    elif isinstance(value, str):
-        return _from_text(flag, value, said)
-    elif isinstance(value, int | float) and not isinstance(value, bool) and action.type:
-        return _from_text(flag, str(value), said)
+    if isinstance(action, _SWITCH) and isinstance(value, bool):
+        return action.const if value else action.default
+    if isinstance(action, _SWITCH | argparse._CountAction) and isinstance(value, str | int) \
+            and not isinstance(value, bool):
+        text = str(value)
+        return (_switch(action, text, said) if isinstance(action, _SWITCH)
+                else _count(text, said))
+    if _many(action) and isinstance(value, list):
+        return [_item(action, _scalar(action, item, said), said) for item in value]
+    if isinstance(action, (argparse._StoreAction, *_LIST)):
+        return _item(action, _scalar(action, value, said), said)
     raise UsageError(f"{said}: must be {_expected(action)}, got {_kind(value)}")
 
 
-def _from_text(flag: Flag, text: str, where: str) -> Any:
-    """The flag's value from ``text``, checked as on the command line; `UsageError` naming
-    ``where`` it came from."""
-    action = flag.action
-    if isinstance(action, argparse._StoreTrueAction):
-        if text.strip().lower() not in BOOLEANS:
-            raise UsageError(f"{where}: must be true or false (or 1/0, yes/no)")
-        return BOOLEANS[text.strip().lower()]
-    if isinstance(action, argparse._CountAction):
-        if not text.strip().isdigit():
-            raise UsageError(f"{where}: must be a count (0, 1, 2, ...)")
-        return int(text)
+def _many(action: argparse.Action) -> bool:
+    """Whether the flag's value is a list: given several times, or several values at once
+    (``nargs="+"``)."""
+    return isinstance(action, _LIST) or (isinstance(action, argparse._StoreAction)
+                                         and action.nargs not in (None, "?"))
+
+
+def _scalar(action: argparse.Action, value: object, said: str) -> str:
+    """A TOML value as the text the command line would give: a string, or a number for a
+    flag that takes one (every flag with a type)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and action.type:
+        return str(value)
+    raise UsageError(f"{said}: must be {_expected(action)}, got {_kind(value)}")
+
+
+def _switch(action: argparse.Action, text: str, said: str) -> Any:
+    """A switch from one of the `BOOLEANS` words: its const if true."""
+    word = text.strip().lower()
+    if word not in BOOLEANS:
+        raise UsageError(f"{said}: must be true or false (or 1/0, yes/no)")
+    return action.const if BOOLEANS[word] else action.default
+
+
+def _count(text: str, said: str) -> int:
+    """A count (``-vv``: 2)."""
+    if not text.strip().isdigit():
+        raise UsageError(f"{said}: must be a count (0, 1, 2, ...)")
+    return int(text)
+
+
+def _item(action: argparse.Action, text: str, said: str) -> Any:
+    """``text`` checked as the flag's value on the command line; `UsageError` naming where
+    it came from (``said``)."""
     try:
         return _checked(action, text)
     except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"{where}: {exc}") from None
+        raise UsageError(f"{said}: {exc}") from None
 
 
 def _checked(action: argparse.Action, text: str) -> Any:
@@ -316,11 +356,13 @@ def _checked(action: argparse.Action, text: str) -> Any:
 
 
 def _expected(action: argparse.Action) -> str:
-    if isinstance(action, argparse._StoreTrueAction):
+    """What the file may give ``action``, said in an error."""
+    if isinstance(action, _SWITCH):
         return "true or false"
     if isinstance(action, argparse._CountAction):
         return "a count (0, 1, 2, ...)"
-    return "a string or a number" if action.type else "a string"
+    one = "a string or a number" if action.type else "a string"
+    return f"{one}, or an array of them" if _many(action) else one
 
 
 def _kind(value: object) -> str:

@@ -5,6 +5,7 @@ and the environment only."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from crisp_api.sync.config import (
     read_config,
 )
 from crisp_api.sync.exits import UsageError
-from crisp_api.sync.settings import DB_ENV, SyncSettings, duration
+from crisp_api.sync.settings import DB_ENV, SyncSettings, duration, port
 from crisp_api.testing import FakeCrisp
 from tests.sync.helpers import assert_exact_copy
 
@@ -225,6 +226,42 @@ def test_a_file_every_user_may_read_is_warned_of_when_it_holds_a_secret(tmp_path
             assert str(path) in warning
             assert "a-secret-key" not in warning
             assert "db-password" not in warning
+
+
+def test_a_list_flag_takes_an_array_or_commas_and_a_switch_gives_its_const(
+    tmp_path: Path,
+) -> None:
+    """crisp-sync has no list flag yet (one --website-id, or --all-websites); any parser's
+    flags are read the same way, a list from a TOML array or a comma-separated variable."""
+    parser = argparse.ArgumentParser(prog="t")
+    parser.add_argument("--config")
+    parser.add_argument("--website-id", action="append", dest="website_ids")
+    parser.add_argument("--ports", nargs="+", type=port)
+    parser.add_argument("--no-cache", action="store_false", dest="cache")
+    path = toml_file(tmp_path, 'website-id = ["a", "b"]\nports = [80, "443"]\nno-cache = true\n')
+    with_file = {CONFIG_ENV: str(path)}
+    environ = {"CRISP_SYNC_WEBSITE_ID": "c, d", "CRISP_SYNC_PORTS": "8080",
+               "CRISP_SYNC_NO_CACHE": "no"}
+    argv = ["--website-id", "e", "--website-id", "f", "--ports", "1", "2", "--no-cache"]
+    found = [vars(read_config(parser, a, e).args) for a, e in (
+        ([], {}), ([], with_file), ([], {**with_file, **environ}),
+        (argv, {**with_file, **environ}))]
+    assert [(f["website_ids"], f["ports"], f["cache"]) for f in found] == [
+        (None, None, True), (["a", "b"], [80, 443], False), (["c", "d"], [8080], True),
+        (["e", "f"], [1, 2], False)]
+    for environ, toml, said in (
+        ({"CRISP_SYNC_PORTS": "8080,x"}, "", "CRISP_SYNC_PORTS=8080,x: not a TCP port: 'x'"),
+        ({}, "ports = [80, true]", f"{path}: ports: must be a string or a number, or an array "
+                                   "of them, got a boolean"),
+        ({}, "no-cache = [true]", f"{path}: no-cache: must be true or false, got an array"),
+    ):
+        path.write_text(toml, encoding="utf-8")
+        with pytest.raises(UsageError) as refused:
+            read_config(parser, [], {**with_file, **environ})
+        assert str(refused.value) == said
+    parser.add_argument("--color", action=argparse.BooleanOptionalAction, default=True)
+    with pytest.raises(TypeError, match="--no-color: no reading from the environment"):
+        read_config(parser, [], {})
 
 
 def test_every_flag_has_a_variable_and_a_key() -> None:

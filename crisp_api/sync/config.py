@@ -403,7 +403,7 @@ def _exposed(table: Mapping[str, object], path: str) -> tuple[str, ...]:
     """A warning if the file holds a secret and every user of the machine may read it."""
     held = [credential.key for credential in CREDENTIALS
             if credential.secret and table.get(credential.key)]
-    held += [key for key in ("db", "redis-url")
+    held += [key for key in sorted(dest.replace("_", "-") for dest in SECRET_FLAGS)
              if isinstance(table.get(key), str) and _has_password(str(table[key]))]
     if not held or os.stat(path).st_mode & stat.S_IROTH == 0:
         return ()
@@ -412,6 +412,7 @@ def _exposed(table: Mapping[str, object], path: str) -> tuple[str, ...]:
 
 
 def _has_password(url: str) -> bool:
+    """Whether ``url`` holds a password (``postgresql://user:password@host/db``)."""
     try:
         return urlsplit(url).password is not None
     except ValueError:

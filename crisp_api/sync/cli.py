@@ -1,11 +1,12 @@
 """``crisp-sync``: mirror Crisp conversations and messages into SQLite or PostgreSQL.
 
-A thin shell: the command line and the environment become one `SyncSettings`
-(`crisp_api.sync.settings`); the run is one of `--status` (here), the demo
-(`crisp_api.sync.demo`), a one-shot run (`crisp_api.sync.run`) or a service
-(`crisp_api.sync.follow.run_follow`); what ends it maps to its exit status in one table
-(`crisp_api.sync.exits`). With ``--all-websites`` on PostgreSQL, workers started on several
-machines share the websites through leases in the database (`crisp_api.sync.fleet`).
+A thin shell: the command line, the environment and the optional TOML file
+(`crisp_api.sync.config`) become one `SyncSettings` (`crisp_api.sync.settings`); the run
+is one of `--status` (here), the demo (`crisp_api.sync.demo`), a one-shot run
+(`crisp_api.sync.run`) or a service (`crisp_api.sync.follow.run_follow`); what ends it maps
+to its exit status in one table (`crisp_api.sync.exits`). With ``--all-websites`` on
+PostgreSQL, workers started on several machines share the websites through leases in the
+database (`crisp_api.sync.fleet`).
 SIGTERM, SIGINT and SIGHUP stop it in every phase (`crisp_api.sync.signals`): a one-shot run
 ends incomplete (130), a service as asked (0).
 """
@@ -25,6 +26,14 @@ from typing import TextIO
 from crisp_api import defaults
 from crisp_api._version import __version__
 from crisp_api.sync.allowance import status_ledger
+from crisp_api.sync.config import (
+    DAILY_QUOTA_ENV,
+    ENVIRONMENT,
+    HOOKS_SECRET_ENV,
+    PRECEDENCE_HELP,
+    Config,
+    read_config,
+)
 from crisp_api.sync.demo import run_demo
 from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL
 from crisp_api.sync.exits import (
@@ -44,9 +53,7 @@ from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL
 from crisp_api.sync.report import status_table
 from crisp_api.sync.run import build_client, open_store, run_once
 from crisp_api.sync.settings import (
-    DAILY_QUOTA_ENV,
     DB_ENV,
-    HOOKS_SECRET_ENV,
     SyncSettings,
     duration,
     port,
@@ -57,17 +64,6 @@ from crisp_api.sync.settings import (
 from crisp_api.sync.signals import GRACE, Stop, stop_on_signals
 from crisp_api.sync.store import StoreError
 
-ENVIRONMENT = {
-    "CRISP_IDENTIFIER": "token identifier (required)",
-    "CRISP_KEY": "token key (required)",
-    "CRISP_TIER": "token tier: plugin (default), website or user",
-    "CRISP_REST_HOST": "API host, if not --rest-host",
-    defaults.REDIS_URL_ENV: "Redis URL, if not --redis-url",
-    DB_ENV: "the database (file or PostgreSQL URL), if not --db",
-    DAILY_QUOTA_ENV: "the token's daily request quota, if not --daily-quota",
-    HOOKS_SECRET_ENV: "web hooks secret (with --hooks-port)",
-}
-"""The environment variables read (listed by ``--help``)."""
 SIGNALS_HELP = (
     "SIGTERM, SIGINT and SIGHUP stop crisp-sync in every phase: no new conversation is "
     "started, those in flight are committed, the checkpoint moves only if the run was "
@@ -84,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crisp-sync",
         description="Mirror Crisp conversations, messages, people and operators into SQLite "
         "(one machine) or PostgreSQL (a fleet of workers sharing the websites).",
-        epilog="environment:\n"
+        epilog="configuration:\n"
+        + "\n".join(textwrap.wrap(PRECEDENCE_HELP, 88, initial_indent="  ",
+                                   subsequent_indent="  "))
+        + "\n\nenvironment:\n"
         + "\n".join(f"  {name:<18} {meaning}" for name, meaning in ENVIRONMENT.items())
         + "\n\nexit status:\n"
         + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -94,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="read settings from this TOML file (flags and the environment win over it)",
+    )
     parser.add_argument("--website-id", help="the website to sync")
     parser.add_argument(
         "--db",
@@ -222,10 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crisp-sync``; returns the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            config = read_config(build_parser(), argv, os.environ)
+        except UsageError as exc:
+            return ended(exc)
+        args = config.args
         stop = Stop()
         with stop_on_signals(stop, lambda name: _abandon(args.follow, name)):
-            status = _main(args, stop, sys.stdout)
+            status = _main(config, stop, sys.stdout)
             if stop.signal_name is not None and status in (EXIT_OK, EXIT_INTERRUPTED):
                 status = _stopped_by(args.follow, stop.signal_name)
             return status
@@ -236,12 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INCOMPLETE
 
 
-def _main(args: argparse.Namespace, stop: Stop, out: TextIO) -> int:
+def _main(config: Config, stop: Stop, out: TextIO) -> int:
     """The run, once the signals are handled: each phase ends early once ``stop`` is set
     (the run then answers `EXIT_INTERRUPTED`, which `main` turns into what a stop means)."""
+    args = config.args
     try:
-        configure(level_from(args.verbose, args.log_level), args.log_format)
-        settings = SyncSettings.parse(args, os.environ)
+        log = configure(level_from(args.verbose, args.log_level), args.log_format)
+        for warning in config.warnings:
+            log.warning("config.warning", warning=warning)
+        settings = SyncSettings.parse(config)
         if settings.status:
             return _status(settings, out)
         if settings.demo:

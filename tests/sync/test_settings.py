@@ -14,6 +14,7 @@ import pytest
 from crisp_api.errors import ForbiddenError, NetworkError, NotFoundError, UnauthorizedError
 from crisp_api.events import EventsUnauthorizedError
 from crisp_api.sync.cli import build_parser
+from crisp_api.sync.config import read_config
 from crisp_api.sync.exits import LeaseLostError, UsageError, ended
 from crisp_api.sync.settings import SyncSettings
 from crisp_api.sync.store import StoreError, WebsiteLockedError
@@ -22,12 +23,13 @@ CREDENTIALS = {"CRISP_IDENTIFIER": "an-identifier", "CRISP_KEY": "a-secret-key"}
 
 
 def test_settings_are_read_once_from_arguments_and_environment() -> None:
-    args = build_parser().parse_args(["--all-websites", "--shard", "2/3", "--workers", "4"])
-    before = dict(vars(args))
     environment = {**CREDENTIALS, "CRISP_SYNC_DB": "env.sqlite3", "CRISP_DAILY_QUOTA": "5,000",
                    "CRISP_REST_HOST": "http://127.0.0.1:9"}
-    settings = SyncSettings.parse(args, environment)
-    assert vars(args) == before  # the arguments are read, never changed
+    config = read_config(build_parser(), ["--all-websites", "--shard", "2/3", "--workers", "4"],
+                         environment)
+    before = dict(vars(config.args))
+    settings = SyncSettings.parse(config)
+    assert vars(config.args) == before  # the arguments are read, never changed
     assert (settings.db, settings.daily_quota, settings.shard) == ("env.sqlite3", 5000, (2, 3))
     assert settings.target is not None
     assert settings.target.rest_host == "http://127.0.0.1:9"
@@ -36,28 +38,27 @@ def test_settings_are_read_once_from_arguments_and_environment() -> None:
 
 
 def test_no_credential_is_shown_by_the_settings() -> None:
-    args = build_parser().parse_args([
+    config = read_config(build_parser(), [
         "--website-id", "w", "--db", "postgresql://crisp:db-password@127.0.0.1/crisp",
         "--redis-url", "redis://:redis-password@127.0.0.1",
-    ])
-    shown = repr(SyncSettings.parse(args, {**CREDENTIALS, "CRISP_HOOKS_SECRET": "hooks-secret"}))
+    ], {**CREDENTIALS, "CRISP_HOOKS_SECRET": "hooks-secret"})
+    shown = repr(SyncSettings.parse(config)) + repr(config)
     for secret in ("db-password", "redis-password", "a-secret-key", "hooks-secret"):
         assert secret not in shown
 
 
 def test_usage_errors_name_the_flag() -> None:
-    parse = build_parser().parse_args
     for argv, environment, named in (
         (["--website-id", "w", "--all-websites"], CREDENTIALS, "--website-id and --all-websites"),
-        (["--website-id", "w"], {**CREDENTIALS, "CRISP_DAILY_QUOTA": "many"}, "$CRISP_DAILY_QUOTA"),
+        (["--website-id", "w"], {**CREDENTIALS, "CRISP_DAILY_QUOTA": "many"}, "CRISP_DAILY_QUOTA"),
         (["--website-id", "w", "--lease-ttl", "60"], CREDENTIALS, "--lease-ttl"),
         (["--website-id", "w"], {}, "CRISP_IDENTIFIER"),
         (["--demo", "--db", "postgresql://127.0.0.1/crisp"], {}, "--demo"),
         (["--website-id", "w", "--follow", "--hooks-port", "8080"], CREDENTIALS,
          "CRISP_HOOKS_SECRET"),
     ):
-        with pytest.raises(UsageError, match=named.replace("$", r"\$")):
-            SyncSettings.parse(parse(argv), environment)
+        with pytest.raises(UsageError, match=named):
+            SyncSettings.parse(read_config(build_parser(), argv, environment))
 
 
 @pytest.mark.parametrize(("error", "status", "line"), [

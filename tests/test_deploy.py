@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from crisp_api.sync.cli import build_parser
+from crisp_api.sync.config import read_config
 from crisp_api.sync.exits import EXIT_AUTH, EXIT_LOCKED, EXIT_QUOTA, EXIT_STORE, EXIT_USAGE
 from crisp_api.sync.settings import SyncSettings
 
@@ -34,7 +35,7 @@ def _settings(argv: list[str], environ: dict[str, str]) -> SyncSettings:
     spells each flag as its help does."""
     parser = build_parser()
     parser.allow_abbrev = False
-    return SyncSettings.parse(parser.parse_args(argv), environ)
+    return SyncSettings.parse(read_config(parser, argv, environ))
 
 
 # systemd -------------------------------------------------------------------------------------

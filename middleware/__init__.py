@@ -44,6 +44,7 @@ from middleware.retry import Retry, RetryPolicy
 from middleware.retry_after import retry_after_seconds
 from middleware.spent import ServerQuotaSpentError, SpentQuotaWatch, SpentRule, next_utc_midnight
 from middleware.structured_log import StructuredLogging, structured
+from middleware.tracing import Tracing
 from middleware.transport import Urllib3Transport
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "SpentRule",
     "StructuredLogging",
     "TLSError",
+    "Tracing",
     "TransportError",
     "Urllib3Transport",
     "compose",

@@ -36,7 +36,6 @@ from typing import Any, TextIO
 from crisp_api.extras import install_hint, installed
 from crisp_api.sync import views
 from crisp_api.sync.exits import EXIT_INCOMPLETE, EXIT_OK, UsageError, ended, fail
-from crisp_api.sync.logs import configure, level_from
 from crisp_api.sync.rows import canonical
 from crisp_api.sync.settings import DB_ENV, DEFAULT_DB, POSTGRES_SCHEMES
 from crisp_api.sync.store import StoreError
@@ -71,7 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     """Run ``crisp-sync export``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    configure(level_from(0, None), "console")
     try:
         chosen = _check(args, os.environ)
         target = Path(args.out)
@@ -223,9 +221,7 @@ def _write(form: str, view: views.View, read: Callable[[views.View], Rows], path
 
 
 def _csv_value(value: Any) -> Any:
-    """A value as CSV writes it: NULL empty, booleans as words, times in UTC ISO 8601."""
-    if value is None:
-        return ""
+    """A boolean or a time as CSV writes it: a word, UTC ISO 8601 (None stays empty)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
@@ -235,12 +231,19 @@ def _csv_value(value: Any) -> Any:
 
 
 def _write_csv(view: views.View, rows: Rows, path: Path) -> int:
+    """Write the rows as CSV; only booleans and times need converting (the writer writes
+    None as an empty field, and texts and integers as they are)."""
     count = 0
+    converted = [place for place, field in enumerate(view.fields)
+                 if field.kind in ("boolean", "flag", "timestamp")]
     with path.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, dialect="excel", lineterminator="\r\n")
         writer.writerow(view.columns)
         for row in rows:
-            writer.writerow([_csv_value(value) for value in row])
+            values = list(row)
+            for place in converted:
+                values[place] = _csv_value(values[place])
+            writer.writerow(values)
             count += 1
     return count
 

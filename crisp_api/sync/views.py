@@ -93,6 +93,7 @@ VIEWS: tuple[View, ...] = (
         _key("website_id"),
         _key("session_id"),
         _text("people_id", "people_id"),
+        _text("inbox_id", "inbox_id"),
         _text("state", "state"),
         _text("nickname", "meta", "nickname"),
         _text("email", "meta", "email"),

@@ -121,6 +121,7 @@ def expected_conversation(row: dict[str, Any]) -> dict[str, Any]:
     meta = row.get("meta", {})
     return {
         "session_id": row["session_id"], "people_id": typed(row.get("people_id"), str),
+        "inbox_id": typed(row.get("inbox_id"), str),
         "state": row["state"], "nickname": typed(meta.get("nickname"), str),
         "email": typed(meta.get("email"), str), "phone": typed(meta.get("phone"), str),
         "subject": typed(meta.get("subject"), str), "origin": typed(meta.get("origin"), str),
@@ -182,7 +183,8 @@ def test_the_views_show_the_fakes_rows_the_odd_ones_flagged_or_left_out(
         fake.add_odd_message(second, {"unread": "x", "edited": "yes", "type": 5})
         fake.serve_conversation_over(third, {"updated_at": "yesterday"})  # put aside
         fake.serve_conversation_over(second, {"unread": {"operator": 2**70, "visitor": 1.5},
-                                              "created_at": -5, "is_verified": "no"})
+                                              "created_at": -5, "is_verified": "no",
+                                              "inbox_id": "inbox-1"})
         synced(fake, database)
         truth = fake.ground_truth()
         with fake._world.lock:

@@ -4,7 +4,8 @@ A request goes through a stack of middlewares, outermost first, composed once in
 callable, and ends in a urllib3 transport. Built-in layers: structured logging, response
 cache, retry with backoff and a budget, token-bucket rate limiting (a fixed rate, or one learnt
 from the server's throttling) with an optional request quota and the detection of a quota the
-server shows spent, and authentication. The bucket
+server shows spent, authentication, and OpenTelemetry spans named after route templates (with
+``opentelemetry-api``). The bucket
 and the cache can live in Redis, shared by a fleet.
 """
 

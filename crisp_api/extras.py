@@ -13,7 +13,9 @@ from importlib.util import find_spec
 DISTRIBUTION = "crisp-api-next"
 MODULES = {
     "events": ("socketio", "engineio", "websocket"),
+    "export": ("pyarrow",),
     "metrics": ("prometheus_client",),
+    "otel": ("opentelemetry",),
     "postgres": ("psycopg", "psycopg_pool"),
     "redis": ("redis",),
     "sync": ("tqdm",),

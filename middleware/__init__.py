@@ -4,7 +4,8 @@ A request goes through a stack of middlewares, outermost first, composed once in
 callable, and ends in a urllib3 transport. Built-in layers: structured logging, response
 cache, retry with backoff and a budget, token-bucket rate limiting (a fixed rate, or one learnt
 from the server's throttling) with an optional request quota and the detection of a quota the
-server shows spent, and authentication. The bucket
+server shows spent, authentication, and OpenTelemetry spans named after route templates (with
+``opentelemetry-api``). The bucket
 and the cache can live in Redis, shared by a fleet.
 """
 
@@ -44,6 +45,7 @@ from middleware.retry import Retry, RetryPolicy
 from middleware.retry_after import retry_after_seconds
 from middleware.spent import ServerQuotaSpentError, SpentQuotaWatch, SpentRule, next_utc_midnight
 from middleware.structured_log import StructuredLogging, structured
+from middleware.tracing import Tracing
 from middleware.transport import Urllib3Transport
 
 __all__ = [
@@ -91,6 +93,7 @@ __all__ = [
     "SpentRule",
     "StructuredLogging",
     "TLSError",
+    "Tracing",
     "TransportError",
     "Urllib3Transport",
     "compose",

@@ -46,6 +46,7 @@ from crisp_api.sync.exits import (
     ended,
     fail,
 )
+from crisp_api.sync.export import main as export_main
 from crisp_api.sync.follow import DEFAULT_INTERVAL, run_follow
 from crisp_api.sync.health import DEFAULT_HEALTH_THRESHOLD
 from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from, outcome
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crisp-sync``; returns the exit status."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    if given[:1] == ["export"]:  # its own command line (crisp_api.sync.export)
+        return export_main(given[1:])
     try:
         try:
             config = read_config(build_parser(), argv, os.environ)

@@ -5,7 +5,8 @@ helpers and the mapping of errors to `StoreError`.
 The schema (`crisp_api.sync.schema`) is created and migrated here: the versions a database
 lacks are applied in order, each once, in one transaction under a transaction-scoped advisory
 lock (so workers starting together do not race), and the version reached is kept in
-``crisp_sync_schema``. A database of a newer release is refused.
+``crisp_sync_schema``; the analysts' views (`crisp_api.sync.views`) are dropped before and
+created again after. A database of a newer release is refused.
 
 Errors name the database as ``user@host:port/dbname``: never its password, nor the row being
 written (only the server's primary message is kept).
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from crisp_api.extras import install_hint
-from crisp_api.sync import schema
+from crisp_api.sync import schema, views
 from crisp_api.sync.sql_dialect import SqlDialect
 from crisp_api.sync.store import StoreError, WebsiteLockedError
 
@@ -43,8 +44,9 @@ outage shows at once instead of after psycopg_pool's 30 s."""
 _PERMANENT_CLASSES = ("28", "3D", "42", "XX")
 """SQLSTATE classes a rerun cannot get past: refused credentials, no such database, a schema
 or privilege problem, corruption."""
-_PERMANENT_CODES = frozenset({"53100", "25006", "57P04"})
-"""Disk full, a read-only server (a standby), a database dropped."""
+_PERMANENT_CODES = frozenset({"53100", "25006", "57P04", "2BP01"})
+"""Disk full, a read-only server (a standby), a database dropped, an object of someone else's
+depending on one a migration drops (a view built on the analysts' views)."""
 _PERMANENT_REFUSALS = ("authentication failed", "does not exist", "pg_hba.conf")
 """What libpq says when the server refuses a connection for good (a wrong password, no such
 database or role, not allowed by ``pg_hba.conf``): such errors carry no SQLSTATE."""
@@ -88,8 +90,10 @@ class PgDatabase(SqlDialect):
                     f"this release's ({latest}); upgrade crisp-api-next",
                     permanent=True,
                 )
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
+            if version < latest:
+                for statement in (*views.drop_statements(), *(
+                        statement for statements in MIGRATIONS[version:]
+                        for statement in statements), *views.create_statements("postgres")):
                     db.execute(statement)
             if row is None:
                 db.execute("INSERT INTO crisp_sync_schema (version) VALUES (%s)", (latest,))

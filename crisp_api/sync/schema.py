@@ -228,12 +228,14 @@ HISTORY: tuple[Version, ...] = (
             ), ("credential",)),
         ),
     ),
+    Version(sqlite=5, postgres=4),  # the analysts' views (`crisp_api.sync.views`)
 )
 """Every version, oldest first. Version 2 (SQLite) / 1 (PostgreSQL): the rows keyed as Crisp
 keys them, messages knowing whether a live event stored them, and each dialect's way of
 holding a website (SQLite's lock rows, PostgreSQL's leases). 3 / 2: rows that cannot be keyed
 put aside in ``quarantine`` (and PostgreSQL's ``replaced`` flag). 4 / 3: the quota ledger,
-each credential's allowance and each website's last complete run."""
+each credential's allowance and each website's last complete run. 5 / 4: the analysts' views
+(`crisp_api.sync.views`), which every migration drops first and creates again last."""
 
 SQLITE_VERSION = HISTORY[-1].sqlite
 """The version of the schema `tables` describes, as SQLite counts it."""

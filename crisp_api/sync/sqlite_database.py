@@ -7,7 +7,8 @@ waits for another program's transaction before failing with a transient `StoreEr
 
 The schema (`crisp_api.sync.schema`) carries its version in ``PRAGMA user_version``. A file
 written by an older release is migrated in place, in one transaction, the first time it is
-opened: each table whose shape differs is rebuilt to its current shape, every row kept.
+opened: each table whose shape differs is rebuilt to its current shape, every row kept, and
+the analysts' views (`crisp_api.sync.views`) are dropped before and created again after.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from crisp_api.sync import schema
+from crisp_api.sync import schema, views
 from crisp_api.sync.sql_dialect import SqlDialect
 from crisp_api.sync.store import StoreError, WebsiteLockedError
 
@@ -86,10 +87,14 @@ class SqliteDatabase(SqlDialect):
                     permanent=True,
                 )
             if version < schema.SQLITE_VERSION:
+                for statement in views.drop_statements():  # a rebuilt table breaks them
+                    db.execute(statement)
                 for table in schema.tables("sqlite"):
                     self._shape_table(table)
                 for index in schema.indexes():
                     db.execute(index.create(if_not_exists=True))
+                for statement in views.create_statements("sqlite"):
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version = {schema.SQLITE_VERSION}")
 
     def _shape_table(self, table: schema.Table) -> None:

@@ -66,7 +66,7 @@ def query(server: PostgresServer, url: str, statement: str, *params: Any) -> lis
 def tables(server: PostgresServer, url: str) -> set[str]:
     return {name for (name,) in query(
         server, url, "SELECT table_name FROM information_schema.tables"
-                     " WHERE table_schema = 'public'"
+                     " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
     )}
 
 

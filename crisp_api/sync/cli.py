@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crisp-sync",
         description="Mirror Crisp conversations, messages, people and operators into SQLite "
-        "(one machine) or PostgreSQL (a fleet of workers sharing the websites).",
+        "(one machine) or PostgreSQL (a fleet of workers sharing the websites). "
+        "'crisp-sync export --help': write the mirror's views to CSV or Parquet files.",
         epilog="configuration:\n"
         + "\n".join(textwrap.wrap(PRECEDENCE_HELP, 88, initial_indent="  ",
                                    subsequent_indent="  "))

@@ -19,7 +19,7 @@ from crisp_api import defaults, options
 from crisp_api.caller import Answer, Body, Query
 from crisp_api.config import ClientConfig
 from crisp_api.envelope import decode
-from crisp_api.errors import RouteError
+from crisp_api.errors import MissingCredentialsError, RouteError
 from crisp_api.errors.translation import translated
 from crisp_api.events import EventStream
 from crisp_api.redaction import redact_url
@@ -240,8 +240,14 @@ class Crisp(PluginShortcuts):
                 layer.set_credentials(identifier, key)
             self._config = replace(self._config, identifier=identifier, key=key)
 
+    def authenticate_tier(self, tier: str, identifier: str, key: str) -> None:
+        """`set_tier` and `authenticate` in one step (as Crisp's Node.js client names it)."""
+        self.set_tier(tier)
+        self.authenticate(identifier, key)
+
     def set_tier(self, tier: str) -> None:
-        """Authenticate as ``user`` (default), ``website`` or ``plugin``."""
+        """Authenticate as ``user`` (default), ``website`` or ``plugin``: a token is valid on
+        its own tier only (a 401 names the tier a request was sent as)."""
         if tier not in defaults.TIERS:
             raise ValueError(f"tier must be one of {sorted(defaults.TIERS)}, got {tier!r}")
         with self._lock:
@@ -341,10 +347,14 @@ class Crisp(PluginShortcuts):
         ``deadline`` (seconds) bounds the whole call, every attempt, wait and pause included;
         None uses the client's.
         """
+        config = self._config
         return decode(
-            self._exchange(route, params, query, body, use_cache=use_cache, deadline=deadline),
+            self._exchange(
+                config, route, params, query, body, use_cache=use_cache, deadline=deadline
+            ),
             route.method,
             route.template,
+            config.tier,
         )
 
     def fetch(
@@ -362,14 +372,16 @@ class Crisp(PluginShortcuts):
         For callers that page (a 206 says more remains) or keep time in the server's clock
         rather than this machine's (a sync's watermark).
         """
+        config = self._config
         response = self._exchange(
-            route, params, query, body, use_cache=use_cache, deadline=deadline
+            config, route, params, query, body, use_cache=use_cache, deadline=deadline
         )
-        data = decode(response, route.method, route.template)
+        data = decode(response, route.method, route.template, config.tier)
         return Answer(data, response.status, _server_time_ms(response.headers.get("date")))
 
     def _exchange(
         self,
+        config: ClientConfig,
         route: Route,
         params: tuple[Any, ...],
         query: Query | None,
@@ -378,7 +390,6 @@ class Crisp(PluginShortcuts):
         use_cache: bool,
         deadline: float | None,
     ) -> Response:
-        config = self._config
         path = config.root + route.expand(params)
         if query:
             encoded = encode_query(query)
@@ -409,6 +420,10 @@ class Crisp(PluginShortcuts):
     ) -> Response:
         if deadline is not None:
             options.check(deadline=deadline)
+        if config.identifier is None and not any(
+            layer.has_credentials for layer in self._auth_layers()
+        ):
+            raise MissingCredentialsError(method=method, route=template)
         request = Request(
             method,
             config.origin,
@@ -449,7 +464,7 @@ class Crisp(PluginShortcuts):
             config, method=method, path=path, template=template, group=group, body=body,
             use_cache=True,
         )
-        return decode(response, method, template)
+        return decode(response, method, template, config.tier)
 
     def get(self, resource: str, query: Query | None = None) -> Any:
         """GET ``resource`` (a path below the base path, e.g. ``/website/ID``)."""

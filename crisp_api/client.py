@@ -44,6 +44,9 @@ from middleware import (
     structured,
 )
 
+Timeout = float | tuple[float, float]
+"""The ``timeout`` option: seconds to connect and again for each read, or ``(connect, read)``."""
+
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
@@ -53,9 +56,10 @@ class Crisp(PluginShortcuts):
     ``Crisp()`` then ``authenticate(identifier, key)`` is all the original library needed,
     and still is; ``Crisp(identifier=..., key=..., tier=..., rest_host=...)`` does the same
     in one step, and `from_env` reads them from ``CRISP_*`` variables. Keyword options
-    tune the pipeline: ``timeout`` (seconds, to connect and for each read), ``deadline``
+    tune the pipeline: ``timeout`` (seconds allowed to connect, and again for each read of
+    the answer; or a ``(connect, read)`` pair of seconds), ``deadline``
     (seconds a whole call may take, every attempt, wait and pause included; by default
-    ``(max_retries + 1) * timeout`` plus the backoff; every call also
+    ``(max_retries + 1) * timeout`` (the longer of a pair) plus the backoff; every call also
     takes ``deadline=``), ``max_retries``, ``rate_limit`` (``"adaptive"``, the default, or
     ``None``: a rate learnt from Crisp's 429/420 answers, per credential, which finds and
     follows limits Crisp does not publish; a number: a fixed rate of our own in requests/s,
@@ -96,7 +100,7 @@ class Crisp(PluginShortcuts):
         key: str | None = None,
         tier: str | None = None,
         rest_host: str | None = None,
-        timeout: float = defaults.TIMEOUT,
+        timeout: Timeout = defaults.TIMEOUT,
         max_retries: int = defaults.MAX_RETRIES,
         rate_limit: float | str | None = defaults.RATE_LIMIT,
         burst: int = defaults.BURST,
@@ -126,13 +130,15 @@ class Crisp(PluginShortcuts):
         origin, prefix = _split_host(defaults.REST_HOST)
         self._config = ClientConfig(origin, prefix, defaults.REST_BASE_PATH, defaults.TIER)
         self._logger = logger = structured(logger, defaults.LOGGER_NAME)
+        self._timeout = timeout
         self._transport = Urllib3Transport(
             timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
         )
         self._deadline = (
             deadline
             if deadline is not None
-            else (max_retries + 1) * timeout + retry_policy(max_retries, False).worst_backoff()
+            else (max_retries + 1) * max(_pair(timeout))
+            + retry_policy(max_retries, False).worst_backoff()
         )
         self.auth = BasicAuth(
             headers={
@@ -275,10 +281,12 @@ class Crisp(PluginShortcuts):
         with self._lock:
             self._config = replace(self._config, base_path=path)
 
-    def set_timeout(self, timeout: float) -> None:
-        """Seconds allowed to connect, and again for each read of the answer."""
+    def set_timeout(self, timeout: Timeout) -> None:
+        """Seconds allowed to connect, and again for each read of the answer; or a
+        ``(connect, read)`` pair of seconds. (The deadline derived at construction stays.)"""
         options.check(timeout=timeout)
         self._transport.timeout = _timeout(timeout)
+        self._timeout = timeout
 
     def get_rest_host(self) -> str:
         """The REST host in use."""
@@ -289,10 +297,9 @@ class Crisp(PluginShortcuts):
         """The API base path in use."""
         return self._config.base_path
 
-    def get_timeout(self) -> float:
-        """The timeout in use, in seconds."""
-        total = self._transport.timeout.read_timeout
-        return float(total) if isinstance(total, int | float) else defaults.TIMEOUT
+    def get_timeout(self) -> Timeout:
+        """The timeout in use, in seconds, as it was given (a number or a pair)."""
+        return self._timeout
 
     def get_tier(self) -> str:
         """The tier in use."""
@@ -554,8 +561,14 @@ def _encode_body(body: Body) -> bytes:
         raise TypeError(f"request body is not JSON-serialisable: {exc}") from None
 
 
-def _timeout(seconds: float) -> urllib3.Timeout:
-    return urllib3.Timeout(connect=seconds, read=seconds)
+def _pair(timeout: Timeout) -> tuple[float, float]:
+    """``(connect, read)`` seconds of a ``timeout`` option."""
+    return timeout if isinstance(timeout, tuple) else (timeout, timeout)
+
+
+def _timeout(timeout: Timeout) -> urllib3.Timeout:
+    connect, read = _pair(timeout)
+    return urllib3.Timeout(connect=connect, read=read)
 
 
 def _split_host(rest_host: str) -> tuple[str, str]:

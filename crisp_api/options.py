@@ -32,6 +32,21 @@ def _seconds(name: str, value: object, *, zero: bool = False) -> None:
         raise ValueError(f"{name} must be a number of seconds {bound}, got {value!r}")
 
 
+def _timeout(name: str, value: object) -> None:
+    """Seconds for both waits, or a ``(connect, read)`` pair of seconds."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be seconds or a (connect, read) pair of seconds, "
+                             f"got a tuple of {len(value)}")
+        _seconds(f"{name}[0] (connect)", value[0])
+        _seconds(f"{name}[1] (read)", value[1])
+    elif _number(value):
+        _seconds(name, value)
+    else:
+        raise TypeError(f"{name} must be a number of seconds or a (connect, read) tuple of "
+                        f"seconds, got {_shown(value)}")
+
+
 def _count(name: str, value: object, *, least: int) -> None:
     if not _whole(value):
         raise TypeError(f"{name} must be a whole number, got {_shown(value)}")
@@ -101,7 +116,7 @@ def _shown(value: object) -> str:
 
 
 RULES: dict[str, Callable[[str, object], None]] = {
-    "timeout": _seconds,
+    "timeout": _timeout,
     "deadline": _optional(_seconds),
     "max_retries": lambda name, value: _count(name, value, least=0),
     "rate_limit": _rate_limit,

@@ -8,6 +8,7 @@ real-time events (`Crisp.events`, `crisp_api.events`).
 >>> client.website.get_conversation(website_id, session_id)  # doctest: +SKIP
 """
 
+from crisp_api import installation  # noqa: F401 (refuses a clash with the official crisp-api)
 from crisp_api._version import __version__
 from crisp_api.client import Crisp
 from crisp_api.errors import (
@@ -17,6 +18,7 @@ from crisp_api.errors import (
     MissingCredentialsError,
     NetworkError,
     NotFoundError,
+    ProxyError,
     QuotaExceededError,
     QuotaSpentError,
     RateLimitedError,
@@ -47,6 +49,7 @@ __all__ = [
     "MissingCredentialsError",
     "NetworkError",
     "NotFoundError",
+    "ProxyError",
     "QuotaExceededError",
     "QuotaSpentError",
     "RateLimitedError",

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import urllib3
@@ -34,10 +34,12 @@ from crisp_api.resources import (
 from crisp_api.routing import MATCHER, Route, encode_query
 from crisp_api.stack import Stack, StackOptions, default_stack, retry_policy
 from middleware import (
+    DIRECT,
     BasicAuth,
     Middleware,
     Pipeline,
     PipelineError,
+    Proxies,
     Request,
     Response,
     Urllib3Transport,
@@ -89,6 +91,14 @@ class Crisp(PluginShortcuts):
     midnight (0 by default; Crisp does not document it), when one probe request tells
     whether it did.
 
+    ``proxy`` routes the calls through an HTTP proxy: None (the default) takes it from the
+    environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, as `urllib.request` reads
+    them, once, when the client is built), a URL (``http://[user:password@]host:port``) sends
+    every call through that proxy whatever the environment says, and ``False`` uses none.
+    https goes through a ``CONNECT`` tunnel; an unreachable or refusing proxy raises
+    `ProxyError`. ``ca_bundle`` (the path of a PEM file) replaces the system's certificate
+    authorities for https; certificates are always verified.
+
     `events` opens Crisp's real-time events for the same token (`crisp_api.events`, the
     ``events`` extra).
     """
@@ -118,7 +128,10 @@ class Crisp(PluginShortcuts):
         quota_reset: float = defaults.QUOTA_RESET,
         quota_pace: bool = defaults.QUOTA_PACE,
         deadline: float | None = defaults.DEADLINE,
+        proxy: str | Literal[False] | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
+        options.check(proxy=proxy, ca_bundle=ca_bundle)
         options.check(
             timeout=timeout, max_retries=max_retries, rate_limit=rate_limit, burst=burst,
             rate_limit_wait=rate_limit_wait, cache_ttl=cache_ttl, cache_size=cache_size,
@@ -132,7 +145,15 @@ class Crisp(PluginShortcuts):
         self._logger = logger = structured(logger, defaults.LOGGER_NAME)
         self._timeout = timeout
         self._transport = Urllib3Transport(
-            timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
+            timeout=_timeout(timeout),
+            pool_size=pool_size,
+            max_body=max_body,
+            proxies=(
+                Proxies.from_environment() if proxy is None
+                else DIRECT if proxy is False
+                else Proxies.fixed(proxy)
+            ),
+            ca_certs=None if ca_bundle is None else os.fspath(ca_bundle),
         )
         self._deadline = (
             deadline

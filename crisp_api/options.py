@@ -8,6 +8,7 @@ not the name of whatever layer receives it), at construction, before anything is
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +111,25 @@ def _url(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a URL string, got {_shown(value)}")
 
 
+def _proxy(name: str, value: object) -> None:
+    if value is None or value is False:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a proxy URL string, False (no proxy) or None (the "
+                        f"environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY), got "
+                        f"{type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty (False: no proxy)")
+
+
+def _file(name: str, value: object) -> None:
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{name} must be the path of a PEM file, got {_shown(value)}")
+    if not os.path.isfile(value):
+        raise ValueError(f"{name} must be the path of a PEM file, got {os.fspath(value)!r} "
+                         "(no such file)")
+
+
 def _shown(value: object) -> str:
     """A value and its type, for a message (strings shown quoted: ``'32' (str)``)."""
     return f"{value!r} ({type(value).__name__})"
@@ -132,6 +152,8 @@ RULES: dict[str, Callable[[str, object], None]] = {
     "quota_reserve": _share,
     "quota_reset": _time_of_day,
     "quota_pace": _flag,
+    "proxy": _proxy,
+    "ca_bundle": _optional(_file),
 }
 """The rule of each option that takes a plain value."""
 

@@ -20,6 +20,7 @@ from middleware.errors import (
     ConnectionDroppedError,
     DeadlineExceededError,
     PipelineError,
+    ProxyConnectError,
     RateLimitWaitError,
     ReadTimeoutError,
     TLSError,
@@ -35,6 +36,7 @@ from middleware.message import (
     Response,
 )
 from middleware.pipeline import Pipeline, compose
+from middleware.proxy import DIRECT, Proxies, Proxy
 from middleware.quota import DailyQuota, QuotaBucket, QuotaExhaustedError
 from middleware.ratelimit import BucketBackend, InMemoryBucket, RateLimit
 from middleware.redis_bucket import RedisBucket
@@ -47,6 +49,7 @@ from middleware.structured_log import StructuredLogging, structured
 from middleware.transport import Urllib3Transport
 
 __all__ = [
+    "DIRECT",
     "NOTE_ATTEMPT",
     "NOTE_ATTEMPT_LISTENERS",
     "NOTE_CACHE",
@@ -72,6 +75,9 @@ __all__ = [
     "Outcome",
     "Pipeline",
     "PipelineError",
+    "Proxies",
+    "Proxy",
+    "ProxyConnectError",
     "QuotaBucket",
     "QuotaExhaustedError",
     "RateLimit",

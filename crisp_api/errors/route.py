@@ -11,6 +11,7 @@
     │       └── QuotaExceededError  the configured daily_quota is spent (nothing sent)
     ├── ServerError                 5xx after retries (HTML pages of load balancers too)
     ├── NetworkError                no usable answer: refused, dropped, TLS
+    │   ├── ProxyError              the proxy is unreachable or refused the tunnel (unsent)
     │   └── RequestTimeoutError     no answer in time, or the call's deadline passed
     └── InvalidResponseError        an answer that is not a Crisp envelope
         └── ResponseTooLargeError   a body beyond ``max_body`` (not read)
@@ -187,6 +188,12 @@ class ServerError(RouteError):
 
 class NetworkError(RouteError):
     """No usable answer: the connection failed, broke, or the TLS handshake failed."""
+
+
+class ProxyError(NetworkError):
+    """The proxy (``proxy=``, or ``HTTPS_PROXY``/``HTTP_PROXY``) could not be reached, or
+    refused to open a tunnel to Crisp: the request was not sent. The message names the proxy
+    by its URL without credentials."""
 
 
 class RequestTimeoutError(NetworkError):

@@ -10,7 +10,8 @@ uninstalling either deletes files the other needs.
 Importing this module checks, once per process, whether the official distribution is
 installed in the very folder this package was imported from (its metadata sits next to it),
 and if so raises `PackageClashError`, one line saying which one overwrote the other and the
-fix. Our ``__init__.py`` imports it first; so do `crisp_api.defaults` (which every module of
+fix (a program that does not catch it, such as ``crisp-sync``, prints that line alone).
+Our ``__init__.py`` imports it first; so do `crisp_api.defaults` (which every module of
 ours that talks to Crisp imports) and the ``crisp_api.sync`` and ``crisp_api.testing``
 packages, so that ``crisp-sync`` and the fake fail this way too when the official
 ``__init__.py`` replaced ours. (A plain ``import crisp_api`` after the official package was
@@ -22,7 +23,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 OFFICIAL = "crisp-api"
 OURS = "crisp-api-next"
@@ -64,6 +68,21 @@ def _sha256(path: Path) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def _say_it_in_one_line(previous: Callable[..., object]) -> Callable[..., object]:
+    """An ``excepthook`` printing an uncaught `PackageClashError` as its one line (not under
+    a traceback, which would only show this module), and anything else as ``previous``."""
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None,
+             ) -> None:
+        if issubclass(kind, PackageClashError):
+            sys.stderr.write(f"crisp_api: {error}\n")
+        else:
+            previous(kind, error, trace)
+
+    return hook
+
+
 _problem = clash_message(Path(__file__).resolve().parent.parent)
 if _problem is not None:
+    sys.excepthook = _say_it_in_one_line(sys.excepthook)
     raise PackageClashError(_problem)

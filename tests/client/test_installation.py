@@ -55,11 +55,10 @@ def _run(site: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
 
 def _one_line(failed: subprocess.CompletedProcess[str]) -> str:
     assert failed.returncode == 1
-    last = failed.stderr.strip().splitlines()[-1]
-    prefix = "crisp_api.installation.PackageClashError: "
-    assert last.startswith(prefix)
-    assert last.endswith(f"; fix: {FIX}")
-    return last[len(prefix):]
+    (line,) = failed.stderr.splitlines()
+    assert line.startswith("crisp_api: ")
+    assert line.endswith(f"; fix: {FIX}")
+    return line.removeprefix("crisp_api: ")
 
 
 def test_alone_it_imports_and_runs(site: Path) -> None:

@@ -131,13 +131,13 @@ class Crisp(PluginShortcuts):
         proxy: str | Literal[False] | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
-        options.check(proxy=proxy, ca_bundle=ca_bundle)
         options.check(
             timeout=timeout, max_retries=max_retries, rate_limit=rate_limit, burst=burst,
             rate_limit_wait=rate_limit_wait, cache_ttl=cache_ttl, cache_size=cache_size,
             pool_size=pool_size, max_body=max_body, redis_url=redis_url,
             redis_prefix=redis_prefix, daily_quota=daily_quota, quota_reserve=quota_reserve,
-            quota_reset=quota_reset, quota_pace=quota_pace, deadline=deadline,
+            quota_reset=quota_reset, quota_pace=quota_pace, deadline=deadline, proxy=proxy,
+            ca_bundle=ca_bundle,
         )
         self._lock = threading.Lock()  # serialises the setters' read-modify-write of _config
         origin, prefix = _split_host(defaults.REST_HOST)

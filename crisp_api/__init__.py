@@ -8,14 +8,17 @@ real-time events (`Crisp.events`, `crisp_api.events`).
 >>> client.website.get_conversation(website_id, session_id)  # doctest: +SKIP
 """
 
+from crisp_api import installation  # noqa: F401 (refuses a clash with the official crisp-api)
 from crisp_api._version import __version__
 from crisp_api.client import Crisp
 from crisp_api.errors import (
     BadRequestError,
     ForbiddenError,
     InvalidResponseError,
+    MissingCredentialsError,
     NetworkError,
     NotFoundError,
+    ProxyError,
     QuotaExceededError,
     QuotaSpentError,
     RateLimitedError,
@@ -43,8 +46,10 @@ __all__ = [
     "EventsUnauthorizedError",
     "ForbiddenError",
     "InvalidResponseError",
+    "MissingCredentialsError",
     "NetworkError",
     "NotFoundError",
+    "ProxyError",
     "QuotaExceededError",
     "QuotaSpentError",
     "RateLimitedError",

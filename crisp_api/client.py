@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import urllib3
@@ -19,7 +19,7 @@ from crisp_api import defaults, options
 from crisp_api.caller import Answer, Body, Query
 from crisp_api.config import ClientConfig
 from crisp_api.envelope import decode
-from crisp_api.errors import RouteError
+from crisp_api.errors import MissingCredentialsError, RouteError
 from crisp_api.errors.translation import translated
 from crisp_api.events import EventStream
 from crisp_api.redaction import redact_url
@@ -34,15 +34,20 @@ from crisp_api.resources import (
 from crisp_api.routing import MATCHER, Route, encode_query
 from crisp_api.stack import Stack, StackOptions, default_stack, retry_policy
 from middleware import (
+    DIRECT,
     BasicAuth,
     Middleware,
     Pipeline,
     PipelineError,
+    Proxies,
     Request,
     Response,
     Urllib3Transport,
     structured,
 )
+
+Timeout = float | tuple[float, float]
+"""The ``timeout`` option: seconds to connect and again for each read, or ``(connect, read)``."""
 
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -53,9 +58,10 @@ class Crisp(PluginShortcuts):
     ``Crisp()`` then ``authenticate(identifier, key)`` is all the original library needed,
     and still is; ``Crisp(identifier=..., key=..., tier=..., rest_host=...)`` does the same
     in one step, and `from_env` reads them from ``CRISP_*`` variables. Keyword options
-    tune the pipeline: ``timeout`` (seconds, to connect and for each read), ``deadline``
+    tune the pipeline: ``timeout`` (seconds allowed to connect, and again for each read of
+    the answer; or a ``(connect, read)`` pair of seconds), ``deadline``
     (seconds a whole call may take, every attempt, wait and pause included; by default
-    ``(max_retries + 1) * timeout`` plus the backoff; every call also
+    ``(max_retries + 1) * timeout`` (the longer of a pair) plus the backoff; every call also
     takes ``deadline=``), ``max_retries``, ``rate_limit`` (``"adaptive"``, the default, or
     ``None``: a rate learnt from Crisp's 429/420 answers, per credential, which finds and
     follows limits Crisp does not publish; a number: a fixed rate of our own in requests/s,
@@ -85,6 +91,14 @@ class Crisp(PluginShortcuts):
     midnight (0 by default; Crisp does not document it), when one probe request tells
     whether it did.
 
+    ``proxy`` routes the calls through an HTTP proxy: None (the default) takes it from the
+    environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, as `urllib.request` reads
+    them, once, when the client is built), a URL (``http://[user:password@]host:port``) sends
+    every call through that proxy whatever the environment says, and ``False`` uses none.
+    https goes through a ``CONNECT`` tunnel; an unreachable or refusing proxy raises
+    `ProxyError`. ``ca_bundle`` (the path of a PEM file) replaces the system's certificate
+    authorities for https; certificates are always verified.
+
     `events` opens Crisp's real-time events for the same token (`crisp_api.events`, the
     ``events`` extra).
     """
@@ -96,7 +110,7 @@ class Crisp(PluginShortcuts):
         key: str | None = None,
         tier: str | None = None,
         rest_host: str | None = None,
-        timeout: float = defaults.TIMEOUT,
+        timeout: Timeout = defaults.TIMEOUT,
         max_retries: int = defaults.MAX_RETRIES,
         rate_limit: float | str | None = defaults.RATE_LIMIT,
         burst: int = defaults.BURST,
@@ -114,25 +128,38 @@ class Crisp(PluginShortcuts):
         quota_reset: float = defaults.QUOTA_RESET,
         quota_pace: bool = defaults.QUOTA_PACE,
         deadline: float | None = defaults.DEADLINE,
+        proxy: str | Literal[False] | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
         options.check(
             timeout=timeout, max_retries=max_retries, rate_limit=rate_limit, burst=burst,
             rate_limit_wait=rate_limit_wait, cache_ttl=cache_ttl, cache_size=cache_size,
             pool_size=pool_size, max_body=max_body, redis_url=redis_url,
             redis_prefix=redis_prefix, daily_quota=daily_quota, quota_reserve=quota_reserve,
-            quota_reset=quota_reset, quota_pace=quota_pace, deadline=deadline,
+            quota_reset=quota_reset, quota_pace=quota_pace, deadline=deadline, proxy=proxy,
+            ca_bundle=ca_bundle,
         )
         self._lock = threading.Lock()  # serialises the setters' read-modify-write of _config
         origin, prefix = _split_host(defaults.REST_HOST)
         self._config = ClientConfig(origin, prefix, defaults.REST_BASE_PATH, defaults.TIER)
         self._logger = logger = structured(logger, defaults.LOGGER_NAME)
+        self._timeout = timeout
         self._transport = Urllib3Transport(
-            timeout=_timeout(timeout), pool_size=pool_size, max_body=max_body
+            timeout=_timeout(timeout),
+            pool_size=pool_size,
+            max_body=max_body,
+            proxies=(
+                Proxies.from_environment() if proxy is None
+                else DIRECT if proxy is False
+                else Proxies.fixed(proxy)
+            ),
+            ca_certs=None if ca_bundle is None else os.fspath(ca_bundle),
         )
         self._deadline = (
             deadline
             if deadline is not None
-            else (max_retries + 1) * timeout + retry_policy(max_retries, False).worst_backoff()
+            else (max_retries + 1) * max(_pair(timeout))
+            + retry_policy(max_retries, False).worst_backoff()
         )
         self.auth = BasicAuth(
             headers={
@@ -240,8 +267,14 @@ class Crisp(PluginShortcuts):
                 layer.set_credentials(identifier, key)
             self._config = replace(self._config, identifier=identifier, key=key)
 
+    def authenticate_tier(self, tier: str, identifier: str, key: str) -> None:
+        """`set_tier` and `authenticate` in one step (as Crisp's Node.js client names it)."""
+        self.set_tier(tier)
+        self.authenticate(identifier, key)
+
     def set_tier(self, tier: str) -> None:
-        """Authenticate as ``user`` (default), ``website`` or ``plugin``."""
+        """Authenticate as ``user`` (default), ``website`` or ``plugin``: a token is valid on
+        its own tier only (a 401 names the tier a request was sent as)."""
         if tier not in defaults.TIERS:
             raise ValueError(f"tier must be one of {sorted(defaults.TIERS)}, got {tier!r}")
         with self._lock:
@@ -269,10 +302,12 @@ class Crisp(PluginShortcuts):
         with self._lock:
             self._config = replace(self._config, base_path=path)
 
-    def set_timeout(self, timeout: float) -> None:
-        """Seconds allowed to connect, and again for each read of the answer."""
+    def set_timeout(self, timeout: Timeout) -> None:
+        """Seconds allowed to connect, and again for each read of the answer; or a
+        ``(connect, read)`` pair of seconds. (The deadline derived at construction stays.)"""
         options.check(timeout=timeout)
         self._transport.timeout = _timeout(timeout)
+        self._timeout = timeout
 
     def get_rest_host(self) -> str:
         """The REST host in use."""
@@ -283,10 +318,9 @@ class Crisp(PluginShortcuts):
         """The API base path in use."""
         return self._config.base_path
 
-    def get_timeout(self) -> float:
-        """The timeout in use, in seconds."""
-        total = self._transport.timeout.read_timeout
-        return float(total) if isinstance(total, int | float) else defaults.TIMEOUT
+    def get_timeout(self) -> Timeout:
+        """The timeout in use, in seconds, as it was given (a number or a pair)."""
+        return self._timeout
 
     def get_tier(self) -> str:
         """The tier in use."""
@@ -341,10 +375,14 @@ class Crisp(PluginShortcuts):
         ``deadline`` (seconds) bounds the whole call, every attempt, wait and pause included;
         None uses the client's.
         """
+        config = self._config
         return decode(
-            self._exchange(route, params, query, body, use_cache=use_cache, deadline=deadline),
+            self._exchange(
+                config, route, params, query, body, use_cache=use_cache, deadline=deadline
+            ),
             route.method,
             route.template,
+            config.tier,
         )
 
     def fetch(
@@ -362,14 +400,16 @@ class Crisp(PluginShortcuts):
         For callers that page (a 206 says more remains) or keep time in the server's clock
         rather than this machine's (a sync's watermark).
         """
+        config = self._config
         response = self._exchange(
-            route, params, query, body, use_cache=use_cache, deadline=deadline
+            config, route, params, query, body, use_cache=use_cache, deadline=deadline
         )
-        data = decode(response, route.method, route.template)
+        data = decode(response, route.method, route.template, config.tier)
         return Answer(data, response.status, _server_time_ms(response.headers.get("date")))
 
     def _exchange(
         self,
+        config: ClientConfig,
         route: Route,
         params: tuple[Any, ...],
         query: Query | None,
@@ -378,7 +418,6 @@ class Crisp(PluginShortcuts):
         use_cache: bool,
         deadline: float | None,
     ) -> Response:
-        config = self._config
         path = config.root + route.expand(params)
         if query:
             encoded = encode_query(query)
@@ -409,6 +448,10 @@ class Crisp(PluginShortcuts):
     ) -> Response:
         if deadline is not None:
             options.check(deadline=deadline)
+        if config.identifier is None and not any(
+            layer.has_credentials for layer in self._auth_layers()
+        ):
+            raise MissingCredentialsError(method=method, route=template)
         request = Request(
             method,
             config.origin,
@@ -449,7 +492,7 @@ class Crisp(PluginShortcuts):
             config, method=method, path=path, template=template, group=group, body=body,
             use_cache=True,
         )
-        return decode(response, method, template)
+        return decode(response, method, template, config.tier)
 
     def get(self, resource: str, query: Query | None = None) -> Any:
         """GET ``resource`` (a path below the base path, e.g. ``/website/ID``)."""
@@ -539,8 +582,14 @@ def _encode_body(body: Body) -> bytes:
         raise TypeError(f"request body is not JSON-serialisable: {exc}") from None
 
 
-def _timeout(seconds: float) -> urllib3.Timeout:
-    return urllib3.Timeout(connect=seconds, read=seconds)
+def _pair(timeout: Timeout) -> tuple[float, float]:
+    """``(connect, read)`` seconds of a ``timeout`` option."""
+    return timeout if isinstance(timeout, tuple) else (timeout, timeout)
+
+
+def _timeout(timeout: Timeout) -> urllib3.Timeout:
+    connect, read = _pair(timeout)
+    return urllib3.Timeout(connect=connect, read=read)
 
 
 def _split_host(rest_host: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crisp_api import installation  # noqa: F401 (refuses a clash with the official crisp-api)
 from crisp_api._version import __version__
 
 REST_HOST = "https://api.crisp.chat"

@@ -45,13 +45,14 @@ _STATUS_REASONS = {
 }
 
 
-def decode(response: Response, method: str, route: str) -> Any:
-    """The ``data`` of a successful answer; raises the matching `RouteError` otherwise."""
+def decode(response: Response, method: str, route: str, tier: str | None = None) -> Any:
+    """The ``data`` of a successful answer; raises the matching `RouteError` otherwise (a
+    401 names ``tier``, the tier the request was sent as, when given)."""
     decoded = response.decoded
     if decoded is not NOT_DECODED:
         response.decoded = NOT_DECODED  # handed out once: no two callers share its objects
         return decoded
-    return _decode(response, method, route)
+    return _decode(response, method, route, tier)
 
 
 def is_success(response: Response) -> bool:
@@ -63,28 +64,30 @@ def is_success(response: Response) -> bool:
     return True
 
 
-def _decode(response: Response, method: str, route: str) -> Any:
+def _decode(response: Response, method: str, route: str, tier: str | None = None) -> Any:
     status = response.status
     if method == "HEAD":
         if 200 <= status < 300:
             return {}
-        raise error_for(response, _STATUS_REASONS.get(status, "http_error"), method, route)
+        raise error_for(response, _STATUS_REASONS.get(status, "http_error"), method, route,
+                        tier=tier)
     content_type = response.headers.get("content-type", "")
     if not content_type.startswith("application/json"):
-        raise _unreadable(response, f"unexpected content type {content_type!r}", method, route)
+        raise _unreadable(response, f"unexpected content type {content_type!r}", method, route,
+                          tier)
     try:
         payload = _parse_json(response.body.decode("utf-8"))
     except ValueError:
-        raise _unreadable(response, "invalid JSON body", method, route) from None
+        raise _unreadable(response, "invalid JSON body", method, route, tier) from None
     except RecursionError:
-        raise _unreadable(response, "JSON nested too deeply", method, route) from None
+        raise _unreadable(response, "JSON nested too deeply", method, route, tier) from None
     if not isinstance(payload, dict):
-        raise _unreadable(response, "JSON body is not an envelope object", method, route)
+        raise _unreadable(response, "JSON body is not an envelope object", method, route, tier)
     if status >= 400 or payload.get("error") is True:
         reason = payload.get("reason")
         if not isinstance(reason, str) or not reason:
             reason = _STATUS_REASONS.get(status, "http_error")
-        raise error_for(response, reason, method, route)
+        raise error_for(response, reason, method, route, tier=tier)
     if not 200 <= status < 300:
         raise _unreadable(response, f"unexpected status {status}", method, route)
     if "data" not in payload:
@@ -93,15 +96,22 @@ def _decode(response: Response, method: str, route: str) -> Any:
 
 
 def error_for(
-    response: Response, reason: str, method: str, route: str, snippet: str | None = None
+    response: Response,
+    reason: str,
+    method: str,
+    route: str,
+    snippet: str | None = None,
+    *,
+    tier: str | None = None,
 ) -> RouteError:
-    """The exception class that the answer's status calls for."""
+    """The exception class that the answer's status calls for (a 401 names ``tier``)."""
     status = response.status
     cls: type[RouteError]
     if status in RATE_LIMIT_STATUSES:
         cls = RateLimitedError
     elif status == 401:
-        cls = UnauthorizedError
+        return UnauthorizedError(reason, tier=tier, status=status, method=method, route=route,
+                                 snippet=snippet, retry_after=response.retry_after)
     elif status in (402, 403):
         cls = ForbiddenError
     elif status == 404:
@@ -122,12 +132,15 @@ def error_for(
     )
 
 
-def _unreadable(response: Response, problem: str, method: str, route: str) -> RouteError:
+def _unreadable(
+    response: Response, problem: str, method: str, route: str, tier: str | None = None
+) -> RouteError:
     """A failed status keeps its own class; a 2xx that cannot be read is InvalidResponseError."""
     snippet = response.body[:SNIPPET_LENGTH].decode("utf-8", "replace")
     if response.status >= 400:
         return error_for(
-            response, _STATUS_REASONS.get(response.status, "http_error"), method, route, snippet
+            response, _STATUS_REASONS.get(response.status, "http_error"), method, route, snippet,
+            tier=tier,
         )
     return InvalidResponseError(
         problem, status=response.status, method=method, route=route, snippet=snippet

@@ -8,6 +8,7 @@ not the name of whatever layer receives it), at construction, before anything is
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,21 @@ def _seconds(name: str, value: object, *, zero: bool = False) -> None:
     if not (value >= 0 if zero else value > 0) or not value < math.inf:
         bound = ">= 0" if zero else "> 0"
         raise ValueError(f"{name} must be a number of seconds {bound}, got {value!r}")
+
+
+def _timeout(name: str, value: object) -> None:
+    """Seconds for both waits, or a ``(connect, read)`` pair of seconds."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be seconds or a (connect, read) pair of seconds, "
+                             f"got a tuple of {len(value)}")
+        _seconds(f"{name}[0] (connect)", value[0])
+        _seconds(f"{name}[1] (read)", value[1])
+    elif _number(value):
+        _seconds(name, value)
+    else:
+        raise TypeError(f"{name} must be a number of seconds or a (connect, read) tuple of "
+                        f"seconds, got {_shown(value)}")
 
 
 def _count(name: str, value: object, *, least: int) -> None:
@@ -95,13 +111,32 @@ def _url(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a URL string, got {_shown(value)}")
 
 
+def _proxy(name: str, value: object) -> None:
+    if value is None or value is False:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a proxy URL string, False (no proxy) or None (the "
+                        f"environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY), got "
+                        f"{type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty (False: no proxy)")
+
+
+def _file(name: str, value: object) -> None:
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{name} must be the path of a PEM file, got {_shown(value)}")
+    if not os.path.isfile(value):
+        raise ValueError(f"{name} must be the path of a PEM file, got {os.fspath(value)!r} "
+                         "(no such file)")
+
+
 def _shown(value: object) -> str:
     """A value and its type, for a message (strings shown quoted: ``'32' (str)``)."""
     return f"{value!r} ({type(value).__name__})"
 
 
 RULES: dict[str, Callable[[str, object], None]] = {
-    "timeout": _seconds,
+    "timeout": _timeout,
     "deadline": _optional(_seconds),
     "max_retries": lambda name, value: _count(name, value, least=0),
     "rate_limit": _rate_limit,
@@ -117,6 +152,8 @@ RULES: dict[str, Callable[[str, object], None]] = {
     "quota_reserve": _share,
     "quota_reset": _time_of_day,
     "quota_pace": _flag,
+    "proxy": _proxy,
+    "ca_bundle": _optional(_file),
 }
 """The rule of each option that takes a plain value."""
 

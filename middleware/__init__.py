@@ -21,6 +21,7 @@ from middleware.errors import (
     ConnectionDroppedError,
     DeadlineExceededError,
     PipelineError,
+    ProxyConnectError,
     RateLimitWaitError,
     ReadTimeoutError,
     TLSError,
@@ -36,6 +37,7 @@ from middleware.message import (
     Response,
 )
 from middleware.pipeline import Pipeline, compose
+from middleware.proxy import DIRECT, Proxies, Proxy
 from middleware.quota import DailyQuota, QuotaBucket, QuotaExhaustedError
 from middleware.ratelimit import BucketBackend, InMemoryBucket, RateLimit
 from middleware.redis_bucket import RedisBucket
@@ -49,6 +51,7 @@ from middleware.tracing import Tracing
 from middleware.transport import Urllib3Transport
 
 __all__ = [
+    "DIRECT",
     "NOTE_ATTEMPT",
     "NOTE_ATTEMPT_LISTENERS",
     "NOTE_CACHE",
@@ -74,6 +77,9 @@ __all__ = [
     "Outcome",
     "Pipeline",
     "PipelineError",
+    "Proxies",
+    "Proxy",
+    "ProxyConnectError",
     "QuotaBucket",
     "QuotaExhaustedError",
     "RateLimit",

@@ -36,6 +36,12 @@ class ConnectError(TransportError):
     may_have_reached_server = False
 
 
+class ProxyConnectError(ConnectError):
+    """The proxy could not be reached, or would not open a tunnel to the server (its answer
+    to CONNECT was not 200): nothing reached the server. The message names the proxy by its
+    URL without credentials."""
+
+
 class ReadTimeoutError(TransportError):
     """The request was sent but no answer came in time; the server may have acted on it."""
 

@@ -1,4 +1,4 @@
-"""The bottom of every pipeline: one urllib3 ``PoolManager``, keep-alive, no urllib3 retries.
+"""The bottom of every pipeline: urllib3 connection pools, keep-alive, no urllib3 retries.
 
 The pipeline owns retrying, so urllib3's own retries and redirects are off, and every urllib3
 failure is translated into a `TransportError` subclass that says whether the request may have
@@ -7,6 +7,10 @@ reached the server.
 A request's ``deadline`` bounds the whole exchange, not each socket read: the connect and read
 timeouts are shortened to what is left of it, and the body is read as it arrives, checking the
 deadline between reads, so a server trickling a byte a second cannot hold a call past it.
+
+Each origin is reached directly or through the proxy its `Proxies` value names, by urllib3's
+``ProxyManager``: an https origin through a ``CONNECT`` tunnel (TLS end to end, the proxy sees
+only the host and port), an http origin by handing the proxy the absolute URL.
 """
 
 from __future__ import annotations
@@ -23,20 +27,28 @@ from middleware.errors import (
     ConnectError,
     ConnectionDroppedError,
     DeadlineExceededError,
+    ProxyConnectError,
     ReadTimeoutError,
     TLSError,
     TransportError,
 )
 from middleware.message import Request, Response
+from middleware.proxy import DIRECT, Proxies, Proxy
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+_Route = tuple[HTTPConnectionPool, str, Proxy | None]
+"""How an origin is reached: its pool, what goes before a request's path in the request line
+(the origin, for an http origin forwarded by a proxy), and the proxy, if any."""
 
 
 class Urllib3Transport:
     """Sends requests over pooled keep-alive connections and reads whole (bounded) bodies.
 
     Thread-safe: urllib3 pools are, and the origin-to-pool map only ever grows under a lock.
-    Certificate verification is always on for https (urllib3's default, never switched off).
+    Certificate verification is always on for https (urllib3's default, never switched off);
+    ``ca_certs`` (a PEM file) replaces the system's certificate authorities. ``proxies``
+    says which proxy each origin goes through (none by default).
     """
 
     def __init__(
@@ -45,6 +57,8 @@ class Urllib3Transport:
         timeout: urllib3.Timeout,
         pool_size: int = 32,
         max_body: int = DEFAULT_MAX_BODY,
+        proxies: Proxies = DIRECT,
+        ca_certs: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
@@ -52,21 +66,28 @@ class Urllib3Transport:
             raise ValueError(f"max_body must be at least 1 byte, got {max_body}")
         self.timeout = timeout
         self.max_body = max_body
-        self._manager = urllib3.PoolManager(num_pools=8, maxsize=pool_size, retries=False)
-        self._pools: dict[str, HTTPConnectionPool] = {}
+        self.proxies = proxies
+        self._pool_size = pool_size
+        self._ca_certs = ca_certs
+        self._manager = urllib3.PoolManager(
+            num_pools=8, maxsize=pool_size, retries=False, ca_certs=ca_certs
+        )
+        self._proxy_managers: dict[Proxy, urllib3.ProxyManager] = {}
+        self._pools: dict[str, _Route] = {}
         self._lock = threading.Lock()
 
     def __call__(self, request: Request) -> Response:
-        pool = self._pools.get(request.origin)
-        if pool is None:
-            pool = self._pool_for(request.origin)
+        route = self._pools.get(request.origin)
+        if route is None:
+            route = self._pool_for(request.origin)
+        pool, target, proxy = route
         timeout = request.timeout or self.timeout
         if request.deadline is not None:
             timeout = _within_deadline(timeout, request)
         try:
             raw = pool.urlopen(
                 request.method,
-                request.path,
+                target + request.path,
                 body=request.body,
                 headers=request.headers,
                 retries=_NO_RETRY,
@@ -76,6 +97,11 @@ class Urllib3Transport:
                 preload_content=False,
             )
         except (u3.NewConnectionError, u3.ConnectTimeoutError, u3.ProxyError) as exc:
+            if proxy is not None:  # the only connection opened is the proxy's
+                raise ProxyConnectError(
+                    f"proxy {proxy.url} unreachable or refused the tunnel: {_describe(exc)}",
+                    request.method, request.route,
+                ) from None
             raise ConnectError(_describe(exc), request.method, request.route) from None
         except u3.SSLError as exc:
             raise TLSError(_describe(exc), request.method, request.route) from None
@@ -122,19 +148,35 @@ class Urllib3Transport:
         raw.release_conn()
         return Response(raw.status, raw.headers, body)
 
-    def _pool_for(self, origin: str) -> HTTPConnectionPool:
+    def _pool_for(self, origin: str) -> _Route:
         with self._lock:
-            pool = self._pools.get(origin)
-            if pool is None:
-                pool = self._manager.connection_from_url(origin)
-                self._pools[origin] = pool
-            return pool
+            route = self._pools.get(origin)
+            if route is None:
+                proxy = self.proxies.for_origin(origin)
+                if proxy is None:
+                    route = (self._manager.connection_from_url(origin), "", None)
+                else:
+                    manager = self._proxy_managers.get(proxy)
+                    if manager is None:
+                        manager = urllib3.ProxyManager(
+                            proxy.url, num_pools=8, proxy_headers=proxy.headers,
+                            maxsize=self._pool_size, retries=False, ca_certs=self._ca_certs,
+                        )
+                        self._proxy_managers[proxy] = manager
+                    # An http origin is forwarded: the proxy is given the absolute URL. An
+                    # https one is tunnelled (CONNECT): the request line stays a path.
+                    target = origin if origin.startswith("http://") else ""
+                    route = (manager.connection_from_url(origin), target, proxy)
+                self._pools[origin] = route
+            return route
 
     def close(self) -> None:
         """Close every pooled connection; the transport may still be used afterwards."""
         with self._lock:
             self._pools.clear()
             self._manager.clear()
+            for manager in self._proxy_managers.values():
+                manager.clear()
 
 
 _NO_RETRY = urllib3.Retry(False, redirect=False)

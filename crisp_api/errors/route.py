@@ -2,7 +2,8 @@
 
     RouteError                      a Crisp call failed
     ├── BadRequestError             400, and other 4xx without a class of their own
-    ├── UnauthorizedError           401: credentials or tier
+    ├── UnauthorizedError           401: credentials or tier (the message names the tier)
+    │   └── MissingCredentialsError no credentials given: nothing was sent
     ├── ForbiddenError              402/403: plan, scope or permission
     ├── NotFoundError               404 (and HEAD routes for a missing resource)
     ├── RateLimitedError            429/420 after retries, or the client's own limiter
@@ -10,6 +11,7 @@
     │       └── QuotaExceededError  the configured daily_quota is spent (nothing sent)
     ├── ServerError                 5xx after retries (HTML pages of load balancers too)
     ├── NetworkError                no usable answer: refused, dropped, TLS
+    │   ├── ProxyError              the proxy is unreachable or refused the tunnel (unsent)
     │   └── RequestTimeoutError     no answer in time, or the call's deadline passed
     └── InvalidResponseError        an answer that is not a Crisp envelope
         └── ResponseTooLargeError   a body beyond ``max_body`` (not read)
@@ -95,7 +97,49 @@ class BadRequestError(RouteError):
 
 
 class UnauthorizedError(RouteError):
-    """401: missing or wrong credentials, or a tier that does not match the token."""
+    """401: missing or wrong credentials, or a tier that does not match the token.
+
+    ``tier`` is the tier the request was sent as, when the client knows it; the message then
+    names it and says how to change it (a token works on its own tier only). It never holds
+    the identifier or the key.
+    """
+
+    def __init__(self, reason: str, *, tier: str | None = None, **fields: Any) -> None:
+        super().__init__(reason, **fields)
+        self.tier = tier
+        if tier is not None:
+            self.message += f"; {tier_hint(tier)}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = {name: getattr(self, name) for name in _FIELDS}
+        fields["tier"] = self.tier
+        return (_rebuilt, (type(self), self.reason, fields))
+
+
+def tier_hint(tier: str) -> str:
+    """What a 401 message says about the tier it was sent as (``Crisp()`` defaults to the
+    user tier, as the official client does, while crisp-sync and the fake use plugin)."""
+    return (f"sent as tier {tier!r} (Crisp() defaults to 'user'; crisp-sync and FakeCrisp use "
+            "'plugin'): a token is valid on its own tier only; choose it with Crisp(tier=...), "
+            "CRISP_TIER and Crisp.from_env(), set_tier() or authenticate_tier()")
+
+
+CREDENTIALS_HOWTO = (
+    "no credentials: give the token keypair with Crisp(identifier=..., key=..., tier=...), "
+    "Crisp.from_env() (CRISP_IDENTIFIER and CRISP_KEY, with CRISP_TIER), authenticate() or "
+    "authenticate_tier()"
+)
+"""How to give credentials, as `MissingCredentialsError` says it."""
+
+
+class MissingCredentialsError(UnauthorizedError):
+    """A call was made before any credentials were given, so it was not sent: Crisp answers
+    every route of its API with a 401 without them. The message says how to give them."""
+
+    def __init__(self, reason: str = "missing_credentials", **fields: Any) -> None:
+        super().__init__(reason, **fields)
+        where = f"{self.method} {self.route}: " if self.method else ""
+        self.message = f"{CREDENTIALS_HOWTO} ({where}not sent)"
 
 
 class ForbiddenError(RouteError):
@@ -144,6 +188,12 @@ class ServerError(RouteError):
 
 class NetworkError(RouteError):
     """No usable answer: the connection failed, broke, or the TLS handshake failed."""
+
+
+class ProxyError(NetworkError):
+    """The proxy (``proxy=``, or ``HTTPS_PROXY``/``HTTP_PROXY``) could not be reached, or
+    refused to open a tunnel to Crisp: the request was not sent. The message names the proxy
+    by its URL without credentials."""
 
 
 class RequestTimeoutError(NetworkError):

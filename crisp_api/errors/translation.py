@@ -14,6 +14,7 @@ from typing import Any
 
 from crisp_api.errors.route import (
     NetworkError,
+    ProxyError,
     QuotaExceededError,
     QuotaSpentError,
     RateLimitedError,
@@ -25,6 +26,7 @@ from middleware import (
     BodyTooLargeError,
     DeadlineExceededError,
     PipelineError,
+    ProxyConnectError,
     QuotaExhaustedError,
     RateLimitWaitError,
     ReadTimeoutError,
@@ -39,6 +41,8 @@ PIPELINE_ERRORS: tuple[tuple[type[PipelineError], Build], ...] = (
     (ReadTimeoutError, lambda e, method, route: RequestTimeoutError(
         e.detail, status=e.status, method=method, route=route)),
     (DeadlineExceededError, lambda e, method, route: RequestTimeoutError(
+        e.detail, status=e.status, method=method, route=route)),
+    (ProxyConnectError, lambda e, method, route: ProxyError(
         e.detail, status=e.status, method=method, route=route)),
     (TransportError, lambda e, method, route: NetworkError(
         e.detail, status=e.status, method=method, route=route)),

@@ -5,6 +5,7 @@
 ...     report = sync_website(client, website_id, store, workers=8)
 """
 
+from crisp_api import installation  # noqa: F401 (refuses a clash with the official crisp-api)
 from crisp_api.sync.engine import SyncProgress, SyncReport, sync_website
 from crisp_api.sync.metrics import Counts, RequestCounter, install
 from crisp_api.sync.sqlite_store import SQLiteStore

@@ -12,6 +12,7 @@
 - ``crisp_api.testing.pytest_plugin``: pytest fixtures.
 """
 
+from crisp_api import installation  # noqa: F401 (refuses a clash with the official crisp-api)
 from crisp_api.testing.data import ConversationTruth
 from crisp_api.testing.fake import FakeCrisp
 from crisp_api.testing.faults import Faults

@@ -89,7 +89,8 @@ class Crisp(PluginShortcuts):
     through show Crisp's quota spent (`middleware.spent`): calls then fail fast with
     `QuotaSpentError` unsent until its expected reset, ``quota_reset`` seconds after UTC
     midnight (0 by default; Crisp does not document it), when one probe request tells
-    whether it did.
+    whether it did; ``quota_spent_after`` is how long such refusals must last (30 s; the
+    probes' spacing scales with it).
 
     ``proxy`` routes the calls through an HTTP proxy: None (the default) takes it from the
     environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, as `urllib.request` reads
@@ -127,6 +128,7 @@ class Crisp(PluginShortcuts):
         quota_reserve: float = defaults.QUOTA_RESERVE,
         quota_reset: float = defaults.QUOTA_RESET,
         quota_pace: bool = defaults.QUOTA_PACE,
+        quota_spent_after: float = defaults.QUOTA_SPENT_AFTER,
         deadline: float | None = defaults.DEADLINE,
         proxy: str | Literal[False] | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
@@ -136,7 +138,8 @@ class Crisp(PluginShortcuts):
             rate_limit_wait=rate_limit_wait, cache_ttl=cache_ttl, cache_size=cache_size,
             pool_size=pool_size, max_body=max_body, redis_url=redis_url,
             redis_prefix=redis_prefix, daily_quota=daily_quota, quota_reserve=quota_reserve,
-            quota_reset=quota_reset, quota_pace=quota_pace, deadline=deadline, proxy=proxy,
+            quota_reset=quota_reset, quota_pace=quota_pace,
+            quota_spent_after=quota_spent_after, deadline=deadline, proxy=proxy,
             ca_bundle=ca_bundle,
         )
         self._lock = threading.Lock()  # serialises the setters' read-modify-write of _config
@@ -188,6 +191,7 @@ class Crisp(PluginShortcuts):
                     quota_reserve=quota_reserve,
                     quota_reset=quota_reset,
                     quota_pace=quota_pace,
+                    quota_spent_after=quota_spent_after,
                 ),
                 auth=self.auth,
                 scope=lambda: self._config.partition,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from crisp_api import installation  # noqa: F401 (refuses a clash with the official crisp-api)
 from crisp_api._version import __version__
+from middleware.spent import SPENT_SECONDS
 
 REST_HOST = "https://api.crisp.chat"
 REST_BASE_PATH = "/v1"
@@ -81,6 +82,9 @@ token's other users (the customer's other tools)."""
 QUOTA_RESET = 0.0
 """Seconds after UTC midnight at which Crisp's daily quota is expected to reset: the time a
 `QuotaSpentError` gives. Crisp does not document it; quotas are counted per UTC day."""
+QUOTA_SPENT_AFTER = SPENT_SECONDS
+"""Seconds of refusals, with nothing answered between them, after which Crisp's daily quota
+is taken as spent (`middleware.spent`; at least 8 refusals too)."""
 
 RTM_CONNECT_TIMEOUT = 10.0
 """Seconds allowed to open the RTM socket, and again for Crisp to answer its authentication

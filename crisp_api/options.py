@@ -152,6 +152,7 @@ RULES: dict[str, Callable[[str, object], None]] = {
     "quota_reserve": _share,
     "quota_reset": _time_of_day,
     "quota_pace": _flag,
+    "quota_spent_after": _seconds,
     "proxy": _proxy,
     "ca_bundle": _optional(_file),
 }

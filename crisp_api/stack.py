@@ -57,6 +57,7 @@ class StackOptions:
     quota_reserve: float
     quota_reset: float
     quota_pace: bool
+    quota_spent_after: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +118,9 @@ def default_stack(
             max_wait=options.rate_limit_wait,
             pause_statuses=throttled,
             max_pause=defaults.MAX_RETRY_AFTER,
-            spent=SpentRule(reset=functools.partial(next_utc_midnight,
-                                                    offset=options.quota_reset)),
+            spent=SpentRule.lasting(options.quota_spent_after,
+                                    functools.partial(next_utc_midnight,
+                                                      offset=options.quota_reset)),
         ),
         auth,
     ]

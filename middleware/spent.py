@@ -103,6 +103,16 @@ class SpentRule:
         if self.max_spacing < self.spacing:
             raise ValueError("max_spacing must not be below spacing")
 
+    @classmethod
+    def lasting(cls, seconds: float, reset: Callable[[float], float] = next_utc_midnight,
+                ) -> SpentRule:
+        """The rule with refusals judged over ``seconds`` instead of `SPENT_SECONDS`, the
+        probes' spacing scaled alike (so that the count of refusals is reached in about that
+        time): a shorter time tells a spent quota sooner, from tighter limits only."""
+        scale = seconds / SPENT_SECONDS
+        return cls(seconds=seconds, spacing=PROBE_SPACING * scale,
+                   max_spacing=MAX_PROBE_SPACING * scale, reset=reset)
+
     def again(self, now: float) -> float:
         """When to probe again after a refused probe at ``now``."""
         return min(self.reset(now), now + self.probe_again)

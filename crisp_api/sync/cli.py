@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the quota resets, after UTC midnight (e.g. 6h; default 0: midnight UTC, "
         "assumed since Crisp does not document it)",
     )
+    quota.add_argument(
+        "--quota-spent-after",
+        type=duration,
+        default=defaults.QUOTA_SPENT_AFTER,
+        metavar="DURATION",
+        help="how long refusals, with nothing answered between them, must last before "
+        f"the quota is taken as spent (default {defaults.QUOTA_SPENT_AFTER:g}s; shorter "
+        "tells sooner, from tighter rate limits only)",
+    )
     parser.add_argument(
         "--people-interval",
         type=duration,

@@ -72,6 +72,7 @@ def build_client(settings: SyncSettings) -> Crisp:
         "daily_quota": settings.daily_quota,
         "quota_reserve": settings.quota_reserve,
         "quota_reset": settings.quota_reset,
+        "quota_spent_after": settings.quota_spent_after,
         "quota_pace": False,
     }
     if settings.redis_url:

@@ -62,6 +62,7 @@ class SyncSettings:
     """``--daily-quota`` (or its variables, or the file's), else unknown."""
     quota_reserve: float
     quota_reset: float
+    quota_spent_after: float
     people_interval: float
     demo: bool
     status: bool
@@ -100,6 +101,7 @@ class SyncSettings:
             lease_ttl=args.lease_ttl, workers=args.workers, redis_url=args.redis_url,
             rate_limit=args.rate_limit, daily_quota=args.daily_quota,
             quota_reserve=args.quota_reserve, quota_reset=args.quota_reset,
+            quota_spent_after=args.quota_spent_after,
             people_interval=args.people_interval, demo=args.demo, status=args.status,
             progress=not args.no_progress and args.log_format == "console",
             follow=args.follow, interval=args.interval, hooks_port=args.hooks_port,
@@ -193,6 +195,9 @@ def _check(config: Config) -> None:
     if not args.quota_reset < 86400:
         raise UsageError(f"{named('quota_reset', '--quota-reset')} must be less than a day, "
                          f"got {args.quota_reset:g}s")
+    if not args.quota_spent_after > 0:
+        raise UsageError(f"{named('quota_spent_after', '--quota-spent-after')} must be longer "
+                         "than 0")
     if args.demo:
         ignored = [named(dest, flag) for dest, flag in (
             ("website_id", "--website-id"), ("all_websites", "--all-websites"),

@@ -32,7 +32,7 @@ from middleware import (
 OPTIONS = StackOptions(max_retries=2, rate_limit=None, burst=5, rate_limit_wait=None,
                        cache_ttl=2.0, cache_size=16, logger=None, redis_url=None,
                        redis_prefix="crisp", daily_quota=None, quota_reserve=0.1,
-                       quota_reset=0.0, quota_pace=True)
+                       quota_reset=0.0, quota_pace=True, quota_spent_after=30.0)
 
 
 def test_the_default_stack_is_a_pure_function_of_its_options() -> None:

@@ -243,3 +243,24 @@ def test_a_tight_rate_limit_over_real_sockets_is_not_a_spent_quota() -> None:
         assert layer.backend.spent_until() is None
         assert fake.stats.successes >= 8
         client.close()
+
+
+def test_a_rule_lasting_less_scales_its_probes_alike() -> None:
+    """``--quota-spent-after``: the count of refusals is reached in about the time asked."""
+    rule = SpentRule.lasting(3.0)
+    assert (rule.seconds, rule.refusals) == (3.0, SpentRule().refusals)
+    assert rule.spacing == pytest.approx(0.1)
+    assert rule.max_spacing == pytest.approx(0.8)
+    watch = SpentQuotaWatch(rule)
+    now, spent = 0.0, False
+    for _ in range(3):  # a volley: the streak begins
+        spent = watch.answered(now, refused=True)
+    while not spent:  # then one probe at each slot the gate gives, refused
+        wait = watch.admit(now)
+        if wait > 0:
+            now += wait
+            continue
+        spent = watch.answered(now, refused=True)
+    assert 3.0 <= now < 4.0  # the default rule takes some 31 s
+    with pytest.raises(ValueError, match="seconds"):
+        SpentRule.lasting(0.0)

@@ -7,7 +7,6 @@ without a ``Retry-After``) until its faults are replaced: the day's reset, on de
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import time
@@ -25,7 +24,6 @@ from tests.sync.test_follow_degraded import health, is_exact_copy, metric, servi
 pytest_plugins = ["tests.redis_server"]
 
 EXIT_QUOTA = 7
-SLOW = bool(os.environ.get("CRISP_SLOW"))
 """The unknown-quota runs over several days take about a minute a day (the quota is judged
 spent 30 s after the first refusal), and follow mode waits for a reset: behind this flag."""
 
@@ -161,14 +159,14 @@ def sqlite_count(db: Path) -> int:
     return int(count)
 
 
-@pytest.mark.parametrize("known", [True, pytest.param(False, marks=[
-    pytest.mark.skipif(not SLOW, reason="about a minute a day: set CRISP_SLOW=1"),
-    pytest.mark.timeout(900)])])
+@pytest.mark.parametrize("known", [True, False])
 def test_a_first_copy_over_several_days_costs_at_most_a_tenth_more(
     tmp_path: Path, known: bool,
 ) -> None:
     # Unknown, each day's quota is found spent after some ten refusals: a bigger website
-    # makes them the small share they are for a real one (5,000 requests a day).
+    # makes them the small share they are for a real one (5,000 requests a day). Refusals
+    # are judged a spent quota after 3 s instead of 30 (--quota-spent-after), to keep the
+    # test short; the rule is the same.
     with FakeCrisp(conversations=240 if known else 1000, messages=5, seed=14) as fake:
         unconstrained = run(fake, tmp_path / "once.sqlite3")
         assert unconstrained.returncode == 0, unconstrained.stderr
@@ -176,7 +174,8 @@ def test_a_first_copy_over_several_days_costs_at_most_a_tenth_more(
         fake.reset_stats()
         quota = once // 3 + 5
         db = tmp_path / "days.sqlite3"
-        extra = ("--daily-quota", str(quota), "--quota-reserve", "0") if known else ()
+        extra = (("--daily-quota", str(quota), "--quota-reserve", "0") if known
+                 else ("--quota-spent-after", "3s"))
         days, total = 0, 0
         while True:
             days += 1
@@ -196,23 +195,22 @@ def test_a_first_copy_over_several_days_costs_at_most_a_tenth_more(
         assert total <= 1.10 * once
 
 
-@pytest.mark.parametrize("known", [True, pytest.param(False, marks=[
-    pytest.mark.skipif(not SLOW, reason="about 80 s: set CRISP_SLOW=1")])])
+@pytest.mark.parametrize("known", [True, False])
 def test_follow_mode_under_a_spent_quota_is_degraded_applies_events_and_resumes_by_itself(
     tmp_path: Path, known: bool,
 ) -> None:
-    """Spent as configured (``--daily-quota``: known at once, the CI case) or as Crisp says
-    (refusals judged a spent quota after 30 s: slow); either way until the day's reset, a
-    minute or so from now, which follow mode waits for by itself."""
+    """Spent as configured (``--daily-quota``: known at once) or as Crisp says (refusals
+    judged a spent quota, after 3 s here: ``--quota-spent-after``); either way until the
+    day's reset, seconds from now, which follow mode waits for by itself."""
     db = tmp_path / "follow.sqlite3"
     with FakeCrisp(conversations=10, messages=3, seed=15) as fake:
-        extra: tuple[str, ...] = ()
+        extra: tuple[str, ...] = ("--quota-spent-after", "3s")
         if known:  # what the first sync costs, and a few reconciliations more
             once = run(fake, tmp_path / "once.sqlite3")
             assert once.returncode == 0, once.stderr
             extra = ("--daily-quota", str(fake.stats.requests + 2), "--quota-reserve", "0")
             fake.reset_stats()
-        reset_in = 12.0 if known else 75.0
+        reset_in = 12.0 if known else 30.0
         quota_reset = f"{(time.time() + reset_in) % 86400:.0f}"
         with serving(fake, db, "--interval", "1", "--quota-reset", quota_reset,
                      *extra) as (child, port):

@@ -245,7 +245,7 @@ def _upsert(
     if not values:
         return Changes()
     names = (*keys, *columns, "data", "replaced")
-    arrays = ", ".join(f"%s::{_ARRAYS[table, name]}[]" for name in names)
+    arrays = ", ".join(f"%b::{_ARRAYS[table, name]}[]" for name in names)
     chosen = ", ".join(f"u.{name}::jsonb" if name == "data" else f"u.{name}" for name in names)
     updated = ", ".join(
         f"{name} = excluded.{name}" for name in names if name not in keys and name not in keep
@@ -286,7 +286,10 @@ def _document(row: Any) -> tuple[str, bool]:
     """A row as canonical JSON text that JSONB accepts, and whether characters had to be
     replaced: U+0000 is dropped (as other loaders into PostgreSQL do) and a lone surrogate
     becomes U+FFFD (see the module docstring)."""
-    text, count = _UNHELD.subn(_replacement, rows.canonical(row))
+    text = rows.canonical(row)
+    if "\\u0000" not in text and not rows.holds_surrogate(text):
+        return text, False  # the common case, told by scans far cheaper than _UNHELD's
+    text, count = _UNHELD.subn(_replacement, text)
     return text, count > 0
 
 

@@ -29,6 +29,7 @@ Which worker syncs which website is decided here too, with leases (`postgres_lea
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -339,16 +340,21 @@ _SAVE = {flag: _save_statement(with_conversation=flag) for flag in (False, True)
 """The saving statement without, and with, the conversation row."""
 
 
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""A row as JSON text, lone surrogates as they are (`_UNHELD` finds them): keys unsorted, as
+JSONB orders them itself; one encoder for every row (``json.dumps`` builds one per call)."""
+
+
 _UNHELD = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000|[\ud800-\udfff]")
-"""What JSONB cannot hold, in canonical JSON text: an escaped U+0000 (not an escaped
+"""What JSONB cannot hold, in JSON text: an escaped U+0000 (not an escaped
 backslash followed by ``u0000``), or a lone surrogate (written as it is)."""
 
 
 def _document(row: Any) -> tuple[str, bool]:
-    """A row as canonical JSON text that JSONB accepts, and whether characters had to be
+    """A row as JSON text that JSONB accepts, and whether characters had to be
     replaced: U+0000 is dropped (as other loaders into PostgreSQL do) and a lone surrogate
     becomes U+FFFD (see the module docstring)."""
-    text = rows.canonical(row)
+    text = _json(row)
     if "\\u0000" not in text and not rows.holds_surrogate(text):
         return text, False  # the common case, told by scans far cheaper than _UNHELD's
     text, count = _UNHELD.subn(_replacement, text)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -260,29 +260,32 @@ def _sync_conversations(
         progress.handled(conversation)
 
     futures: list[Future[None]] = []
+    # At most 2 x workers conversations handed over and not yet handled: a semaphore, released
+    # as each is done, costs the listing one acquire each, not a wait() on every pending one.
+    room = threading.BoundedSemaphore(2 * workers)
+
+    def release(_: Future[None]) -> None:
+        room.release()
+
     with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
-        pending: set[Future[None]] = set()
         try:
             for conversation in listing:
                 if report.store_error is not None and report.store_error.permanent:
                     break  # the store cannot take more: stop spending requests
                 if stop is not None and stop.is_set():
                     report.errors.append("stopped before the end of the window")
-                    for future in pending:  # queued ones never start; running ones finish
+                    for future in futures:  # queued ones never start; running ones finish
                         future.cancel()
                     break
                 report.conversations_seen += 1
-                if len(pending) >= 2 * workers:
-                    _, pending = wait(pending, return_when=FIRST_COMPLETED)
+                room.acquire()
                 future = pool.submit(handle, conversation)
                 futures.append(future)
-                pending.add(future)
+                future.add_done_callback(release)
         except BaseException:
-            for future in pending:
+            for future in futures:
                 future.cancel()
             raise
-        finally:
-            wait(pending)
     for future in futures:  # handle() reports its own failures; anything else is read here
         failure = None if future.cancelled() else future.exception()
         if failure is not None:

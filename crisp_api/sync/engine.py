@@ -260,13 +260,7 @@ def _sync_conversations(
         progress.handled(conversation)
 
     futures: list[Future[None]] = []
-    # At most 2 x workers conversations handed over and not yet handled: a semaphore, released
-    # as each is done, costs the listing one acquire each, not a wait() on every pending one.
-    room = threading.BoundedSemaphore(2 * workers)
-
-    def release(_: Future[None]) -> None:
-        room.release()
-
+    room = _Handover(high=2 * workers, low=workers)
     with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
         try:
             for conversation in listing:
@@ -278,10 +272,10 @@ def _sync_conversations(
                         future.cancel()
                     break
                 report.conversations_seen += 1
-                room.acquire()
+                room.take()
                 future = pool.submit(handle, conversation)
                 futures.append(future)
-                future.add_done_callback(release)
+                future.add_done_callback(room.give_back)
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -292,6 +286,35 @@ def _sync_conversations(
             report.errors.append(f"worker: {describe(failure)}")
     if listing.walked:
         progress.done()
+
+
+class _Handover:
+    """How many conversations the listing has handed to the workers and they have not yet
+    handled: at most ``high``. Once full, the listing waits until only ``low`` remain, so
+    workers wake it once per ``high - low`` conversations done, not once each (every
+    wake-up is a thread hand-off, which costs a sync more CPU than the bookkeeping)."""
+
+    def __init__(self, *, high: int, low: int) -> None:
+        self._high, self._low = high, low
+        self._handed = 0
+        self._waiting = False
+        self._changed = threading.Condition(threading.Lock())
+
+    def take(self) -> None:
+        """Count one more handed over, first waiting for room if there is none."""
+        with self._changed:
+            if self._handed >= self._high:
+                self._waiting = True
+                self._changed.wait_for(lambda: self._handed <= self._low)
+                self._waiting = False
+            self._handed += 1
+
+    def give_back(self, _: object = None) -> None:
+        """Count one handled (or cancelled); wake the listing if it waits and may go on."""
+        with self._changed:
+            self._handed -= 1
+            if self._waiting and self._handed <= self._low:
+                self._changed.notify()
 
 
 class _Walks:

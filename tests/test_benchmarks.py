@@ -38,7 +38,7 @@ TINY = [
 def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "benchmarks", *TINY, "--output", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     report = (tmp_path / "results.md").read_text(encoding="utf-8")

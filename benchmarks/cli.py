@@ -22,6 +22,7 @@ from benchmarks import (
     rate_limit,
     report,
     soak,
+    sync_cpu,
     targets,
     throughput,
 )
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--soak-interval", type=float,
                        help="soak: crisp-sync's reconciliation interval, s")
     sizes.add_argument("--soak-conversations", type=int, help="soak: conversations in the fake")
+    sizes.add_argument("--floor-conversations", type=int,
+                       help="floor: conversations in the fake (about 30 messages each)")
+    sizes.add_argument("--floor-rounds", type=int, help="floor: rounds of both copies")
     return parser
 
 
@@ -174,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.fleet = fleet.run(config)
     if "soak" in config.sections:
         results.soak = soak.run(config)
+    if "floor" in config.sections:
+        results.floor = sync_cpu.run(config)
     results.seconds = time.monotonic() - started
     text = report.render(results, targets.evaluate(results))
     config.output.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow", "fleet", "soak")
+SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow", "fleet", "soak", "floor")
 """Every section, in the order they run."""
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -96,6 +96,12 @@ class Config:
     soak_rate: float
     soak_interval: float
     soak_conversations: int
+    # 8. crisp-sync's CPU per message against the floor (`benchmarks.floor`), and per unchanged
+    # conversation of an incremental run: a website of `floor_conversations` x
+    # `floor_messages`, `floor_rounds` rounds.
+    floor_conversations: int = 2000
+    floor_messages: int = 30
+    floor_rounds: int = 3
 
 
 FULL = Config(
@@ -183,4 +189,6 @@ QUICK = replace(
     fleet_slow_messages=3,
     takeover_conversations=100,
     soak_seconds=60.0,
+    floor_conversations=400,
+    floor_rounds=2,
 )

@@ -44,14 +44,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks import pg_methods
 from benchmarks.config import Config
+from benchmarks.pg_methods import MethodRun
 from benchmarks.stats import median, paired_ratios
 from crisp_api.sync import Changes, MessageSpan, SQLiteStore, Store
 from crisp_api.testing import FakeCrispProcess, Faults
@@ -195,6 +197,8 @@ class FleetResult:
     postgres_vs_sqlite_unchanged: float
     speedups: list[SpeedUp]
     takeover: Takeover | None
+    methods: list[MethodRun] = field(default_factory=list)
+    """psycopg 3's ways of writing, raced on the store throughput's batch (`pg_methods`)."""
 
 
 def run(config: Config) -> FleetResult:
@@ -204,6 +208,9 @@ def run(config: Config) -> FleetResult:
         databases = found if isinstance(found, Databases) else None
         print("benchmarks: fleet, store throughput", file=sys.stderr)
         stores = store_throughput(config, databases, work)
+        methods = [] if databases is None else pg_methods.run(
+            conversations_to_save(config.store_conversations, config.store_messages),
+            config.store_threads, config.store_rounds, databases)
         speedups: list[SpeedUp] = []
         takeover: Takeover | None = None
         if databases is not None:
@@ -225,7 +232,7 @@ def run(config: Config) -> FleetResult:
         cores=_cores(), stores=stores,
         postgres_vs_sqlite_insert=_paired(stores, "inserts"),
         postgres_vs_sqlite_unchanged=_paired(stores, "unchanged"),
-        speedups=speedups, takeover=takeover,
+        speedups=speedups, takeover=takeover, methods=methods,
     )
 
 

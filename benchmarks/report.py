@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from benchmarks import contenders, original
+from benchmarks import contenders, original, pg_methods
 from benchmarks.cpu import CpuResult
 from benchmarks.fleet import FleetResult, FleetRun, SpeedUp, Takeover
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
+from benchmarks.pg_methods import MethodRun
 from benchmarks.quota_days import QuotaDays
 from benchmarks.rate_limit import (
     ADAPTIVE,
@@ -22,6 +23,7 @@ from benchmarks.rate_limit import (
 )
 from benchmarks.results import Results
 from benchmarks.soak import WARMUP_SHARE, SoakResult
+from benchmarks.sync_cpu import FLOOR, SYNC, FloorResult
 from benchmarks.targets import Check
 from benchmarks.throughput import SyncResult
 from crisp_api.sync.fleet import WAIT_SECONDS
@@ -51,6 +53,8 @@ def render(results: Results, checks: Sequence[Check]) -> str:
         parts.append(_fleet(results.fleet))
     if results.soak is not None:
         parts.append(_soak(results.soak))
+    if results.floor is not None:
+        parts.append(_floor(results.floor))
     return "\n\n".join(parts) + "\n"
 
 
@@ -413,6 +417,36 @@ def _stores(fleet: FleetResult) -> list[str]:
             f"{_number(fleet.postgres_vs_sqlite_insert, 2)}x for first inserts, "
             f"{_number(fleet.postgres_vs_sqlite_unchanged, 2)}x for unchanged rows."
         )
+    if fleet.methods:
+        text += _methods(fleet.methods)
+    return text
+
+
+def _methods(methods: Sequence[MethodRun]) -> list[str]:
+    """psycopg 3's ways of writing a conversation, and which won."""
+    rows = [
+        [run.method, _number(run.insert_rows_per_s), _number(run.unchanged_rows_per_s),
+         f"{run.insert_vs_store:.2f}x", f"{run.unchanged_vs_store:.2f}x",
+         "/".join(f"{first:,}+{again:,}" for first, again in run.written)]
+        for run in methods
+    ]
+    text = [
+        "**PostgreSQL write methods** (psycopg 3's ways of bulk work, each saving the same "
+        "conversations from the same threads with what the store promises of a save, through "
+        "a pool made as the store's; rounds rotating the order, fresh databases; "
+        "`benchmarks/pg_methods.py` says what each does):",
+        table(["method", "insert rows/s", "unchanged rows/s", "insert vs the store's",
+               "unchanged vs the store's", "written (insert+unchanged)"], rows),
+    ]
+    ranked = pg_methods.winner(methods)
+    if ranked is not None:
+        best, second = ranked
+        text.append(
+            f"Fastest for first inserts: **{best.method}**, "
+            f"{best.insert_rows_per_s / second.insert_rows_per_s:.2f}x the next "
+            f"({second.method}); for unchanged rows: **"
+            + max(methods, key=lambda run: run.unchanged_rows_per_s).method + "**."
+        )
     return text
 
 
@@ -549,4 +583,36 @@ def _soak(soak: SoakResult) -> str:
         table(["run", "messages/s", "messages", "interval", "reconciliations", "RSS start",
                "after warm-up", "end", "peak after warm-up", "growth", "MB per hour",
                "exact copy", "exit status"], [row]),
+    ])
+
+
+def _floor(floor: FloorResult) -> str:
+    per = 1e6 / max(1, floor.messages)
+    rows = [
+        [SYNC, f"{floor.sync_us_per_message:.1f}", f"{floor.sync_vs_floor:.2f}x",
+         " / ".join(f"{cpu * per:.1f}" for cpu in floor.sync_cpu_s)],
+        [FLOOR, f"{floor.floor_us_per_message:.1f}", "1.00x",
+         " / ".join(f"{cpu * per:.1f}" for cpu in floor.floor_cpu_s)],
+    ]
+    return "\n\n".join([
+        "## 8. crisp-sync's CPU against the floor",
+        f"A fake Crisp in its own process, {floor.conversations:,} conversations, "
+        f"{floor.messages:,} messages. `crisp-sync --workers {floor.workers}` into a fresh "
+        "SQLite file, and the floor (`benchmarks/floor.py`: urllib3 + json + sqlite3, "
+        f"{floor.workers} threads, one connection under a lock, one transaction per "
+        "conversation, no retries or checks), each copying the whole website as a child "
+        "process, in alternating order; CPU = user + system time of the child (`wait4`, "
+        "imports included), per message copied; the ratio is the median of the per-round "
+        "ratios. Every copy complete: " + ("yes" if floor.complete else "**no**") + ".",
+        table(["copy", "CPU µs per message (median)", "vs the floor", "rounds"], rows),
+        "**Incremental runs**: crisp-sync again on its copy with the checkpoint cleared (every "
+        "conversation listed again, found unchanged), then as it left it (nothing new): "
+        f"{_number(floor.unchanged_us, 1)} µs of CPU per unchanged conversation (the "
+        "difference, per conversation), against "
+        f"{_number(floor.listing_entry_us, 1)} µs per listing entry (the floor listing every "
+        "conversation and nothing else): "
+        f"{_number(floor.unchanged_vs_entry, 2)}x. CPU s per run, relisted / quiet: "
+        + ", ".join(f"{again:.2f} / {quiet:.2f}"
+                    for again, quiet in zip(floor.relisted_cpu_s, floor.quiet_cpu_s,
+                                            strict=True)) + ".",
     ])

@@ -16,6 +16,7 @@ from benchmarks.memory import MemoryResult
 from benchmarks.quota_days import QuotaDays
 from benchmarks.rate_limit import ChangingLimit, RateRun, RetryAfterRun, SpentRun
 from benchmarks.soak import SoakResult
+from benchmarks.sync_cpu import FloorResult
 from benchmarks.throughput import SyncResult
 
 
@@ -39,6 +40,7 @@ class Results:
     follow: FollowResult | None = None
     fleet: FleetResult | None = None
     soak: SoakResult | None = None
+    floor: FloorResult | None = None
 
     def to_json(self) -> str:
         """Indented JSON; NaN (a figure that could not be computed) becomes null. A

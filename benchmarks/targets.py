@@ -20,6 +20,9 @@ MAX_SPENT_SECONDS = 60.0
 MAX_SENT_AFTER_SPENT = 30
 MAX_GROWTH_MB = 10.0
 MAX_EVENT_MEDIAN_S = 1.0
+MAX_SYNC_VS_FLOOR = 1.3
+MAX_UNCHANGED_VS_ENTRY = 1.0
+MIN_POSTGRES_ROWS_PER_S = 25_000
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class Check:
 def evaluate(results: Results) -> list[Check]:
     """Every target, in the order of the sections."""
     return [*_cpu(results), _scaling(results), _rate(results), _changing(results),
-            _spent(results), _memory(results), *_follow(results), _soak(results)]
+            _spent(results), _memory(results), *_follow(results), _soak(results),
+            _postgres(results), *_floor(results)]
 
 
 def _cpu(results: Results) -> list[Check]:
@@ -202,3 +206,39 @@ def _soak(results: Results) -> Check:
         f"{'yes' if soak.exact else 'no'}",
         soak.growth_mb < MAX_SOAK_GROWTH_MB and soak.exact and soak.exit_status == 0,
     )
+
+
+def _postgres(results: Results) -> Check:
+    stores = {run.store: run for run in results.fleet.stores} if results.fleet else {}
+    postgres = stores.get("PostgreSQL")
+    name = (f"PostgreSQL store >= {MIN_POSTGRES_ROWS_PER_S:,} message rows/s, first inserts "
+            "and unchanged rows")
+    if postgres is None:
+        return Check(name, "-", None)
+    return Check(
+        name,
+        f"{postgres.insert_rows_per_s:,.0f} and {postgres.unchanged_rows_per_s:,.0f} rows/s",
+        min(postgres.insert_rows_per_s, postgres.unchanged_rows_per_s)
+        >= MIN_POSTGRES_ROWS_PER_S,
+    )
+
+
+def _floor(results: Results) -> list[Check]:
+    floor = results.floor
+    return [
+        Check(
+            f"crisp-sync CPU per message into SQLite <= {MAX_SYNC_VS_FLOOR:g}x the floor's",
+            "-" if floor is None else
+            f"{floor.sync_vs_floor:.2f}x ({floor.sync_us_per_message:.1f} vs "
+            f"{floor.floor_us_per_message:.1f} µs)",
+            None if floor is None else
+            floor.sync_vs_floor <= MAX_SYNC_VS_FLOOR and floor.complete,
+        ),
+        Check(
+            "incremental run: CPU per unchanged conversation <= its listing entry's",
+            "-" if floor is None else
+            f"{floor.unchanged_vs_entry:.2f}x ({floor.unchanged_us:.1f} vs "
+            f"{floor.listing_entry_us:.1f} µs)",
+            None if floor is None else floor.unchanged_vs_entry <= MAX_UNCHANGED_VS_ENTRY,
+        ),
+    ]

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks import contenders
+from benchmarks import contenders, pg_methods, sync_cpu
 from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, INCIDENTAL, REAL_LIMIT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,13 +31,14 @@ TINY = [
     "--fleet-messages", "2", "--fleet-slow-latency", "100", "--fleet-slow-conversations", "2",
     "--fleet-slow-messages", "1", "--lease-ttl", "3", "--takeover-conversations", "20",
     "--soak-seconds", "3", "--soak-interval", "1", "--soak-conversations", "10",
+    "--floor-conversations", "10", "--floor-rounds", "1",
 ]
 
 
 def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "benchmarks", *TINY, "--output", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     report = (tmp_path / "results.md").read_text(encoding="utf-8")
@@ -76,8 +77,15 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
         assert all(run["single"]["complete"] and run["fleet"]["complete"]
                    for run in fleet["speedups"])
         assert fleet["takeover"]["ttl_s"] == 3
+        assert {pg_methods.STORE, pg_methods.TRANSACTION, pg_methods.PIPELINE,
+                pg_methods.EXECUTEMANY, pg_methods.COPY} <= rows
+        for method in fleet["methods"]:  # every way writes every row, then none
+            assert method["written"] == [[10 * 5, 0]]
     else:
         assert "PostgreSQL is not available" in report
+    assert "## 8. crisp-sync's CPU against the floor" in report
+    assert {sync_cpu.SYNC, sync_cpu.FLOOR} <= rows
+    assert results["floor"]["complete"]
     assert "## 7. Follow soak" in report
     soak = results["soak"]
     assert soak["sent"] > 0

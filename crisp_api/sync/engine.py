@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -260,35 +260,61 @@ def _sync_conversations(
         progress.handled(conversation)
 
     futures: list[Future[None]] = []
+    room = _Handover(high=2 * workers, low=workers)
     with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
-        pending: set[Future[None]] = set()
         try:
             for conversation in listing:
                 if report.store_error is not None and report.store_error.permanent:
                     break  # the store cannot take more: stop spending requests
                 if stop is not None and stop.is_set():
                     report.errors.append("stopped before the end of the window")
-                    for future in pending:  # queued ones never start; running ones finish
+                    for future in futures:  # queued ones never start; running ones finish
                         future.cancel()
                     break
                 report.conversations_seen += 1
-                if len(pending) >= 2 * workers:
-                    _, pending = wait(pending, return_when=FIRST_COMPLETED)
+                room.take()
                 future = pool.submit(handle, conversation)
                 futures.append(future)
-                pending.add(future)
+                future.add_done_callback(room.give_back)
         except BaseException:
-            for future in pending:
+            for future in futures:
                 future.cancel()
             raise
-        finally:
-            wait(pending)
     for future in futures:  # handle() reports its own failures; anything else is read here
         failure = None if future.cancelled() else future.exception()
         if failure is not None:
             report.errors.append(f"worker: {describe(failure)}")
     if listing.walked:
         progress.done()
+
+
+class _Handover:
+    """How many conversations the listing has handed to the workers and they have not yet
+    handled: at most ``high``. Once full, the listing waits until only ``low`` remain, so
+    workers wake it once per ``high - low`` conversations done, not once each (every
+    wake-up is a thread hand-off, which costs a sync more CPU than the bookkeeping)."""
+
+    def __init__(self, *, high: int, low: int) -> None:
+        self._high, self._low = high, low
+        self._handed = 0
+        self._waiting = False
+        self._changed = threading.Condition(threading.Lock())
+
+    def take(self) -> None:
+        """Count one more handed over, first waiting for room if there is none."""
+        with self._changed:
+            if self._handed >= self._high:
+                self._waiting = True
+                self._changed.wait_for(lambda: self._handed <= self._low)
+                self._waiting = False
+            self._handed += 1
+
+    def give_back(self, _: object = None) -> None:
+        """Count one handled (or cancelled); wake the listing if it waits and may go on."""
+        with self._changed:
+            self._handed -= 1
+            if self._waiting and self._handed <= self._low:
+                self._changed.notify()
 
 
 class _Walks:

@@ -60,9 +60,14 @@ def document(row: Any) -> str:
     """A row as canonical JSON text (sorted keys, no spaces), so equal rows compare equal;
     lone surrogates are written as JSON escapes, so UTF-8 can carry the text."""
     text = canonical(row)
-    if text.isascii() or _SURROGATE.search(text) is None:
+    if not holds_surrogate(text):
         return text
     return _SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
+
+
+def holds_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (ASCII text, the common case, is told at once)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def canonical(row: Any) -> str:

@@ -264,6 +264,21 @@ def test_a_message_from_an_event_is_stored_but_does_not_count_as_read(store: Sto
     assert store.conversation_state(WEBSITE, "s1").newest_message == 500
 
 
+def test_a_sync_reading_messages_events_stored_counts_only_the_changed_ones(
+    store: Store,
+) -> None:
+    """A sync that reads messages live events stored makes them count as read; one that
+    reads them as stored is no change, one that reads them edited is an update."""
+    save(store, "s1", [message("s1", 1, 100)])
+    store.save_message(WEBSITE, "s1", message("s1", 2, 500))
+    store.save_message(WEBSITE, "s1", message("s1", 3, 600))
+
+    read = [message("s1", 1, 100), message("s1", 2, 500), message("s1", 3, 600, "edited")]
+    assert save(store, "s1", read) == (Changes(), Changes(updated=1))
+    assert store.conversation_state(WEBSITE, "s1").newest_message == 600
+    assert save(store, "s1", read) == (Changes(), Changes())
+
+
 def test_an_event_on_a_message_a_sync_read_keeps_it_read(store: Store) -> None:
     save(store, "s1", [message("s1", 1, 100)])
     assert store.save_message(WEBSITE, "s1", message("s1", 1, 100, "again")) == Changes(

@@ -1,0 +1,183 @@
+"""Section 8: crisp-sync's CPU per message against the floor, and per unchanged conversation.
+
+One fake Crisp in its own process holds ``floor_conversations`` conversations of about
+``floor_messages`` messages. In each of ``floor_rounds`` rounds (the order of the two copies
+alternating), the real CLI, ``crisp-sync --workers 8`` into a fresh SQLite file, and the floor
+(`benchmarks.floor`: urllib3 + json + sqlite3, 8 threads, one connection under a lock, one
+transaction per conversation, no retries or checks) each copy the website as child processes;
+their CPU (user + system, from ``wait4``, imports included for both) per message copied, and
+crisp-sync's over the floor's, the median of the per-round ratios.
+
+**Incremental runs.** After its copy, crisp-sync runs twice more on the same file: once with
+the website's checkpoint cleared, so that every conversation is listed again and found
+unchanged, and once as it was left (the listing finds nothing new). The difference of their
+CPU, per conversation, is what an unchanged conversation costs beyond a run's fixed costs; it
+is compared with the cost of its one listing entry, the floor listing every conversation and
+nothing else (the CPU of its listing loop, per entry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.config import Config
+from benchmarks.fleet import CLI_WORKERS, cli_environment
+from benchmarks.stats import median, paired_ratios
+from crisp_api.testing import FakeCrispProcess
+
+SEED = 81
+TIMEOUT_S = 900.0
+"""A child still running by then is killed, and the section fails."""
+POLL_S = 0.01
+FLOOR = "floor (urllib3 + json + sqlite3)"
+SYNC = "crisp-sync"
+
+
+@dataclass(frozen=True)
+class FloorResult:
+    """What section 8 measured: CPU seconds and µs per message of each copy, by round."""
+
+    conversations: int
+    messages: int
+    workers: int
+    sync_cpu_s: list[float]
+    floor_cpu_s: list[float]
+    sync_us_per_message: float
+    floor_us_per_message: float
+    sync_vs_floor: float
+    complete: bool
+    """Every round's copies both hold every message of the fake."""
+    relisted_cpu_s: list[float]
+    quiet_cpu_s: list[float]
+    unchanged_us: float
+    """crisp-sync's CPU per unchanged conversation listed again (relisted - quiet runs)."""
+    listing_entry_us: float
+    """The floor's CPU per listing entry (its listing loop alone)."""
+    unchanged_vs_entry: float
+
+
+def run(config: Config) -> FloorResult:
+    """The rounds, against one fake Crisp process."""
+    with (FakeCrispProcess(conversations=config.floor_conversations,
+                           messages=config.floor_messages, seed=SEED, rtm=False) as fake,
+          tempfile.TemporaryDirectory() as folder):
+        work = Path(folder)
+        truth = sum(len(t.messages) for t in fake.ground_truth().values())
+        _warm(work)
+        sync_cpu: list[float] = []
+        floor_cpu: list[float] = []
+        relisted: list[float] = []
+        quiet: list[float] = []
+        listing: list[float] = []
+        complete = True
+        for number in range(config.floor_rounds):
+            print(f"benchmarks: crisp-sync vs the floor, round {number + 1}/"
+                  f"{config.floor_rounds}", file=sys.stderr)
+            order = ("sync", "floor") if number % 2 == 0 else ("floor", "sync")
+            for name in order:
+                path = work / f"{name}-{number}.sqlite3"
+                if name == "sync":
+                    cpu, _ = _child(_sync_command(fake, path), fake, work)
+                    sync_cpu.append(cpu)
+                    complete &= _stored(path) == truth
+                    _clear_checkpoint(path)
+                    relisted.append(_child(_sync_command(fake, path), fake, work)[0])
+                    quiet.append(_child(_sync_command(fake, path), fake, work)[0])
+                else:
+                    cpu, printed = _child(_floor_command(fake, str(path)), fake, work)
+                    floor_cpu.append(cpu)
+                    complete &= json.loads(printed)["messages"] == truth
+            _, printed = _child(_floor_command(fake, "--list-only"), fake, work)
+            found = json.loads(printed)
+            listing.append(found["listing_cpu_s"] / max(1, found["entries"]) * 1e6)
+    per = 1e6 / max(1, truth)
+    conversations = config.floor_conversations
+    unchanged = [(again - nothing) / conversations * 1e6
+                 for again, nothing in zip(relisted, quiet, strict=True)]
+    return FloorResult(
+        conversations=conversations, messages=truth, workers=CLI_WORKERS,
+        sync_cpu_s=sync_cpu, floor_cpu_s=floor_cpu,
+        sync_us_per_message=median(sync_cpu) * per,
+        floor_us_per_message=median(floor_cpu) * per,
+        sync_vs_floor=median(paired_ratios(sync_cpu, floor_cpu)),
+        complete=complete, relisted_cpu_s=relisted, quiet_cpu_s=quiet,
+        unchanged_us=median(unchanged), listing_entry_us=median(listing),
+        unchanged_vs_entry=median(paired_ratios(unchanged, listing)),
+    )
+
+
+def _sync_command(fake: FakeCrispProcess, path: Path) -> list[str]:
+    return [sys.executable, "-m", "crisp_api.sync.cli", "--db", str(path), "--no-progress",
+            "--website-id", fake.website_id, "--workers", str(CLI_WORKERS)]
+
+
+def _floor_command(fake: FakeCrispProcess, target: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.floor", fake.url, fake.identifier, fake.key,
+            fake.tier, fake.website_id, target]
+
+
+def _warm(work: Path) -> None:
+    """Compile both programs' modules into the children's bytecode cache, before timing."""
+    subprocess.run(
+        [sys.executable, "-c", "import crisp_api.sync.cli, benchmarks.floor"],
+        env=cli_environment(work), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        check=True, timeout=120,
+    )
+
+
+def _child(command: list[str], fake: FakeCrispProcess, work: Path) -> tuple[float, str]:
+    """Run ``command`` as a child to its end; its CPU seconds (``wait4``) and its output.
+    A child that fails stops the section (its figures would mean nothing)."""
+    environment = cli_environment(work)
+    environment.update(CRISP_IDENTIFIER=fake.identifier, CRISP_KEY=fake.key,
+                       CRISP_REST_HOST=fake.url, CRISP_TIER=fake.tier)
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
+                                 stdout=output, stderr=errors)
+        try:
+            status, usage = _reap(child)
+        except BaseException:
+            child.kill()
+            raise
+        child.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        errors.seek(0)
+        if child.returncode != 0:
+            raise RuntimeError(f"{command[2]} exited with {child.returncode}: "
+                               + errors.read().decode(errors="replace")[-1000:])
+        return usage.ru_utime + usage.ru_stime, output.read().decode()
+
+
+def _reap(child: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage]:
+    """Wait for ``child`` (``wait4``, for its CPU time); `TimeoutError` after `TIMEOUT_S`."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            return status, usage
+        time.sleep(POLL_S)
+    raise TimeoutError(f"{child.args!r} still running after {TIMEOUT_S:g} s")
+
+
+def _stored(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+def _clear_checkpoint(path: Path) -> None:
+    """Have the next run list every conversation again (each found unchanged)."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.execute("UPDATE sync_state SET checkpoint_ms = NULL")
+    finally:
+        db.close()

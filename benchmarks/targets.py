@@ -9,7 +9,7 @@ from benchmarks.rate_limit import CONFIGURED
 from benchmarks.results import Results
 from benchmarks.soak import MAX_GROWTH_MB as MAX_SOAK_GROWTH_MB
 
-MAX_DEFAULT_VS_URLLIB3 = 1.15
+MAX_DEFAULT_VS_URLLIB3 = 1.05
 MAX_HIT_US = 10.0
 MIN_ORIGINAL_VS_OURS = 3.0
 MIN_SCALING_16_AT_50MS = 12.0

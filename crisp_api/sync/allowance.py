@@ -300,7 +300,11 @@ class Allowance:
         elif mark > now:
             until_ms = int(max(mark * 1000, until_ms or 0))
         # else: a restored mark no request claimed: what was kept stays
-        self._keep(until_ms, rate if rate is not None else kept.learnt_rate)
+        if rate is None or mark is not None:
+            # A rate learnt from the refusals of a spent quota is the quota's, not a limit's
+            # (the law cuts to its floor as nothing gets through): the next run would crawl.
+            rate = kept.learnt_rate
+        self._keep(until_ms, rate)
 
     def _keep(self, spent_until_ms: int | None, learnt_rate: float | None) -> None:
         self.store.set_allowance(self.credential, CredentialAllowance(

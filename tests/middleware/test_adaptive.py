@@ -273,7 +273,7 @@ def test_a_default_client_finds_an_unknown_limit_that_changes_mid_run(
 ) -> None:
     """16 threads on a default client; the server allows 40/s, then 20/s, answering the
     excess 429 without Retry-After. Loose bounds: the benchmark measures the real figures."""
-    phase = 10.0
+    phase = 8.0
     limited.set_faults(Faults(bucket_rate=40, bucket_burst=10, bucket_retry_after=False))
     client: Crisp = limited.client(cache_ttl=0, pool_size=16)
     timeline = Timeline()

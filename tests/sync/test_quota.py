@@ -16,6 +16,7 @@ import pytest
 
 from crisp_api.sync import SQLiteStore
 from crisp_api.sync.allowance import LEDGER_BATCH, Allowance, quota_day, rate_limit_bucket
+from crisp_api.sync.store import CredentialAllowance
 from crisp_api.testing import FakeCrisp, Faults
 from tests.sync.helpers import assert_exact_copy, sync_command, wait_for
 from tests.sync.test_follow import message_content
@@ -106,8 +107,11 @@ def test_a_spent_quota_stops_the_run_and_a_same_day_rerun_sends_one_probe(
     db = tmp_path / "crisp.sqlite3"
     with FakeCrisp(conversations=150, messages=5, seed=13) as fake:
         fake.set_faults(daily_quota=80)
+        # Judged over 5 s instead of 30 (--quota-spent-after): the default rule's 60 s and 30
+        # requests are tested on its own (tests/middleware/test_spent.py) and measured by the
+        # benchmarks; here, what the run does with it.
         command, env = sync_command(fake, db, "--website-id", fake.website_id,
-                                    "--workers", "8")
+                                    "--workers", "8", "--quota-spent-after", "5s")
         child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
         while not fake.stats.faults.get("quota") and child.poll() is None:
@@ -210,7 +214,7 @@ def test_follow_mode_under_a_spent_quota_is_degraded_applies_events_and_resumes_
             assert once.returncode == 0, once.stderr
             extra = ("--daily-quota", str(fake.stats.requests + 2), "--quota-reserve", "0")
             fake.reset_stats()
-        reset_in = 12.0 if known else 30.0
+        reset_in = 12.0 if known else 18.0
         quota_reset = f"{(time.time() + reset_in) % 86400:.0f}"
         with serving(fake, db, "--interval", "1", "--quota-reset", quota_reset,
                      *extra) as (child, port):
@@ -275,6 +279,22 @@ def test_the_learnt_rate_is_kept_and_the_next_run_starts_from_it(tmp_path: Path)
             assert fresh != pytest.approx(learnt, rel=0.05)  # not where a fresh client starts
             allowance.close()
             client.close()
+
+
+def test_a_day_ended_by_a_spent_quota_keeps_the_rate_learnt_before_it(tmp_path: Path) -> None:
+    """The refusals of a spent quota cut the adaptive rate to its floor (nothing gets
+    through): kept, the next day's run would start at 1 request/s."""
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=200, messages=2, seed=18) as fake:
+        with SQLiteStore(db) as store:
+            store.set_allowance(fake.identifier, CredentialAllowance(learnt_rate=30.0))
+        fake.set_faults(daily_quota=60)
+        day = run(fake, db, "--quota-spent-after", "3s")
+        assert day.returncode == EXIT_QUOTA, day.stderr
+        with SQLiteStore(db) as store:
+            kept = store.allowance(fake.identifier)
+        assert kept.spent_until_ms is not None
+        assert kept.learnt_rate == 30.0
 
 
 def test_two_workers_sharing_a_database_stay_within_one_known_quota(tmp_path: Path) -> None:

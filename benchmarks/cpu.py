@@ -2,8 +2,12 @@
 
 Every contender sends batches of ``GET /v1/website/{id}?n=<n>`` to one fake Crisp running in
 another process. After a warm-up batch each, the contenders take turns in rounds, the order
-rotating every round, so drifts of the machine hit all of them alike. A contender's figure is
-the median over rounds; its ratio to bare urllib3 is the median of the per-round ratios.
+rotating every round, so drifts of the machine hit all of them alike. Within a round they take
+turns too, `CHUNKS` times, each sending that share of its batch: a whole batch per turn put
+several seconds between two contenders' figures of one round, in which a busy machine
+changes; turns of a fraction of a second make the per-round ratios far steadier. A
+contender's figure is the median over rounds; its ratio to bare urllib3 is the median of the
+per-round ratios.
 
 A layer costs a few microseconds of a request's few hundred, less than the wire's noise, so
 the stacks are raced a second time without the network: an innermost layer answers each
@@ -20,6 +24,9 @@ from benchmarks.config import Config
 from benchmarks.contenders import Batch, Contender, Target
 from benchmarks.stats import median, paired_differences, paired_ratios
 from crisp_api.testing import FakeCrispProcess
+
+CHUNKS = 5
+"""Turns each contender takes within a round (see the module docstring)."""
 
 SERVER = (
     "fake Crisp (`python -m crisp_api.testing`, asyncio HTTP/1.1) in its own process, "
@@ -82,11 +89,19 @@ def _race(racing: list[Contender], config: Config, label: str) -> dict[str, list
     for contender in racing:
         contender.run(config.warmup)
     batches: dict[str, list[Batch]] = {contender.name: [] for contender in racing}
+    chunk = max(1, config.batch // CHUNKS)
     for number in range(config.rounds):
         print(f"benchmarks: {label} round {number + 1}/{config.rounds}", file=sys.stderr)
         shift = number % len(racing)
-        for contender in racing[shift:] + racing[:shift]:
-            batches[contender.name].append(contender.run(config.batch))
+        order = racing[shift:] + racing[:shift]
+        turns: dict[str, list[Batch]] = {contender.name: [] for contender in order}
+        for _ in range(max(1, config.batch // chunk)):
+            for contender in order:
+                turns[contender.name].append(contender.run(chunk))
+        for name, parts in turns.items():
+            batches[name].append(Batch(sum(part.count for part in parts),
+                                       sum(part.cpu for part in parts),
+                                       sum(part.wall for part in parts)))
     return batches
 
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from benchmarks import contenders, original, pg_methods
-from benchmarks.cpu import CpuResult
+from benchmarks.cpu import CHUNKS, CpuResult
 from benchmarks.fleet import FleetResult, FleetRun, SpeedUp, Takeover
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
@@ -109,7 +109,8 @@ def _cpu(cpu: CpuResult) -> str:
         f"`GET /v1/website/{{id}}?n=<n>` (an answer of about 150 bytes), decoded to the "
         "envelope's `data`. "
         f"One client thread; server: {cpu.server}. {cpu.rounds} rounds of {cpu.batch} "
-        "requests per contender after a warm-up, the contenders' order rotating each round. "
+        "requests per contender after a warm-up, the contenders' order rotating each round "
+        f"and each sending its batch in {CHUNKS} turns within a round. "
         "CPU is the client thread's (`time.thread_time`), median over rounds; "
         "\"x urllib3\" is the median of the per-round ratios. Cache-miss contenders send a "
         f"new `n` every request; the cache hit asks {contenders.HIT_MULTIPLE}x the batch "

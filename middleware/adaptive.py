@@ -84,7 +84,8 @@ ADAPTIVE = "adaptive"
 FAST = 0.5
 """The time constant of the recent counts, as a share of the window: a cut's rate is the
 smallest of what got through over the window and over this shorter time (see the module
-docstring)."""
+docstring). A half, so that their decay is the square of the window's (one multiplication
+per event, here and in the Lua copy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +160,13 @@ class AdaptiveRate:
 
     def sent(self, now: float) -> None:
         """Count a request about to be sent."""
-        self._advance(now)
+        self.advance(now)
         self._sent += 1.0
         self._fast_sent += 1.0
 
     def throttled(self, now: float) -> bool:
         """Count a throttled answer; cut the rate if the window calls for it. True if cut."""
-        self._advance(now)
+        self.advance(now)
         self._throttled += 1.0
         self._fast_throttled += 1.0
         settings = self.settings
@@ -228,9 +229,13 @@ class AdaptiveRate:
             reached = 2.0 * self._sent / self._span(self._updated)
             grown = settings.start * math.pow(2.0, (now - self._first) / settings.window)
             return max(settings.start, min(grown, reached))
-        sent = self._sent * math.exp(-max(0.0, now - self._updated) / settings.window)
-        grown = settings.scale * (now - self.cut_at - self._k) ** 3 + self.w_max
-        return max(settings.floor, min(grown, max(self.w_max, 2.0 * sent / self._span(now))))
+        w_max = self.w_max
+        grown = settings.scale * (now - self.cut_at - self._k) ** 3 + w_max
+        if grown <= w_max:  # below where the limit was: the cap below cannot bind
+            return max(settings.floor, grown)
+        elapsed = now - self._updated
+        sent = self._sent * math.exp(-elapsed / settings.window) if elapsed > 0 else self._sent
+        return max(settings.floor, min(grown, max(w_max, 2.0 * sent / self._span(now))))
 
     def learnt(self, now: float) -> float | None:
         """The rate learnt from the server's refusals, to save for the next run (see
@@ -244,15 +249,17 @@ class AdaptiveRate:
         if not 0.0 < rate < math.inf:
             raise ValueError(f"a restored rate must be a positive number, got {rate!r}")
         settings = self.settings
-        self._advance(now)
+        self.advance(now)
         self.w_max = max(settings.floor, rate)
         self._k = (self.w_max * (1.0 - settings.beta) / settings.scale) ** (1.0 / 3.0)
         self.cut_at = now - self._k
         self._recut = False
         self._mark_at = self._sample_at = math.inf
 
-    def _advance(self, now: float) -> None:
-        """Decay the counts to ``now``; sample the noise over the second window after a cut."""
+    def advance(self, now: float) -> None:
+        """Decay the counts to ``now``; sample the noise over the second window after a cut.
+        Every event does it first; a caller may too, before reading `rate` (which does
+        not), so that the rate reads counts already decayed."""
         if self._first != self._first:  # NaN: the first event
             self._first = self._updated = now
             return
@@ -261,7 +268,7 @@ class AdaptiveRate:
             decay = math.exp(-elapsed / self.settings.window)
             self._sent *= decay
             self._throttled *= decay
-            decay = math.exp(-elapsed / (FAST * self.settings.window))
+            decay *= decay  # exp(-elapsed / (FAST * window)), FAST being a half
             self._fast_sent *= decay
             self._fast_throttled *= decay
             self._updated = now
@@ -289,8 +296,13 @@ class AdaptiveRate:
         divided by to give a rate: ``window``, less in the first moments of history, less the
         part of it spent in a pause."""
         window = self.settings.window if window is None else window
-        span = window * max(0.05, 1.0 - math.exp(-(now - self._first) / window))
+        age = now - self._first
+        # Past 40 windows, 1 - exp(-age / window) is 1.0 in floating point: skip the exp.
+        span = window if age > 40.0 * window else window * max(
+            0.05, 1.0 - math.exp(-age / window))
         start, end = self._paused
+        if end <= now - span:  # no pause within the span (nor ever, at first)
+            return span
         overlap = max(0.0, min(end, now) - max(start, now - span))
         return max(0.05 * window, span - overlap)
 
@@ -324,6 +336,9 @@ class AdaptiveBucket:
         self.pauses = 0
         """How many pauses were asked of this bucket so far (of any scope)."""
 
+    marks_spent_on_reserve = False
+    """Marks are this process's own (see `RateLimit`)."""
+
     def _for_scope(self) -> _Scope:
         key = None if self._scope is None else self._scope()
         found = self._scopes.get(key)
@@ -338,8 +353,9 @@ class AdaptiveBucket:
         with self._lock:
             law, bucket, _ = self._for_scope()
             now = self._clock()
+            law.advance(now)  # first: the rate then reads counts already decayed to now
             bucket.rate = law.rate(now)
-            wait = bucket.reserve(max_wait)
+            wait = bucket.reserve_at(now, max_wait)
             if wait >= 0:
                 law.sent(now)
             return wait

@@ -41,18 +41,22 @@ class RetryBudget:
         self._withdrawals: deque[tuple[int, int]] = deque()
         self._deposited = 0
         self._withdrawn = 0
+        self._expired_at = -1
+        """The slot counts were last expired at: within one slot there is nothing to expire."""
 
     def deposit(self) -> None:
         """Count a first attempt (and forget those older than the window, so a client that
         never retries keeps one window of counts, not one per second it ever ran)."""
-        slot = self._slot(self._timer())
+        slot = int(self._timer() / self._slot_width)
         with self._lock:
-            self._expire(slot)
+            if slot != self._expired_at:
+                self._expire(slot)
             self._deposited += 1
-            if self._deposits and self._deposits[-1][0] == slot:
-                self._deposits[-1] = (slot, self._deposits[-1][1] + 1)
+            deposits = self._deposits
+            if deposits and deposits[-1][0] == slot:
+                deposits[-1] = (slot, deposits[-1][1] + 1)
             else:
-                self._deposits.append((slot, 1))
+                deposits.append((slot, 1))
 
     def try_withdraw(self) -> bool:
         """Take one retry from the budget; ``False`` means: do not retry."""
@@ -73,6 +77,7 @@ class RetryBudget:
         return int(now / self._slot_width)
 
     def _expire(self, slot: int) -> None:
+        self._expired_at = slot
         oldest = slot - self._slots
         while self._deposits and self._deposits[0][0] <= oldest:
             self._deposited -= self._deposits.popleft()[1]

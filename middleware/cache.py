@@ -25,9 +25,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cachetools import LRUCache
+from urllib3 import HTTPHeaderDict
 
 from middleware.contract import Handler
 from middleware.message import NOTE_CACHE, Request, Response
@@ -47,7 +48,9 @@ class CacheBackend(Protocol):
         ...
 
     def put(self, key: CacheKey, group: str | None, response: Response, token: Hashable) -> None:
-        """Store ``response`` unless ``group`` was invalidated since ``token`` was taken."""
+        """Store ``response`` unless ``group`` was invalidated since ``token`` was taken.
+        Keep its status, headers and body, not the object: the caller goes on using it
+        (with what a layer decoded from it, which no other caller may share)."""
         ...
 
     def invalidate(self, group: str | None) -> None:
@@ -57,14 +60,19 @@ class CacheBackend(Protocol):
 
 class InMemoryCache:
     """A bounded TTL cache for the threads of one process: a cachetools ``LRUCache`` of
-    ``(expiry, answer)`` pairs under one lock.
+    entries under one lock, each carrying its expiry and its group's generation.
 
     Entries carry their expiry instead of living in a ``TTLCache``, whose bookkeeping (a
     linked list of expiry times, walked on every store; an exception on every miss) was
-    most of this layer's cost per request (see ``benchmarks``). An expired entry is never
-    served and makes room like any least recently used one, so ``maxsize`` entries and
-    ``max_bytes`` bytes of bodies still bound memory. The ``LRUCache`` weighs each entry by
-    its body's length and is bounded by ``max_bytes``; the entry count is bounded here.
+    most of this layer's cost per request (see ``benchmarks``). They carry the snapshot
+    (`snapshot`) their read took, too: an invalidation only moves its group's generation
+    (or, for a write without a group, clears everything), and an entry whose snapshot is no
+    longer current is never served, as in `middleware.redis_cache.RedisCache`. (Sets of
+    each group's keys, kept to drop them, cost more per request than the rest of a store.)
+    An expired or invalidated entry makes room like any least recently used one, so
+    ``maxsize`` entries and ``max_bytes`` bytes of bodies still bound memory. The
+    ``LRUCache`` weighs each entry by its body's length and is bounded by ``max_bytes``;
+    the entry count is bounded here.
     """
 
     def __init__(
@@ -85,10 +93,7 @@ class InMemoryCache:
         self.ttl = ttl
         self._timer = timer
         self._lock = threading.Lock()
-        self._entries: LRUCache[CacheKey, tuple[float, Response]] = LRUCache(
-            max_bytes, getsizeof=_body_size
-        )
-        self._members: dict[str | None, set[CacheKey]] = {}
+        self._entries: LRUCache[CacheKey, _Entry] = LRUCache(max_bytes, getsizeof=_body_size)
         self._generations: dict[str | None, int] = {}
         self._epoch = 0
 
@@ -98,58 +103,54 @@ class InMemoryCache:
     def get(self, key: CacheKey) -> Response | None:
         with self._lock:
             entry = self._entries.get(key)
-        if entry is None or entry[0] <= self._timer():
+            if entry is None or entry.token != (self._epoch,
+                                                self._generations.get(entry.group, 0)):
+                return None
+        if entry.expires <= self._timer():
             return None
-        return entry[1]
+        return Response(entry.status, entry.headers, entry.body)
 
     def put(self, key: CacheKey, group: str | None, response: Response, token: Hashable) -> None:
+        entry = _Entry(self._timer() + self.ttl, response.status, response.headers,
+                       response.body, group, token)
         with self._lock:
             if token != (self._epoch, self._generations.get(group, 0)):
                 return
-            if len(response.body) > self.max_bytes:
-                self._entries.pop(key, None)  # too large to keep: not served stale either
+            entries = self._entries
+            if len(entry.body) > self.max_bytes:
+                entries.pop(key, None)  # too large to keep: not served stale either
                 return
-            self._entries[key] = (self._timer() + self.ttl, response)
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem()
-            members = self._members.setdefault(group, set())
-            members.add(key)
-            if len(members) > 2 * self.maxsize:
-                members.intersection_update(self._entries.keys())
-            if len(self._members) > 4 * self.maxsize:
-                self._prune_groups()
+            entries[key] = entry
+            if len(entries) > self.maxsize:  # one more than before, at most
+                entries.popitem()
 
     def invalidate(self, group: str | None) -> None:
         with self._lock:
             if group is None:
                 self._epoch += 1
                 self._entries.clear()
-                self._members.clear()
                 self._generations.clear()
                 return
             for dropped in (group, None):
                 self._generations[dropped] = self._generations.get(dropped, 0) + 1
-                for key in self._members.pop(dropped, ()):
-                    self._entries.pop(key, None)
-            if len(self._generations) > 4 * self.maxsize:
+            if len(self._generations) > 4 * self.maxsize:  # a bound on the groups ever seen
                 self._epoch += 1
                 self._generations.clear()
 
-    def _prune_groups(self) -> None:
-        """Forget groups none of whose entries is still kept (evicted or dropped)."""
-        live = self._entries.keys()
-        for group in [g for g, keys in self._members.items() if keys.isdisjoint(live)]:
-            del self._members[group]
-
     def __len__(self) -> int:
-        """How many fresh (unexpired) answers are kept."""
+        """How many answers could be served: fresh and not invalidated."""
         now = self._timer()
         with self._lock:
-            return sum(expires > now for expires, _ in self._entries.values())
+            return sum(
+                entry.expires > now
+                and entry.token == (self._epoch, self._generations.get(entry.group, 0))
+                for entry in self._entries.values()
+            )
 
     @property
     def size_bytes(self) -> int:
-        """The bytes of bodies kept (expired ones included, until they make room)."""
+        """The bytes of bodies kept (expired and invalidated ones included, until they make
+        room)."""
         with self._lock:
             return int(self._entries.currsize)
 
@@ -159,9 +160,21 @@ class InMemoryCache:
         )
 
 
-def _body_size(entry: tuple[float, Response]) -> int:
+class _Entry(NamedTuple):
+    """A stored answer: when it expires, what was answered, and the snapshot of its group
+    taken before the read went out (it is served only while that is still current)."""
+
+    expires: float
+    status: int
+    headers: HTTPHeaderDict
+    body: bytes
+    group: str | None
+    token: Hashable
+
+
+def _body_size(entry: _Entry) -> int:
     """An entry's weight against ``max_bytes``: its body's length."""
-    return len(entry[1].body)
+    return len(entry.body)
 
 
 class ResponseCache:
@@ -195,9 +208,7 @@ class ResponseCache:
         token = self.backend.snapshot(request.group)
         response = call_next(request)
         if 200 <= response.status < 300 and (self.storable is None or self.storable(response)):
-            # A copy: what the check decoded stays with this caller's answer only.
-            kept = Response(response.status, response.headers, response.body)
-            self.backend.put(key, request.group, kept, token)
+            self.backend.put(key, request.group, response, token)
         return response
 
     def __repr__(self) -> str:

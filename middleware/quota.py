@@ -110,6 +110,8 @@ class QuotaBucket:
         self.restore: Callable[[float], None] | None = getattr(bucket, "restore", None)
         """The wrapped bucket's, when it learns its rate: what a run learnt, kept for the
         next (see `middleware.adaptive.AdaptiveBucket`)."""
+        self.marks_spent_on_reserve: bool = getattr(bucket, "marks_spent_on_reserve", True)
+        """The wrapped bucket's (see `middleware.ratelimit.RateLimit`)."""
         self._clock = clock
         self._lock = threading.Lock()
         self._period = -1

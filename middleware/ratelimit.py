@@ -97,19 +97,35 @@ class InMemoryBucket:
         """How many pauses were asked of this bucket so far."""
         self._spent = SpentMark()
 
+    marks_spent_on_reserve = False
+    """A spent mark is set only by `mark_spent`, never learnt by a reservation (see
+    `RateLimit`)."""
+
     def reserve(self, max_wait: float | None) -> float:
         now = self._clock()
-        paused = self._paused_until - now
         if self.rate is None:
+            paused = self._paused_until - now
             return _within(paused, max_wait) if paused > 0 else 0.0
         with self._lock:
-            tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
-            wait = max(paused, (1.0 - tokens) / self.rate if tokens < 1.0 else 0.0)
-            if max_wait is not None and wait > max_wait:
-                self._tokens, self._updated = tokens, now
-                return -wait
-            self._tokens, self._updated = tokens - 1.0, now
-            return wait
+            return self.reserve_at(now, max_wait)
+
+    def reserve_at(self, now: float, max_wait: float | None) -> float:
+        """`reserve` at ``now`` (read by the caller), for an owner that serialises every
+        call to this bucket under its own lock (`middleware.adaptive.AdaptiveBucket`)."""
+        rate = self.rate
+        paused = self._paused_until - now
+        if rate is None:
+            return _within(paused, max_wait) if paused > 0 else 0.0
+        tokens = self._tokens + (now - self._updated) * rate
+        if tokens > self.burst:
+            tokens = float(self.burst)
+        wait = (1.0 - tokens) / rate if tokens < 1.0 else 0.0
+        wait = max(wait, paused)
+        if max_wait is not None and wait > max_wait:
+            self._tokens, self._updated = tokens, now
+            return -wait
+        self._tokens, self._updated = tokens - 1.0, now
+        return wait
 
     def pause_left(self) -> float:
         """Seconds left of the current pause (0 if none)."""
@@ -167,7 +183,11 @@ class RateLimit:
     With ``spent`` (a `SpentRule`), refusals are also watched for a spent daily quota
     (`middleware.spent`): a streak of them spaces the requests out, and once the rule says
     spent the bucket is marked so and every call fails fast with `ServerQuotaSpentError`
-    until the expected reset, when one probe is let through.
+    until the expected reset, when one probe is let through. The mark is checked before a
+    call reserves, and again after it waited for its token (another caller may have marked
+    it meanwhile), or always when the backend may learn of a mark as it reserves (one
+    shared by processes, like `middleware.redis_bucket.RedisBucket`: a backend without a
+    false ``marks_spent_on_reserve`` attribute is taken for one).
     """
 
     name = "rate_limit"
@@ -195,6 +215,7 @@ class RateLimit:
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._throttled: Callable[[], bool] | None = getattr(backend, "throttled", None)
+        self._marks_on_reserve: bool = getattr(backend, "marks_spent_on_reserve", True)
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
         max_wait = self.max_wait
@@ -217,8 +238,9 @@ class RateLimit:
             if self.backend.pauses != pauses:
                 self._sit_out_pause(request, max_wait, wait)
             request.notes[NOTE_RATE_LIMIT_WAIT] = time.perf_counter() - began
-        if watch is not None and not probe:
-            probe = self._spent_check()  # a shared bucket learns of a mark as it reserves
+        if watch is not None and not probe and (wait or self._marks_on_reserve):
+            # Marked while this call waited for its token, or learnt by the reservation.
+            probe = self._spent_check()
         response = call_next(request)
         refused = response.status in self.pause_statuses
         if refused:

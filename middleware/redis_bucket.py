@@ -121,7 +121,7 @@ local function law_advance(law, now, S)
   if elapsed > 0 then
     local decay = math.exp(-elapsed / S.window)
     law.s, law.r, law.d = law.s * decay, law.r * decay, now
-    decay = math.exp(-elapsed / (FAST * S.window))
+    decay = decay * decay  -- exp(-elapsed / (FAST * window)), FAST being a half
     law.fs, law.fr = law.fs * decay, law.fr * decay
   end
   if now >= law.o then
@@ -174,7 +174,7 @@ local law, S = nil, nil
 if ARGV[1] == 'adaptive' then
   S = law_settings(8)
   law = law_read(KEYS[1])
-  law_advance(law, now, S)  -- written back only if the reservation is granted
+  law_advance(law, now, S)  -- written back whether the reservation is granted or not
   rate = law_rate(law, now, S)
 end
 local state = redis.call('HMGET', KEYS[1], 't', 'u', 'p', 'q', 'n', 'a')
@@ -203,6 +203,10 @@ if limit > 0 then
   keep = math.max(keep, finish - now)
 end
 if max_wait >= 0 and wait > max_wait * 1000000 then
+  if law then
+    law_write(KEYS[1], law)
+    expire_after(KEYS[1], math.max(keep, S.keep * 1000000))
+  end
   return {'later', mark, tostring(-wait / 1000000)}
 end
 if rate > 0 then

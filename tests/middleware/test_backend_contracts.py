@@ -76,10 +76,10 @@ def make_cache(request: pytest.FixtureRequest) -> Iterator[CacheFactory]:
 
 
 def test_a_full_bucket_grants_its_burst_at_once_then_paces(make_bucket: BucketFactory) -> None:
-    bucket = make_bucket(10.0, 3)
+    bucket = make_bucket(1.0, 3)
     assert [bucket.reserve(None) for _ in range(3)] == pytest.approx([0, 0, 0], abs=0.02)
     fourth = bucket.reserve(None)
-    assert 0.05 < fourth <= 0.11  # one token every 0.1 s
+    assert 0.5 < fourth <= 1.0  # one token a second (a loaded machine's stall is far shorter)
 
 
 def test_a_wait_beyond_max_wait_takes_no_token(make_bucket: BucketFactory) -> None:

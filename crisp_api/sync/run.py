@@ -312,7 +312,14 @@ def websites(settings: SyncSettings, client: Crisp) -> Iterator[str]:
         if settings.website_id:
             yield settings.website_id
         return
+    for website_id in connected_websites(client):
+        if sharding.in_shard(website_id, *settings.shard):
+            yield website_id
+
+
+def connected_websites(client: Crisp) -> Iterator[str]:
+    """Every website the plugin token of ``client`` is connected to."""
     for connected in paginate(client.plugin.list_all_connect_websites, use_cache=False):
         website_id = connected.get("website_id") if isinstance(connected, dict) else None
-        if isinstance(website_id, str) and sharding.in_shard(website_id, *settings.shard):
+        if isinstance(website_id, str):
             yield website_id

@@ -1,0 +1,147 @@
+"""`crisp_api.dlt.crisp_source` in a real dlt pipeline into DuckDB, against the fake Crisp:
+exact after a first run and after every kind of change, at crisp-sync's request count, and
+exact again after a run that failed half-way (issue 25)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from crisp_api import extras
+from crisp_api.dlt import IncompleteSyncError, crisp_source
+from crisp_api.sync import SQLiteStore, sync_website
+from crisp_api.testing import FakeCrisp, Faults
+from crisp_api.testing.data import MESSAGES_PAGE
+from tests.sync.helpers import assert_exact_copy, fast_client
+
+Loaded = tuple[dict[str, Any], dict[tuple[str, int], Any]]
+
+
+@pytest.fixture(autouse=True)
+def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlt reports anonymous usage unless told not to: a test sends nothing outside."""
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCrisp]:
+    with FakeCrisp(conversations=30, messages=25, people=60, seed=251) as server:
+        yield server
+
+
+def _pipeline(tmp_path: Path) -> dlt.Pipeline:
+    return dlt.pipeline("crisp_test", destination=dlt.destinations.duckdb(
+        str(tmp_path / "warehouse.duckdb")), pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name="crisp")
+
+
+def _run(pipeline: dlt.Pipeline, fake: FakeCrisp, workers: int = 4) -> int:
+    """One pipeline run of the fake's website; the requests it sent."""
+    fake.reset_stats()
+    pipeline.run(crisp_source([fake.website_id], identifier=fake.identifier, key=fake.key,
+                              rest_host=fake.url, workers=workers))
+    return fake.stats.requests
+
+
+def _sqlite_run(path: Path, fake: FakeCrisp) -> int:
+    """One crisp-sync run of the fake's website into SQLite (one worker); the requests it
+    sent."""
+    fake.reset_stats()
+    with SQLiteStore(path) as store:
+        assert sync_website(fast_client(fake), fake.website_id, store, workers=1).complete
+    return fake.stats.requests
+
+
+def _loaded(tmp_path: Path) -> Loaded:
+    """The conversations (by session id) and messages (by key) in DuckDB, as Crisp's JSON."""
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as db:
+        conversations = {sid: json.loads(data) for sid, data in db.execute(
+            "SELECT session_id, data FROM crisp.conversations").fetchall()}
+        messages = {(sid, fingerprint): json.loads(data) for sid, fingerprint, data in db.execute(
+            "SELECT session_id, fingerprint, data FROM crisp.messages").fetchall()}
+    return conversations, messages
+
+
+def _truth(fake: FakeCrisp) -> Loaded:
+    truth = fake.ground_truth()
+    return ({sid: t.conversation for sid, t in truth.items()},
+            {(sid, m["fingerprint"]): m for sid, t in truth.items() for m in t.messages})
+
+
+def _change_everything(fake: FakeCrisp) -> None:
+    """New messages, an edit, removals (the walk's anchor, one inside the re-read page), new
+    conversations and messages sharing a millisecond across a page boundary."""
+    first, second, third, fourth = (c["session_id"] for c in fake.conversations()[:4])
+    fake.add_messages(first, 3)
+    edited = fake.messages(first)[-2]
+    fake.edit_message(first, edited["fingerprint"], "corrected text")
+    fake.remove_message(second, fake.messages(second)[-1]["fingerprint"])
+    fake.remove_message(third, fake.messages(third)[-5]["fingerprint"])
+    fake.add_messages(third, 1)
+    newest = fake.messages(fourth)[-1]["timestamp"]
+    fake.add_messages(fourth, 5, timestamp=newest + 10)  # five share one millisecond
+    fake.add_messages(fourth, MESSAGES_PAGE - 3)  # the newest page ends inside the five
+    fake.create_conversations(3, messages=MESSAGES_PAGE + 5)
+
+
+def test_first_and_incremental_runs_are_exact_at_crisp_syncs_request_count(
+    tmp_path: Path, fake: FakeCrisp
+) -> None:
+    # One worker each: with several, which conversation is read first decides whether a
+    # fresh client has seen Crisp's 206 before a page of exactly 40 (one request more).
+    pipeline = _pipeline(tmp_path)
+    sqlite = tmp_path / "crisp.sqlite3"
+    assert _run(pipeline, fake, workers=1) == _sqlite_run(sqlite, fake)
+    assert _loaded(tmp_path) == _truth(fake)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM crisp.people").fetchone() == (60,)
+        assert db.execute("SELECT count(*) FROM crisp.operators").fetchone() == (3,)
+
+    _change_everything(fake)
+    crisp_sync_requests = _sqlite_run(sqlite, fake)
+    assert _run(pipeline, fake, workers=1) == crisp_sync_requests
+    assert_exact_copy(sqlite, fake)
+    assert _loaded(tmp_path) == _truth(fake)
+    assert _run(pipeline, fake) <= 2  # unchanged: one listing page, the operators
+
+
+def test_a_run_failing_half_way_loads_nothing_and_the_next_one_is_exact(
+    tmp_path: Path, fake: FakeCrisp
+) -> None:
+    pipeline = _pipeline(tmp_path)
+    _run(pipeline, fake)
+    before = _loaded(tmp_path)
+    _change_everything(fake)
+    fake.set_faults(Faults(error_rate=1.0, budget=20, routes={"get_messages_in_conversation"}))
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, fake)
+    assert any(isinstance(cause, IncompleteSyncError) for cause in _causes(failed.value))
+    assert "rerun to finish" in str(failed.value)
+    assert _loaded(tmp_path) == before  # nothing of the failed run, no state moved
+    fake.set_faults(Faults())
+    _run(pipeline, fake)
+    assert _loaded(tmp_path) == _truth(fake)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    found: BaseException | None = error
+    while found is not None:
+        yield found
+        found = found.__cause__ or found.__context__
+
+
+def test_without_dlt_the_import_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(extras.MODULES, "dlt", ("dlt_is_not_installed",))
+    for name in [name for name in sys.modules if name.startswith("crisp_api.dlt")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(ImportError, match=r"pip install 'crisp-api-next\[dlt\]'"):
+        importlib.import_module("crisp_api.dlt")

@@ -103,7 +103,8 @@ class Config:
     floor_messages: int = 30
     floor_rounds: int = 3
     # 9. The dlt source against crisp-sync into SQLite (`benchmarks.dlt_source`): a website of
-    # `dlt_conversations` answering after `dlt_latency_ms`, copied, then `dlt_touched` touched.
+    # `dlt_conversations` answering after `dlt_latency_ms`, copied, then `dlt_touched` touched
+    # (0 leaves the incremental runs out).
     dlt_conversations: int = 120
     dlt_latency_ms: float = 50.0
     dlt_touched: int = 12

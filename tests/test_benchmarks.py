@@ -32,7 +32,7 @@ TINY = [
     "--fleet-slow-messages", "1", "--lease-ttl", "3", "--takeover-conversations", "20",
     "--soak-seconds", "3", "--soak-interval", "1", "--soak-conversations", "10",
     "--floor-conversations", "10", "--floor-rounds", "1",
-    "--dlt-conversations", "5", "--dlt-latency", "0", "--dlt-touched", "1",
+    "--dlt-conversations", "5", "--dlt-latency", "0", "--dlt-touched", "0",
 ]
 
 

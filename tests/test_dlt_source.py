@@ -18,7 +18,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from crisp_api import extras
 from crisp_api.dlt import IncompleteSyncError, crisp_source
+from crisp_api.dlt.state_store import Batch, StateStore
 from crisp_api.sync import SQLiteStore, sync_website
+from crisp_api.sync.store import ConversationState, MessageSpan
 from crisp_api.testing import FakeCrisp, Faults
 from crisp_api.testing.data import MESSAGES_PAGE
 from tests.sync.helpers import assert_exact_copy, fast_client
@@ -137,3 +139,49 @@ def test_without_dlt_the_import_says_what_to_install(monkeypatch: pytest.MonkeyP
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r"pip install 'crisp-api-next\[dlt\]'"):
         importlib.import_module("crisp_api.dlt")
+
+
+# The store the engine writes to inside the source, on its own -----------------------------
+
+
+def _message(fingerprint: int, timestamp: int, content: str = "hello") -> dict[str, Any]:
+    return {"session_id": "s1", "fingerprint": fingerprint, "timestamp": timestamp,
+            "content": content}
+
+
+def _save(store: StateStore, messages: list[dict[str, Any]], since: int | None = None,
+          until: int | None = None) -> None:
+    store.save_conversation("w1", {"session_id": "s1", "updated_at": 2_000},
+                            MessageSpan(messages, since, until))
+
+
+def test_a_span_deletes_the_loaded_messages_crisp_no_longer_lists_and_only_those() -> None:
+    batches: list[Batch] = []
+    state: dict[str, Any] = {}
+    store = StateStore(state, batches.append)
+    _save(store, [_message(1, 100), _message(2, 200), _message(3, 300), _message(4, 400)])
+    assert store.conversation_state("w1", "s1") == ConversationState(2_000, 400)
+    batches.clear()
+
+    # Re-read from 150 up to what the listing saw (350): 2 is edited, 3 is gone, 1 is
+    # before the span and 4 newer than the listing: neither is judged.
+    _save(store, [_message(2, 200, "edited")], since=150, until=350)
+
+    deleted = [row for batch in batches if batch.table == "messages" for row in batch.rows
+               if row.get("_deleted")]
+    assert [(row["session_id"], row["fingerprint"]) for row in deleted] == [("s1", 3)]
+    [edited] = [row for batch in batches if batch.table == "messages" for row in batch.rows
+                if not row.get("_deleted")]
+    assert json.loads(edited["data"])["content"] == "edited"
+    assert store.conversation_state("w1", "s1") == ConversationState(2_000, 400)
+    assert sorted(state["websites"]["w1"]["conversations"]["s1"]["messages"]) == ["1", "2", "4"]
+
+
+def test_rows_no_key_can_hold_go_to_the_quarantine_table() -> None:
+    batches: list[Batch] = []
+    store = StateStore({}, batches.append)
+    _save(store, [_message(1, 100), {"session_id": "s1", "fingerprint": 2**70, "timestamp": 5}])
+    store.save_people("w1", [{"nickname": "no people_id"}])
+    assert store.quarantined("w1") == 2
+    aside = [row for batch in batches if batch.table == "quarantine" for row in batch.rows]
+    assert {row["kind"] for row in aside} == {"message", "person"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from crisp_api import extras
 from crisp_api.dlt import IncompleteSyncError, crisp_source
+from crisp_api.dlt.source import SourceSettings, run_engine
 from crisp_api.dlt.state_store import Batch, StateStore
 from crisp_api.sync import SQLiteStore, sync_website
 from crisp_api.sync.store import ConversationState, MessageSpan
@@ -185,3 +187,18 @@ def test_rows_no_key_can_hold_go_to_the_quarantine_table() -> None:
     assert store.quarantined("w1") == 2
     aside = [row for batch in batches if batch.table == "quarantine" for row in batch.rows]
     assert {row["kind"] for row in aside} == {"message", "person"}
+
+
+def test_what_the_api_cannot_list_is_said_not_hidden(caplog: pytest.LogCaptureFixture) -> None:
+    with FakeCrisp(conversations=0, messages=0, people=1, seed=252) as fake:
+        (session_id,) = fake.create_conversations(1, messages=3)
+        newest = fake.messages(session_id)[-1]["timestamp"]
+        fake.add_messages(session_id, MESSAGES_PAGE + 5, timestamp=newest + 10)
+        settings = SourceSettings([fake.website_id], fake.identifier, fake.key, "plugin",
+                                  fake.url, 1, 0.0, None)
+        with caplog.at_level(logging.INFO, logger="crisp_api.dlt.source"):
+            batches = list(run_engine(settings, {}))
+    assert any(batch.table == "messages" for batch in batches)
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(newest + 10) in warning.getMessage()
+    assert fake.website_id in warning.getMessage()

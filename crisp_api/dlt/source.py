@@ -17,6 +17,7 @@ last complete run, so the next run covers the same changes again.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterator, MutableMapping, Sequence
@@ -42,6 +43,8 @@ from crisp_api.errors import NotFoundError
 from crisp_api.sync.allowance import Allowance
 from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, sync_website
 from crisp_api.sync.run import connected_websites
+
+logger = logging.getLogger(__name__)
 
 HANDOFF = 64
 """Batches the engine may hand over before it waits for dlt to take them."""
@@ -220,6 +223,18 @@ def run_engine(
         raise IncompleteSyncError(errors)
 
 
+def _log(report: SyncReport) -> None:
+    """Say what one website's run read (info) and what the API did not let it see (warning:
+    more than a page of messages in one millisecond)."""
+    logger.info("crisp_source: website %s: %d conversations read (%d requests), %d message "
+                "rows, %d deleted, %d people rows, %d operators, %d rows put aside",
+                report.website_id, report.conversations_fetched, report.calls,
+                report.messages.added + report.messages.updated, report.messages.removed,
+                report.people.updated, report.operators.updated, report.quarantined)
+    for warning in report.warnings:
+        logger.warning("crisp_source: website %s: %s", report.website_id, warning)
+
+
 def _sync(
     settings: SourceSettings, store: StateStore, stop: threading.Event, *, people: bool,
     operators: bool,
@@ -246,6 +261,7 @@ def _sync(
                 continue  # disconnected since it was listed
             allowance.completed([report])
             reports.append(report)
+            _log(report)
     finally:
         allowance.close()
         client.close()

@@ -202,3 +202,16 @@ def test_what_the_api_cannot_list_is_said_not_hidden(caplog: pytest.LogCaptureFi
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert str(newest + 10) in warning.getMessage()
     assert fake.website_id in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [({"website_ids": "one-website"}, "website_ids"), ({"workers": 0}, "workers"),
+     ({"tier": "admin"}, "tier"), ({"people_interval": -1.0}, "people_interval")],
+)
+def test_arguments_that_cannot_work_are_refused_naming_them(
+    arguments: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named) as refused:
+        crisp_source(**{"identifier": "ident", "key": "never-shown", **arguments})
+    assert "never-shown" not in str(refused.value)

@@ -138,6 +138,10 @@ def crisp_source(
     day. Deselecting ``people`` or ``operators`` skips them; the other tables come from one
     read and are selected together.
     """
+    if isinstance(website_ids, str) or not (
+            website_ids is None or all(isinstance(w, str) and w for w in website_ids)):
+        raise ValueError("crisp_source: website_ids must be a list of website ids (or None "
+                         "for every website the plugin token is connected to)")
     if workers < 1:
         raise ValueError(f"crisp_source: workers must be at least 1, got {workers}")
     if not people_interval >= 0:

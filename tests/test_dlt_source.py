@@ -15,6 +15,7 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
+from dlt.extract.exceptions import ResourceExtractionError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from crisp_api import extras
@@ -215,3 +216,19 @@ def test_arguments_that_cannot_work_are_refused_naming_them(
     with pytest.raises(ValueError, match=named) as refused:
         crisp_source(**{"identifier": "ident", "key": "never-shown", **arguments})
     assert "never-shown" not in str(refused.value)
+
+
+def test_people_and_operators_may_be_left_out_but_not_half_of_a_conversation(
+    fake: FakeCrisp
+) -> None:
+    def source() -> Any:
+        return crisp_source([fake.website_id], identifier=fake.identifier, key=fake.key,
+                            rest_host=fake.url)
+
+    with pytest.raises(ResourceExtractionError, match="select them together"):
+        list(source().with_resources("conversations", "people"))
+    fake.reset_stats()
+    rows = list(source().with_resources("conversations", "messages", "quarantine"))
+    assert len(rows) == len(_truth(fake)[0]) + len(_truth(fake)[1])
+    assert fake.stats.count("GET", "/website/{website_id}/people/profiles/{page_number}") == 0
+    assert fake.stats.count("GET", "/website/{website_id}/operators/list") == 0

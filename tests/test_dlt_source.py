@@ -219,8 +219,10 @@ def test_arguments_that_cannot_work_are_refused_naming_them(
 
 
 def test_people_and_operators_may_be_left_out_but_not_half_of_a_conversation(
-    fake: FakeCrisp
+    tmp_path: Path, fake: FakeCrisp
 ) -> None:
+    _pipeline(tmp_path)  # the active pipeline, whose (empty) state a listed source reads
+
     def source() -> Any:
         return crisp_source([fake.website_id], identifier=fake.identifier, key=fake.key,
                             rest_host=fake.url)

@@ -42,7 +42,7 @@ from crisp_api.dlt.state_store import (
 from crisp_api.errors import NotFoundError
 from crisp_api.sync.allowance import Allowance
 from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL, SyncReport, sync_website
-from crisp_api.sync.run import connected_websites
+from crisp_api.sync.run import connected_websites, sync_client
 
 logger = logging.getLogger(__name__)
 
@@ -103,16 +103,9 @@ class SourceSettings:
     daily_quota: int | None
 
     def client(self) -> Crisp:
-        """The engine's client, as crisp-sync builds it (`crisp_api.sync.run.build_client`):
-        no response cache, a pool for every worker, a known quota spent as fast as the rate
-        allows."""
-        client = Crisp(cache_ttl=0, pool_size=max(defaults.POOL_SIZE, self.workers),
-                       daily_quota=self.daily_quota, quota_pace=False)
-        client.set_tier(self.tier)
-        if self.rest_host:
-            client.set_rest_host(self.rest_host)
-        client.authenticate(self.identifier, self.key)
-        return client
+        """The engine's client, as crisp-sync's (`crisp_api.sync.run.sync_client`)."""
+        return sync_client(self.identifier, self.key, self.tier, self.rest_host,
+                           workers=self.workers, daily_quota=self.daily_quota)
 
 
 @dlt.source(name="crisp", section="crisp", max_table_nesting=0)

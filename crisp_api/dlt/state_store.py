@@ -194,7 +194,8 @@ class StateStore:
             return len(self._website(website_id).get("quarantined", {}))
 
     def lock(self, website_id: str) -> AbstractContextManager[None]:
-        """No lock of its own: a dlt pipeline runs once at a time in its working folder."""
+        """No lock: a dlt pipeline's runs are one at a time (its working folder and state are
+        not shared between runs at once), which its scheduler ensures, not this store."""
         return nullcontext()
 
     # The allowance (crisp_api.sync.allowance.AllowanceStore) --------------------------------

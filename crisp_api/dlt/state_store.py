@@ -93,7 +93,8 @@ class StateStore:
         messages of the span Crisp no longer lists; note them in the state."""
         session_id, updated_at, conversation_aside = rows.key_conversation(conversation)
         keyed, aside = rows.key_messages(session_id, span.messages)
-        message_rows: list[dict[str, Any]] = []
+        message_rows = ([] if session_id is None
+                        else [_message_row(website_id, session_id, m) for m in keyed])
         conversation_rows: list[dict[str, Any]] = []
         message_changes = Changes(quarantined=len(aside))
         conversation_changes = Changes()
@@ -102,7 +103,6 @@ class StateStore:
                 kept = self._conversations(website_id).setdefault(session_id, {"messages": {}})
                 stored: dict[str, int] = kept["messages"]
                 added = sum(1 for m in keyed if str(m.fingerprint) not in stored)
-                message_rows = [_message_row(website_id, session_id, m) for m in keyed]
                 fresh = {str(m.fingerprint) for m in keyed}
                 absent = [fingerprint for fingerprint, timestamp in stored.items()
                           if fingerprint not in fresh and _within(timestamp, span)]

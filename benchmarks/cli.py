@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks import (
     cpu,
+    dlt_source,
     fleet,
     follow,
     machine,
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--floor-conversations", type=int,
                        help="floor: conversations in the fake (about 30 messages each)")
     sizes.add_argument("--floor-rounds", type=int, help="floor: rounds of both copies")
+    sizes.add_argument("--dlt-conversations", type=int, help="dlt: conversations in the fake")
+    sizes.add_argument("--dlt-latency", type=float, dest="dlt_latency_ms",
+                       help="dlt: the fake's latency per answer, ms")
+    sizes.add_argument("--dlt-touched", type=int,
+                       help="dlt: conversations given a message before the incremental runs")
     return parser
 
 
@@ -180,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.soak = soak.run(config)
     if "floor" in config.sections:
         results.floor = sync_cpu.run(config)
+    if "dlt" in config.sections:
+        results.dlt = dlt_source.run(config)
     results.seconds = time.monotonic() - started
     text = report.render(results, targets.evaluate(results))
     config.output.mkdir(parents=True, exist_ok=True)

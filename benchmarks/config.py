@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow", "fleet", "soak", "floor")
+SECTIONS = ("cpu", "sync", "ratelimit", "memory", "follow", "fleet", "soak", "floor", "dlt")
 """Every section, in the order they run."""
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -102,6 +102,12 @@ class Config:
     floor_conversations: int = 2000
     floor_messages: int = 30
     floor_rounds: int = 3
+    # 9. The dlt source against crisp-sync into SQLite (`benchmarks.dlt_source`): a website of
+    # `dlt_conversations` answering after `dlt_latency_ms`, copied, then `dlt_touched` touched
+    # (0 leaves the incremental runs out).
+    dlt_conversations: int = 120
+    dlt_latency_ms: float = 50.0
+    dlt_touched: int = 12
 
 
 FULL = Config(

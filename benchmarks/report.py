@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from benchmarks import contenders, original, pg_methods
 from benchmarks.cpu import CHUNKS, CpuResult
+from benchmarks.dlt_source import DltResult
 from benchmarks.fleet import FleetResult, FleetRun, SpeedUp, Takeover
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
@@ -55,6 +56,8 @@ def render(results: Results, checks: Sequence[Check]) -> str:
         parts.append(_soak(results.soak))
     if results.floor is not None:
         parts.append(_floor(results.floor))
+    if results.dlt is not None:
+        parts.append(_dlt(results.dlt))
     return "\n\n".join(parts) + "\n"
 
 
@@ -616,4 +619,20 @@ def _floor(floor: FloorResult) -> str:
         + ", ".join(f"{again:.2f} / {quiet:.2f}"
                     for again, quiet in zip(floor.relisted_cpu_s, floor.quiet_cpu_s,
                                             strict=True)) + ".",
+    ])
+
+
+def _dlt(result: DltResult) -> str:
+    rows = [[f"{run.contender}, {run.run}", f"{run.requests:,}", f"{run.wall_s:.2f}",
+             f"{run.cpu_s:.2f}", "yes" if run.complete else "**no**"] for run in result.runs]
+    return "\n\n".join([
+        "## 9. The dlt source against crisp-sync",
+        f"A fake Crisp in its own process, {result.conversations:,} conversations, "
+        f"{result.messages:,} messages, {result.latency_ms:g} ms per answer. `crisp-sync "
+        f"--workers {result.workers}` into a fresh SQLite file and `crisp_api.dlt.crisp_source` "
+        f"(`workers={result.workers}`) in a dlt pipeline into a fresh DuckDB file "
+        "(`benchmarks/dlt_child.py`) copy the website, then run again after "
+        f"{result.touched} conversations got a new message; each run a child process, CPU = "
+        "user + system time (`wait4`, imports included).",
+        table(["run", "requests", "wall s", "CPU s", "exact"], rows),
     ])

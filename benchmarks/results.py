@@ -10,6 +10,7 @@ from typing import Any
 
 from benchmarks.config import Config
 from benchmarks.cpu import CpuResult
+from benchmarks.dlt_source import DltResult
 from benchmarks.fleet import FleetResult, redact
 from benchmarks.follow import FollowResult
 from benchmarks.memory import MemoryResult
@@ -41,6 +42,7 @@ class Results:
     fleet: FleetResult | None = None
     soak: SoakResult | None = None
     floor: FloorResult | None = None
+    dlt: DltResult | None = None
 
     def to_json(self) -> str:
         """Indented JSON; NaN (a figure that could not be computed) becomes null. A

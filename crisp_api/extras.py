@@ -12,6 +12,7 @@ from importlib.util import find_spec
 
 DISTRIBUTION = "crisp-api-next"
 MODULES = {
+    "dlt": ("dlt",),
     "events": ("socketio", "engineio", "websocket"),
     "export": ("pyarrow",),
     "metrics": ("prometheus_client",),

@@ -32,6 +32,7 @@ TINY = [
     "--fleet-slow-messages", "1", "--lease-ttl", "3", "--takeover-conversations", "20",
     "--soak-seconds", "3", "--soak-interval", "1", "--soak-conversations", "10",
     "--floor-conversations", "10", "--floor-rounds", "1",
+    "--dlt-conversations", "5", "--dlt-latency", "0", "--dlt-touched", "0",
 ]
 
 
@@ -84,6 +85,8 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
     else:
         assert "PostgreSQL is not available" in report
     assert "## 8. crisp-sync's CPU against the floor" in report
+    assert "## 9. The dlt source against crisp-sync" in report
+    assert all(run["complete"] for run in results["dlt"]["runs"])
     assert {sync_cpu.SYNC, sync_cpu.FLOOR} <= rows
     assert results["floor"]["complete"]
     assert "## 7. Follow soak" in report

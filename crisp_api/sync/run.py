@@ -57,34 +57,39 @@ logger = structlog.get_logger(LOGGER_NAME)
 
 
 def build_client(settings: SyncSettings) -> Crisp:
-    """The worker's client, for ``settings.target``. No response cache: every read of a
-    sync is a fresh one (``use_cache=False``), so a cache would only keep each answer, unread,
-    and a follow process would hold up to its bound for nothing. A known daily quota is spent
-    as fast as the rate allows (not spread over the day): a run stops at the reserve, and the
-    next day's run resumes where it stopped."""
+    """The worker's client (`sync_client`), for ``settings.target``."""
     target = settings.target
     assert target is not None, "a run reads its target from the environment (or the demo's)"
     options: dict[str, Any] = {
-        "cache_ttl": 0,
-        "pool_size": max(defaults.POOL_SIZE, settings.workers),
         "rate_limit": settings.rate_limit,
         "logger": logger,
         "daily_quota": settings.daily_quota,
         "quota_reserve": settings.quota_reserve,
         "quota_reset": settings.quota_reset,
         "quota_spent_after": settings.quota_spent_after,
-        "quota_pace": False,
     }
     if settings.redis_url:
         options["redis_url"] = settings.redis_url
     try:
-        client = Crisp(**options)
-        client.set_tier(target.tier)
-        if target.rest_host:
-            client.set_rest_host(target.rest_host)
-        client.authenticate(target.identifier, target.key)
+        return sync_client(target.identifier, target.key, target.tier, target.rest_host,
+                           workers=settings.workers, **options)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def sync_client(identifier: str, key: str, tier: str, rest_host: str | None, *, workers: int,
+                **options: Any) -> Crisp:
+    """A client for the sync engine (``options`` are `Crisp`'s). No response cache: every
+    read of a sync is a fresh one (``use_cache=False``), so a cache would only keep each
+    answer, unread, and a follow process would hold up to its bound for nothing. A pool for
+    every worker. A known daily quota is spent as fast as the rate allows (not spread over the
+    day): a run stops at the reserve, and the next day's run resumes where it stopped."""
+    client = Crisp(cache_ttl=0, pool_size=max(defaults.POOL_SIZE, workers), quota_pace=False,
+                   **options)
+    client.set_tier(tier)
+    if rest_host:
+        client.set_rest_host(rest_host)
+    client.authenticate(identifier, key)
     return client
 
 
@@ -312,7 +317,14 @@ def websites(settings: SyncSettings, client: Crisp) -> Iterator[str]:
         if settings.website_id:
             yield settings.website_id
         return
+    for website_id in connected_websites(client):
+        if sharding.in_shard(website_id, *settings.shard):
+            yield website_id
+
+
+def connected_websites(client: Crisp) -> Iterator[str]:
+    """Every website the plugin token of ``client`` is connected to."""
     for connected in paginate(client.plugin.list_all_connect_websites, use_cache=False):
         website_id = connected.get("website_id") if isinstance(connected, dict) else None
-        if isinstance(website_id, str) and sharding.in_shard(website_id, *settings.shard):
+        if isinstance(website_id, str):
             yield website_id

@@ -17,8 +17,15 @@ stored message, without losing messages that share a millisecond at a page bound
 read covers every message newer than the oldest one of the last page (`MessageSpan`): the
 store updates the edited ones and removes those Crisp no longer has in that range.
 
-**Nothing lost, nothing hidden.** A conversation is saved with its messages in one
-transaction. Every failure of a worker is collected (an exception nobody reads is data lost):
+**What the store holds is read a listing page at a time** when the store can
+(`crisp_api.sync.store.BatchStates`): a conversation not updated since it was saved is
+counted on the listing's thread, and no worker touches it.
+
+**Nothing lost, nothing hidden.** A conversation is saved with its messages atomically: in
+one transaction, or, in a store that commits many at once (`crisp_api.sync.store.GroupCommit`,
+SQLite), in a savepoint of a group committed by one writer thread (`crisp_api.sync.writer`),
+reported only once its group is committed. Every failure of a worker is collected (an
+exception nobody reads is data lost):
 the conversation is reported as failed and the checkpoint stays where it was, so the next run
 covers the same window again, skipping what is already stored. A store that cannot be written
 at all stops the run early. Two runs of one website on one store are refused by the store's

@@ -17,8 +17,15 @@ stored message, without losing messages that share a millisecond at a page bound
 read covers every message newer than the oldest one of the last page (`MessageSpan`): the
 store updates the edited ones and removes those Crisp no longer has in that range.
 
-**Nothing lost, nothing hidden.** A conversation is saved with its messages in one
-transaction. Every failure of a worker is collected (an exception nobody reads is data lost):
+**What the store holds is read a listing page at a time** when the store can
+(`crisp_api.sync.store.BatchStates`): a conversation not updated since it was saved is
+counted on the listing's thread, and no worker touches it.
+
+**Nothing lost, nothing hidden.** A conversation is saved with its messages atomically: in
+one transaction, or, in a store that commits many at once (`crisp_api.sync.store.GroupCommit`,
+SQLite), in a savepoint of a group committed by one writer thread (`crisp_api.sync.writer`),
+reported only once its group is committed. Every failure of a worker is collected (an
+exception nobody reads is data lost):
 the conversation is reported as failed and the checkpoint stays where it was, so the next run
 covers the same window again, skipping what is already stored. A store that cannot be written
 at all stops the run early. Two runs of one website on one store are refused by the store's
@@ -51,7 +58,16 @@ from crisp_api.pagination import (
 )
 from crisp_api.routing import ROUTES, QueryValue
 from crisp_api.sync import rows
-from crisp_api.sync.store import Changes, MessageSpan, StoreError, SyncStore
+from crisp_api.sync.store import (
+    BatchStates,
+    Changes,
+    ConversationState,
+    GroupCommit,
+    MessageSpan,
+    StoreError,
+    SyncStore,
+)
+from crisp_api.sync.writer import GroupWriter
 
 if TYPE_CHECKING:
     from crisp_api.client import Crisp
@@ -238,55 +254,115 @@ def _sync_conversations(
     stop: StopSignal | None,
 ) -> None:
     """Fetch and save every changed conversation of the window in ``workers`` threads."""
-    lock = threading.Lock()
-    signal = client.website.partial_signal()
-    progress = _Progress(listing, on_progress)
-    walks = _Walks(report.walked)
-
-    def handle(conversation: Mapping[str, Any]) -> None:
-        try:
-            outcome = _sync_conversation(client, store, report.website_id, conversation, signal)
-        except Exception as exc:  # every failure is this conversation's, and is reported
-            with lock:
-                _record_failure(report, conversation.get("session_id"), exc)
-        else:
-            with lock:
-                report.conversations_fetched += outcome.fetched
-                report.message_calls += outcome.calls
-                report.conversations += outcome.conversation
-                report.messages += outcome.messages
-                report.warnings += outcome.warnings
-                walks.note(conversation.get("session_id"), outcome.walk)
-        progress.handled(conversation)
-
+    handler = _Handler(client, store, report, listing, on_progress=on_progress,
+                       workers=workers)
     futures: list[Future[None]] = []
-    room = _Handover(high=2 * workers, low=workers)
-    with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
-        try:
-            for conversation in listing:
-                if report.store_error is not None and report.store_error.permanent:
-                    break  # the store cannot take more: stop spending requests
-                if stop is not None and stop.is_set():
-                    report.errors.append("stopped before the end of the window")
-                    for future in futures:  # queued ones never start; running ones finish
-                        future.cancel()
-                    break
-                report.conversations_seen += 1
-                room.take()
-                future = pool.submit(handle, conversation)
-                futures.append(future)
-                future.add_done_callback(room.give_back)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
+            try:
+                for conversation, state in _with_states(listing, store, report.website_id):
+                    if report.store_error is not None and report.store_error.permanent:
+                        break  # the store cannot take more: stop spending requests
+                    if stop is not None and stop.is_set():
+                        report.errors.append("stopped before the end of the window")
+                        for future in futures:  # queued ones never start; running ones finish
+                            future.cancel()
+                        break
+                    report.conversations_seen += 1
+                    if state is not None and _unchanged(conversation, state):
+                        handler.progress.handled(conversation)  # no worker needed
+                        continue
+                    handler.room.take()
+                    futures.append(pool.submit(handler.handle, conversation, state))
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        handler.close()  # every conversation handed to the writer is saved (or failed) now
     for future in futures:  # handle() reports its own failures; anything else is read here
         failure = None if future.cancelled() else future.exception()
         if failure is not None:
             report.errors.append(f"worker: {describe(failure)}")
+    if handler.writer is not None and handler.writer.failure is not None:
+        report.errors.append(f"writer: {describe(handler.writer.failure)}")
     if listing.walked:
-        progress.done()
+        handler.progress.done()
 
+
+class _Handler:
+    """What the workers do with each conversation listed: read it, have it saved, and count
+    it handled (saved, unchanged or failed) in the report, under one lock.
+
+    A store that commits many conversations at once (`GroupCommit`) gets them from one writer
+    thread (`crisp_api.sync.writer`): workers hand over what they read and go on. Any other
+    store is written by the worker that read the conversation.
+    """
+
+    def __init__(
+        self,
+        client: Crisp,
+        store: SyncStore,
+        report: SyncReport,
+        listing: _Listing,
+        *,
+        on_progress: Callable[[SyncProgress], None] | None,
+        workers: int,
+    ) -> None:
+        self._client, self._store, self._report = client, store, report
+        self._signal = client.website.partial_signal()
+        self._lock = threading.Lock()
+        self._walks = _Walks(report.walked)
+        self.progress = _Progress(listing, on_progress)
+        self.room = _Handover(high=2 * workers, low=workers)
+        self.writer = (GroupWriter(store.saving_together, self._finish)
+                       if isinstance(store, GroupCommit) else None)
+
+    def handle(self, conversation: Mapping[str, Any], state: ConversationState | None
+               ) -> None:
+        """Read ``conversation`` (``state``: what the store holds of it, None to ask it) and
+        save it (or hand it to the writer)."""
+        store, website_id = self._store, self._report.website_id
+        try:
+            read = _read_conversation(self._client, store, website_id, conversation,
+                                      self._signal, state=state)
+        except Exception as exc:  # every failure is this conversation's, and is reported
+            self._finish(conversation, exc)
+            return
+        if read is None:
+            self._finish(conversation, _UNCHANGED)
+        elif self.writer is not None:
+            self.writer.put(conversation, lambda: read.save(store, website_id))
+        else:
+            try:
+                outcome: _Outcome | BaseException = read.save(store, website_id)
+            except Exception as exc:  # reported as this conversation's
+                outcome = exc
+            self._finish(conversation, outcome)
+
+    def close(self) -> None:
+        """Wait for the writer to save what it was handed, if there is one."""
+        if self.writer is not None:
+            self.writer.close()
+
+    def _finish(self, conversation: Mapping[str, Any], outcome: _Outcome | BaseException
+                ) -> None:
+        """Count a conversation handled, and make room for the listing to hand over one more."""
+        report = self._report
+        try:
+            with self._lock:
+                if isinstance(outcome, BaseException):
+                    _record_failure(report, conversation.get("session_id"), outcome)
+                else:
+                    report.conversations_fetched += outcome.fetched
+                    report.message_calls += outcome.calls
+                    report.conversations += outcome.conversation
+                    report.messages += outcome.messages
+                    report.warnings += outcome.warnings
+                    self._walks.note(conversation.get("session_id"), outcome.walk)
+            self.progress.handled(conversation)
+        finally:
+            self.room.give_back()
 
 class _Handover:
     """How many conversations the listing has handed to the workers and they have not yet
@@ -374,7 +450,7 @@ class _Progress:
         return min(1.0, max(0.0, (top - reached) / (top - start)))
 
 
-def _record_failure(report: SyncReport, session_id: object, exc: Exception) -> None:
+def _record_failure(report: SyncReport, session_id: object, exc: BaseException) -> None:
     """Note a conversation that could not be synced; a store failure also stops the run if
     the store cannot take more (the worst one seen is kept)."""
     if isinstance(exc, StoreError):
@@ -399,25 +475,88 @@ class _Outcome:
 _UNCHANGED = _Outcome(0, 0, Changes(), Changes(), [])
 
 
-def _sync_conversation(
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A conversation read from Crisp, to be saved: what to save, and what the read cost."""
+
+    conversation: Mapping[str, Any]
+    span: MessageSpan
+    fetched: int
+    calls: int
+    warnings: list[str]
+    whole: bool | None
+    """Whether the read covers all its messages (None: nothing was read, no walk to note)."""
+
+    def save(self, store: SyncStore, website_id: str) -> _Outcome:
+        """Save it in ``store``: the conversation and its span of messages, atomically."""
+        changes = store.save_conversation(website_id, self.conversation, self.span)
+        if self.whole is None:
+            return _Outcome(self.fetched, self.calls, changes[0], changes[1], self.warnings)
+        met = frozenset(fingerprint for fingerprint in map(_fingerprint, self.span.messages)
+                        if fingerprint is not None)
+        return _Outcome(self.fetched, self.calls, changes[0], changes[1], self.warnings,
+                        Walk(met, self.whole))
+
+
+def _with_states(
+    listing: _Listing, store: SyncStore, website_id: str
+) -> Iterator[tuple[Mapping[str, Any], ConversationState | None]]:
+    """Each conversation listed, with what the store holds of it when the store reads a whole
+    page's in one go (`BatchStates`); None otherwise, or if that read failed (the worker then
+    reads it alone, and a failure there is the conversation's)."""
+    batch = store if isinstance(store, BatchStates) else None
+    for page in listing:
+        states: dict[str, ConversationState] = {}
+        if batch is not None:
+            try:
+                states = _page_states(batch, website_id, page)
+            except StoreError:
+                states = {}
+        for conversation in page:
+            session_id = conversation.get("session_id")
+            yield conversation, states.get(session_id) if isinstance(session_id, str) else None
+
+
+def _page_states(
+    store: BatchStates, website_id: str, page: list[dict[str, Any]]
+) -> dict[str, ConversationState]:
+    """What ``store`` holds of a page's conversations: the newest message read only for those
+    changed since they were stored (the others need nothing more)."""
+    listed = [sid for sid in (c.get("session_id") for c in page) if isinstance(sid, str)]
+    stored = store.updated_at_of(website_id, listed)
+    changed = [c["session_id"] for c in page if isinstance(c.get("session_id"), str)
+               and not _unchanged(c, ConversationState(stored.get(c["session_id"]), None))]
+    newest = store.newest_messages(website_id, changed) if changed else {}
+    return {sid: ConversationState(stored.get(sid), newest.get(sid)) for sid in listed}
+
+
+def _unchanged(conversation: Mapping[str, Any], state: ConversationState) -> bool:
+    """Whether the store holds ``conversation`` as listed (not updated since it was saved)."""
+    stamp = updated_at(conversation)
+    return state.updated_at is not None and stamp is not None and stamp <= state.updated_at
+
+
+def _read_conversation(
     client: Crisp,
     store: SyncStore,
     website_id: str,
     conversation: Mapping[str, Any],
     signal: PartialSignal,
-) -> _Outcome:
-    """Fetch and save one conversation's new (and edited, and removed) messages, unless it
-    has not changed since it was stored."""
+    *,
+    state: ConversationState | None,
+) -> _Read | None:
+    """Fetch one conversation's new (and edited, and removed) messages, unless it has not
+    changed since it was stored (None); ``state`` is what the store holds of it (None: ask
+    the store)."""
     session_id = conversation.get("session_id")
     if not isinstance(session_id, str) or not rows.is_key(session_id):
         # Nothing a store can key it by: the store puts the listed row aside, and the run
         # goes on (its messages could not be stored under that session either).
-        changes = store.save_conversation(website_id, conversation, MessageSpan([], None))
-        return _Outcome(0, 0, changes[0], changes[1], [])
-    state = store.conversation_state(website_id, session_id)
-    stamp = updated_at(conversation)
-    if state.updated_at is not None and stamp is not None and stamp <= state.updated_at:
-        return _UNCHANGED
+        return _Read(conversation, MessageSpan([], None), 0, 0, [], None)
+    if state is None:
+        state = store.conversation_state(website_id, session_id)
+    if _unchanged(conversation, state):
+        return None
     after = state.newest_message
     calls = 0
     fetch_page = client.website.message_page_fetcher(website_id, session_id, use_cache=False)
@@ -451,12 +590,8 @@ def _sync_conversation(
     # may have been stored from live events meanwhile): the store does not judge them.
     listed = conversation.get("updated_at")
     until = listed if isinstance(listed, int) and not isinstance(listed, bool) else None
-    changes = store.save_conversation(
-        website_id, conversation, MessageSpan(messages, since, until)
-    )
-    met = frozenset(fingerprint for fingerprint in map(_fingerprint, messages)
-                    if fingerprint is not None)
-    return _Outcome(1, calls, changes[0], changes[1], warnings, Walk(met, since is None))
+    return _Read(conversation, MessageSpan(messages, since, until), 1, calls, warnings,
+                 since is None)
 
 
 def _fingerprint(message: Any) -> int | None:
@@ -499,14 +634,15 @@ class _Listing:
             return local_now
         return max(local_now, self.server_time + CLOCK_MARGIN_MS)
 
-    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        """The window's conversations, a listing page at a time."""
         for page in walk_conversations(self._fetch, self.start, per_page=PER_PAGE):
             newest = page.newest
             if newest is not None and (self.high_water is None or newest > self.high_water):
                 self.high_water = newest
             if self.top is None:
                 self.top = self.high_water
-            yield from page.conversations
+            yield page.conversations
             self.walked = page.last
 
     def _fetch(self, page_number: int, query: Mapping[str, QueryValue]) -> Any:

@@ -99,6 +99,31 @@ class PostgresStore(SqlStore[PgDatabase]):
         assert row is not None  # a SELECT without FROM has one row
         return ConversationState(updated_at=row[0], newest_message=row[1])
 
+    def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
+        """The stored ``updated_at`` of those of ``session_ids`` that have one, in one query
+        (`crisp_api.sync.store.BatchStates`)."""
+        wanted = [session_id for session_id in dict.fromkeys(session_ids)
+                  if rows.is_key(session_id)]
+        if not wanted:
+            return {}
+        with self._db.statement("updated_at_of") as cur:
+            return dict(cur.execute(
+                "SELECT session_id, updated_at FROM conversations "
+                "WHERE session_id = ANY(%s) AND updated_at IS NOT NULL", (wanted,)).fetchall())
+
+    def newest_messages(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
+        """The timestamp of the newest message a sync read, for those of ``session_ids`` that
+        have one, in one query (`crisp_api.sync.store.BatchStates`)."""
+        wanted = [session_id for session_id in dict.fromkeys(session_ids)
+                  if rows.is_key(session_id)]
+        if not wanted:
+            return {}
+        with self._db.statement("newest_messages") as cur:
+            return {session_id: stamp for session_id, stamp in cur.execute(
+                "SELECT s, (SELECT max(timestamp) FROM messages "
+                "WHERE session_id = s AND NOT from_event) FROM unnest(%s::text[]) AS s",
+                (wanted,)).fetchall() if stamp is not None}
+
     def save_conversation(
         self, website_id: str, conversation: Row, span: MessageSpan
     ) -> tuple[Changes, Changes]:

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Row = Mapping[str, Any]
 """A row as Crisp answers it: a JSON object."""
@@ -72,7 +72,11 @@ def holds_surrogate(text: str) -> bool:
 
 def canonical(row: Any) -> str:
     """A row as canonical JSON text, non-ASCII characters (lone surrogates too) as they are."""
-    return json.dumps(row, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return _CANONICAL(row)
+
+
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+"""``json.dumps`` with `canonical`'s options, less building an encoder for every row."""
 
 
 def text(row: Row, field: str) -> str:
@@ -139,9 +143,9 @@ def quarantine(kind: str, session_id: Any, row: Any, key: Any, reason: str) -> Q
     return Quarantined(kind, session, ident, raw, reason)
 
 
-@dataclass(frozen=True, slots=True)
-class KeyedMessage:
-    """A message a store can key: its fingerprint, timestamp and the row."""
+class KeyedMessage(NamedTuple):
+    """A message a store can key: its fingerprint, timestamp and the row (a tuple: one is
+    made for every message a sync stores)."""
 
     fingerprint: int
     timestamp: int
@@ -156,6 +160,12 @@ def key_messages(
     keyed: dict[int, KeyedMessage] = {}
     aside: list[Quarantined] = []
     for message in messages:
+        if session_id is not None and type(message) is dict:  # the common case, told at once
+            found_fingerprint, stamp = message.get("fingerprint"), message.get("timestamp")
+            if (type(found_fingerprint) is int and type(stamp) is int
+                    and KEY_MIN <= found_fingerprint <= KEY_MAX and KEY_MIN <= stamp <= KEY_MAX):
+                keyed[found_fingerprint] = KeyedMessage(found_fingerprint, stamp, message)
+                continue
         try:
             if session_id is None:
                 raise UnkeyableError("its conversation's session_id cannot be stored")

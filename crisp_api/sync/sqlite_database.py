@@ -5,6 +5,10 @@ time goes to the network, not here. Writes take the write lock up front (``BEGIN
 IMMEDIATE``), so two transactions cannot deadlock; ``busy_timeout`` (seconds) is how long one
 waits for another program's transaction before failing with a transient `StoreError`.
 
+A thread may hold one transaction around many writes (`group`, the sync's group commit):
+each `transaction` it opens inside is then a savepoint, atomic on its own, and the group is
+committed once at its end.
+
 The schema (`crisp_api.sync.schema`) carries its version in ``PRAGMA user_version``. A file
 written by an older release is migrated in place, in one transaction, the first time it is
 opened: each table whose shape differs is rebuilt to its current shape, every row kept, and
@@ -60,7 +64,9 @@ class SqliteDatabase(SqlDialect):
         configure: Callable[[sqlite3.Connection], None],
     ) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._grouping = False
+        """Whether a `group` holds the connection (read and set under ``_lock`` alone)."""
         with self.errors():
             self._db = sqlite3.connect(
                 path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
@@ -152,9 +158,31 @@ class SqliteDatabase(SqlDialect):
 
     @contextmanager
     def transaction(self, operation: str) -> Iterator[sqlite3.Connection]:
-        """The connection inside a write transaction, committed if the block succeeds."""
+        """The connection inside a write transaction, committed if the block succeeds; within
+        this thread's `group`, a savepoint of it, released if the block succeeds and rolled
+        back (the rest of the group kept) otherwise."""
+        with self.statement(operation) as db:
+            if self._grouping:  # the lock is this thread's: so is the group
+                with _savepoint(self.path, db):
+                    yield db
+            else:
+                with _immediate(db):
+                    yield db
+
+    @contextmanager
+    def group(self, operation: str) -> Iterator[None]:
+        """One write transaction around every `transaction` this thread opens in the block,
+        committed once at its end (other threads wait for the connection meanwhile); if SQLite
+        rolled it back on the way (a full disk, an I/O error), the block ends in `StoreError`:
+        nothing of it is saved."""
         with self.statement(operation) as db, _immediate(db):
-            yield db
+            self._grouping = True
+            try:
+                yield
+                if not db.in_transaction:
+                    raise _rolled_back(self.path)
+            finally:
+                self._grouping = False
 
     def close(self) -> None:
         """Close the connection."""
@@ -174,6 +202,29 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
         if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
             db.execute("ROLLBACK")
         raise
+
+
+@contextmanager
+def _savepoint(path: str, db: sqlite3.Connection) -> Iterator[None]:
+    """A savepoint of the open transaction, released if the block succeeds and rolled back
+    otherwise (the transaction goes on); `StoreError` if SQLite already rolled back the
+    transaction it belonged to."""
+    if not db.in_transaction:
+        raise _rolled_back(path)
+    db.execute("SAVEPOINT save")
+    try:
+        yield
+        db.execute("RELEASE save")
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back the whole transaction already
+            db.execute("ROLLBACK TO save")
+            db.execute("RELEASE save")
+        raise
+
+
+def _rolled_back(path: str) -> StoreError:
+    return StoreError(f"SQLite database {path}: SQLite rolled back a group of saves after a "
+                      "failure in it; none of them is stored", permanent=False)
 
 
 def _user_version(db: sqlite3.Connection) -> int:

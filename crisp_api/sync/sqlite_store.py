@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -72,6 +72,34 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
             newest_message=None if newest is None else newest[0],
         )
 
+    def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
+        """The stored ``updated_at`` of those of ``session_ids`` that have one, one query a
+        chunk of ids (`crisp_api.sync.store.BatchStates`)."""
+        found: dict[str, int] = {}
+        with self._db.statement("updated_at_of") as db:
+            for chunk in _chunks(session_ids):
+                found.update(db.execute(
+                    f"SELECT session_id, updated_at FROM conversations "  # noqa: S608 - marks
+                    f"WHERE session_id IN ({', '.join('?' * len(chunk))}) "
+                    "AND updated_at IS NOT NULL", chunk))
+        return found
+
+    def newest_messages(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
+        """The timestamp of the newest message a sync read, for those of ``session_ids`` that
+        have one, one query a chunk of ids (`crisp_api.sync.store.BatchStates`): a subquery
+        each, which walks the session's timestamp index from its newest entry (an aggregate
+        over ``IN (...)`` read every message of the chunk)."""
+        found: dict[str, int] = {}
+        newest = ("SELECT ?, (SELECT timestamp FROM messages WHERE session_id = ? "
+                  "AND from_event = 0 ORDER BY timestamp DESC LIMIT 1)")
+        with self._db.statement("newest_messages") as db:
+            for chunk in _chunks(session_ids):
+                query = " UNION ALL ".join([newest] * len(chunk))
+                found.update((session_id, stamp) for session_id, stamp in db.execute(
+                    query, [value for session_id in chunk for value in (session_id,) * 2])
+                    if stamp is not None)
+        return found
+
     def save_conversation(
         self, website_id: str, conversation: Row, span: MessageSpan
     ) -> tuple[Changes, Changes]:
@@ -107,6 +135,12 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
                 conversation_changes = Changes(quarantined=1)
             self._put_aside(db, website_id, aside)
         return conversation_changes, message_changes
+
+    def saving_together(self) -> AbstractContextManager[None]:
+        """One transaction around the saves this thread makes in the block, each of them a
+        savepoint (`crisp_api.sync.store.GroupCommit`): a commit per group of conversations
+        instead of one each."""
+        return self._db.group("save conversations together")
 
     def save_people(self, website_id: str, profiles: Sequence[Row]) -> Changes:
         """Upsert people profiles, keyed by website and ``people_id``, in one transaction."""
@@ -234,6 +268,13 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
 
 _KEYS_PER_QUERY = 300
 """Keys looked up per query (SQLite allows 999 parameters in older builds)."""
+
+
+def _chunks(session_ids: Sequence[str]) -> Iterator[list[str]]:
+    """The session ids a store can key, distinct, a query's worth at a time."""
+    wanted = [session_id for session_id in dict.fromkeys(session_ids) if rows.is_key(session_id)]
+    for start in range(0, len(wanted), _KEYS_PER_QUERY // 2):
+        yield wanted[start:start + _KEYS_PER_QUERY // 2]
 
 
 def _stored_documents(

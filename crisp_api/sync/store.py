@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from crisp_api.sync.rows import Row
 
@@ -165,6 +165,40 @@ class SyncStore(Protocol):
 
         A run that died (killed, machine lost) must not keep the website locked forever.
         """
+        ...
+
+
+@runtime_checkable
+class BatchStates(Protocol):
+    """A `SyncStore` that reads what it holds of many conversations in one go (`SQLiteStore`):
+    the sync then asks once per listing page, not once per conversation, so an unchanged
+    conversation costs little more than its listing entry. Together, the two answers are
+    `SyncStore.conversation_state`'s, in two steps: the second only for the conversations the
+    first shows changed."""
+
+    def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
+        """`ConversationState.updated_at` of those of ``session_ids`` that have one."""
+        ...
+
+    def newest_messages(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
+        """`ConversationState.newest_message` of those of ``session_ids`` that have one."""
+        ...
+
+
+@runtime_checkable
+class GroupCommit(Protocol):
+    """A `SyncStore` that can commit many conversations in one transaction (`SQLiteStore`):
+    the sync then saves them from one thread (`crisp_api.sync.writer`), a group at a time.
+
+    Within ``saving_together()``, each `SyncStore.save_conversation` of the thread that entered
+    it stays atomic on its own: one that raises leaves nothing of its conversation, and the
+    others of the group are still committed when the block ends. If the block ends in an
+    error (the transaction could not begin or commit, or the database rolled it back), none
+    of the group's saves is stored.
+    """
+
+    def saving_together(self) -> AbstractContextManager[None]:
+        """One transaction around the saves this thread makes in the block."""
         ...
 
 

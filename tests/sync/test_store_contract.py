@@ -17,6 +17,7 @@ import pytest
 
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import (
+    BatchStates,
     Changes,
     ConversationState,
     MessageSpan,
@@ -110,6 +111,22 @@ def test_conversation_state(store: Store) -> None:
     )
     assert store.conversation_state(WEBSITE, "s1") == ConversationState(5_000, 300)
     assert store.conversation_state(WEBSITE, "s2") == ConversationState(None, None)
+
+
+def test_the_batch_reads_say_what_conversation_state_says(store: Store) -> None:
+    assert isinstance(store, BatchStates)  # both built-in stores read a page's states at once
+    save(store, "s1", [message("s1", 1, 300), message("s1", 2, 100)])
+    store.save_conversation(WEBSITE, {"session_id": "s2"}, MessageSpan([], None))
+    store.save_message(WEBSITE, "s3", message("s3", 1, 700))  # from an event: not read
+    store.save_message(WEBSITE, "s1", message("s1", 3, 900))
+    asked = ["s1", "s2", "s3", "s4", "", "s1"]  # s4 unknown; "" no store can key
+    updated = store.updated_at_of(WEBSITE, asked)
+    newest = store.newest_messages(WEBSITE, asked)
+    for session_id in asked:
+        assert ConversationState(updated.get(session_id), newest.get(session_id)) == (
+            store.conversation_state(WEBSITE, session_id))
+    assert updated == {"s1": 1_000}
+    assert newest == {"s1": 300}
 
 
 def test_a_fingerprint_names_a_message_within_its_conversation_only(store: Store) -> None:

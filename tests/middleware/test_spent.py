@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from crisp_api import Crisp, QuotaSpentError, RateLimitedError
+from crisp_api import Crisp, QuotaSpentError, RateLimitedError, RequestTimeoutError
 from crisp_api.testing import FakeCrisp, Faults
 from middleware import RateLimit, SpentQuotaWatch, SpentRule, next_utc_midnight
 
@@ -161,14 +161,17 @@ def quick_client(fake: FakeCrisp, **options: object) -> tuple[Crisp, RateLimit]:
 
 
 def hammer(client: Crisp, fake: FakeCrisp, seconds: float) -> list[BaseException]:
-    """16 threads calling as fast as they may for ``seconds`` (or until a quota error)."""
+    """16 threads calling as fast as they may for ``seconds`` (or until a quota error); each
+    call bounded by the time left, so that none is still queued for a turn long after."""
     errors: list[BaseException] = []
     stop = time.monotonic() + seconds
 
     def work() -> None:
-        while time.monotonic() < stop:
+        while (left := stop - time.monotonic()) > 0:
             try:
-                client.website.get_website(fake.website_id)
+                client.website.get_website(fake.website_id, deadline=left)
+            except RequestTimeoutError:
+                return  # the time is up
             except RateLimitedError as exc:
                 errors.append(exc)
                 if isinstance(exc, QuotaSpentError):

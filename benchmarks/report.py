@@ -136,7 +136,9 @@ def _cpu(cpu: CpuResult) -> str:
             "default stack's CPU per request (median of per-round ratios). It calls "
             "`requests.request` without a session, so every request opens and closes a new "
             "connection; it runs in its own process and virtual environment "
-            f"(`benchmarks/{original.VENV.name}/`), timed the same way."
+            f"(`benchmarks/{original.VENV.name}/`), timed the same way, in a race of its own "
+            "beside bare urllib3 and our default stack (its row's ratio is to that race's "
+            "urllib3): the closed connections it leaves slowed the contenders raced after it."
         )
     return "\n\n".join(text)
 

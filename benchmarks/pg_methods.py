@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.stats import median, paired_ratios
-from crisp_api.sync import MessageSpan, rows
+from crisp_api.json_codec import canonical
+from crisp_api.sync import MessageSpan
 
 if TYPE_CHECKING:
     import psycopg
@@ -180,9 +181,9 @@ def _values(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> Val
     """The rows of one seeded conversation, each document as the store encodes it."""
     session_id = conversation["session_id"]
     encoded = [(session_id, m["fingerprint"], WEBSITE, m["timestamp"], False,
-                rows.canonical(m), False) for m in messages]
+                canonical(m), False) for m in messages]
     return (session_id, encoded, [m["fingerprint"] for m in messages],
-            (session_id, WEBSITE, conversation["updated_at"], rows.canonical(conversation),
+            (session_id, WEBSITE, conversation["updated_at"], canonical(conversation),
              False))
 
 

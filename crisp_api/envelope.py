@@ -13,7 +13,6 @@ answer is a success (only those are cached).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from crisp_api.defaults import RATE_LIMIT_STATUSES
@@ -27,12 +26,11 @@ from crisp_api.errors import (
     ServerError,
     UnauthorizedError,
 )
+from crisp_api.json_codec import parse
 from middleware import NOT_DECODED, Response
 
 SNIPPET_LENGTH = 200
 
-_parse_json = json.JSONDecoder().decode
-"""``json.loads`` less its argument checks: every answer, cache hits included, is parsed here."""
 
 _STATUS_REASONS = {
     400: "invalid_data",
@@ -76,7 +74,7 @@ def _decode(response: Response, method: str, route: str, tier: str | None = None
         raise _unreadable(response, f"unexpected content type {content_type!r}", method, route,
                           tier)
     try:
-        payload = _parse_json(response.body.decode("utf-8"))
+        payload = parse(response.body)
     except ValueError:
         raise _unreadable(response, "invalid JSON body", method, route, tier) from None
     except RecursionError:

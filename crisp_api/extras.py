@@ -15,6 +15,7 @@ MODULES = {
     "dlt": ("dlt",),
     "events": ("socketio", "engineio", "websocket"),
     "export": ("pyarrow",),
+    "fast": ("orjson",),
     "metrics": ("prometheus_client",),
     "otel": ("opentelemetry",),
     "postgres": ("psycopg", "psycopg_pool"),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -34,9 +33,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from crisp_api.extras import install_hint, installed
+from crisp_api.json_codec import canonical, parse_text
 from crisp_api.sync import views
 from crisp_api.sync.exits import EXIT_INCOMPLETE, EXIT_OK, UsageError, ended, fail
-from crisp_api.sync.rows import canonical
 from crisp_api.sync.settings import DB_ENV, DEFAULT_DB, POSTGRES_SCHEMES
 from crisp_api.sync.store import StoreError
 
@@ -190,7 +189,7 @@ def _json(value: Any) -> str | None:
 
 
 def _sqlite_json(value: str | None) -> str | None:
-    return None if value is None else canonical(json.loads(value))
+    return None if value is None else canonical(parse_text(value))
 
 
 _SQLITE: dict[views.Kind, Callable[[Any], Any]] = {

@@ -29,13 +29,13 @@ Which worker syncs which website is decided here too, with leases (`postgres_lea
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from crisp_api.json_codec import compact
 from crisp_api.sync import rows, schema
 from crisp_api.sync.postgres_database import POOL_WAIT_SECONDS, PgDatabase
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, Leases
@@ -365,9 +365,9 @@ _SAVE = {flag: _save_statement(with_conversation=flag) for flag in (False, True)
 """The saving statement without, and with, the conversation row."""
 
 
-_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json = compact
 """A row as JSON text, lone surrogates as they are (`_UNHELD` finds them): keys unsorted, as
-JSONB orders them itself; one encoder for every row (``json.dumps`` builds one per call)."""
+JSONB orders them itself."""
 
 
 _UNHELD = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000|[\ud800-\udfff]")

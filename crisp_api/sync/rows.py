@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from crisp_api.json_codec import canonical
+
 Row = Mapping[str, Any]
 """A row as Crisp answers it: a JSON object."""
 
@@ -70,13 +72,6 @@ def holds_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
-def canonical(row: Any) -> str:
-    """A row as canonical JSON text, non-ASCII characters (lone surrogates too) as they are."""
-    return _CANONICAL(row)
-
-
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
-"""``json.dumps`` with `canonical`'s options, less building an encoder for every row."""
 
 
 def text(row: Row, field: str) -> str:

@@ -11,7 +11,6 @@ website locks are `sqlite_locks`'; the SQL both stores share is `sql_store`'s.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from crisp_api.json_codec import parse_text
 from crisp_api.sync import rows
 from crisp_api.sync.schema import SQLITE_VERSION as SCHEMA_VERSION
 from crisp_api.sync.sql_store import SqlStore
@@ -316,7 +316,7 @@ def _merge(
     found = db.execute(f"SELECT data FROM {table} WHERE {where}", key_values).fetchone()  # noqa: S608 - fixed names
     if found is None:
         return Changes()
-    merged = {**json.loads(found[0]), **fields}
+    merged = {**parse_text(found[0]), **fields}
     data = rows.document(merged)
     if data == found[0]:
         return Changes()

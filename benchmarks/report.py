@@ -24,7 +24,7 @@ from benchmarks.rate_limit import (
 )
 from benchmarks.results import Results
 from benchmarks.soak import WARMUP_SHARE, SoakResult
-from benchmarks.sync_cpu import FLOOR, SYNC, FloorResult
+from benchmarks.sync_cpu import FLOOR, INCREMENTAL_PAIRS, SYNC, SYNC_STDLIB, FloorResult
 from benchmarks.targets import Check
 from benchmarks.throughput import SyncResult
 from crisp_api.sync.fleet import WAIT_SECONDS
@@ -604,6 +604,8 @@ def _floor(floor: FloorResult) -> str:
     rows = [
         [SYNC, f"{floor.sync_us_per_message:.1f}", f"{floor.sync_vs_floor:.2f}x",
          " / ".join(f"{cpu * per:.1f}" for cpu in floor.sync_cpu_s)],
+        [SYNC_STDLIB, f"{floor.stdlib_us_per_message:.1f}", f"{floor.stdlib_vs_floor:.2f}x",
+         " / ".join(f"{cpu * per:.1f}" for cpu in floor.stdlib_cpu_s)],
         [FLOOR, f"{floor.floor_us_per_message:.1f}", "1.00x",
          " / ".join(f"{cpu * per:.1f}" for cpu in floor.floor_cpu_s)],
     ]
@@ -616,7 +618,11 @@ def _floor(floor: FloorResult) -> str:
         "conversation, no retries or checks), each copying the whole website as a child "
         "process, in alternating order; CPU = user + system time of the child (`wait4`, "
         "imports included), per message copied; the ratio is the median of the per-round "
-        "ratios. Every copy complete: " + ("yes" if floor.complete else "**no**") + ".",
+        "ratios. crisp-sync parses and writes JSON with "
+        + ("orjson (the `fast` extra" if floor.fast_json else
+           "the standard library (the `fast` extra is not installed")
+        + "); the second copy is crisp-sync with the standard library's JSON alone. Every "
+        "copy complete: " + ("yes" if floor.complete else "**no**") + ".",
         table(["copy", "CPU µs per message (median)", "vs the floor", "rounds"], rows),
         "**Incremental runs**: crisp-sync again on its copy with the checkpoint cleared (every "
         "conversation listed again, found unchanged), then as it left it (nothing new): "
@@ -624,7 +630,8 @@ def _floor(floor: FloorResult) -> str:
         "difference, per conversation), against "
         f"{_number(floor.listing_entry_us, 1)} µs per listing entry (the floor listing every "
         "conversation and nothing else): "
-        f"{_number(floor.unchanged_vs_entry, 2)}x. CPU s per run, relisted / quiet: "
+        f"{_number(floor.unchanged_vs_entry, 2)}x. CPU s per run, relisted / quiet (each "
+        f"round's median pair of {INCREMENTAL_PAIRS}): "
         + ", ".join(f"{again:.2f} / {quiet:.2f}"
                     for again, quiet in zip(floor.relisted_cpu_s, floor.quiet_cpu_s,
                                             strict=True)) + ".",

@@ -6,14 +6,18 @@ alternating), the real CLI, ``crisp-sync --workers 8`` into a fresh SQLite file,
 (`benchmarks.floor`: urllib3 + json + sqlite3, 8 threads, one connection under a lock, one
 transaction per conversation, no retries or checks) each copy the website as child processes;
 their CPU (user + system, from ``wait4``, imports included for both) per message copied, and
-crisp-sync's over the floor's, the median of the per-round ratios.
+crisp-sync's over the floor's, the median of the per-round ratios. crisp-sync parses and writes
+JSON with orjson when the ``fast`` extra is installed (`crisp_api.json_codec`); a third copy
+each round, crisp-sync with the standard library's JSON alone, says what the extra is worth.
 
-**Incremental runs.** After its copy, crisp-sync runs twice more on the same file: once with
-the website's checkpoint cleared, so that every conversation is listed again and found
-unchanged, and once as it was left (the listing finds nothing new). The difference of their
-CPU, per conversation, is what an unchanged conversation costs beyond a run's fixed costs; it
-is compared with the cost of its one listing entry, the floor listing every conversation and
-nothing else (the CPU of its listing loop, per entry).
+**Incremental runs.** After its copy, crisp-sync runs again on the same file in pairs, each
+run once with the website's checkpoint cleared, so that every conversation is listed again and
+found unchanged, and once as it was left (the listing finds nothing new), `INCREMENTAL_PAIRS`
+pairs a round. The difference of a pair's CPU, per conversation, is what an unchanged
+conversation costs beyond a run's fixed costs; the round keeps its median pair (the fixed
+costs, imports and start-up, vary by a few hundredths of a second from run to run, as much as
+the difference). It is compared with the cost of its one listing entry, the floor listing
+every conversation and nothing else (the CPU of its listing loop, per entry).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 from benchmarks.config import Config
 from benchmarks.fleet import CLI_WORKERS, cli_environment
 from benchmarks.stats import median, paired_ratios
+from crisp_api import json_codec
 from crisp_api.testing import FakeCrispProcess
 
 SEED = 81
@@ -40,6 +45,12 @@ TIMEOUT_S = 900.0
 POLL_S = 0.01
 FLOOR = "floor (urllib3 + json + sqlite3)"
 SYNC = "crisp-sync"
+SYNC_STDLIB = "crisp-sync, standard json"
+INCREMENTAL_PAIRS = 3
+"""Relisted and quiet runs a round; the round keeps the pair of median difference."""
+_STDLIB_JSON = ("from crisp_api import json_codec; json_codec.use_fast(False); "
+                "from crisp_api.sync.cli import main; raise SystemExit(main())")
+"""crisp-sync with the standard library's JSON (without the ``fast`` extra's orjson)."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +62,15 @@ class FloorResult:
     workers: int
     sync_cpu_s: list[float]
     floor_cpu_s: list[float]
+    stdlib_cpu_s: list[float]
+    """crisp-sync with the standard library's JSON alone."""
+    fast_json: bool
+    """Whether crisp-sync ran with orjson (the ``fast`` extra installed)."""
     sync_us_per_message: float
     floor_us_per_message: float
+    stdlib_us_per_message: float
     sync_vs_floor: float
+    stdlib_vs_floor: float
     complete: bool
     """Every round's copies both hold every message of the fake."""
     relisted_cpu_s: list[float]
@@ -75,6 +92,7 @@ def run(config: Config) -> FloorResult:
         _warm(work)
         sync_cpu: list[float] = []
         floor_cpu: list[float] = []
+        stdlib_cpu: list[float] = []
         relisted: list[float] = []
         quiet: list[float] = []
         listing: list[float] = []
@@ -82,16 +100,27 @@ def run(config: Config) -> FloorResult:
         for number in range(config.floor_rounds):
             print(f"benchmarks: crisp-sync vs the floor, round {number + 1}/"
                   f"{config.floor_rounds}", file=sys.stderr)
-            order = ("sync", "floor") if number % 2 == 0 else ("floor", "sync")
+            order = ("sync", "floor", "stdlib") if number % 2 == 0 else ("stdlib", "floor", "sync")
             for name in order:
                 path = work / f"{name}-{number}.sqlite3"
-                if name == "sync":
+                if name == "stdlib":
+                    command = _sync_command(fake, path)
+                    cpu, _ = _child([command[0], "-c", _STDLIB_JSON, *command[3:]], fake, work)
+                    stdlib_cpu.append(cpu)
+                    complete &= _stored(path) == truth
+                elif name == "sync":
                     cpu, _ = _child(_sync_command(fake, path), fake, work)
                     sync_cpu.append(cpu)
                     complete &= _stored(path) == truth
-                    _clear_checkpoint(path)
-                    relisted.append(_child(_sync_command(fake, path), fake, work)[0])
-                    quiet.append(_child(_sync_command(fake, path), fake, work)[0])
+                    pairs = []
+                    for _ in range(INCREMENTAL_PAIRS):
+                        _clear_checkpoint(path)
+                        again = _child(_sync_command(fake, path), fake, work)[0]
+                        pairs.append((again, _child(_sync_command(fake, path), fake, work)[0]))
+                    again, nothing = sorted(pairs, key=lambda pair: pair[0] - pair[1])[
+                        len(pairs) // 2]
+                    relisted.append(again)
+                    quiet.append(nothing)
                 else:
                     cpu, printed = _child(_floor_command(fake, str(path)), fake, work)
                     floor_cpu.append(cpu)
@@ -105,10 +134,13 @@ def run(config: Config) -> FloorResult:
                  for again, nothing in zip(relisted, quiet, strict=True)]
     return FloorResult(
         conversations=conversations, messages=truth, workers=CLI_WORKERS,
-        sync_cpu_s=sync_cpu, floor_cpu_s=floor_cpu,
+        sync_cpu_s=sync_cpu, floor_cpu_s=floor_cpu, stdlib_cpu_s=stdlib_cpu,
+        fast_json=json_codec.FAST,
         sync_us_per_message=median(sync_cpu) * per,
         floor_us_per_message=median(floor_cpu) * per,
+        stdlib_us_per_message=median(stdlib_cpu) * per,
         sync_vs_floor=median(paired_ratios(sync_cpu, floor_cpu)),
+        stdlib_vs_floor=median(paired_ratios(stdlib_cpu, floor_cpu)),
         complete=complete, relisted_cpu_s=relisted, quiet_cpu_s=quiet,
         unchanged_us=median(unchanged), listing_entry_us=median(listing),
         unchanged_vs_entry=median(paired_ratios(unchanged, listing)),

@@ -180,17 +180,20 @@ def _keyset_pages(
         if end is not None:
             query["filter_date_end"] = _instant(end)
         listed = _conversation_rows(fetch(page_number, query))
-        stamps = [stamp for stamp in map(updated_at, listed) if stamp is not None]
+        listed_stamps = list(map(updated_at, listed))
+        stamps = [stamp for stamp in listed_stamps if stamp is not None]
         last = len(listed) < per_page
-        fresh = [row for row in listed if row.get("session_id") not in at_boundary]
+        fresh = ([row for row in listed if row.get("session_id") not in at_boundary]
+                 if at_boundary else listed)
         yield ConversationPage(fresh, max(stamps, default=None), last)
         if last:
             return
         oldest = min(stamps) if stamps else end
         if oldest is not None and (end is None or oldest < end):
             end, page_number = oldest, 1
-            at_boundary = {str(row.get("session_id")) for row in listed
-                           if updated_at(row) == oldest}
+            at_boundary = {str(row.get("session_id"))
+                           for row, stamp in zip(listed, listed_stamps, strict=True)
+                           if stamp == oldest}
         else:  # a whole page updated in one millisecond (or with no stamp): page through it
             page_number += 1
             at_boundary |= {str(row.get("session_id")) for row in listed}
@@ -201,7 +204,7 @@ def updated_at(conversation: Mapping[str, Any]) -> int | None:
     conversation is still handed on (for its store to put its row aside), and a keyset walk
     pages past it by page number."""
     value = conversation.get("updated_at")
-    return value if _is_int(value) else None
+    return value if type(value) is int else None  # JSON's integers: a bool is none
 
 
 def _conversation_rows(data: Any) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ ends incomplete (130), a service as asked (0).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import textwrap
@@ -244,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as exc:
             return ended(exc)
         args = config.args
+        # What exists now (the modules: some 40,000 objects) lives as long as the process:
+        # out of the collector's way, a full collection walks only what the run makes (an
+        # fifth of the CPU of relisting unchanged conversations went to walking them).
+        gc.freeze()
         stop = Stop()
         with stop_on_signals(stop, lambda name: _abandon(args.follow, name)):
             status = _main(config, stop, sys.stdout)

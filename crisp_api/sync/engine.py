@@ -260,7 +260,8 @@ def _sync_conversations(
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
             try:
-                for conversation, state in _with_states(listing, store, report.website_id):
+                for conversation, state, unchanged in _with_states(listing, store,
+                                                                   report.website_id):
                     if report.store_error is not None and report.store_error.permanent:
                         break  # the store cannot take more: stop spending requests
                     if stop is not None and stop.is_set():
@@ -269,7 +270,7 @@ def _sync_conversations(
                             future.cancel()
                         break
                     report.conversations_seen += 1
-                    if state is not None and _unchanged(conversation, state):
+                    if unchanged:
                         handler.progress.handled(conversation)  # no worker needed
                         continue
                     handler.room.take()
@@ -492,48 +493,59 @@ class _Read:
         changes = store.save_conversation(website_id, self.conversation, self.span)
         if self.whole is None:
             return _Outcome(self.fetched, self.calls, changes[0], changes[1], self.warnings)
-        met = frozenset(fingerprint for fingerprint in map(_fingerprint, self.span.messages)
-                        if fingerprint is not None)
         return _Outcome(self.fetched, self.calls, changes[0], changes[1], self.warnings,
-                        Walk(met, self.whole))
+                        Walk(rows.fingerprints(self.span.messages), self.whole))
 
 
 def _with_states(
     listing: _Listing, store: SyncStore, website_id: str
-) -> Iterator[tuple[Mapping[str, Any], ConversationState | None]]:
+) -> Iterator[tuple[Mapping[str, Any], ConversationState | None, bool]]:
     """Each conversation listed, with what the store holds of it when the store reads a whole
-    page's in one go (`BatchStates`); None otherwise, or if that read failed (the worker then
-    reads it alone, and a failure there is the conversation's)."""
+    page's in one go (`BatchStates`; None otherwise, or if that read failed: the worker then
+    reads it alone, and a failure there is the conversation's), and whether that read found
+    it unchanged since it was stored."""
     batch = store if isinstance(store, BatchStates) else None
     for page in listing:
         states: dict[str, ConversationState] = {}
+        unchanged: set[str] = set()
         if batch is not None:
             try:
-                states = _page_states(batch, website_id, page)
+                states, unchanged = _page_states(batch, website_id, page)
             except StoreError:
-                states = {}
+                states, unchanged = {}, set()
         for conversation in page:
             session_id = conversation.get("session_id")
-            yield conversation, states.get(session_id) if isinstance(session_id, str) else None
+            if isinstance(session_id, str):
+                yield conversation, states.get(session_id), session_id in unchanged
+            else:
+                yield conversation, None, False
 
 
 def _page_states(
     store: BatchStates, website_id: str, page: list[dict[str, Any]]
-) -> dict[str, ConversationState]:
-    """What ``store`` holds of a page's conversations: the newest message read only for those
-    changed since they were stored (the others need nothing more)."""
+) -> tuple[dict[str, ConversationState], set[str]]:
+    """What ``store`` holds of a page's conversations, and those unchanged since they were
+    stored: the newest message is read only for the others (they need nothing more)."""
     listed = [sid for sid in (c.get("session_id") for c in page) if isinstance(sid, str)]
     stored = store.updated_at_of(website_id, listed)
-    changed = [c["session_id"] for c in page if isinstance(c.get("session_id"), str)
-               and not _unchanged(c, ConversationState(stored.get(c["session_id"]), None))]
+    unchanged = {sid for c in page
+                 if isinstance(sid := c.get("session_id"), str)
+                 and _not_newer(c.get("updated_at"), stored.get(sid))}
+    changed = [sid for sid in listed if sid not in unchanged]
     newest = store.newest_messages(website_id, changed) if changed else {}
-    return {sid: ConversationState(stored.get(sid), newest.get(sid)) for sid in listed}
+    return ({sid: ConversationState(stored.get(sid), newest.get(sid)) for sid in changed},
+            unchanged)
 
 
 def _unchanged(conversation: Mapping[str, Any], state: ConversationState) -> bool:
     """Whether the store holds ``conversation`` as listed (not updated since it was saved)."""
-    stamp = updated_at(conversation)
-    return state.updated_at is not None and stamp is not None and stamp <= state.updated_at
+    return _not_newer(conversation.get("updated_at"), state.updated_at)
+
+
+def _not_newer(stamp: object, stored: int | None) -> bool:
+    """Whether a listed ``updated_at`` is no newer than the one stored (None: not stored);
+    one that is no integer is never unchanged (a bool is no timestamp)."""
+    return stored is not None and type(stamp) is int and stamp <= stored
 
 
 def _read_conversation(
@@ -592,12 +604,6 @@ def _read_conversation(
     until = listed if isinstance(listed, int) and not isinstance(listed, bool) else None
     return _Read(conversation, MessageSpan(messages, since, until), 1, calls, warnings,
                  since is None)
-
-
-def _fingerprint(message: Any) -> int | None:
-    """A message's fingerprint, if it is one a store keys messages by."""
-    value = message.get("fingerprint") if isinstance(message, dict) else None
-    return value if isinstance(value, int) and rows.is_key(value) else None
 
 
 def _covered_since(last_page: MessagePage | None, after: int | None) -> int | None:

@@ -58,14 +58,15 @@ def websites_bar(count: int, enabled: bool) -> Iterator[Callable[[], None]]:
 @contextmanager
 def website_bar(
     website_id: str, enabled: bool, *, nested: bool = False
-) -> Iterator[Callable[[SyncProgress], None]]:
-    """A bar for one website's sync, fed the engine's `SyncProgress` reports (any thread).
+) -> Iterator[Callable[[SyncProgress], None] | None]:
+    """A bar for one website's sync, fed the engine's `SyncProgress` reports (any thread);
+    None when bars are off (the engine then builds no report at all).
 
     The bar is drawn at the first report, once it is known whether the run has a total;
     ``nested`` draws it under the websites bar and clears it when done.
     """
     if not enabled:
-        yield _ignore
+        yield None
         return
     from tqdm import tqdm  # noqa: PLC0415 - optional dependency, terminal only
 
@@ -100,6 +101,3 @@ def website_bar(
 def _nothing() -> None:
     return None
 
-
-def _ignore(_: SyncProgress) -> None:
-    return None

@@ -175,6 +175,13 @@ def key_messages(
     return list(keyed.values()), aside
 
 
+def fingerprints(messages: Sequence[Any]) -> frozenset[int]:
+    """The fingerprints a store keys ``messages`` by (those it cannot key left out)."""
+    return frozenset(found for message in messages if isinstance(message, dict)
+                     and type(found := message.get("fingerprint")) is int
+                     and KEY_MIN <= found <= KEY_MAX)
+
+
 def key_conversation(conversation: Row) -> tuple[str | None, int | None, Quarantined | None]:
     """A conversation's session id (None when no store can hold it) and ``updated_at``, and
     the conversation put aside when either cannot be stored (its messages may still be)."""

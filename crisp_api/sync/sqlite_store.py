@@ -114,17 +114,21 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
             message_changes = Changes(quarantined=len(aside))
             conversation_changes = Changes()
             if session_id is not None:
+                present = _stored_messages(db, session_id)
                 messages: list[_Upsert] = [
                     ((session_id, m.fingerprint),
                      {"website_id": website_id, "timestamp": m.timestamp, "from_event": 0},
                      m.row)
                     for m in keyed
                 ]
-                upserted = self._upsert(db, "messages", ("session_id", "fingerprint"), messages)
                 kept = {m.fingerprint for m in keyed}
-                removed = _remove_absent(db, session_id, rows.bounded(span.since),
-                                         rows.bounded(span.until), kept)
-                _mark_read(db, session_id, kept)
+                upserted = self._upsert(db, "messages", ("session_id", "fingerprint"), messages,
+                                        maybe_stored=[(session_id, fingerprint)
+                                                      for fingerprint in kept & present.keys()])
+                removed = _remove_absent(db, session_id, present, kept,
+                                         since=rows.bounded(span.since),
+                                         until=rows.bounded(span.until))
+                _mark_read(db, session_id, present, kept)
                 message_changes += upserted + Changes(removed=removed)
                 if conversation_aside is None:
                     conversation_changes = self._upsert(db, "conversations", ("session_id",), [
@@ -160,20 +164,23 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
         return changes + Changes(quarantined=len(aside))
 
     def _upsert(
-        self, db: sqlite3.Connection, table: str, keys: tuple[str, ...], upserts: list[_Upsert]
+        self, db: sqlite3.Connection, table: str, keys: tuple[str, ...], upserts: list[_Upsert],
+        *, maybe_stored: list[tuple[Any, ...]] | None = None,
     ) -> Changes:
         """Insert or update ``upserts`` (key values, other columns, JSON) and count what
         changed.
 
-        Batched: the stored documents are read a chunk of keys per query and only the rows
-        that differ are written, in one ``executemany``. A key given twice counts once, the
-        last wins.
+        Batched: the stored documents are read a chunk of keys per query (only those of
+        ``maybe_stored``, when the caller knows which keys are stored: none to read on a
+        first copy) and only the rows that differ are written, in one ``executemany``. A key
+        given twice counts once, the last wins.
         """
         latest = {key_values: (columns, rows.document(doc))
                   for key_values, columns, doc in upserts}
         if not latest:
             return Changes()
-        stored = _stored_documents(db, table, keys, list(latest))
+        wanted = list(latest) if maybe_stored is None else maybe_stored
+        stored = _stored_documents(db, table, keys, wanted) if wanted else {}
         changed = [
             (*key_values, *columns.values(), data)
             for key_values, (columns, data) in latest.items()
@@ -324,33 +331,48 @@ def _merge(
     return Changes(updated=1)
 
 
-def _mark_read(db: sqlite3.Connection, session_id: str, fingerprints: set[int]) -> None:
+_Present = dict[int, tuple[int, int]]
+"""A conversation's stored messages before a save: fingerprint to (timestamp, from_event)."""
+
+
+def _stored_messages(db: sqlite3.Connection, session_id: str) -> _Present:
+    """What a save needs to know of the conversation's stored messages, in one read (which
+    of the span are stored, which to remove, which to mark read): nothing on a first copy."""
+    return {fingerprint: (stamp, from_event) for fingerprint, stamp, from_event in db.execute(
+        "SELECT fingerprint, timestamp, from_event FROM messages WHERE session_id = ?",
+        (session_id,))}
+
+
+def _mark_read(db: sqlite3.Connection, session_id: str, present: _Present,
+               fingerprints: set[int]) -> None:
     """Count the messages a sync just read as read, those stored from live events included
-    (an unchanged row is not rewritten by the upsert, so its mark is set here)."""
-    flagged = db.execute(
-        "SELECT fingerprint FROM messages WHERE session_id = ? AND from_event = 1", (session_id,)
-    ).fetchall()
-    db.executemany(
-        "UPDATE messages SET from_event = 0 WHERE session_id = ? AND fingerprint = ?",
-        [(session_id, fingerprint) for (fingerprint,) in flagged if fingerprint in fingerprints],
-    )
+    (an unchanged row is not rewritten by the upsert, so its mark is set here); ``present``
+    is what was stored before the save."""
+    flagged = [(session_id, fingerprint) for fingerprint, (_, from_event) in present.items()
+               if from_event == 1 and fingerprint in fingerprints]
+    if flagged:
+        db.executemany(
+            "UPDATE messages SET from_event = 0 WHERE session_id = ? AND fingerprint = ?",
+            flagged)
 
 
 def _remove_absent(
     db: sqlite3.Connection,
     session_id: str,
+    present: _Present,
+    kept: set[int],
+    *,
     since: int | None,
     until: int | None,
-    kept: set[int],
 ) -> int:
-    """Delete the conversation's messages newer than ``since`` (all if None), up to
-    ``until`` (no bound if None), whose fingerprint is not in ``kept``; how many were
-    deleted."""
-    stored = db.execute(
-        "SELECT fingerprint FROM messages WHERE session_id = ? AND (? IS NULL OR timestamp > ?)"
-        " AND (? IS NULL OR timestamp <= ?)",
-        (session_id, since, since, until, until),
-    ).fetchall()
-    absent = [(session_id, fingerprint) for (fingerprint,) in stored if fingerprint not in kept]
-    db.executemany("DELETE FROM messages WHERE session_id = ? AND fingerprint = ?", absent)
+    """Delete the conversation's messages (``present``: those stored before the save) newer
+    than ``since`` (all if None), up to ``until`` (no bound if None), whose fingerprint is not
+    in ``kept``; how many were deleted."""
+    absent = [
+        (session_id, fingerprint) for fingerprint, (stamp, _) in present.items()
+        if fingerprint not in kept
+        and (since is None or stamp > since) and (until is None or stamp <= until)
+    ]
+    if absent:
+        db.executemany("DELETE FROM messages WHERE session_id = ? AND fingerprint = ?", absent)
     return len(absent)

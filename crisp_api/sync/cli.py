@@ -35,7 +35,6 @@ from crisp_api.sync.config import (
     Config,
     read_config,
 )
-from crisp_api.sync.demo import run_demo
 from crisp_api.sync.engine import DEFAULT_PEOPLE_INTERVAL
 from crisp_api.sync.exits import (
     EXIT_CODES,
@@ -48,7 +47,6 @@ from crisp_api.sync.exits import (
     fail,
 )
 from crisp_api.sync.export import main as export_main
-from crisp_api.sync.follow import DEFAULT_INTERVAL, run_follow
 from crisp_api.sync.health import DEFAULT_HEALTH_THRESHOLD
 from crisp_api.sync.logs import FORMATS, LEVELS, configure, level_from, outcome
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL
@@ -56,6 +54,7 @@ from crisp_api.sync.report import status_table
 from crisp_api.sync.run import build_client, open_store, run_once
 from crisp_api.sync.settings import (
     DB_ENV,
+    DEFAULT_INTERVAL,
     SyncSettings,
     duration,
     port,
@@ -273,13 +272,21 @@ def _main(config: Config, stop: Stop, out: TextIO) -> int:
         settings = SyncSettings.parse(config)
         if settings.status:
             return _status(settings, out)
+        # The demo's and follow mode's modules (the fake Crisp; events, the HTTP server) load
+        # for them alone: a one-shot run starts without them.
         if settings.demo:
+            from crisp_api.sync.demo import run_demo  # noqa: PLC0415
+
             return run_demo(settings, stop, out=out)
         status: int | None = None
         with (open_store(settings, began=lambda: status not in NOT_STARTED) as store,
               build_client(settings) as client):
-            status = (run_follow if settings.follow else run_once)(
-                settings, client, store, stop, out=out)
+            if settings.follow:
+                from crisp_api.sync.follow import run_follow  # noqa: PLC0415
+
+                status = run_follow(settings, client, store, stop, out=out)
+            else:
+                status = run_once(settings, client, store, stop, out=out)
         return status
     except (UsageError, StoreError) as exc:
         return ended(exc)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from crisp_api.sync.engine import StopSignal, SyncReport
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from crisp_api.sync.postgres_leases import Leases
 
 SyncOne = Callable[[str, StopSignal], SyncReport | None]
@@ -81,12 +83,17 @@ def sync_once(
     *,
     stop: StopSignal | None = None,
     wait: Callable[[float], object] = time.sleep,
+    began: datetime | None = None,
 ) -> FleetRun:
-    """Sync every website of ``websites`` that no worker synced completely since this call
-    began, sharing them with the other workers; see the module docstring. Errors that end a
-    run (`sync_one` raising) give the lease back and propagate."""
+    """Sync every website of ``websites`` that no worker synced completely since the run
+    began, sharing them with the other workers; see the module docstring. ``began`` is
+    when the run began in the database's clock (`Leases.now`; by default, this call): read
+    before the website list, a sync that another worker claims while the list is fetched
+    counts, where it would otherwise be done again once it ends. Errors that end a run
+    (`sync_one` raising) give the lease back and propagate."""
     run = FleetRun()
-    began = leases.now()
+    if began is None:
+        began = leases.now()
     leases.add(websites)
     while stop is None or not stop.is_set():
         website_id = leases.claim(websites, due_before=began, exclude=run.failed)

@@ -78,8 +78,6 @@ if TYPE_CHECKING:
     from crisp_api.sync.settings import SyncSettings
     from crisp_api.sync.signals import Stop
 
-DEFAULT_INTERVAL = 300.0
-"""Seconds between reconciliations."""
 PROBE_INTERVAL = 2.0
 """Seconds between two probes of the store and Redis."""
 

@@ -251,14 +251,17 @@ def sync_websites(
     `run_once`). With a fleet's store and ``--all-websites``, the websites are shared with the
     other workers (`fleet.sync_once`). ``bars``: draw progress bars (see `progress.shown`);
     ``allowance``: where each website's end is recorded (see `sync_one`)."""
+    shared = store if settings.all_websites and isinstance(store, fleet.FleetStore) else None
+    # A fleet's run begins before the website list: what another worker syncs meanwhile counts.
+    began = None if shared is None else shared.leases.now()
     chosen = list(websites(settings, client))
-    if settings.all_websites and isinstance(store, fleet.FleetStore):
+    if shared is not None:
         run = fleet.sync_once(
-            store.leases, chosen,
+            shared.leases, chosen,
             lambda website_id, stopping: sync_one(
                 settings, client, website_id, store, stopping, bars=bars,
                 allowance=allowance),
-            stop=stop,
+            stop=stop, began=began,
         )
         if run.lost:
             raise LeaseLostError(run.lost)

@@ -29,6 +29,8 @@ DB_ENV = "CRISP_SYNC_DB"
 DEFAULT_DB = "crisp.sqlite3"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 MAX_WORKERS = 256
+DEFAULT_INTERVAL = 300.0
+"""Seconds between follow mode's reconciliations (``--interval``)."""
 
 
 @dataclass(frozen=True)

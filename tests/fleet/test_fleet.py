@@ -6,10 +6,13 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from crisp_api.sync import fleet
+from crisp_api.sync.engine import StopSignal, SyncReport
 from crisp_api.sync.postgres_store import PostgresStore
 from crisp_api.sync.store import CredentialAllowance
 from crisp_api.testing import FakeCrisp, Faults
@@ -252,3 +255,28 @@ def test_a_following_fleet_worker_records_a_spent_quota_in_the_store(
         finally:
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=20) == 0
+
+
+def test_a_website_another_worker_synced_after_this_run_began_is_not_synced_again(
+        postgres_url: str) -> None:
+    # The run begins before its website list; another worker syncs every website while the
+    # list is fetched: those syncs count for this run, which then has nothing left to do.
+    websites = ["website-a", "website-b", "website-c"]
+    synced: dict[str, list[str]] = {"first": [], "second": []}
+
+    def syncer(worker: str) -> Callable[[str, StopSignal], SyncReport]:
+        def sync_one(website_id: str, _: StopSignal) -> SyncReport:
+            synced[worker].append(website_id)
+            return SyncReport(website_id, None)
+        return sync_one
+
+    with (PostgresStore(postgres_url) as first, PostgresStore(postgres_url) as second):
+        began = second.leases.now()
+        assert fleet.sync_once(first.leases, websites, syncer("first")).failed == []
+        assert sorted(synced["first"]) == websites
+        run = fleet.sync_once(second.leases, websites, syncer("second"), began=began)
+        assert synced["second"] == []
+        assert run.failed == []
+        # Begun after those syncs, a run has them all to do again.
+        fleet.sync_once(second.leases, websites, syncer("second"))
+        assert sorted(synced["second"]) == websites

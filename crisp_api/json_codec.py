@@ -88,22 +88,35 @@ def parse_text(text: str) -> Any:
 def canonical(value: Any) -> str:
     """``value`` as canonical JSON text: sorted keys, no spaces, non-ASCII characters as they
     are (the text a store keeps, so that equal rows compare equal)."""
-    if FAST and _orjson is not None:
-        try:
-            text: str = _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS).decode()
-            return text
-        except TypeError:  # orjson.JSONEncodeError is one: the standard library writes it
-            pass
-    return _std_canonical(value)
+    return canonical_text(value)[0]
 
 
 def compact(value: Any) -> str:
     """``value`` as JSON text without spaces, keys in their order (for JSONB, which orders
-    them itself, and for request bodies)."""
+    them itself)."""
+    return compact_text(value)[0]
+
+
+def canonical_text(value: Any) -> tuple[str, bool]:
+    """`canonical`'s text, and whether it may hold a lone surrogate, which UTF-8 cannot
+    carry: never when orjson wrote it (it refuses them), so a store need not look."""
+    if FAST and _orjson is not None:
+        try:
+            text: str = _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS).decode()
+        except TypeError:  # orjson.JSONEncodeError is one: the standard library writes it
+            pass
+        else:
+            return text, False
+    return _std_canonical(value), True
+
+
+def compact_text(value: Any) -> tuple[str, bool]:
+    """`compact`'s text, and whether it may hold a lone surrogate (see `canonical_text`)."""
     if FAST and _orjson is not None:
         try:
             text: str = _orjson.dumps(value).decode()
-            return text
         except TypeError:
             pass
-    return _std_compact(value)
+        else:
+            return text, False
+    return _std_compact(value), True

@@ -366,8 +366,9 @@ def walk_messages(
             return
         if status == 206:
             signal.seen = True
-        fresh = [message for message in page if _fingerprint_key(message) not in seen]
-        seen.update(_fingerprint_key(message) for message in fresh)
+        # The first page (most conversations' only one) has nothing seen to drop.
+        fresh = [message for message in page if _fingerprint_key(message) not in seen] if (
+            seen) else page
         stamps = _stamps(page)
         short = len(answered) < MESSAGES_PAGE_SIZE
         last = (status == 200 and signal.seen) or (status != 206 and short)
@@ -393,8 +394,11 @@ def walk_messages(
                 )
             # A full page of messages all sharing the oldest millisecond: step past it.
             crowded = before = oldest
+        done = last or (after is not None and oldest <= after)
+        if not done:
+            seen.update(map(_fingerprint_key, fresh))
         yield MessagePage(fresh, oldest, last, crowded)
-        if last or (after is not None and oldest <= after):
+        if done:
             return
 
 
@@ -428,8 +432,10 @@ def _stamp(message: Any) -> int | None:
 
 
 def _stamps(messages: list[Any]) -> list[int]:
-    """The timestamps of the messages that have one: what a walk pages by."""
-    return [stamp for stamp in map(_stamp, messages) if stamp is not None]
+    """The timestamps of the messages that have one: what a walk pages by (`_stamp`'s, with
+    JSON's integers told at once)."""
+    return [stamp for message in messages if isinstance(message, dict)
+            and (type(stamp := message.get("timestamp")) is int or _is_int(stamp))]
 
 
 def _older(message: Any, before: int) -> bool:

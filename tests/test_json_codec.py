@@ -16,8 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crisp_api import json_codec
-from crisp_api.json_codec import NonFinite, canonical, compact, parse
-from crisp_api.sync import SQLiteStore, sync_website
+from crisp_api.json_codec import (
+    NonFinite,
+    canonical,
+    canonical_text,
+    compact,
+    compact_text,
+    parse,
+)
+from crisp_api.sync import SQLiteStore, rows, sync_website
 from crisp_api.testing import FakeCrisp
 from tests.sync.helpers import fast_client
 
@@ -174,3 +181,13 @@ def test_a_sync_stores_the_same_bytes_on_either_path(
             contents.append(_contents(path))
     assert contents[0] == contents[1]
     assert sum(len(rows) for rows in contents[0].values()) > 30 * 25
+
+
+def test_a_lone_surrogate_is_flagged_and_stored_escaped_on_either_path(
+        codec: Callable[[bool], None]) -> None:
+    for fast in (True, False):
+        codec(fast)
+        assert canonical_text({"a": "é"}) == ('{"a":"é"}', not fast)  # orjson's: no look
+        assert canonical_text({"a": "\ud800"}) == ('{"a":"\ud800"}', True)
+        assert compact_text({"b": 1, "a": "\udfff"}) == ('{"b":1,"a":"\udfff"}', True)
+        assert rows.document({"a": "\ud800", "b": "é"}) == '{"a":"\\ud800","b":"é"}'

@@ -35,7 +35,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from crisp_api.json_codec import compact
+from crisp_api.json_codec import compact_text
 from crisp_api.sync import rows, schema
 from crisp_api.sync.postgres_database import POOL_WAIT_SECONDS, PgDatabase
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, Leases
@@ -365,11 +365,6 @@ _SAVE = {flag: _save_statement(with_conversation=flag) for flag in (False, True)
 """The saving statement without, and with, the conversation row."""
 
 
-_json = compact
-"""A row as JSON text, lone surrogates as they are (`_UNHELD` finds them): keys unsorted, as
-JSONB orders them itself."""
-
-
 _UNHELD = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000|[\ud800-\udfff]")
 """What JSONB cannot hold, in JSON text: an escaped U+0000 (not an escaped
 backslash followed by ``u0000``), or a lone surrogate (written as it is)."""
@@ -379,8 +374,8 @@ def _document(row: Any) -> tuple[str, bool]:
     """A row as JSON text that JSONB accepts, and whether characters had to be
     replaced: U+0000 is dropped (as other loaders into PostgreSQL do) and a lone surrogate
     becomes U+FFFD (see the module docstring)."""
-    text = _json(row)
-    if "\\u0000" not in text and not rows.holds_surrogate(text):
+    text, unchecked = compact_text(row)  # keys unsorted: JSONB orders them itself
+    if "\\u0000" not in text and not (unchecked and rows.holds_surrogate(text)):
         return text, False  # the common case, told by scans far cheaper than _UNHELD's
     text, count = _UNHELD.subn(_replacement, text)
     return text, count > 0

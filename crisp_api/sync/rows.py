@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from crisp_api.json_codec import canonical
+from crisp_api.json_codec import canonical_text
 
 Row = Mapping[str, Any]
 """A row as Crisp answers it: a JSON object."""
@@ -61,8 +61,8 @@ class Quarantined:
 def document(row: Any) -> str:
     """A row as canonical JSON text (sorted keys, no spaces), so equal rows compare equal;
     lone surrogates are written as JSON escapes, so UTF-8 can carry the text."""
-    text = canonical(row)
-    if not holds_surrogate(text):
+    text, unchecked = canonical_text(row)
+    if not (unchecked and holds_surrogate(text)):
         return text
     return _SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 

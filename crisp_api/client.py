@@ -32,7 +32,7 @@ from crisp_api.resources import (
     PluginShortcuts,
     WebsiteResource,
 )
-from crisp_api.routing import MATCHER, Route, encode_query
+from crisp_api.routing import Route, encode_query, matcher
 from crisp_api.stack import Stack, StackOptions, default_stack, retry_policy
 from middleware import (
     DIRECT,
@@ -480,7 +480,7 @@ class Crisp(PluginShortcuts):
         if not isinstance(resource, str) or not resource.startswith("/"):
             raise ValueError(f"resource must be a path starting with '/', got {resource!r}")
         bare = resource.split("?", 1)[0]
-        found = MATCHER.match(method, bare)
+        found = matcher().match(method, bare)
         template, group = bare, None
         if found is not None:
             route, values = found

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -192,4 +193,9 @@ def _literal_length(template: str) -> int:
     return len(_PARAM.sub("", template))
 
 
-MATCHER = _Matcher(CATALOGUE)
+@cache
+def matcher() -> _Matcher:
+    """The matcher of every catalogue route, built at its first use: its regular expressions
+    are a fifth of what the client's own modules take to import, and only raw calls
+    (``client.get(path)``...) need them."""
+    return _Matcher(CATALOGUE)

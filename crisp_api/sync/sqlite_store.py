@@ -28,8 +28,11 @@ from crisp_api.sync.store import Changes, ConversationState, MessageSpan, Row
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-_Upsert = tuple[tuple[Any, ...], dict[str, Any], Row]
-"""A row to upsert: its key values, its other columns, its JSON document."""
+_Upsert = tuple[tuple[Any, ...], tuple[Any, ...], Row]
+"""A row to upsert: its key values, its other columns' values, its JSON document."""
+_KEYS = ("session_id", "fingerprint")
+_MESSAGE_COLUMNS = ("website_id", "timestamp", "from_event")
+"""A message row's key, and its columns besides them and ``data``."""
 
 
 class SQLiteStore(SqlStore[SqliteDatabase]):
@@ -116,13 +119,11 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
             if session_id is not None:
                 present = _stored_messages(db, session_id)
                 messages: list[_Upsert] = [
-                    ((session_id, m.fingerprint),
-                     {"website_id": website_id, "timestamp": m.timestamp, "from_event": 0},
-                     m.row)
+                    ((session_id, m.fingerprint), (website_id, m.timestamp, 0), m.row)
                     for m in keyed
                 ]
                 kept = {m.fingerprint for m in keyed}
-                upserted = self._upsert(db, "messages", ("session_id", "fingerprint"), messages,
+                upserted = self._upsert(db, "messages", _KEYS, _MESSAGE_COLUMNS, messages,
                                         maybe_stored=[(session_id, fingerprint)
                                                       for fingerprint in kept & present.keys()])
                 removed = _remove_absent(db, session_id, present, kept,
@@ -131,9 +132,9 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
                 _mark_read(db, session_id, present, kept)
                 message_changes += upserted + Changes(removed=removed)
                 if conversation_aside is None:
-                    conversation_changes = self._upsert(db, "conversations", ("session_id",), [
-                        ((session_id,), {"website_id": website_id, "updated_at": updated_at},
-                         conversation)])
+                    conversation_changes = self._upsert(
+                        db, "conversations", ("session_id",), ("website_id", "updated_at"),
+                        [((session_id,), (website_id, updated_at), conversation)])
             if conversation_aside is not None:
                 aside.append(conversation_aside)
                 conversation_changes = Changes(quarantined=1)
@@ -158,38 +159,36 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
         """Upsert rows of a website keyed by ``key_of``, those without a key put aside."""
         with self._db.transaction(f"save {listed.table}") as db:
             keyed, aside = rows.key_rows(listed, found)
-            upserts: list[_Upsert] = [((website_id, k), {}, row) for k, row in keyed.items()]
-            changes = self._upsert(db, listed.table, ("website_id", listed.column), upserts)
+            upserts: list[_Upsert] = [((website_id, k), (), row) for k, row in keyed.items()]
+            changes = self._upsert(db, listed.table, ("website_id", listed.column), (), upserts)
             self._put_aside(db, website_id, aside)
         return changes + Changes(quarantined=len(aside))
 
     def _upsert(
-        self, db: sqlite3.Connection, table: str, keys: tuple[str, ...], upserts: list[_Upsert],
-        *, maybe_stored: list[tuple[Any, ...]] | None = None,
+        self, db: sqlite3.Connection, table: str, keys: tuple[str, ...],
+        columns: tuple[str, ...], upserts: list[_Upsert], *,
+        maybe_stored: list[tuple[Any, ...]] | None = None,
     ) -> Changes:
-        """Insert or update ``upserts`` (key values, other columns, JSON) and count what
-        changed.
+        """Insert or update ``upserts`` (key values, the values of ``columns``, JSON) and
+        count what changed.
 
         Batched: the stored documents are read a chunk of keys per query (only those of
         ``maybe_stored``, when the caller knows which keys are stored: none to read on a
         first copy) and only the rows that differ are written, in one ``executemany``. A key
         given twice counts once, the last wins.
         """
-        latest = {key_values: (columns, rows.document(doc))
-                  for key_values, columns, doc in upserts}
+        latest = {key_values: (*key_values, *values, rows.document(doc))
+                  for key_values, values, doc in upserts}
         if not latest:
             return Changes()
         wanted = list(latest) if maybe_stored is None else maybe_stored
         stored = _stored_documents(db, table, keys, wanted) if wanted else {}
-        changed = [
-            (*key_values, *columns.values(), data)
-            for key_values, (columns, data) in latest.items()
-            if stored.get(key_values) != data
-        ]
+        changed = ([row for key_values, row in latest.items()
+                    if stored.get(key_values) != row[-1]] if stored else list(latest.values()))
         if changed:
-            columns = next(iter(latest.values()))[0]
             db.executemany(self._db.upsert(table, keys, (*columns, "data")), changed)
-        added = sum(1 for key_values in latest if key_values not in stored)
+        added = sum(1 for key_values in latest if key_values not in stored) if stored else len(
+            latest)
         return Changes(added, len(changed) - added)
 
     def save_message(self, website_id: str, session_id: str, message: Row) -> Changes:
@@ -206,13 +205,9 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
                 "SELECT from_event FROM messages WHERE session_id = ? AND fingerprint = ?",
                 (session_id, m.fingerprint),
             ).fetchone()
-            row: _Upsert = (
-                (session_id, m.fingerprint),
-                {"website_id": website_id, "timestamp": m.timestamp,
-                 "from_event": 1 if found is None else found[0]},
-                m.row,
-            )
-            return self._upsert(db, "messages", ("session_id", "fingerprint"), [row])
+            row: _Upsert = ((session_id, m.fingerprint),
+                            (website_id, m.timestamp, 1 if found is None else found[0]), m.row)
+            return self._upsert(db, "messages", _KEYS, _MESSAGE_COLUMNS, [row])
 
     def edit_message(
         self, website_id: str, session_id: str, fingerprint: int, content: Any

@@ -625,14 +625,15 @@ def _floor(floor: FloorResult) -> str:
         "copy complete: " + ("yes" if floor.complete else "**no**") + ".",
         table(["copy", "CPU µs per message (median)", "vs the floor", "rounds"], rows),
         "**Incremental runs**: crisp-sync again on its copy with the checkpoint cleared (every "
-        "conversation listed again, found unchanged), then as it left it (nothing new): "
+        "conversation listed again, found unchanged), then as it left it (nothing new), the "
+        "CPU of the CLI's `main` (imports left out): "
         f"{_number(floor.unchanged_us, 1)} µs of CPU per unchanged conversation (the "
         "difference, per conversation), against "
         f"{_number(floor.listing_entry_us, 1)} µs per listing entry (the floor listing every "
         "conversation and nothing else): "
         f"{_number(floor.unchanged_vs_entry, 2)}x. CPU s per run, relisted / quiet (each "
         f"round's median pair of {INCREMENTAL_PAIRS}): "
-        + ", ".join(f"{again:.2f} / {quiet:.2f}"
+        + ", ".join(f"{again:.3f} / {quiet:.3f}"
                     for again, quiet in zip(floor.relisted_cpu_s, floor.quiet_cpu_s,
                                             strict=True)) + ".",
     ])

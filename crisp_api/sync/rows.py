@@ -112,8 +112,9 @@ def fingerprint(message: Row) -> int:
 def is_key(value: Any) -> bool:
     """Whether ``value`` (a key given on its own: a fingerprint, a session or people id) is
     one a store can hold; a row under any other key cannot be stored."""
-    if isinstance(value, str):
-        return bool(value) and "\x00" not in value and _SURROGATE.search(value) is None
+    if isinstance(value, str):  # ASCII text (a session id) holds no surrogate: told at once
+        return bool(value) and "\x00" not in value and (
+            value.isascii() or _SURROGATE.search(value) is None)
     return not isinstance(value, bool) and isinstance(value, int) and KEY_MIN <= value <= KEY_MAX
 
 

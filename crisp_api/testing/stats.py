@@ -7,6 +7,7 @@ snapshot never changes under the reader.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +19,16 @@ REDACTED = "<redacted>"
 class LoggedRequest:
     """One request as the client sent it. The Authorization value is replaced by
     ``<scheme> <redacted>``; ``fault`` names the injected outcome, if any (``drop_before``,
-    ``hang``, ``error``, ``throttle``, ``drop_after``)."""
+    ``hang``, ``error``, ``throttle``, ``drop_after``); ``at`` is when the fake received it
+    (epoch seconds), so a test counts the requests of a time window exactly, however late it
+    looks."""
 
     method: str
     target: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
     fault: str | None
+    at: float = 0.0
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (case-insensitive), if it was sent."""
@@ -38,7 +42,8 @@ class LoggedRequest:
         """A JSON-ready dict (the body decoded as UTF-8, invalid bytes replaced)."""
         return {"method": self.method, "target": self.target,
                 "headers": [list(pair) for pair in self.headers],
-                "body": self.body.decode("utf-8", "replace"), "fault": self.fault}
+                "body": self.body.decode("utf-8", "replace"), "fault": self.fault,
+                "at": self.at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,7 @@ class StatsSnapshot:
             log=tuple(
                 LoggedRequest(entry["method"], entry["target"],
                               tuple((name, value) for name, value in entry["headers"]),
-                              entry["body"].encode(), entry["fault"])
+                              entry["body"].encode(), entry["fault"], entry["at"])
                 for entry in body["log"]
             ),
         )
@@ -137,7 +142,7 @@ class Stats:
                 self._routes[(method, template)] += 1
             if fault is not None:
                 self._faults[fault] += 1
-            self._log.append(LoggedRequest(method, target, kept, body, fault))
+            self._log.append(LoggedRequest(method, target, kept, body, fault, time.time()))
 
     def answered(self, status: int) -> None:
         """Record an answer sent with ``status``."""

@@ -109,8 +109,7 @@ def run(config: Config) -> FloorResult:
             for name in order:
                 path = work / f"{name}-{number}.sqlite3"
                 if name == "stdlib":
-                    command = _sync_command(fake, path)
-                    cpu, _ = _child([command[0], "-c", _STDLIB_JSON, *command[3:]], fake, work)
+                    cpu, _ = _child(_sync_command(fake, path, ("-c", _STDLIB_JSON)), fake, work)
                     stdlib_cpu.append(cpu)
                     complete &= _stored(path) == truth
                 elif name == "sync":
@@ -154,13 +153,15 @@ def run(config: Config) -> FloorResult:
 
 def _timed_main(fake: FakeCrispProcess, path: Path, work: Path) -> float:
     """The CPU seconds of crisp-sync's ``main`` in a run on ``path`` (its imports left out)."""
-    command = _sync_command(fake, path)
-    _, printed = _child([command[0], "-c", _TIMED_MAIN, *command[3:]], fake, work)
+    _, printed = _child(_sync_command(fake, path, ("-c", _TIMED_MAIN)), fake, work)
     return float(printed.rstrip().rsplit("\n", 1)[-1].removeprefix("cpu_s="))
 
 
-def _sync_command(fake: FakeCrispProcess, path: Path) -> list[str]:
-    return [sys.executable, "-m", "crisp_api.sync.cli", "--db", str(path), "--no-progress",
+def _sync_command(fake: FakeCrispProcess, path: Path,
+                  program: tuple[str, str] = ("-m", "crisp_api.sync.cli")) -> list[str]:
+    """crisp-sync's command line (``program``: how Python runs its CLI) copying into
+    ``path``."""
+    return [sys.executable, *program, "--db", str(path), "--no-progress",
             "--website-id", fake.website_id, "--workers", str(CLI_WORKERS)]
 
 

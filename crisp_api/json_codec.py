@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -91,32 +92,29 @@ def canonical(value: Any) -> str:
     return canonical_text(value)[0]
 
 
-def compact(value: Any) -> str:
-    """``value`` as JSON text without spaces, keys in their order (for JSONB, which orders
-    them itself)."""
-    return compact_text(value)[0]
-
-
 def canonical_text(value: Any) -> tuple[str, bool]:
     """`canonical`'s text, and whether it may hold a lone surrogate, which UTF-8 cannot
     carry: never when orjson wrote it (it refuses them), so a store need not look."""
+    return _written(value, _SORTED, _std_canonical)
+
+
+def compact_text(value: Any) -> tuple[str, bool]:
+    """``value`` as JSON text without spaces, keys in their order (for JSONB, which orders
+    them itself), and whether it may hold a lone surrogate (see `canonical_text`)."""
+    return _written(value, 0, _std_compact)
+
+
+_SORTED = 0 if _orjson is None else _orjson.OPT_SORT_KEYS
+
+
+def _written(value: Any, option: int, standard: Callable[[Any], str]) -> tuple[str, bool]:
+    """``value`` written by orjson with ``option`` (no lone surrogate possible), or by
+    ``standard`` when orjson is off or refuses it."""
     if FAST and _orjson is not None:
         try:
-            text: str = _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS).decode()
+            text: str = _orjson.dumps(value, option=option).decode()
         except TypeError:  # orjson.JSONEncodeError is one: the standard library writes it
             pass
         else:
             return text, False
-    return _std_canonical(value), True
-
-
-def compact_text(value: Any) -> tuple[str, bool]:
-    """`compact`'s text, and whether it may hold a lone surrogate (see `canonical_text`)."""
-    if FAST and _orjson is not None:
-        try:
-            text: str = _orjson.dumps(value).decode()
-        except TypeError:
-            pass
-        else:
-            return text, False
-    return _std_compact(value), True
+    return standard(value), True

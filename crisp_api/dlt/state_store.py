@@ -168,25 +168,29 @@ class StateStore:
 
     def checkpoint(self, website_id: str) -> int | None:
         """The watermark (Crisp's epoch ms) up to which every change is loaded, if any."""
-        with self._lock:
-            found: int | None = self._website(website_id).get("checkpoint_ms")
-        return found
+        return self._mark(website_id, "checkpoint_ms")
 
     def set_checkpoint(self, website_id: str, until_ms: int) -> None:
         """Record that everything updated up to ``until_ms`` (Crisp's time) is loaded."""
-        with self._lock:
-            self._website(website_id)["checkpoint_ms"] = until_ms
+        self._set_mark(website_id, "checkpoint_ms", until_ms)
 
     def people_listed_at(self, website_id: str) -> int | None:
         """When (epoch ms, this machine's clock) the last full people listing completed."""
-        with self._lock:
-            found: int | None = self._website(website_id).get("people_listed_ms")
-        return found
+        return self._mark(website_id, "people_listed_ms")
 
     def set_people_listed_at(self, website_id: str, at_ms: int) -> None:
         """Record that a full people listing completed at ``at_ms``."""
+        self._set_mark(website_id, "people_listed_ms", at_ms)
+
+    def _mark(self, website_id: str, name: str) -> int | None:
+        """A time the website's state keeps under ``name``, if any."""
         with self._lock:
-            self._website(website_id)["people_listed_ms"] = at_ms
+            found: int | None = self._website(website_id).get(name)
+        return found
+
+    def _set_mark(self, website_id: str, name: str, ms: int) -> None:
+        with self._lock:
+            self._website(website_id)[name] = ms
 
     def quarantined(self, website_id: str) -> int:
         """How many rows of the website were put aside (in the ``quarantine`` table)."""

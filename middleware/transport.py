@@ -11,6 +11,9 @@ deadline between reads, so a server trickling a byte a second cannot hold a call
 Each origin is reached directly or through the proxy its `Proxies` value names, by urllib3's
 ``ProxyManager``: an https origin through a ``CONNECT`` tunnel (TLS end to end, the proxy sees
 only the host and port), an http origin by handing the proxy the absolute URL.
+
+The pools' connections read each answer's header fields with `middleware.response_head`,
+which spares most answers ``http.client``'s email parser (the costliest step of reading one).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 
 import urllib3
 from urllib3 import exceptions as u3
-from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from middleware.errors import (
     BodyTooLargeError,
@@ -34,6 +37,7 @@ from middleware.errors import (
 )
 from middleware.message import Request, Response
 from middleware.proxy import DIRECT, Proxies, Proxy
+from middleware.response_head import HeadHTTPConnection, HeadHTTPSConnection
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
@@ -167,6 +171,7 @@ class Urllib3Transport:
                     # https one is tunnelled (CONNECT): the request line stays a path.
                     target = origin if origin.startswith("http://") else ""
                     route = (manager.connection_from_url(origin), target, proxy)
+                _read_heads_fast(route[0])
                 self._pools[origin] = route
             return route
 
@@ -177,6 +182,14 @@ class Urllib3Transport:
             self._manager.clear()
             for manager in self._proxy_managers.values():
                 manager.clear()
+
+
+def _read_heads_fast(pool: HTTPConnectionPool) -> None:
+    """Have ``pool`` open connections whose answers `middleware.response_head` reads."""
+    if isinstance(pool, HTTPSConnectionPool):
+        pool.ConnectionCls = HeadHTTPSConnection
+    else:
+        pool.ConnectionCls = HeadHTTPConnection
 
 
 _NO_RETRY = urllib3.Retry(False, redirect=False)

@@ -34,6 +34,11 @@ pytest_plugins = ["tests.postgres_server"]
 
 SLOW = Faults(latency_ms=40)
 """Each request takes 40 ms: a first sync of `CONVERSATIONS` lasts several seconds."""
+HELD = Faults(latency_ms=400)
+"""What the fake turns to once a sync has committed enough to be stopped: what is left would
+take it some 40 s more, so the signal finds it midway however late a busy machine sends it
+(at 40 ms a request, CI once sent it as the last conversations were being committed: the
+sync then ended complete, with 0)."""
 CONVERSATIONS = 400
 STOP_BOUND = 10.0
 """Seconds a stopped crisp-sync may take to end (the README's unit allows 30)."""
@@ -52,11 +57,13 @@ def stored_count(db: Path, website_id: str) -> int:
         return 0
 
 
-def stop_midway(child: subprocess.Popen[str], committed: Callable[[], int],
-                signum: int) -> tuple[float, str]:
-    """Send ``signum`` once some conversations are committed and none too many; the seconds
-    the child took to end after it, and its stderr."""
+def stop_midway(child: subprocess.Popen[str], committed: Callable[[], int], signum: int,
+                fake: FakeCrisp) -> tuple[float, str]:
+    """Send ``signum`` once some conversations are committed and none too many, ``fake``
+    slowed down to `HELD` first; the seconds the child took to end after it, and its
+    stderr."""
     wait_for(lambda: committed() >= 20 or child.poll() is not None, 60, "a first commit")
+    fake.set_faults(HELD)
     assert child.poll() is None, child.communicate()
     assert committed() < CONVERSATIONS
     child.send_signal(signum)
@@ -92,7 +99,8 @@ def test_a_signal_during_a_first_sync_ends_it_incomplete_keeping_what_was_commit
     with slow_fake() as fake:
         command, env = sync_command(fake, db, "--website-id", fake.website_id, "--workers", "4")
         child = spawn(command, env)
-        took, errors = stop_midway(child, lambda: stored_count(db, fake.website_id), signum)
+        took, errors = stop_midway(child, lambda: stored_count(db, fake.website_id), signum,
+                                   fake)
         assert took < STOP_BOUND
         assert child.returncode == 130, errors
         assert f"crisp-sync: interrupted by {signum.name}{INTERRUPTED}\n" in errors
@@ -119,7 +127,7 @@ def test_a_signal_during_follow_modes_first_sync_stops_the_service_with_0(
                                     "--follow")
         child = spawn(command, env)
         took, errors = stop_midway(child, lambda: stored_count(db, fake.website_id),
-                                   signal.SIGTERM)
+                                   signal.SIGTERM, fake)
     assert took < STOP_BOUND
     assert child.returncode == 0, errors
     assert errors.endswith("crisp-sync: stopped by SIGTERM\n"), errors

@@ -53,7 +53,11 @@ had no limit at all). The first cut ends the slow start, from the geometric mean
 that got through and the slow start's rate: the first is below the limit (it averages a window
 in which the rate was still doubling; cut from it alone, CUBIC then sat some 20% under the
 limit for many seconds), the second above it (it drew the refusals). A rate learnt by an
-earlier run is worth more than a gentle start: `AdaptiveRate.restore` resumes from it.
+earlier run is worth more than a gentle start: `AdaptiveRate.restore` resumes from it. So is
+a rate an earlier run's slow start reached without a refusal (`AdaptiveRate.reached`): the
+limit was at least that high, and `AdaptiveRate.resume` starts the slow start from it, still
+doubling. A run that sends a few dozen requests would otherwise spend seconds at 8/s, every
+run (and code that runs after each such pause runs slower: cold caches).
 
 A throttled answer's ``Retry-After`` plays no part here: one refused request is evidence of
 nothing shared; the cut (the share of throttled answers) is. `middleware.ratelimit.RateLimit`
@@ -151,6 +155,12 @@ class AdaptiveRate:
         ``cut_share + max_noise``."""
         self._updated = math.nan
         self._first = math.nan
+        self._base = self.settings.start
+        """The slow start's rate at ``_origin``, whence it doubles: ``start``, or a rate
+        resumed from an earlier run (`resume`); it never falls below it."""
+        self._origin = math.nan
+        self._refused = False
+        """Whether any answer was throttled: the slow start then proved nothing."""
         self._mark_at = math.inf
         self._mark: tuple[float, float, float] = (0.0, 0.0, 0.0)
         """Time, sent and throttled when the noise sample's window opened."""
@@ -167,6 +177,7 @@ class AdaptiveRate:
     def throttled(self, now: float) -> bool:
         """Count a throttled answer; cut the rate if the window calls for it. True if cut."""
         self.advance(now)
+        self._refused = True
         self._throttled += 1.0
         self._fast_throttled += 1.0
         settings = self.settings
@@ -227,8 +238,8 @@ class AdaptiveRate:
             return settings.start
         if self.w_max is None:  # the slow start, resumed after a lull where it was
             reached = 2.0 * self._sent / self._span(self._updated)
-            grown = settings.start * math.pow(2.0, (now - self._first) / settings.window)
-            return max(settings.start, min(grown, reached))
+            grown = self._base * math.pow(2.0, (now - self._origin) / settings.window)
+            return max(self._base, min(grown, reached))
         w_max = self.w_max
         grown = settings.scale * (now - self.cut_at - self._k) ** 3 + w_max
         if grown <= w_max:  # below where the limit was: the cap below cannot bind
@@ -241,6 +252,26 @@ class AdaptiveRate:
         """The rate learnt from the server's refusals, to save for the next run (see
         `restore`); None before the first cut: nothing was learnt."""
         return None if self.w_max is None else self.rate(now)
+
+    def reached(self) -> float | None:
+        """The rate the slow start sent at without any refusal (requests/s over about the
+        window before the last request), for a later run to `resume` from; None once an
+        answer was throttled (`learnt` then says more) or before any request."""
+        if self.w_max is not None or self._refused or self._updated != self._updated:
+            return None
+        sent = self._sent / self._span(self._updated)
+        return sent if sent > 0.0 else None
+
+    def resume(self, now: float, rate: float) -> None:
+        """Start the slow start from ``rate`` (requests/s; `reached` by an earlier run)
+        instead of ``start``: it doubles from there and never falls below it. Nothing
+        changes once the law has cut (a learnt rate says more)."""
+        if not 0.0 < rate < math.inf:
+            raise ValueError(f"a resumed rate must be a positive number, got {rate!r}")
+        self.advance(now)
+        if self.w_max is None:
+            self._base = max(self.settings.start, rate)
+            self._origin = now
 
     def restore(self, now: float, rate: float) -> None:
         """Resume from ``rate`` (requests/s), learnt by an earlier run (`learnt`): the rate is
@@ -261,7 +292,7 @@ class AdaptiveRate:
         Every event does it first; a caller may too, before reading `rate` (which does
         not), so that the rate reads counts already decayed."""
         if self._first != self._first:  # NaN: the first event
-            self._first = self._updated = now
+            self._first = self._updated = self._origin = now
             return
         elapsed = now - self._updated
         if elapsed > 0:
@@ -393,6 +424,17 @@ class AdaptiveBucket:
         """Resume the current scope from a rate learnt by an earlier run."""
         with self._lock:
             self._for_scope().law.restore(self._clock(), rate)
+
+    def reached(self) -> float | None:
+        """The rate the current scope's slow start reached without a refusal, to save for
+        the next run (see `AdaptiveRate.reached`)."""
+        with self._lock:
+            return self._for_scope().law.reached()
+
+    def resume(self, rate: float) -> None:
+        """Start the current scope's slow start from a rate an earlier run reached."""
+        with self._lock:
+            self._for_scope().law.resume(self._clock(), rate)
 
     def spent_until(self) -> float | None:
         # Read on every call: no lock (a dict read is atomic; a scope not made yet is unmarked).

@@ -1,5 +1,5 @@
 """What Crisp lets a sync spend, kept between runs: the quota ledger and each credential's
-allowance (the "spent until T" mark, the learnt rate).
+allowance (the "spent until T" mark, the learnt rate, the rate reached without a refusal).
 
 A plugin token has a daily quota of requests (5,000 by default, configurable per plugin);
 requests refused after it is spent are waste. The client judges the quota spent from Crisp's
@@ -21,7 +21,10 @@ share it:
   the adaptive rate the last run ended at. A run restores both into the client's rate-limit
   bucket: the rate, so the run starts where the last one ended; the mark, at the time the
   run starts, so that exactly one probe request tells whether the quota was reset (Crisp may
-  reset early, or the quota be raised) before anything else is sent.
+  reset early, or the quota be raised) before anything else is sent. While Crisp has never
+  refused a request there is no learnt rate, but the highest rate a run's slow start reached
+  is kept, and the next run's slow start begins there (`middleware.adaptive`'s ``resume``; a
+  bucket without it, like the Redis bucket whose law the fleet shares, starts as it would).
 """
 
 from __future__ import annotations
@@ -231,8 +234,11 @@ class Allowance:
                 bucket.adopt(bucket.quota.period_of(now)[0], used)
             self.ledger.on_flush = functools.partial(_share_count, bucket)
         restore = getattr(bucket, "restore", None)
+        resume = getattr(bucket, "resume", None)
         if self._kept.learnt_rate is not None and callable(restore):
             restore(self._kept.learnt_rate)
+        elif self._kept.reached_rate is not None and callable(resume):
+            resume(self._kept.reached_rate)
         if self._kept.spent_until_ms is not None and bucket is not None:
             # A time already past lets one probe through: was the quota reset, or raised?
             bucket.mark_spent(min(self._kept.spent_until_ms / 1000, now))
@@ -253,7 +259,8 @@ class Allowance:
         until = reset_at if kept is None or kept / 1000 <= now else max(reset_at, kept / 1000)
         if server:
             self._spent_until = until
-            self._keep(int(until * 1000), self._kept.learnt_rate)  # now: a cron run may look
+            self._keep(int(until * 1000), self._kept.learnt_rate,  # now: a cron run may look
+                       self._kept.reached_rate)
         return until
 
     def spent_until(self) -> float | None:
@@ -283,12 +290,15 @@ class Allowance:
         return Figures(self.ledger.today(), self.daily_quota, self.spent_until())
 
     def close(self) -> None:
-        """Add the last requests to the ledger and keep the allowance: the learnt rate, and
-        the spent mark (cleared once a request got through after it)."""
+        """Add the last requests to the ledger and keep the allowance: the learnt rate, the
+        rate reached without a refusal (the highest of this run's and the kept one), and the
+        spent mark (cleared once a request got through after it)."""
         self.ledger.flush()
         bucket = rate_limit_bucket(self.client)
         learnt = getattr(bucket, "learnt", None)
         rate = learnt() if callable(learnt) else None
+        reached_now = getattr(bucket, "reached", None)
+        reached = reached_now() if callable(reached_now) else None
         kept = self._kept
         until_ms = kept.spent_until_ms
         mark = None if bucket is None else bucket.spent_until()
@@ -304,11 +314,14 @@ class Allowance:
             # A rate learnt from the refusals of a spent quota is the quota's, not a limit's
             # (the law cuts to its floor as nothing gets through): the next run would crawl.
             rate = kept.learnt_rate
-        self._keep(until_ms, rate)
+        if reached is None or (kept.reached_rate is not None and kept.reached_rate > reached):
+            reached = kept.reached_rate
+        self._keep(until_ms, rate, reached)
 
-    def _keep(self, spent_until_ms: int | None, learnt_rate: float | None) -> None:
+    def _keep(self, spent_until_ms: int | None, learnt_rate: float | None,
+              reached_rate: float | None) -> None:
         self.store.set_allowance(self.credential, CredentialAllowance(
-            spent_until_ms, learnt_rate, self.daily_quota, self.quota_reset))
+            spent_until_ms, learnt_rate, self.daily_quota, self.quota_reset, reached_rate))
 
 
 CONFIRM_SECONDS = 90.0

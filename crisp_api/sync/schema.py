@@ -229,13 +229,15 @@ HISTORY: tuple[Version, ...] = (
         ),
     ),
     Version(sqlite=5, postgres=4),  # the analysts' views (`crisp_api.sync.views`)
+    Version(sqlite=6, postgres=5, columns=(("allowance", Column("reached_rate", REAL)),)),
 )
 """Every version, oldest first. Version 2 (SQLite) / 1 (PostgreSQL): the rows keyed as Crisp
 keys them, messages knowing whether a live event stored them, and each dialect's way of
 holding a website (SQLite's lock rows, PostgreSQL's leases). 3 / 2: rows that cannot be keyed
 put aside in ``quarantine`` (and PostgreSQL's ``replaced`` flag). 4 / 3: the quota ledger,
 each credential's allowance and each website's last complete run. 5 / 4: the analysts' views
-(`crisp_api.sync.views`), which every migration drops first and creates again last."""
+(`crisp_api.sync.views`), which every migration drops first and creates again last. 6 / 5:
+the rate a run's slow start reached without a refusal, kept with the allowance."""
 
 SQLITE_VERSION = HISTORY[-1].sqlite
 """The version of the schema `tables` describes, as SQLite counts it."""

@@ -21,7 +21,7 @@ from crisp_api.sync.store import Changes, CredentialAllowance, WebsiteStatus
 
 D = TypeVar("D", bound=SqlDialect)
 
-_ALLOWANCE = ("spent_until_ms", "learnt_rate", "daily_quota", "quota_reset")
+_ALLOWANCE = ("spent_until_ms", "learnt_rate", "daily_quota", "quota_reset", "reached_rate")
 """The columns of ``allowance`` besides its key, ``credential``, as `CredentialAllowance`
 orders them."""
 _QUARANTINE = ("raw", "reason", "quarantined_ms")
@@ -189,10 +189,11 @@ class SqlStore(Generic[D]):
         )
         if not found:
             return CredentialAllowance()
-        spent, rate, quota, reset = found[0]
+        spent, rate, quota, reset, reached = found[0]
         return CredentialAllowance(
             None if spent is None else int(spent), None if rate is None else float(rate),
             None if quota is None else int(quota), float(reset or 0.0),
+            None if reached is None else float(reached),
         )
 
     def set_allowance(self, credential: str, allowance: CredentialAllowance) -> None:
@@ -200,7 +201,7 @@ class SqlStore(Generic[D]):
         self._write_allowance(
             self._db.upsert("allowance", ("credential",), _ALLOWANCE),
             (credential, allowance.spent_until_ms, allowance.learnt_rate,
-             allowance.daily_quota, allowance.quota_reset),
+             allowance.daily_quota, allowance.quota_reset, allowance.reached_rate),
         )
 
     def set_last_run(self, website_id: str, at_ms: int | None, credential: str) -> None:

@@ -271,9 +271,12 @@ class CredentialAllowance:
     `crisp_api.sync.allowance`): ``spent_until_ms``, when Crisp's daily quota was last seen
     spent, the time it is expected to reset (epoch ms); ``learnt_rate``, the adaptive rate the
     last run ended at (requests/s); ``daily_quota`` and ``quota_reset`` (seconds after UTC
-    midnight), as the last run was told them."""
+    midnight), as the last run was told them; ``reached_rate``, the highest rate a run's slow
+    start reached without a refusal (requests/s), which the next one starts from when it has
+    no learnt rate."""
 
     spent_until_ms: int | None = None
     learnt_rate: float | None = None
     daily_quota: int | None = None
     quota_reset: float = 0.0
+    reached_rate: float | None = None

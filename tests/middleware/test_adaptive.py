@@ -194,6 +194,40 @@ def test_a_learnt_rate_is_restored_flat_then_grows_and_may_be_cut() -> None:
         law.restore(end, 0.0)
 
 
+def test_the_rate_a_slow_start_reached_is_what_it_sent_and_only_without_a_refusal() -> None:
+    law = AdaptiveRate()
+    assert law.reached() is None  # nothing sent yet
+    end = warm(law, 20, 0.0, 3.0)
+    assert law.reached() == pytest.approx(20, rel=0.1)  # what it sent, not what it allowed
+    law.throttled(end)  # one refusal, no cut: the rate proved nothing
+    assert law.w_max is None
+    assert law.reached() is None
+    cut = AdaptiveRate()
+    cut_once(cut, 200, warm(cut, 40, 0.0, 2.0))
+    assert cut.reached() is None  # a cut: the learnt rate says more
+
+
+def test_a_slow_start_resumed_from_a_reached_rate_doubles_from_it() -> None:
+    fresh, law = AdaptiveRate(), AdaptiveRate()
+    law.resume(100.0, 40.0)
+    fresh.advance(100.0)
+    assert fresh.rate(100.0) == fresh.settings.start
+    assert law.rate(100.0) == pytest.approx(40.0)  # at once, not from `start`
+    end = warm(law, 40, 100.0, 1.0)
+    assert law.rate(end) == pytest.approx(80.0, rel=0.05)  # doubling as it is kept up with
+    assert law.rate(end + 60.0) >= 40.0  # a lull never takes it below where it resumed
+    assert law.learnt(end) is None  # nothing learnt from the server: still a slow start
+    law.resume(end, 3.0)
+    assert law.rate(end) == law.settings.start  # never below the start
+    cut_once(law, 400, end)
+    w_max = law.w_max
+    law.resume(end + 1.0, 500.0)  # after a cut the learnt rate rules
+    assert law.w_max == w_max
+    assert law.rate(end + 1.0) < 500.0
+    with pytest.raises(ValueError, match="resumed rate"):
+        law.resume(end, 0.0)
+
+
 def test_the_rate_never_goes_below_the_floor() -> None:
     law = AdaptiveRate(AdaptiveSettings(floor=2.0))
     now = 0.0

@@ -278,6 +278,34 @@ def test_the_learnt_rate_is_kept_and_the_next_run_starts_from_it(tmp_path: Path)
             client.close()
 
 
+def test_the_rate_reached_without_a_refusal_is_kept_and_the_next_run_starts_from_it(
+    tmp_path: Path,
+) -> None:
+    """A server that never refuses: nothing is learnt, but the next run's slow start begins
+    where this one got, not at 8 requests/s (every run spent seconds there)."""
+    db = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=200, messages=2, seed=17) as fake:
+        first = run(fake, db)
+        assert first.returncode == 0, first.stderr
+        with SQLiteStore(db) as store:
+            kept = store.allowance(fake.identifier)
+            assert kept.learnt_rate is None
+            assert kept.reached_rate is not None
+            assert kept.reached_rate > 8.0
+
+            client = fake.client(cache_ttl=0)
+            fresh = rate_limit_bucket(client).rate()
+            allowance = Allowance(store, client, fake.identifier, daily_quota=None,
+                                  quota_reset=0.0)
+            allowance.open()
+            assert fresh == 8.0
+            assert rate_limit_bucket(client).rate() == pytest.approx(kept.reached_rate)
+            client.website.get_website(fake.website_id)  # a run that sends little...
+            allowance.close()
+            client.close()
+            assert store.allowance(fake.identifier).reached_rate == kept.reached_rate  # ...keeps
+
+
 def test_a_day_ended_by_a_spent_quota_keeps_the_rate_learnt_before_it(tmp_path: Path) -> None:
     """The refusals of a spent quota cut the adaptive rate to its floor (nothing gets
     through): kept, the next day's run would start at 1 request/s."""

@@ -370,10 +370,10 @@ def test_the_allowance_and_the_last_complete_run_are_kept(store: Store) -> None:
 
     assert store.allowance("kept-token") == CredentialAllowance()  # type: ignore[attr-defined]
     kept = CredentialAllowance(spent_until_ms=1_800_000_000_000, learnt_rate=17.5,
-                               daily_quota=5_000, quota_reset=3600.0)
+                               daily_quota=5_000, quota_reset=3600.0, reached_rate=64.25)
     store.set_allowance("kept-token", kept)  # type: ignore[attr-defined]
     assert store.allowance("kept-token") == kept  # type: ignore[attr-defined]
-    cleared = CredentialAllowance(None, 17.5, None, 0.0)
+    cleared = CredentialAllowance(None, 17.5, None, 0.0, None)
     store.set_allowance("kept-token", cleared)  # type: ignore[attr-defined]
     assert store.allowance("kept-token") == cleared  # type: ignore[attr-defined]
 

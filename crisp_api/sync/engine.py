@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -260,21 +260,11 @@ def _sync_conversations(
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
             try:
-                for conversation, state, unchanged in _with_states(listing, store,
-                                                                   report.website_id):
-                    if report.store_error is not None and report.store_error.permanent:
-                        break  # the store cannot take more: stop spending requests
-                    if stop is not None and stop.is_set():
-                        report.errors.append("stopped before the end of the window")
-                        for future in futures:  # queued ones never start; running ones finish
-                            future.cancel()
+                for unchanged, changed in _pages_with_states(listing, store,
+                                                              report.website_id):
+                    if not _hand_out(unchanged, changed, handler=handler, pool=pool,
+                                     futures=futures, report=report, stop=stop):
                         break
-                    report.conversations_seen += 1
-                    if unchanged:
-                        handler.progress.handled(conversation)  # no worker needed
-                        continue
-                    handler.room.take()
-                    futures.append(pool.submit(handler.handle, conversation, state))
             except BaseException:
                 for future in futures:
                     future.cancel()
@@ -289,6 +279,47 @@ def _sync_conversations(
         report.errors.append(f"writer: {describe(handler.writer.failure)}")
     if listing.walked:
         handler.progress.done()
+
+
+def _hand_out(
+    unchanged: list[Mapping[str, Any]],
+    changed: list[tuple[Mapping[str, Any], ConversationState | None]],
+    *,
+    handler: _Handler,
+    pool: ThreadPoolExecutor,
+    futures: list[Future[None]],
+    report: SyncReport,
+    stop: StopSignal | None,
+) -> bool:
+    """Count a page's unchanged conversations handled (no worker needed) and hand each
+    changed one to the workers, in listing order; False once the run must stop handing out
+    work (`_may_go_on`)."""
+    if not _may_go_on(report, futures, stop):
+        return False
+    report.conversations_seen += len(unchanged)
+    handler.progress.handled(unchanged)
+    for conversation, state in changed:
+        if not _may_go_on(report, futures, stop):
+            return False
+        report.conversations_seen += 1
+        handler.room.take()
+        futures.append(pool.submit(handler.handle, conversation, state))
+    return True
+
+
+def _may_go_on(report: SyncReport, futures: list[Future[None]], stop: StopSignal | None
+               ) -> bool:
+    """Whether the run may hand out more work: not once the store cannot take more (no more
+    requests are spent), nor once a stop was asked (queued work is then cancelled; running
+    work finishes)."""
+    if report.store_error is not None and report.store_error.permanent:
+        return False
+    if stop is not None and stop.is_set():
+        report.errors.append("stopped before the end of the window")
+        for future in futures:
+            future.cancel()
+        return False
+    return True
 
 
 class _Handler:
@@ -361,7 +392,7 @@ class _Handler:
                     report.messages += outcome.messages
                     report.warnings += outcome.warnings
                     self._walks.note(conversation.get("session_id"), outcome.walk)
-            self.progress.handled(conversation)
+            self.progress.handled((conversation,))
         finally:
             self.room.give_back()
 
@@ -425,14 +456,15 @@ class _Progress:
         self._count = 0
         self._reached: int | None = None
 
-    def handled(self, conversation: Mapping[str, Any]) -> None:
-        if self._report is None:
+    def handled(self, conversations: Sequence[Mapping[str, Any]]) -> None:
+        """Count ``conversations`` handled (one report for them all; none if empty)."""
+        if self._report is None or not conversations:
             return
-        stamp = updated_at(conversation)
+        stamps = [stamp for stamp in map(updated_at, conversations) if stamp is not None]
         with self._lock:
-            self._count += 1
-            if stamp is not None and (self._reached is None or stamp < self._reached):
-                self._reached = stamp
+            self._count += len(conversations)
+            if stamps and (self._reached is None or min(stamps) < self._reached):
+                self._reached = min(stamps)
             self._report(SyncProgress(self._count, self._share()))
 
     def done(self) -> None:
@@ -497,44 +529,49 @@ class _Read:
                         Walk(rows.fingerprints(self.span.messages), self.whole))
 
 
-def _with_states(
+def _pages_with_states(
     listing: _Listing, store: SyncStore, website_id: str
-) -> Iterator[tuple[Mapping[str, Any], ConversationState | None, bool]]:
-    """Each conversation listed, with what the store holds of it when the store reads a whole
-    page's in one go (`BatchStates`; None otherwise, or if that read failed: the worker then
-    reads it alone, and a failure there is the conversation's), and whether that read found
-    it unchanged since it was stored."""
+) -> Iterator[tuple[list[Mapping[str, Any]], list[tuple[Mapping[str, Any],
+                                                        ConversationState | None]]]]:
+    """Each page of the window as its conversations the store holds unchanged since they were
+    stored (nothing to do but count them), and the others in listing order, each with what
+    the store holds of it. That is read a whole page at a time when the store can
+    (`BatchStates`); otherwise, or if that read failed, the state is None: the worker then
+    reads it alone, and a failure there is the conversation's."""
     batch = store if isinstance(store, BatchStates) else None
     for page in listing:
-        states: dict[str, ConversationState] = {}
-        unchanged: set[str] = set()
+        read = None
         if batch is not None:
             try:
-                states, unchanged = _page_states(batch, website_id, page)
+                read = _page_states(batch, website_id, page)
             except StoreError:
-                states, unchanged = {}, set()
-        for conversation in page:
-            session_id = conversation.get("session_id")
-            if isinstance(session_id, str):
-                yield conversation, states.get(session_id), session_id in unchanged
-            else:
-                yield conversation, None, False
+                read = None
+        yield read if read is not None else ([], [(row, None) for row in page])
 
 
 def _page_states(
     store: BatchStates, website_id: str, page: list[dict[str, Any]]
-) -> tuple[dict[str, ConversationState], set[str]]:
-    """What ``store`` holds of a page's conversations, and those unchanged since they were
-    stored: the newest message is read only for the others (they need nothing more)."""
-    listed = [sid for sid in (c.get("session_id") for c in page) if isinstance(sid, str)]
-    stored = store.updated_at_of(website_id, listed)
-    unchanged = {sid for c in page
-                 if isinstance(sid := c.get("session_id"), str)
-                 and _not_newer(c.get("updated_at"), stored.get(sid))}
-    changed = [sid for sid in listed if sid not in unchanged]
-    newest = store.newest_messages(website_id, changed) if changed else {}
-    return ({sid: ConversationState(stored.get(sid), newest.get(sid)) for sid in changed},
-            unchanged)
+) -> tuple[list[Mapping[str, Any]], list[tuple[Mapping[str, Any], ConversationState | None]]]:
+    """A page's unchanged conversations, and the others with their states: the newest
+    stored message is read only for those (the unchanged need nothing more)."""
+    keyed = [(row, sid) for row in page if isinstance(sid := row.get("session_id"), str)]
+    stored = store.updated_at_of(website_id, [sid for _, sid in keyed])
+    unchanged: list[Mapping[str, Any]] = []
+    changed: list[tuple[Mapping[str, Any], str | None]] = []
+    for row in page:
+        sid = row.get("session_id")
+        if not isinstance(sid, str):
+            changed.append((row, None))
+        elif _not_newer(row.get("updated_at"), stored.get(sid)):
+            unchanged.append(row)
+        else:
+            changed.append((row, sid))
+    wanted = [sid for _, sid in changed if sid is not None]
+    newest = store.newest_messages(website_id, wanted) if wanted else {}
+    return unchanged, [
+        (row, None if sid is None else ConversationState(stored.get(sid), newest.get(sid)))
+        for row, sid in changed
+    ]
 
 
 def _unchanged(conversation: Mapping[str, Any], state: ConversationState) -> bool:

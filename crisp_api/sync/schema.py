@@ -229,7 +229,8 @@ HISTORY: tuple[Version, ...] = (
         ),
     ),
     Version(sqlite=5, postgres=4),  # the analysts' views (`crisp_api.sync.views`)
-    Version(sqlite=6, postgres=5, columns=(("allowance", Column("reached_rate", REAL)),)),
+    Version(sqlite=6, postgres=5, columns=(("allowance", Column("reached_rate", REAL)),),
+            indexes=(Index("conversations_stamp", "conversations", ("session_id", "updated_at")),)),
 )
 """Every version, oldest first. Version 2 (SQLite) / 1 (PostgreSQL): the rows keyed as Crisp
 keys them, messages knowing whether a live event stored them, and each dialect's way of
@@ -237,7 +238,9 @@ holding a website (SQLite's lock rows, PostgreSQL's leases). 3 / 2: rows that ca
 put aside in ``quarantine`` (and PostgreSQL's ``replaced`` flag). 4 / 3: the quota ledger,
 each credential's allowance and each website's last complete run. 5 / 4: the analysts' views
 (`crisp_api.sync.views`), which every migration drops first and creates again last. 6 / 5:
-the rate a run's slow start reached without a refusal, kept with the allowance."""
+the rate a run's slow start reached without a refusal, kept with the allowance, and an index
+that answers a listing page's stored ``updated_at`` without reading the conversations' rows
+(a relisting read a table page per conversation)."""
 
 SQLITE_VERSION = HISTORY[-1].sqlite
 """The version of the schema `tables` describes, as SQLite counts it."""

@@ -208,6 +208,19 @@ def test_a_new_database_gets_the_current_schema_directly(tmp_path: Path) -> None
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
 
 
+def test_a_pages_stored_updated_at_is_read_from_an_index_alone(tmp_path: Path) -> None:
+    """A relisting asks the stored ``updated_at`` of each page: read from the conversations'
+    rows, that cost a fresh process a table page per conversation."""
+    path = tmp_path / "crisp.sqlite3"
+    store = TracingStore(path)
+    with store:
+        store.statements.clear()
+        assert store.updated_at_of("website", ["session_a", "session_b"]) == {}
+        [lookup] = [sql for sql in store.statements if "updated_at" in sql]
+    [(*_, plan)] = query(path, f"EXPLAIN QUERY PLAN {lookup}")
+    assert "COVERING INDEX" in plan, plan
+
+
 def test_a_migration_that_cannot_keep_everything_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     create_old_database(path)

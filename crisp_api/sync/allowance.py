@@ -314,9 +314,8 @@ class Allowance:
             # A rate learnt from the refusals of a spent quota is the quota's, not a limit's
             # (the law cuts to its floor as nothing gets through): the next run would crawl.
             rate = kept.learnt_rate
-        if reached is None or (kept.reached_rate is not None and kept.reached_rate > reached):
-            reached = kept.reached_rate
-        self._keep(until_ms, rate, reached)
+        highest = max((r for r in (reached, kept.reached_rate) if r is not None), default=None)
+        self._keep(until_ms, rate, highest)
 
     def _keep(self, spent_until_ms: int | None, learnt_rate: float | None,
               reached_rate: float | None) -> None:

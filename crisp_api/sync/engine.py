@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -460,11 +461,12 @@ class _Progress:
         """Count ``conversations`` handled (one report for them all; none if empty)."""
         if self._report is None or not conversations:
             return
-        stamps = [stamp for stamp in map(updated_at, conversations) if stamp is not None]
+        oldest = min((stamp for stamp in map(updated_at, conversations) if stamp is not None),
+                     default=None)
         with self._lock:
             self._count += len(conversations)
-            if stamps and (self._reached is None or min(stamps) < self._reached):
-                self._reached = min(stamps)
+            if oldest is not None and (self._reached is None or oldest < self._reached):
+                self._reached = oldest
             self._report(SyncProgress(self._count, self._share()))
 
     def done(self) -> None:
@@ -542,10 +544,8 @@ def _pages_with_states(
     for page in listing:
         read = None
         if batch is not None:
-            try:
+            with suppress(StoreError):  # each worker then reads its conversation's alone
                 read = _page_states(batch, website_id, page)
-            except StoreError:
-                read = None
         yield read if read is not None else ([], [(row, None) for row in page])
 
 
@@ -554,8 +554,8 @@ def _page_states(
 ) -> tuple[list[Mapping[str, Any]], list[tuple[Mapping[str, Any], ConversationState | None]]]:
     """A page's unchanged conversations, and the others with their states: the newest
     stored message is read only for those (the unchanged need nothing more)."""
-    keyed = [(row, sid) for row in page if isinstance(sid := row.get("session_id"), str)]
-    stored = store.updated_at_of(website_id, [sid for _, sid in keyed])
+    stored = store.updated_at_of(
+        website_id, [sid for row in page if isinstance(sid := row.get("session_id"), str)])
     unchanged: list[Mapping[str, Any]] = []
     changed: list[tuple[Mapping[str, Any], str | None]] = []
     for row in page:

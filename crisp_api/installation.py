@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.metadata
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,10 @@ OFFICIAL = "crisp-api"
 OURS = "crisp-api-next"
 FIX = f"pip uninstall -y {OFFICIAL} {OURS} && pip install {OURS}"
 """Both out, then ours alone (``pip install crisp-api`` instead keeps the official client)."""
+_OFFICIAL_METADATA = re.compile(r"crisp[-_.]api(?:-[^/]*)?\.(?:dist|egg)-info", re.IGNORECASE)
+"""The names the official distribution's metadata folder can have (``crisp_api-1.1.23.dist-info``,
+``crisp_api-1.1.23-py3.11.egg-info``, ``crisp_api.egg-info``); ours (``crisp_api_next-...``)
+does not match."""
 
 
 class PackageClashError(ImportError):
@@ -41,7 +46,18 @@ class PackageClashError(ImportError):
 
 def clash_message(folder: Path) -> str | None:
     """What is wrong, in one line, if the official distribution is installed in ``folder``
-    (the folder holding our ``crisp_api`` package); None if it is not."""
+    (the folder holding our ``crisp_api`` package); None if it is not. A listing of the
+    folder comes first: importing `importlib.metadata` costs tens of milliseconds, at every
+    start of every process (a fleet's workers start at once), and is needed only when a
+    folder of that name is there."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    if not any(_OFFICIAL_METADATA.fullmatch(name) for name in names):
+        return None
+    import importlib.metadata  # noqa: PLC0415 - only when the official metadata may be there
+
     for official in importlib.metadata.distributions(name=OFFICIAL, path=[str(folder)]):
         init = folder / "crisp_api" / "__init__.py"
         recorded = next((entry.hash for entry in official.files or ()

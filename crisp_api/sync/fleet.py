@@ -16,7 +16,6 @@ A store that can carry a fleet says so by having leases (`FleetStore`: `Postgres
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -45,7 +44,8 @@ class FleetStore(Protocol):
 
 WAIT_SECONDS = 0.25
 """How often a worker with nothing to claim looks again for websites held by others (two
-cheap queries: the fleet's last worker to finish is not kept waiting long)."""
+cheap queries), at the latest: a lease given back wakes it at once (`Leases.wait_for_release`),
+and only a lease that expires (its worker died) waits for the poll."""
 
 
 def either(first: StopSignal | None, second: StopSignal) -> StopSignal:
@@ -82,15 +82,17 @@ def sync_once(
     sync_one: SyncOne,
     *,
     stop: StopSignal | None = None,
-    wait: Callable[[float], object] = time.sleep,
+    poll: float = WAIT_SECONDS,
     began: datetime | None = None,
 ) -> FleetRun:
     """Sync every website of ``websites`` that no worker synced completely since the run
     began, sharing them with the other workers; see the module docstring. ``began`` is
     when the run began in the database's clock (`Leases.now`; by default, this call): read
     before the website list, a sync that another worker claims while the list is fetched
-    counts, where it would otherwise be done again once it ends. Errors that end a run
-    (`sync_one` raising) give the lease back and propagate."""
+    counts, where it would otherwise be done again once it ends. Websites others hold are
+    waited for until one is given back, looking again every ``poll`` seconds at the latest
+    (see `WAIT_SECONDS`). Errors that end a run (`sync_one` raising) give the lease back and
+    propagate."""
     run = FleetRun()
     if began is None:
         began = leases.now()
@@ -98,10 +100,11 @@ def sync_once(
     while stop is None or not stop.is_set():
         website_id = leases.claim(websites, due_before=began, exclude=run.failed)
         if website_id is None:
+            leases.watch_releases()  # before the look at what is pending: no release missed
             if not leases.pending(websites, due_before=began, exclude=run.failed):
                 break
-            wait(min(WAIT_SECONDS, leases.ttl / 3))  # held by others: done, or taken over
-            continue
+            leases.wait_for_release(min(poll, leases.ttl / 3))  # held by others: done, or
+            continue  # taken over once expired
         lost = leases.lost(website_id)
         synced = False
         try:

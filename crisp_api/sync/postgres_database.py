@@ -26,7 +26,7 @@ from crisp_api.sync.store import StoreError, WebsiteLockedError
 try:
     import psycopg
     import psycopg_pool
-    from psycopg import conninfo
+    from psycopg import conninfo, sql
 except ImportError as missing:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "the PostgreSQL store needs psycopg 3 and psycopg_pool: "
@@ -66,6 +66,7 @@ class PgDatabase(SqlDialect):
     def __init__(self, url: str, *, pool_size: int, connect_timeout: float) -> None:
         self.name = _public_name(url)
         options: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
+        self._url, self._options = url, options
         with self.errors():
             with psycopg.connect(url, **options) as db:  # fails fast on a bad URL or password
                 self._upgrade(db)
@@ -143,12 +144,43 @@ class PgDatabase(SqlDialect):
         with self.errors(), self._pool.connection(timeout=timeout) as db:
             db.execute("SELECT 1")
 
+    def listener(self, channel: str) -> Listener:
+        """A connection of its own (not the pool's: it stays idle between waits) listening on
+        ``channel``; `StoreError` if it cannot be opened."""
+        with self.errors("listen for notifications"):
+            db = psycopg.connect(self._url, **self._options, autocommit=True)
+            try:
+                db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            except BaseException:
+                db.close()
+                raise
+        return Listener(self, db)
+
     def close(self) -> None:
         """Close the connections."""
         self._pool.close()
 
     def __repr__(self) -> str:
         return f"<PgDatabase {self.name}>"
+
+
+class Listener:
+    """A connection LISTENing on one channel (`PgDatabase.listener`): `wait` returns on the
+    first notification, delivered by PostgreSQL when the notifying transaction commits."""
+
+    def __init__(self, database: PgDatabase, db: psycopg.Connection[Any]) -> None:
+        self._database = database
+        self._db = db
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a notification (one that came since the last wait counts
+        at once); whether one came. `StoreError` if the connection fails."""
+        with self._database.errors("wait for a notification"):
+            return any(True for _ in self._db.notifies(timeout=seconds, stop_after=1))
+
+    def close(self) -> None:
+        """Close the connection (and with it the LISTEN)."""
+        self._db.close()
 
 
 def _public_name(url: str) -> str:

@@ -8,6 +8,12 @@ its websites are free once ``ttl`` has passed. Nothing else coordinates the work
 website is taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two workers asking at once get
 different websites, and ``sync_workers`` holds each live worker's heartbeat so that workers
 that follow can split the websites evenly.
+
+A lease given back is announced on the ``crisp_sync_leases`` channel (``NOTIFY``, sent when
+the transaction commits): a worker waiting for websites others hold (`watch_releases`, then
+`wait_for_release`) looks again at once instead of at its next poll, so a fleet ends when its
+last website does. A lease that expires (its worker died) is announced by nobody: the poll
+finds it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,12 +32,15 @@ from typing import TYPE_CHECKING, Any
 from crisp_api.sync.store import StoreError, WebsiteLockedError
 
 if TYPE_CHECKING:
-    from crisp_api.sync.postgres_database import PgDatabase
+    from crisp_api.sync.postgres_database import Listener, PgDatabase
 
 DEFAULT_LEASE_TTL = 60.0
 """Seconds a website stays held by a worker that stopped renewing its lease."""
 MIN_LEASE_TTL = 3.0
 """The shortest time to live: renewals (every third of it) must fit in it."""
+
+RELEASES = "crisp_sync_leases"
+"""The channel a lease given back is announced on."""
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +108,7 @@ class Leases:
         self._in_fleet = False
         self._closing = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._listener: Listener | None = None
 
     def now(self) -> datetime:
         """PostgreSQL's clock: the one every lease and 'due' time is read against."""
@@ -174,6 +185,36 @@ class Leases:
             self._lost.pop(website_id, None)
         with self._db.transaction("give back a lease") as cur:
             cur.execute(_RELEASE, self._params(website=website_id, synced=synced))
+            cur.execute(f"NOTIFY {RELEASES}")
+
+    def watch_releases(self) -> None:
+        """Listen for leases given back from now on (by any worker), for `wait_for_release`;
+        call it before looking at what is pending, so that no release in between is missed.
+        Without a listening connection (the database refused one), waits are plain sleeps."""
+        if self._listener is None:
+            try:
+                self._listener = self._db.listener(RELEASES)
+            except StoreError as exc:
+                logger.warning("cannot listen for leases given back (polling instead): %s", exc)
+
+    def wait_for_release(self, seconds: float) -> None:
+        """Wait up to ``seconds``, less if a lease is given back meanwhile (or was since the
+        last wait) while `watch_releases` listens."""
+        listener = self._listener
+        if listener is None:
+            time.sleep(seconds)
+            return
+        try:
+            listener.wait(seconds)
+        except StoreError as exc:
+            logger.warning("lost the connection listening for leases (polling instead): %s", exc)
+            self._stop_watching()
+            time.sleep(seconds)
+
+    def _stop_watching(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
 
     def pending(
         self, among: Sequence[str], *, due_before: datetime, exclude: Collection[str] = ()
@@ -232,6 +273,7 @@ class Leases:
         self._closing.set()
         if self._renewer is not None:
             self._renewer.join()
+        self._stop_watching()
         with self._lock:
             held, self._owned = list(self._owned), set()
             in_fleet = self._in_fleet
@@ -240,6 +282,8 @@ class Leases:
         with self._db.transaction("free the leases") as cur:
             for website_id in held:
                 cur.execute(_RELEASE, self._params(website=website_id, synced=False))
+            if held:
+                cur.execute(f"NOTIFY {RELEASES}")
             cur.execute("DELETE FROM sync_workers WHERE owner = %s", (self.owner,))
 
     def _owned_now(self, website_id: str) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+import psycopg
 
 from crisp_api.sync import fleet
 from crisp_api.sync.engine import StopSignal, SyncReport
@@ -280,3 +283,59 @@ def test_a_website_another_worker_synced_after_this_run_began_is_not_synced_agai
         # Begun after those syncs, a run has them all to do again.
         fleet.sync_once(second.leases, websites, syncer("second"))
         assert sorted(synced["second"]) == websites
+
+
+def test_a_worker_waiting_on_another_workers_website_ends_when_it_is_given_back(
+        postgres_url: str) -> None:
+    # The second worker finds the only website held by the first: it waits, and wakes on the
+    # first's give-back (NOTIFY), not at its next poll, which here is 60 s away.
+    websites = ["website-a"]
+    with (PostgresStore(postgres_url, lease_ttl=600) as first,
+          PostgresStore(postgres_url, lease_ttl=600) as second):
+        began = second.leases.now()  # the first's sync, claimed after, counts for this run
+        first.leases.add(websites)
+        assert first.leases.claim(websites) == "website-a"
+        ended = threading.Event()
+        outcome: list[fleet.FleetRun] = []
+
+        def wait_for_it() -> None:
+            outcome.append(fleet.sync_once(
+                second.leases, websites, lambda website_id, _: SyncReport(website_id, None),
+                poll=60.0, began=began))
+            ended.set()
+
+        waiter = threading.Thread(target=wait_for_it, daemon=True)
+        waiter.start()
+        assert not ended.wait(1.0)  # held by the first: the second waits
+        time.sleep(0.5)  # let the poll's first look go by (the wait, not the look, is tested)
+        first.leases.give_back("website-a", synced=True)
+        given_back = time.monotonic()
+        assert ended.wait(20.0), "the waiting worker slept through the give-back"
+        assert time.monotonic() - given_back < 20.0
+        waiter.join()
+    assert outcome[0].reports == []
+    assert outcome[0].failed == []
+
+
+def test_a_worker_whose_listening_connection_fails_still_waits_by_polling(
+        postgres_url: str) -> None:
+    # The listening connection dies (a server restart, a proxy): the wait falls back to
+    # sleeping, and the run still sees the website given back at its next look.
+    websites = ["website-a"]
+    with (PostgresStore(postgres_url, lease_ttl=600) as first,
+          PostgresStore(postgres_url, lease_ttl=600) as second):
+        began = second.leases.now()
+        first.leases.add(websites)
+        assert first.leases.claim(websites) == "website-a"
+        second.leases.watch_releases()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                  " WHERE query LIKE 'LISTEN%'").fetchone()
+        assert ended == (1,)
+        threading.Timer(0.5, first.leases.give_back, ("website-a",),
+                        {"synced": True}).start()
+        run = fleet.sync_once(second.leases, websites,
+                              lambda website_id, _: SyncReport(website_id, None), poll=0.3,
+                              began=began)
+    assert run.reports == []
+    assert run.failed == []

@@ -73,6 +73,14 @@ RUN_TIMEOUT_S = 900.0
 REAP_POLL_S = 0.005
 LOG_POLL_S = 0.01
 STARTED, ENDED = "website.sync.started", "website.sync.ended"
+FIRST_RUN = "first run"
+"""Runs on empty databases: the credential's first, each process's adaptive rate opening with
+its slow start from the gentle start (`middleware.adaptive`)."""
+KNOWN = "credential known"
+"""Runs on databases holding the allowance the same runs left (what every run after a
+credential's first has: its slow start resumes from the rate reached without a refusal), and
+no row of the websites: still a first full sync of them."""
+STARTS = (FIRST_RUN, KNOWN)
 ISSUE = "issue's configuration"
 LATENCY_BOUND = "latency-dominated"
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -150,6 +158,8 @@ class SpeedUp:
     """One process against a fleet, on the same data and latency."""
 
     label: str
+    start: str
+    """`FIRST_RUN` or `KNOWN`: what the database held of the credential when the runs began."""
     latency_ms: float
     websites: int
     conversations: int
@@ -222,8 +232,8 @@ def run(config: Config) -> FleetResult:
                                        config.fleet_slow_conversations,
                                        config.fleet_slow_messages))
             for label, latency, conversations, messages in configurations:
-                speedups.append(speed_up(config, databases, work, label, latency,
-                                         conversations, messages))
+                speedups += speed_up(config, databases, work, label, latency, conversations,
+                                     messages)
             print("benchmarks: fleet, takeover", file=sys.stderr)
             takeover = take_over(config, databases, work)
     return FleetResult(
@@ -358,21 +368,37 @@ def conversations_to_save(
 def speed_up(
     config: Config, databases: Databases, work: Path, label: str, latency: float,
     conversations: int, messages: int,
-) -> SpeedUp:
-    """One process, then ``config.fleet_processes`` at once, on the same seeded data."""
-    runs = []
-    for processes in (1, config.fleet_processes):
-        print(f"benchmarks: fleet, {label}, {latency:g} ms, {processes} process(es)",
-              file=sys.stderr)
-        with FakeCrispProcess(
-            websites=config.fleet_websites, conversations=conversations, messages=messages,
-            seed=FLEET_SEED, rtm=False, faults=Faults(latency_ms=latency),
-        ) as fake:
-            runs.append(_fleet_run(fake, databases, work, f"{label}-{processes}", processes))
-    single, fleet = runs
+) -> list[SpeedUp]:
+    """One process, then ``config.fleet_processes`` at once, on the same seeded data: first as
+    the credential's first run (`FIRST_RUN`), then again on fresh databases holding the
+    allowance each of those runs left (`KNOWN`)."""
+    runs: dict[tuple[str, int], FleetRun] = {}
+    kept: dict[int, list[dict[str, Any]]] = {}
+    for start in STARTS:
+        for processes in (1, config.fleet_processes):
+            print(f"benchmarks: fleet, {label}, {latency:g} ms, {start}, {processes} "
+                  "process(es)", file=sys.stderr)
+            with FakeCrispProcess(
+                websites=config.fleet_websites, conversations=conversations,
+                messages=messages, seed=FLEET_SEED, rtm=False,
+                faults=Faults(latency_ms=latency),
+            ) as fake:
+                name = f"{label}-{start}-{processes}".replace(" ", "-").replace("'", "")
+                runs[start, processes], kept[processes] = _fleet_run(
+                    fake, databases, work, name, processes,
+                    allowance=kept.get(processes, []) if start == KNOWN else [])
+    return [
+        _speed_up(label, start, latency, config, conversations, messages,
+                  runs[start, 1], runs[start, config.fleet_processes])
+        for start in STARTS
+    ]
+
+
+def _speed_up(label: str, start: str, latency: float, config: Config, conversations: int,
+              messages: int, single: FleetRun, fleet: FleetRun) -> SpeedUp:
     floor = fleet.cpu_s / max(1, _cores())
     return SpeedUp(
-        label=label, latency_ms=latency, websites=config.fleet_websites,
+        label=label, start=start, latency_ms=latency, websites=config.fleet_websites,
         conversations=conversations, messages=messages, workers=CLI_WORKERS,
         single=single, fleet=fleet,
         speedup=single.seconds / fleet.seconds if fleet.seconds else float("nan"),
@@ -384,13 +410,18 @@ def speed_up(
 
 
 def _fleet_run(
-    fake: FakeCrispProcess, databases: Databases, work: Path, name: str, processes: int
-) -> FleetRun:
-    """``processes`` workers on a fresh database; waits for every one, then checks the copy."""
+    fake: FakeCrispProcess, databases: Databases, work: Path, name: str, processes: int, *,
+    allowance: list[dict[str, Any]],
+) -> tuple[FleetRun, list[dict[str, Any]]]:
+    """``processes`` workers on a fresh database, holding ``allowance`` (rows of the table of
+    that name) when there is any; waits for every one, then checks the copy. The run, and the
+    allowance it left."""
     logs = work / name
     logs.mkdir(parents=True, exist_ok=True)
     truth = _truth_counts(fake)
     with databases.database() as url:
+        if allowance:
+            databases.seed_allowance(url, allowance)
         fake.reset_stats()
         fake_before, pg_before = _process_cpu(fake.pid), databases.cpu_seconds()
         busy_before, steal_before = _machine_cpu()
@@ -412,6 +443,7 @@ def _fleet_run(
         postgres_cpu = databases.cpu_seconds() - pg_before
         fake_cpu = _process_cpu(fake.pid) - fake_before
         stored = databases.count(url)
+        left = databases.allowance(url)
     failed = [path for path, status in zip(paths, statuses, strict=True) if status != 0]
     for path in failed:
         tail = path.read_text(encoding="utf-8", errors="replace")[-1000:]
@@ -430,7 +462,7 @@ def _fleet_run(
         conversations=stored[0], messages=stored[1], cli_cpu_s=cpu,
         fake_cpu_s=fake_cpu, postgres_cpu_s=postgres_cpu,
         machine_busy_s=busy_after - busy_before, machine_steal_s=steal_after - steal_before,
-    )
+    ), left
 
 
 def _worker(fake: FakeCrispProcess, url: str, work: Path, log: IO[bytes], *extra: str
@@ -644,6 +676,32 @@ class Databases:
         except psycopg.errors.UndefinedTable:
             return 0, 0
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def allowance(self, url: str) -> list[dict[str, Any]]:
+        """The rows of the ``allowance`` table in the database of ``url`` (what the workers
+        kept of the credential: learnt rate, the rate reached without a refusal...)."""
+        import psycopg  # noqa: PLC0415 - optional extra
+        from psycopg.rows import dict_row  # noqa: PLC0415
+
+        try:
+            with self._connect(url) as db:
+                return list(db.cursor(row_factory=dict_row).execute("SELECT * FROM allowance"))
+        except psycopg.errors.UndefinedTable:
+            return []
+
+    def seed_allowance(self, url: str, rows: list[dict[str, Any]]) -> None:
+        """Create the store's schema in the database of ``url`` and put ``rows`` (from
+        `allowance`) in its ``allowance`` table, as a run of the credential would have."""
+        from psycopg import sql  # noqa: PLC0415 - optional extra
+
+        from crisp_api.sync.postgres_database import PgDatabase  # noqa: PLC0415
+
+        PgDatabase(url, pool_size=1, connect_timeout=10).close()
+        with self._connect(url) as db:
+            for row in rows:
+                db.execute(sql.SQL("INSERT INTO allowance ({}) VALUES ({})").format(
+                    sql.SQL(", ").join(map(sql.Identifier, row)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(row))), list(row.values()))
 
     def cpu_seconds(self) -> float:
         """The server's CPU so far (its processes, live and reaped); NaN if not ours."""

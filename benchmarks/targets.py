@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmarks import contenders
+from benchmarks.config import FULL
+from benchmarks.fleet import FIRST_RUN, KNOWN
 from benchmarks.rate_limit import CONFIGURED
 from benchmarks.results import Results
 from benchmarks.soak import MAX_GROWTH_MB as MAX_SOAK_GROWTH_MB
@@ -23,6 +25,14 @@ MAX_EVENT_MEDIAN_S = 1.0
 MAX_SYNC_VS_FLOOR = 1.3
 MAX_UNCHANGED_VS_ENTRY = 1.0
 MIN_POSTGRES_ROWS_PER_S = 25_000
+FLEET_GOAL, SLOW_FLEET_GOAL = 3.5, 3.8
+"""The fleet at least this many times faster than one process, at 50 ms per answer and when
+latency bounds the run (500 ms)."""
+
+
+def fleet_goal(latency_ms: float) -> float:
+    """The speed-up goal of a fleet run at ``latency_ms`` per answer."""
+    return SLOW_FLEET_GOAL if latency_ms >= 500 else FLEET_GOAL
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,7 @@ def evaluate(results: Results) -> list[Check]:
     """Every target, in the order of the sections."""
     return [*_cpu(results), _scaling(results), _rate(results), _changing(results),
             _spent(results), _memory(results), *_follow(results), _soak(results),
-            _postgres(results), *_floor(results)]
+            _postgres(results), *_fleet(results), *_floor(results)]
 
 
 def _cpu(results: Results) -> list[Check]:
@@ -221,6 +231,31 @@ def _postgres(results: Results) -> Check:
         min(postgres.insert_rows_per_s, postgres.unchanged_rows_per_s)
         >= MIN_POSTGRES_ROWS_PER_S,
     )
+
+
+def _fleet(results: Results) -> list[Check]:
+    """A fleet's speed-up at each latency measured, judged on the runs of a known credential
+    (every run after its first); the credential's first run is shown beside it."""
+    speedups = results.fleet.speedups if results.fleet is not None else []
+    latencies = sorted({speedup.latency_ms for speedup in speedups})
+    checks = []
+    for latency in latencies:
+        runs = {speedup.start: speedup for speedup in speedups
+                if speedup.latency_ms == latency}
+        known, first = runs.get(KNOWN), runs.get(FIRST_RUN)
+        processes = next(iter(runs.values())).fleet.processes
+        goal = fleet_goal(latency)
+        checks.append(Check(
+            f"fleet: {processes} processes >= {goal:g}x one at {latency:g} ms per answer "
+            f"({KNOWN}; the {FIRST_RUN} beside it)",
+            ("-" if known is None else f"{known.speedup:.2f}x")
+            + ("" if first is None else f" ({FIRST_RUN}: {first.speedup:.2f}x)"),
+            None if known is None else
+            known.speedup >= goal and known.single.complete and known.fleet.complete,
+        ))
+    return checks or [Check(
+        f"fleet: {FULL.fleet_processes} processes >= {FLEET_GOAL:g}x one at "
+        f"{FULL.fleet_latency_ms:g} ms per answer", "-", None)]
 
 
 def _floor(results: Results) -> list[Check]:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import contenders, pg_methods, sync_cpu
+from benchmarks.fleet import STARTS
 from benchmarks.rate_limit import ADAPTIVE, CONFIGURED, INCIDENTAL, REAL_LIMIT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,9 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
             store["inserts"], store["unchanged"], strict=True)] == [(10 * 5, 0)]
     if fleet["postgres_missing"] is None:  # CI installs PostgreSQL; elsewhere it may be missing
         assert {"PostgreSQL", "issue's configuration", "latency-dominated", "3"} <= rows
-        assert [run["fleet"]["processes"] for run in fleet["speedups"]] == [2, 2]
+        assert [(run["start"], run["fleet"]["processes"]) for run in fleet["speedups"]] == [
+            (start, 2) for _ in ("50 ms", "100 ms") for start in STARTS]
+        assert "fleet: 2 processes >= 3.5x one at 50 ms per answer (credential known" in report
         assert all(run["single"]["complete"] and run["fleet"]["complete"]
                    for run in fleet["speedups"])
         assert fleet["takeover"]["ttl_s"] == 3

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from crisp_api.sync.engine import StopSignal, SyncReport
+from crisp_api.sync.website_list import WebsiteList
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -78,7 +79,7 @@ class FleetRun:
 
 def sync_once(
     leases: Leases,
-    websites: Sequence[str],
+    websites: Sequence[str] | WebsiteList,
     sync_one: SyncOne,
     *,
     stop: StopSignal | None = None,
@@ -86,7 +87,8 @@ def sync_once(
     began: datetime | None = None,
 ) -> FleetRun:
     """Sync every website of ``websites`` that no worker synced completely since the run
-    began, sharing them with the other workers; see the module docstring. ``began`` is
+    began, sharing them with the other workers; see the module docstring. A `WebsiteList`
+    still being fetched is claimed from as it grows (and its failure raised). ``began`` is
     when the run began in the database's clock (`Leases.now`; by default, this call): read
     before the website list, a sync that another worker claims while the list is fetched
     counts, where it would otherwise be done again once it ends. Websites others hold are
@@ -96,12 +98,20 @@ def sync_once(
     run = FleetRun()
     if began is None:
         began = leases.now()
-    leases.add(websites)
+    listed = websites if isinstance(websites, WebsiteList) else WebsiteList.fixed(websites)
+    added = 0
     while stop is None or not stop.is_set():
-        website_id = leases.claim(websites, due_before=began, exclude=run.failed)
+        known, whole = listed.snapshot()
+        if len(known) > added:
+            leases.add(known[added:])
+            added = len(known)
+        website_id = leases.claim(known, due_before=began, exclude=run.failed)
         if website_id is None:
+            if not whole:  # the next page of the list is on its way
+                listed.wait_for_more(len(known), poll)
+                continue
             leases.watch_releases()  # before the look at what is pending: no release missed
-            if not leases.pending(websites, due_before=began, exclude=run.failed):
+            if not leases.pending(known, due_before=began, exclude=run.failed):
                 break
             leases.wait_for_release(min(poll, leases.ttl / 3))  # held by others: done, or
             continue  # taken over once expired

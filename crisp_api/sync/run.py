@@ -48,6 +48,7 @@ from crisp_api.sync.report import summary, summary_fields
 from crisp_api.sync.settings import SyncSettings
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import Store, StoreError
+from crisp_api.sync.website_list import WebsiteList
 
 if TYPE_CHECKING:
     from crisp_api.sync.postgres_store import PostgresStore
@@ -252,20 +253,22 @@ def sync_websites(
     other workers (`fleet.sync_once`). ``bars``: draw progress bars (see `progress.shown`);
     ``allowance``: where each website's end is recorded (see `sync_one`)."""
     shared = store if settings.all_websites and isinstance(store, fleet.FleetStore) else None
-    # A fleet's run begins before the website list: what another worker syncs meanwhile counts.
-    began = None if shared is None else shared.leases.now()
-    chosen = list(websites(settings, client))
     if shared is not None:
-        run = fleet.sync_once(
-            shared.leases, chosen,
-            lambda website_id, stopping: sync_one(
-                settings, client, website_id, store, stopping, bars=bars,
-                allowance=allowance),
-            stop=stop, began=began,
-        )
+        # The run begins before the website list (what another worker syncs meanwhile
+        # counts), and its first websites sync while the list's next pages are fetched.
+        began = shared.leases.now()
+        with WebsiteList(websites(settings, client)) as listed:
+            run = fleet.sync_once(
+                shared.leases, listed,
+                lambda website_id, stopping: sync_one(
+                    settings, client, website_id, store, stopping, bars=bars,
+                    allowance=allowance),
+                stop=stop, began=began,
+            )
         if run.lost:
             raise LeaseLostError(run.lost)
         return run.reports
+    chosen = list(websites(settings, client))
     reports = []
     with progress.websites_bar(len(chosen), bars and settings.all_websites) as tick:
         for website_id in chosen:

@@ -7,17 +7,21 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import psycopg
+import pytest
 
+from crisp_api.errors import ServerError
 from crisp_api.sync import fleet
 from crisp_api.sync.engine import StopSignal, SyncReport
 from crisp_api.sync.postgres_store import PostgresStore
+from crisp_api.sync.run import connected_websites
 from crisp_api.sync.store import CredentialAllowance
+from crisp_api.sync.website_list import WebsiteList
 from crisp_api.testing import FakeCrisp, Faults
 from tests.sync.helpers import sync_command, wait_for
 
@@ -339,3 +343,51 @@ def test_a_worker_whose_listening_connection_fails_still_waits_by_polling(
                               began=began)
     assert run.reports == []
     assert run.failed == []
+
+
+def test_a_worker_syncs_its_first_websites_while_the_list_is_still_being_fetched(
+        postgres_url: str) -> None:
+    # The list's second page comes only once the first page's website has begun syncing: a
+    # worker that waited for the whole list first would wait forever (here: 20 s, then fail).
+    first_synced = threading.Event()
+    synced: list[str] = []
+
+    def pages() -> Iterator[str]:
+        yield "website-a"
+        assert first_synced.wait(20.0), "the worker waited for the whole list"
+        yield "website-b"
+
+    def sync_one(website_id: str, _: StopSignal) -> SyncReport:
+        synced.append(website_id)
+        first_synced.set()
+        return SyncReport(website_id, None)
+
+    with PostgresStore(postgres_url) as store, WebsiteList(pages()) as listed:
+        run = fleet.sync_once(store.leases, listed, sync_one)
+    assert synced == ["website-a", "website-b"]
+    assert run.failed == []
+
+
+def test_a_website_list_that_fails_half_way_fails_the_run(postgres_url: str) -> None:
+    # Crisp fails the list's second page (500, every retry): the run raises that error (which
+    # the CLI turns into its exit status), never ending as if the websites seen were all.
+    synced: list[str] = []
+
+    def sync_one(website_id: str, _: StopSignal) -> SyncReport:
+        synced.append(website_id)
+        return SyncReport(website_id, None)
+
+    with FakeCrisp(websites=25, conversations=1, messages=1, seed=43, rtm=False) as fake:
+        client = fake.client()
+
+        def pages() -> Iterator[str]:
+            listed = connected_websites(client)
+            yield next(listed)  # the first page has come
+            fake.set_faults(Faults(error_rate=1.0, error_statuses=(500,),
+                                   routes={"list_all_connect_websites"}))
+            yield from listed
+
+        with (PostgresStore(postgres_url) as store, WebsiteList(pages()) as listed,
+              pytest.raises(ServerError)):
+            fleet.sync_once(store.leases, listed, sync_one)
+    assert len(synced) < 25

@@ -335,12 +335,11 @@ def test_two_workers_sharing_a_database_stay_within_one_known_quota(tmp_path: Pa
                                         "--daily-quota", str(quota), "--quota-reserve", "0")
             children.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                              stderr=subprocess.PIPE, text=True))
-        statuses = [child.wait(timeout=120) for child in children]
-        for child in children:
-            child.communicate()
-        assert statuses == [EXIT_QUOTA, EXIT_QUOTA]
-        assert fake.stats.requests <= quota + 2 * LEDGER_BATCH
-        assert ledger(db, fake) == fake.stats.requests
+        said = [child.communicate(timeout=120)[1] for child in children]  # read as they run
+        statuses = [child.returncode for child in children]
+        assert statuses == [EXIT_QUOTA, EXIT_QUOTA], said
+        assert fake.stats.requests <= quota + 2 * LEDGER_BATCH, said
+        assert ledger(db, fake) == fake.stats.requests, said
 
 
 def test_status_shows_the_ledger_of_each_website_an_all_websites_run_began(

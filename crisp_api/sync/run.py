@@ -9,10 +9,12 @@ other workers.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -254,9 +256,10 @@ def sync_websites(
     ``allowance``: where each website's end is recorded (see `sync_one`)."""
     shared = store if settings.all_websites and isinstance(store, fleet.FleetStore) else None
     if shared is not None:
-        # The run begins before the website list (what another worker syncs meanwhile
-        # counts), and its first websites sync while the list's next pages are fetched.
-        began = shared.leases.now()
+        # The run began with this process (what another worker synced since counts, as
+        # `--all-websites` promises), and its first websites sync while the list's next
+        # pages are fetched.
+        began = shared.leases.now() - timedelta(seconds=process_age())
         with WebsiteList(websites(settings, client)) as listed:
             run = fleet.sync_once(
                 shared.leases, listed,
@@ -326,6 +329,21 @@ def websites(settings: SyncSettings, client: Crisp) -> Iterator[str]:
     for website_id in connected_websites(client):
         if sharding.in_shard(website_id, *settings.shard):
             yield website_id
+
+
+def process_age() -> float:
+    """Seconds since this process started, from Linux's ``/proc`` (both clocks count from
+    the boot); 0 where that cannot be read. A fleet worker's run begins when its process
+    did, not once its imports, schema and connections are ready: a website another worker
+    synced in between counts (each sync the later worker did again cost 4 requests, and a
+    worker started a moment later did one or two of them)."""
+    try:
+        with open("/proc/self/stat", "rb") as stat, open("/proc/uptime", "rb") as uptime:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # after the command's name
+            started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+            return max(0.0, float(uptime.read().split()[0]) - started)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def connected_websites(client: Crisp) -> Iterator[str]:

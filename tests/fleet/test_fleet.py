@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -391,3 +392,13 @@ def test_a_website_list_that_fails_half_way_fails_the_run(postgres_url: str) -> 
               pytest.raises(ServerError)):
             fleet.sync_once(store.leases, listed, sync_one)
     assert len(synced) < 25
+
+
+def test_a_fleet_run_begins_when_its_process_did() -> None:
+    # A run's `began` is set back by the process's age: a process that slept a second before
+    # asking is at least that old (and the age is no made-up figure).
+    asked = subprocess.run(
+        [sys.executable, "-c", "import time; time.sleep(1.0); "
+         "from crisp_api.sync.run import process_age; print(process_age())"],
+        capture_output=True, text=True, check=True, timeout=60)
+    assert 0.95 <= float(asked.stdout) < 30.0

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crisp_api.caller import Caller
-from crisp_api.errors import InvalidResponseError
+from crisp_api.errors import InvalidResponseError, QuotaSpentError
 from crisp_api.pagination import (
     MessagePage,
     PartialSignal,
@@ -203,8 +203,10 @@ def sync_website(
     (epoch ms). Once ``stop`` is set (a service shutting down), no further conversation is
     started: those in flight finish, and the run ends incomplete, its checkpoint where it
     was. Errors of the listing or of the store's lock raise (`RouteError`,
-    `WebsiteLockedError`, `StoreError`); a conversation that fails is recorded in ``errors``
-    and leaves the checkpoint where it was.
+    `WebsiteLockedError`, `StoreError`), and so do those of the people and operators listings,
+    once the conversations are over; a conversation that fails is recorded in ``errors`` and
+    leaves the checkpoint where it was, and one that failed on a spent daily quota ends the
+    website in its `QuotaSpentError` (nothing more can be read today).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -220,6 +222,14 @@ def sync_website(
             website_id, None if checkpoint is None else max(0, checkpoint - overlap_ms)
         )
         listing = _Listing(client, website_id, report)
+        halted = threading.Event()
+        beside: list[Callable[[], None]] = []
+        if people:
+            beside.append(lambda: _sync_people(
+                client, store, report, people_interval, clock,
+                halted=lambda: halted.is_set() or (stop is not None and stop.is_set())))
+        if operators:
+            beside.append(lambda: _sync_operators(client, store, report))
         _sync_conversations(
             client,
             store,
@@ -228,13 +238,9 @@ def sync_website(
             workers=workers,
             on_progress=on_progress,
             stop=stop,
+            beside=beside,
+            halted=halted,
         )
-        if report.store_error is None and not (stop is not None and stop.is_set()):
-            if people:
-                _sync_people(client, store, report, people_interval, clock)
-            if operators:
-                listed = client.website.list_website_operators(website_id, use_cache=False)
-                report.operators += store.save_operators(website_id, _dicts(listed, "operators"))
         if report.complete and listing.high_water is not None:
             report.checkpoint_ms = min(listing.high_water, listing.clock_cap(clock()))
             store.set_checkpoint(website_id, report.checkpoint_ms)
@@ -253,25 +259,52 @@ def _sync_conversations(
     workers: int,
     on_progress: Callable[[SyncProgress], None] | None,
     stop: StopSignal | None,
+    beside: Sequence[Callable[[], None]] = (),
+    halted: threading.Event | None = None,
 ) -> None:
-    """Fetch and save every changed conversation of the window in ``workers`` threads."""
+    """Fetch and save every changed conversation of the window in ``workers`` threads.
+
+    The work ``beside`` them (the people and operators listings) is handed to the same
+    threads as soon as the listing's first page is in, ahead of its conversations, so that it
+    runs beside them instead of after the last one (two round trips of a website's seven at
+    500 ms an answer), and the run never has more than ``workers`` requests in flight. Not
+    before that page: a listing Crisp refuses sends nothing more, and after a spent daily
+    quota the run's one probe is the listing's request. ``halted`` is set once the
+    conversations stop early (a stop, a store that cannot be written) or fail, so that work
+    beside them stops between pages instead of paging on for a run that ends anyway. Its
+    first failure is raised once the conversations are over, as it was when it ran after them
+    (unless they raised first)."""
     handler = _Handler(client, store, report, listing, on_progress=on_progress,
                        workers=workers)
     futures: list[Future[None]] = []
+    side: list[Future[None]] | None = None
+    halted = halted or threading.Event()
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
             try:
                 for unchanged, changed in _pages_with_states(listing, store,
                                                               report.website_id):
+                    if side is None:
+                        side = [pool.submit(work) for work in beside]
                     if not _hand_out(unchanged, changed, handler=handler, pool=pool,
                                      futures=futures, report=report, stop=stop):
+                        halted.set()
                         break
+                else:
+                    if side is None:  # an empty window
+                        side = [pool.submit(work) for work in beside]
             except BaseException:
+                halted.set()
                 for future in futures:
                     future.cancel()
                 raise
     finally:
         handler.close()  # every conversation handed to the writer is saved (or failed) now
+    if handler.spent is not None:  # the run cannot go on today: said as such, not as failures
+        raise handler.spent
+    for failure in (future.exception() for future in side or ()):
+        if failure is not None:
+            raise failure
     for future in futures:  # handle() reports its own failures; anything else is read here
         failure = None if future.cancelled() else future.exception()
         if failure is not None:
@@ -350,6 +383,8 @@ class _Handler:
         self.room = _Handover(high=2 * workers, low=workers)
         self.writer = (GroupWriter(store.saving_together, self._finish)
                        if isinstance(store, GroupCommit) else None)
+        self.spent: QuotaSpentError | None = None
+        """The first conversation that failed on a spent daily quota: the run's end."""
 
     def handle(self, conversation: Mapping[str, Any], state: ConversationState | None
                ) -> None:
@@ -386,6 +421,8 @@ class _Handler:
             with self._lock:
                 if isinstance(outcome, BaseException):
                     _record_failure(report, conversation.get("session_id"), outcome)
+                    if isinstance(outcome, QuotaSpentError) and self.spent is None:
+                        self.spent = outcome
                 else:
                     report.conversations_fetched += outcome.fetched
                     report.message_calls += outcome.calls
@@ -706,8 +743,11 @@ def _sync_people(
     report: SyncReport,
     interval: float,
     clock: Callable[[], int],
+    *,
+    halted: Callable[[], bool] = lambda: False,
 ) -> None:
-    """List every people profile if the last full listing is older than ``interval``."""
+    """List every people profile if the last full listing is older than ``interval``; a
+    listing ``halted`` between two pages is not counted as full (the next run lists again)."""
     website_id = report.website_id
     listed_at = store.people_listed_at(website_id)
     began = clock()
@@ -727,12 +767,21 @@ def _sync_people(
             if len(page) == PER_PAGE:
                 report.people += store.save_people(website_id, page)
                 page = []
+                if halted():
+                    return
         if page:
             report.people += store.save_people(website_id, page)
     finally:
         report.people_calls += calls
     store.set_people_listed_at(website_id, began)
     report.people_listed = True
+
+
+def _sync_operators(client: Crisp, store: SyncStore, report: SyncReport) -> None:
+    """Save the website's operators (one request: Crisp does not page them)."""
+    website_id = report.website_id
+    listed = client.website.list_website_operators(website_id, use_cache=False)
+    report.operators += store.save_operators(website_id, _dicts(listed, "operators"))
 
 
 def describe(exc: BaseException) -> str:

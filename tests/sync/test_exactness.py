@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from crisp_api.errors import InvalidResponseError
+from crisp_api.errors import InvalidResponseError, RouteError
 from crisp_api.sync import RequestCounter, SQLiteStore, SyncProgress, install, sync_website
 from crisp_api.sync.store import MessageSpan, Row, StoreError
 from crisp_api.testing import FakeCrisp
@@ -287,6 +287,42 @@ def test_an_unchanged_run_after_a_full_one_costs_a_handful_of_requests(tmp_path:
             every_run = sync_website(client, fake.website_id, store, people_interval=0)
         assert every_run.people_listed
         assert every_run.people == type(every_run.people)()
+
+
+def test_people_and_operators_are_read_beside_the_conversations_not_after_them(
+    tmp_path: Path,
+) -> None:
+    """Once the listing's first page is in, the people and operators listings go out ahead of
+    its conversations (they ran after the last one: two round trips more per website), and
+    the copy is the same."""
+    path = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=40, messages=3, people=120, seed=30) as fake:
+        with SQLiteStore(path) as store:
+            report = sync_website(fast_client(fake), fake.website_id, store, workers=4)
+        assert report.complete
+        targets = [entry.target.split("?")[0] for entry in fake.stats.log]
+        lists = [i for i, t in enumerate(targets) if "/conversations/" in t]
+        people = [i for i, t in enumerate(targets) if "/people/profiles/" in t]
+        operators = [i for i, t in enumerate(targets) if t.endswith("/operators/list")]
+        messages = [i for i, t in enumerate(targets) if t.endswith("/messages")]
+        assert len(people) == 3
+        assert len(operators) == 1
+        assert len(messages) >= 40
+        assert lists[0] < min(people[0], operators[0])  # the listing answered first
+        assert operators[0] < messages[-1], targets
+        assert people[0] < messages[-1], targets
+        assert report.people.added == 120
+        assert report.operators.added > 0
+    assert_exact_copy(path, fake)
+
+
+def test_a_listing_crisp_refuses_costs_no_people_or_operators_request(tmp_path: Path) -> None:
+    with FakeCrisp(conversations=5, messages=2, seed=31) as fake:
+        with SQLiteStore(tmp_path / "crisp.sqlite3") as store, pytest.raises(RouteError):
+            sync_website(fast_client(fake), "no-such-website", store)
+        targets = [entry.target for entry in fake.stats.log]
+        assert targets
+        assert all("/conversations/" in target for target in targets), targets
 
 
 # 5. Errors a rerun cannot fix are not "rerun" ------------------------------------------------

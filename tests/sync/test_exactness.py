@@ -325,6 +325,23 @@ def test_a_listing_crisp_refuses_costs_no_people_or_operators_request(tmp_path: 
         assert all("/conversations/" in target for target in targets), targets
 
 
+def test_a_stop_ends_the_people_listing_beside_the_conversations_unmarked(
+        tmp_path: Path) -> None:
+    """A stop during the run ends the people listing at its next page (it no longer waits
+    for the conversations to end), and a listing cut short is not taken for a full one: the
+    next run lists every profile again."""
+    with FakeCrisp(conversations=40, messages=2, people=500, seed=32) as fake, \
+            SQLiteStore(tmp_path / "crisp.sqlite3") as store:
+        fake.set_faults(latency_ms=30)  # ten pages of people: some 300 ms in series
+        stop = threading.Event()
+        report = sync_website(fast_client(fake), fake.website_id, store, workers=4,
+                              on_progress=lambda _: stop.set(), stop=stop)
+        assert not report.complete
+        assert not report.people_listed
+        assert 1 <= report.people_calls < 10
+        assert store.people_listed_at(fake.website_id) is None
+
+
 # 5. Errors a rerun cannot fix are not "rerun" ------------------------------------------------
 
 

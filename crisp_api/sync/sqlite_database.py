@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
 from crisp_api.sync import schema, views
 from crisp_api.sync.sql_dialect import SqlDialect
 from crisp_api.sync.store import StoreError, WebsiteLockedError
@@ -73,8 +75,10 @@ class SqliteDatabase(SqlDialect):
             )
         try:
             with self.errors():
-                configure(self._db)
-                self._upgrade()
+                for attempt in _until_free(busy_timeout):
+                    with attempt:
+                        configure(self._db)
+                        self._upgrade()
         except BaseException:
             self._db.close()
             raise
@@ -188,6 +192,24 @@ class SqliteDatabase(SqlDialect):
         """Close the connection."""
         with self.statement("close") as db:
             db.close()
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying another connection holds the lock it needs."""
+    return (isinstance(exc, sqlite3.OperationalError)
+            and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY)
+
+
+def _until_free(seconds: float) -> Retrying:
+    """Attempts at opening the file, again while SQLite answers SQLITE_BUSY, for ``seconds``.
+
+    Some lock changes are refused at once, without SQLite's busy handler: switching to WAL
+    while another program writes in rollback-journal mode (or switches too: two crisp-sync
+    processes starting on one new file). Opening waits for those as a write waits for
+    another program's transaction, spaced 10 ms, doubling to 200 ms; the last error is raised
+    after ``seconds``."""
+    return Retrying(retry=retry_if_exception(_busy), stop=stop_after_delay(seconds),
+                    wait=wait_exponential(multiplier=0.01, max=0.2), reraise=True)
 
 
 @contextmanager

@@ -337,7 +337,7 @@ def test_two_workers_sharing_a_database_stay_within_one_known_quota(tmp_path: Pa
                                              stderr=subprocess.PIPE, text=True))
         said = [child.communicate(timeout=120)[1] for child in children]  # read as they run
         statuses = [child.returncode for child in children]
-        assert statuses == [EXIT_QUOTA, EXIT_QUOTA], said
+        assert statuses == [EXIT_QUOTA, EXIT_QUOTA], "\n---\n".join(said)
         assert fake.stats.requests <= quota + 2 * LEDGER_BATCH, said
         assert ledger(db, fake) == fake.stats.requests, said
 

@@ -261,6 +261,18 @@ print("ready", flush=True)
 time.sleep(60)
 """
 
+HOLD_THEN_COMMIT_IN_ROLLBACK_MODE = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("CREATE TABLE IF NOT EXISTS theirs (x)")  # another program's file, not yet WAL
+db.execute("BEGIN IMMEDIATE")
+db.execute("INSERT INTO theirs VALUES (1)")
+print("ready", flush=True)
+time.sleep(0.5)
+db.execute("COMMIT")
+time.sleep(60)
+"""
+
 @pytest.fixture
 def spawn() -> Iterator[Spawn]:
     """Starts a Python child running a script, once it printed "ready"; kills it after."""
@@ -280,6 +292,32 @@ def lock_row(path: Path, host: str, pid: int, token: str, heartbeat_ms: int) -> 
         heartbeat_ms,
         heartbeat_ms,
     )
+
+
+def test_opening_waits_for_another_programs_write_that_sqlite_refuses_at_once(
+        tmp_path: Path, spawn: Spawn) -> None:
+    """Switching a file to WAL while another program writes to it in rollback-journal mode
+    fails at once with SQLITE_BUSY, without SQLite's busy handler: so did a second crisp-sync
+    starting beside a first on a new file (test_quota's two workers, now and then). Opening
+    waits for it, within ``busy_timeout``, as any other write does."""
+    path = tmp_path / "shared.sqlite3"
+    spawn(HOLD_THEN_COMMIT_IN_ROLLBACK_MODE, str(path))
+    with SQLiteStore(path, busy_timeout=30) as store:
+        assert store.checkpoint(WEBSITE) is None
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "SELECT x FROM theirs") == [(1,)]
+
+
+def test_opening_gives_up_on_a_write_that_outlasts_busy_timeout(
+        tmp_path: Path, spawn: Spawn) -> None:
+    path = tmp_path / "held.sqlite3"
+    query(path, "CREATE TABLE theirs (x)")
+    spawn(HOLD_WRITE_TRANSACTION, str(path))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="locked") as refused:
+        SQLiteStore(path, busy_timeout=0.5)
+    assert not refused.value.permanent
+    assert time.monotonic() - started >= 0.5
 
 
 def test_a_second_store_is_refused_while_the_first_holds_the_lock(tmp_path: Path) -> None:

@@ -259,8 +259,8 @@ def _sync_conversations(
     workers: int,
     on_progress: Callable[[SyncProgress], None] | None,
     stop: StopSignal | None,
-    beside: Sequence[Callable[[], None]] = (),
-    halted: threading.Event | None = None,
+    beside: Sequence[Callable[[], None]],
+    halted: threading.Event,
 ) -> None:
     """Fetch and save every changed conversation of the window in ``workers`` threads.
 
@@ -278,7 +278,6 @@ def _sync_conversations(
                        workers=workers)
     futures: list[Future[None]] = []
     side: list[Future[None]] | None = None
-    halted = halted or threading.Event()
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="crisp-sync") as pool:
             try:

@@ -196,8 +196,7 @@ class SqliteDatabase(SqlDialect):
 
 def _busy(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite saying another connection holds the lock it needs."""
-    return (isinstance(exc, sqlite3.OperationalError)
-            and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY)
+    return isinstance(exc, sqlite3.Error) and _primary(_code_name(exc)) == "SQLITE_BUSY"
 
 
 def _until_free(seconds: float) -> Retrying:
@@ -265,10 +264,24 @@ def _columns(db: sqlite3.Connection, table: str) -> dict[str, tuple[str, bool, i
 
 def _store_error(path: str, error: sqlite3.Error) -> StoreError:
     """``error`` as a one-line `StoreError` naming the database, permanent or not by its code."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    name = getattr(error, "sqlite_errorname", None) or _ERROR_TEXTS.get(text)
-    primary = "_".join(name.split("_")[:2]) if name else None  # SQLITE_IOERR_READ: SQLITE_IOERR
+    name = _code_name(error)
     return StoreError(
-        f"SQLite database {path}: {text}" + (f" ({name})" if name else ""),
-        permanent=primary in _PERMANENT,
+        f"SQLite database {path}: {_text(error)}" + (f" ({name})" if name else ""),
+        permanent=_primary(name) in _PERMANENT,
     )
+
+
+def _text(error: sqlite3.Error) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _code_name(error: sqlite3.Error) -> str | None:
+    """SQLite's name of ``error``'s result code (``SQLITE_IOERR_READ``), or the one its text
+    stands for; None if neither tells."""
+    name: str | None = getattr(error, "sqlite_errorname", None)
+    return name or _ERROR_TEXTS.get(_text(error))
+
+
+def _primary(name: str | None) -> str | None:
+    """The primary result code of a code name: ``SQLITE_IOERR`` for ``SQLITE_IOERR_READ``."""
+    return "_".join(name.split("_")[:2]) if name else None

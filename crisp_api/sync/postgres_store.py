@@ -30,7 +30,7 @@ Which worker syncs which website is decided here too, with leases (`postgres_lea
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,14 @@ _ARRAYS = {
 }
 """The SQL type of the array a batch sends each column (by table) as: a document goes as its
 text, cast to JSONB in the statement."""
+
+_STALE = """
+SELECT listed.session_id FROM unnest(%s::text[], %s::int8[]) AS listed(session_id, updated_at)
+LEFT JOIN conversations AS stored ON stored.session_id = listed.session_id
+WHERE stored.updated_at IS NULL OR stored.updated_at < listed.updated_at
+"""
+"""`PostgresStore.stale_of`: the page's ids and stamps as two arrays, joined to the
+``conversations_stamp`` index; only the stale come back."""
 
 
 class PostgresStore(SqlStore[PgDatabase]):
@@ -98,6 +106,19 @@ class PostgresStore(SqlStore[PgDatabase]):
             ).fetchone()
         assert row is not None  # a SELECT without FROM has one row
         return ConversationState(updated_at=row[0], newest_message=row[1])
+
+    def stale_of(self, website_id: str, listed: Mapping[str, int]) -> set[str]:
+        """Those of ``listed`` not stored at their ``updated_at`` or later, in one query
+        (`crisp_api.sync.store.BatchStates`): only the stale come back."""
+        stale = {session_id for session_id in listed if not rows.is_key(session_id)}
+        keyed = [(session_id, stamp) for session_id, stamp in listed.items()
+                 if session_id not in stale]
+        if keyed:
+            ids, stamps = zip(*keyed, strict=True)
+            with self._db.statement("stale_of") as cur:
+                stale.update(session_id for session_id, in cur.execute(
+                    _STALE, (list(ids), list(stamps))).fetchall())
+        return stale
 
     def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
         """The stored ``updated_at`` of those of ``session_ids`` that have one, in one query

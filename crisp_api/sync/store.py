@@ -28,7 +28,7 @@ applies Crisp's live events one row at a time through `EventSink` (`save_message
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -172,9 +172,16 @@ class SyncStore(Protocol):
 class BatchStates(Protocol):
     """A `SyncStore` that reads what it holds of many conversations in one go (`SQLiteStore`):
     the sync then asks once per listing page, not once per conversation, so an unchanged
-    conversation costs little more than its listing entry. Together, the two answers are
-    `SyncStore.conversation_state`'s, in two steps: the second only for the conversations the
-    first shows changed."""
+    conversation costs little more than its listing entry. `stale_of` tells which of a page's
+    conversations changed; for those alone, `updated_at_of` and `newest_messages` together
+    answer what `SyncStore.conversation_state` would."""
+
+    def stale_of(self, website_id: str, listed: Mapping[str, int]) -> set[str]:
+        """Of the ``listed`` conversations (session id: the ``updated_at`` the listing gives,
+        a 64-bit integer), those not stored with that ``updated_at`` or a later one: not
+        stored, stored without one, older, or under an id no store can key. The answer names
+        only what changed, so a page found unchanged costs one query that returns nothing."""
+        ...
 
     def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
         """`ConversationState.updated_at` of those of ``session_ids`` that have one."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from crisp_api.sync.engine import _not_newer, _page_states
 from crisp_api.sync.sqlite_store import SQLiteStore
 from crisp_api.sync.store import (
     BatchStates,
@@ -127,6 +128,45 @@ def test_the_batch_reads_say_what_conversation_state_says(store: Store) -> None:
             store.conversation_state(WEBSITE, session_id))
     assert updated == {"s1": 1_000}
     assert newest == {"s1": 300}
+
+
+def test_stale_of_names_what_changed_and_nothing_else(store: Store) -> None:
+    assert isinstance(store, BatchStates)
+    save(store, "s1", [message("s1", 1, 300)])  # updated_at 1,000
+    store.save_conversation(WEBSITE, {"session_id": "s2"}, MessageSpan([], None))
+    store.save_message(WEBSITE, "s3", message("s3", 1, 700))  # a message alone: no row
+    listed = {"s1": 1_000, "s2": 5, "s3": 1, "s4": 1, "": 1, "s\ud800": 1}
+    assert store.stale_of(WEBSITE, listed) == {"s2", "s3", "s4", "", "s\ud800"}
+    assert store.stale_of(WEBSITE, {"s1": 999}) == set()
+    assert store.stale_of(WEBSITE, {"s1": 1_001}) == {"s1"}
+    assert store.stale_of(WEBSITE, {"s1": -(2**63), "s4": 2**63 - 1}) == {"s4"}
+    assert store.stale_of(WEBSITE, {}) == set()
+
+
+def test_a_pages_states_judge_each_row_as_conversation_state_does(store: Store) -> None:
+    """The engine's batch read of a listing page (`stale_of`, then what the store holds of
+    the stale alone) finds unchanged exactly the rows a read of each row's own state does:
+    a repeated id, stamps beyond 64 bits or no integer, ids no store can key."""
+    assert isinstance(store, BatchStates)
+    save(store, "s1", [message("s1", 1, 300)])  # updated_at 1,000
+    store.save_conversation(WEBSITE, conversation("s2", 5), MessageSpan([], None))
+    store.save_conversation(WEBSITE, conversation("s3", 2**63 - 1), MessageSpan([], None))
+    page: list[dict[str, Any]] = [
+        conversation("s1", 1_000), conversation("s1", 1_001), conversation("s1", 999),
+        conversation("s2", -(2**64)), conversation("s2", 2**64), conversation("s3", 2**63 - 1),
+        conversation("s4", 1), {"session_id": "s2", "updated_at": True},
+        {"session_id": "s2"}, {"updated_at": 1}, {"session_id": ["s1"], "updated_at": 1},
+        conversation("", 1),
+    ]
+    unchanged, changed = _page_states(store, WEBSITE, page)
+    expected = [row for row in page if isinstance(row.get("session_id"), str) and _not_newer(
+        row.get("updated_at"), store.conversation_state(WEBSITE, row["session_id"]).updated_at)]
+    assert sorted(map(repr, unchanged)) == sorted(map(repr, expected))
+    assert [row for row, _ in changed] == [row for row in page if row not in expected]
+    for row, state in changed:
+        sid = row.get("session_id")
+        if isinstance(sid, str) and sid:
+            assert state == store.conversation_state(WEBSITE, sid)
 
 
 def test_a_fingerprint_names_a_message_within_its_conversation_only(store: Store) -> None:

@@ -24,7 +24,7 @@ from benchmarks.rate_limit import (
 )
 from benchmarks.results import Results
 from benchmarks.soak import WARMUP_SHARE, SoakResult
-from benchmarks.sync_cpu import FLOOR, INCREMENTAL_PAIRS, SYNC, SYNC_STDLIB, FloorResult
+from benchmarks.sync_cpu import FLOOR, INCREMENTAL_SAMPLES, SYNC, SYNC_STDLIB, FloorResult
 from benchmarks.targets import Check, fleet_goal
 from benchmarks.throughput import SyncResult
 from crisp_api.sync.fleet import WAIT_SECONDS
@@ -623,14 +623,15 @@ def _floor(floor: FloorResult) -> str:
         "copy complete: " + ("yes" if floor.complete else "**no**") + ".",
         table(["copy", "CPU µs per message (median)", "vs the floor", "rounds"], rows),
         "**Incremental runs**: crisp-sync again on its copy with the checkpoint cleared (every "
-        "conversation listed again, found unchanged), then as it left it (nothing new), the "
-        "CPU of the CLI's `main` (imports left out): "
+        "conversation listed again, found unchanged), the floor listing every conversation and "
+        "nothing else, then crisp-sync as it left it (nothing new), "
+        f"{INCREMENTAL_SAMPLES} such triples a round; crisp-sync's CPU is its `main`'s "
+        "(imports left out), the floor's its listing loop's. "
         f"{_number(floor.unchanged_us, 1)} µs of CPU per unchanged conversation (the "
-        "difference, per conversation), against "
-        f"{_number(floor.listing_entry_us, 1)} µs per listing entry (the floor listing every "
-        "conversation and nothing else): "
-        f"{_number(floor.unchanged_vs_entry, 2)}x. CPU s per run, relisted / quiet (each "
-        f"round's median pair of {INCREMENTAL_PAIRS}): "
+        "difference of the two runs, per conversation; median), against "
+        f"{_number(floor.listing_entry_us, 1)} µs per listing entry (median): the median of "
+        f"the triples' ratios is {_number(floor.unchanged_vs_entry, 2)}x. CPU s per run, "
+        "relisted / quiet (each round's triple of median ratio): "
         + ", ".join(f"{again:.3f} / {quiet:.3f}"
                     for again, quiet in zip(floor.relisted_cpu_s, floor.quiet_cpu_s,
                                             strict=True)) + ".",

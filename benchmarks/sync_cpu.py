@@ -10,15 +10,17 @@ crisp-sync's over the floor's, the median of the per-round ratios. crisp-sync pa
 JSON with orjson when the ``fast`` extra is installed (`crisp_api.json_codec`); a third copy
 each round, crisp-sync with the standard library's JSON alone, says what the extra is worth.
 
-**Incremental runs.** After its copy, crisp-sync runs again on the same file in pairs, each
-run once with the website's checkpoint cleared, so that every conversation is listed again and
-found unchanged, and once as it was left (the listing finds nothing new), `INCREMENTAL_PAIRS`
-pairs a round. These runs' CPU is the process's around the CLI's ``main`` (its imports, some
-0.3 s that vary by a few hundredths from run to run, as much as the whole difference, are
-left out, as the floor's listing figure leaves out its own). The difference of a pair's CPU,
-per conversation, is what an unchanged conversation costs beyond a run's fixed costs; the
-round keeps its median pair. It is compared with the cost of its one listing entry, the floor
-listing every conversation and nothing else (the CPU of its listing loop, per entry).
+**Incremental runs.** After its copy, crisp-sync runs again on the same file, once with the
+website's checkpoint cleared, so that every conversation is listed again and found unchanged,
+and once as it was left (the listing finds nothing new); between the two, the floor lists
+every conversation and nothing else. These runs' CPU is the process's around the CLI's
+``main`` (its imports, some 0.3 s that vary by a few hundredths from run to run, as much as
+the whole difference, are left out, as the floor's listing figure leaves out its own). The
+difference of the two runs' CPU, per conversation, is what an unchanged conversation costs
+beyond a run's fixed costs; it is compared with the cost of one listing entry, the CPU of the
+floor's listing loop per entry, measured in the same seconds: this machine's speed drifts by
+a third within a minute, as much as the ratio's distance to 1. Each round takes
+`INCREMENTAL_SAMPLES` such triples, and the verdict is the median ratio of all of them.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ POLL_S = 0.01
 FLOOR = "floor (urllib3 + json + sqlite3)"
 SYNC = "crisp-sync"
 SYNC_STDLIB = "crisp-sync, standard json"
-INCREMENTAL_PAIRS = 3
-"""Relisted and quiet runs a round; the round keeps the pair of median difference."""
+INCREMENTAL_SAMPLES = 4
+"""Relisted runs, floor listings and quiet runs a round (see the module docstring)."""
 _TIMED_MAIN = ("import sys, time; from crisp_api.sync.cli import main; began = time.process_time();"
                " status = main(sys.argv[1:]); print(f'cpu_s={time.process_time() - began}');"
                " raise SystemExit(status)")
@@ -100,7 +102,7 @@ def run(config: Config) -> FloorResult:
         stdlib_cpu: list[float] = []
         relisted: list[float] = []
         quiet: list[float] = []
-        listing: list[float] = []
+        samples: list[tuple[float, float]] = []
         complete = True
         for number in range(config.floor_rounds):
             print(f"benchmarks: crisp-sync vs the floor, round {number + 1}/"
@@ -116,28 +118,22 @@ def run(config: Config) -> FloorResult:
                     cpu, _ = _child(_sync_command(fake, path), fake, work)
                     sync_cpu.append(cpu)
                     complete &= _stored(path) == truth
-                    pairs = []
-                    for _ in range(INCREMENTAL_PAIRS):
-                        _clear_checkpoint(path)
-                        again = _timed_main(fake, path, work)
-                        pairs.append((again, _timed_main(fake, path, work)))
-                    again, nothing = sorted(pairs, key=lambda pair: pair[0] - pair[1])[
-                        len(pairs) // 2]
+                    runs = [_incremental(fake, path, work, config.floor_conversations)
+                            for _ in range(INCREMENTAL_SAMPLES)]
+                    samples += [(unchanged, entry) for _, _, unchanged, entry in runs]
+                    again, nothing, _, _ = sorted(runs, key=lambda run: run[2] / max(run[3], 1e-9))[
+                        len(runs) // 2]
                     relisted.append(again)
                     quiet.append(nothing)
                 else:
                     cpu, printed = _child(_floor_command(fake, str(path)), fake, work)
                     floor_cpu.append(cpu)
                     complete &= json.loads(printed)["messages"] == truth
-            _, printed = _child(_floor_command(fake, "--list-only"), fake, work)
-            found = json.loads(printed)
-            listing.append(found["listing_cpu_s"] / max(1, found["entries"]) * 1e6)
     per = 1e6 / max(1, truth)
-    conversations = config.floor_conversations
-    unchanged = [(again - nothing) / conversations * 1e6
-                 for again, nothing in zip(relisted, quiet, strict=True)]
+    unchanged = [unchanged for unchanged, _ in samples]
+    listing = [entry for _, entry in samples]
     return FloorResult(
-        conversations=conversations, messages=truth, workers=CLI_WORKERS,
+        conversations=config.floor_conversations, messages=truth, workers=CLI_WORKERS,
         sync_cpu_s=sync_cpu, floor_cpu_s=floor_cpu, stdlib_cpu_s=stdlib_cpu,
         fast_json=json_codec.FAST,
         sync_us_per_message=median(sync_cpu) * per,
@@ -149,6 +145,19 @@ def run(config: Config) -> FloorResult:
         unchanged_us=median(unchanged), listing_entry_us=median(listing),
         unchanged_vs_entry=median(paired_ratios(unchanged, listing)),
     )
+
+
+def _incremental(fake: FakeCrispProcess, path: Path, work: Path, conversations: int
+                 ) -> tuple[float, float, float, float]:
+    """One triple (see the module docstring): the relisted and quiet runs' CPU seconds, the
+    µs per unchanged conversation, and the floor's µs per listing entry."""
+    _clear_checkpoint(path)
+    again = _timed_main(fake, path, work)
+    _, printed = _child(_floor_command(fake, "--list-only"), fake, work)
+    found = json.loads(printed)
+    entry = found["listing_cpu_s"] / max(1, found["entries"]) * 1e6
+    nothing = _timed_main(fake, path, work)
+    return again, nothing, (again - nothing) / conversations * 1e6, entry
 
 
 def _timed_main(fake: FakeCrispProcess, path: Path, work: Path) -> float:

@@ -143,6 +143,17 @@ def test_stale_of_names_what_changed_and_nothing_else(store: Store) -> None:
     assert store.stale_of(WEBSITE, {}) == set()
 
 
+def test_stale_of_reads_any_id_a_store_can_key(store: Store) -> None:
+    """The page's ids travel as JSON text (SQLite) or an array (PostgreSQL): quotes,
+    backslashes, control characters and characters beyond the BMP come back as they went."""
+    assert isinstance(store, BatchStates)
+    odd = ['s"q', "s\\b", "s\U0001F600", "s\x01", "s'q", "s\u00e9"]
+    for session_id in odd:
+        store.save_conversation(WEBSITE, conversation(session_id, 500), MessageSpan([], None))
+    assert store.stale_of(WEBSITE, dict.fromkeys(odd, 500)) == set()
+    assert store.stale_of(WEBSITE, dict.fromkeys(odd, 501)) == set(odd)
+
+
 def test_a_pages_states_judge_each_row_as_conversation_state_does(store: Store) -> None:
     """The engine's batch read of a listing page (`stale_of`, then what the store holds of
     the stale alone) finds unchanged exactly the rows a read of each row's own state does:

@@ -289,6 +289,38 @@ def test_an_unchanged_run_after_a_full_one_costs_a_handful_of_requests(tmp_path:
         assert every_run.people == type(every_run.people)()
 
 
+class BatchReadFails(SQLiteStore):
+    """A real SQLite store whose read of a page's stale conversations always fails."""
+
+    failures = 0
+
+    def stale_of(self, website_id: str, listed: Any) -> set[str]:
+        self.failures += 1
+        raise StoreError("the page's read failed", permanent=False)
+
+
+def test_a_pages_failed_batch_read_leaves_each_conversation_to_its_own(tmp_path: Path) -> None:
+    """A listing page whose batch read fails costs its workers a read each, not the run: the
+    changed conversations are read again and the unchanged ones found unchanged."""
+    path = tmp_path / "crisp.sqlite3"
+    with FakeCrisp(conversations=120, messages=3, seed=31) as fake:
+        client = fast_client(fake)
+        with SQLiteStore(path) as store:
+            assert sync_website(client, fake.website_id, store).complete
+        touched = fake.touch_conversations(5)
+        with sqlite3.connect(path) as db:  # every conversation listed again
+            db.execute("UPDATE sync_state SET checkpoint_ms = NULL")
+        store = BatchReadFails(path)
+        with store:
+            report = sync_website(client, fake.website_id, store, workers=4)
+        assert store.failures == 3  # each page of 50 (120 conversations)
+        assert report.complete, report.errors
+        assert report.conversations_seen == 120
+        assert report.conversations_fetched == len(touched)
+        assert report.conversations.updated == len(touched)
+        assert_exact_copy(path, fake)
+
+
 def test_people_and_operators_are_read_beside_the_conversations_not_after_them(
     tmp_path: Path,
 ) -> None:

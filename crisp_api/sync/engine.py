@@ -588,36 +588,34 @@ def _pages_with_states(
 def _page_states(
     store: BatchStates, website_id: str, page: list[dict[str, Any]]
 ) -> tuple[list[Mapping[str, Any]], list[tuple[Mapping[str, Any], ConversationState | None]]]:
-    """A page's unchanged conversations, and the others with their states. The store first
-    says which of the page's conversations are stale (`BatchStates.stale_of`: nothing comes
-    back for a page found unchanged); what it holds is read for those alone, and for rows
-    whose ``updated_at`` it cannot be asked about (none, or beyond 64 bits), each of which is
-    then judged as `_unchanged` judges it."""
+    """A page's unchanged conversations, and the others with their states. The store says
+    which of the page's conversations are stale, with what it holds of them
+    (`BatchStates.stale_of`: nothing comes back for a page found unchanged); rows it cannot be
+    asked about (an ``updated_at`` that is no 64-bit integer) have what it holds read apart.
+    Each row then not found unchanged is judged as `_unchanged` judges it (a repeated id is
+    asked about at its newest stamp), and the newest stored message is read for the changed."""
     listed: dict[str, int] = {}
+    odd: list[str] = []
     for row in page:
         sid, stamp = row.get("session_id"), row.get("updated_at")
-        if (type(stamp) is int and isinstance(sid, str) and rows.KEY_MIN <= stamp <= rows.KEY_MAX
-                and listed.get(sid, stamp) <= stamp):  # a repeated id: its newest stamp
-            listed[sid] = stamp
-    stale = store.stale_of(website_id, listed) if listed else set()
-    unchanged: list[Mapping[str, Any]] = []
-    asked: list[dict[str, Any]] = []
-    for row in page:
-        sid = row.get("session_id")
-        if isinstance(sid, str) and sid in listed and sid not in stale:
-            unchanged.append(row)
+        if not isinstance(sid, str):
+            continue
+        if type(stamp) is int and rows.KEY_MIN <= stamp <= rows.KEY_MAX:
+            if listed.get(sid, stamp) <= stamp:  # a repeated id: its newest stamp
+                listed[sid] = stamp
         else:
-            asked.append(row)
-    if not asked:
-        return unchanged, []
-    stored = store.updated_at_of(
-        website_id, [sid for row in asked if isinstance(sid := row.get("session_id"), str)])
+            odd.append(sid)
+    stored = store.stale_of(website_id, listed) if listed else {}
+    if odd:
+        stored.update(store.updated_at_of(website_id, odd))
+    unchanged: list[Mapping[str, Any]] = []
     changed: list[tuple[Mapping[str, Any], str | None]] = []
-    for row in asked:
+    for row in page:
         sid = row.get("session_id")
         if not isinstance(sid, str):
             changed.append((row, None))
-        elif _not_newer(row.get("updated_at"), stored.get(sid)):
+        elif (sid in listed and sid not in stored) or _not_newer(row.get("updated_at"),
+                                                                 stored.get(sid)):
             unchanged.append(row)
         else:
             changed.append((row, sid))

@@ -30,7 +30,7 @@ Which worker syncs which website is decided here too, with leases (`postgres_lea
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from crisp_api.sync import rows, schema
 from crisp_api.sync.postgres_database import POOL_WAIT_SECONDS, PgDatabase
 from crisp_api.sync.postgres_leases import DEFAULT_LEASE_TTL, Leases
 from crisp_api.sync.schema import POSTGRES_VERSION as SCHEMA_VERSION
+from crisp_api.sync.sql_dialect import Cursor
 from crisp_api.sync.sql_store import SqlStore
 from crisp_api.sync.store import Changes, ConversationState, MessageSpan, Row
 
@@ -58,12 +59,12 @@ _ARRAYS = {
 text, cast to JSONB in the statement."""
 
 _STALE = """
-SELECT listed.session_id FROM unnest(%s::text[], %s::int8[]) AS listed(session_id, updated_at)
+SELECT listed.session_id, stored.updated_at
+FROM unnest(%s::text[], %s::int8[]) AS listed(session_id, updated_at)
 LEFT JOIN conversations AS stored ON stored.session_id = listed.session_id
 WHERE stored.updated_at IS NULL OR stored.updated_at < listed.updated_at
 """
-"""`PostgresStore.stale_of`: the page's ids and stamps as two arrays, joined to the
-``conversations_stamp`` index; only the stale come back."""
+"""`PostgresStore._stale_keyed`'s statement."""
 
 
 class PostgresStore(SqlStore[PgDatabase]):
@@ -107,18 +108,11 @@ class PostgresStore(SqlStore[PgDatabase]):
         assert row is not None  # a SELECT without FROM has one row
         return ConversationState(updated_at=row[0], newest_message=row[1])
 
-    def stale_of(self, website_id: str, listed: Mapping[str, int]) -> set[str]:
-        """Those of ``listed`` not stored at their ``updated_at`` or later, in one query
-        (`crisp_api.sync.store.BatchStates`): only the stale come back."""
-        stale = {session_id for session_id in listed if not rows.is_key(session_id)}
-        keyed = [(session_id, stamp) for session_id, stamp in listed.items()
-                 if session_id not in stale]
-        if keyed:
-            ids, stamps = zip(*keyed, strict=True)
-            with self._db.statement("stale_of") as cur:
-                stale.update(session_id for session_id, in cur.execute(
-                    _STALE, (list(ids), list(stamps))).fetchall())
-        return stale
+    def _stale_keyed(self, cur: Cursor, keyed: dict[str, int]
+                     ) -> Iterable[tuple[str, int | None]]:
+        """`SqlStore.stale_of`'s query: the page's ids and stamps as two arrays, joined to
+        the ``conversations_stamp`` index; only the stale come back."""
+        return cur.execute(_STALE, (list(keyed), list(keyed.values()))).fetchall()
 
     def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
         """The stored ``updated_at`` of those of ``session_ids`` that have one, in one query

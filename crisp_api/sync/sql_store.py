@@ -6,13 +6,14 @@ complete run), the removals live events ask for, the quarantine table, the websi
 ``crisp-sync --status``, and the store's side of the allowance (`crisp_api.sync.allowance`):
 the quota ledger (requests sent per credential and quota day) and each credential's
 allowance. Credentials are token identifiers, never keys. The tables are those of
-`crisp_api.sync.schema`.
+`crisp_api.sync.schema`. A listing page's stale conversations (`stale_of`) are told here too,
+from a query each store writes its own way (how a page's ids travel differs).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from crisp_api.sync.rows import Quarantined, is_key
@@ -41,6 +42,27 @@ class SqlStore(Generic[D]):
         """The rows of one query."""
         with self._db.statement("read") as cur:
             return cur.execute(sql, values).fetchall()
+
+    def stale_of(self, website_id: str, listed: Mapping[str, int]) -> dict[str, int | None]:
+        """Those of ``listed`` not stored at their ``updated_at`` or later, with what is
+        stored (`crisp_api.sync.store.BatchStates`): one query for the ids a store can key
+        (`_stale_keyed`), the others stale at once."""
+        stale: dict[str, int | None] = {}
+        keyed: dict[str, int] = {}
+        for session_id, stamp in listed.items():
+            if is_key(session_id):
+                keyed[session_id] = stamp
+            else:
+                stale[session_id] = None
+        if keyed:
+            with self._db.statement("stale_of") as cur:
+                stale.update(self._stale_keyed(cur, keyed))
+        return stale
+
+    def _stale_keyed(self, cur: Cursor, keyed: dict[str, int]) -> Iterable[tuple[str, int | None]]:
+        """`stale_of`'s query, in the database's own terms: each stale id and its stored
+        ``updated_at`` (None: not stored, or stored without one)."""
+        raise NotImplementedError
 
     def _state(self, website_id: str, column: str) -> int | None:
         found = self._select(

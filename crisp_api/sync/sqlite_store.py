@@ -12,7 +12,7 @@ website locks are `sqlite_locks`'; the SQL both stores share is `sql_store`'s.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +21,7 @@ from typing import Any
 from crisp_api.json_codec import compact_text, parse_text
 from crisp_api.sync import rows
 from crisp_api.sync.schema import SQLITE_VERSION as SCHEMA_VERSION
+from crisp_api.sync.sql_dialect import Cursor
 from crisp_api.sync.sql_store import SqlStore
 from crisp_api.sync.sqlite_database import SqliteDatabase
 from crisp_api.sync.sqlite_locks import SqliteLocks
@@ -75,18 +76,11 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
             newest_message=None if newest is None else newest[0],
         )
 
-    def stale_of(self, website_id: str, listed: Mapping[str, int]) -> set[str]:
-        """Those of ``listed`` not stored at their ``updated_at`` or later, in one query
-        (`crisp_api.sync.store.BatchStates`): the page's ids and stamps go in as one JSON
-        object, joined to the covering index, and only the stale come back."""
-        stale = {session_id for session_id in listed if not rows.is_key(session_id)}
-        keyed = {session_id: stamp for session_id, stamp in listed.items()
-                 if session_id not in stale}
-        if keyed:
-            with self._db.statement("stale_of") as db:
-                found = db.execute(_STALE, (compact_text(keyed)[0],))
-                stale.update(session_id for session_id, in found)
-        return stale
+    def _stale_keyed(self, cur: Cursor, keyed: dict[str, int]
+                     ) -> Iterable[tuple[str, int | None]]:
+        """`SqlStore.stale_of`'s query: the page's ids and stamps go in as one JSON object,
+        joined to the covering index, and only the stale come back."""
+        return cur.execute(_STALE, (compact_text(keyed)[0],)).fetchall()
 
     def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:
         """The stored ``updated_at`` of those of ``session_ids`` that have one, one query a
@@ -282,14 +276,14 @@ class SQLiteStore(SqlStore[SqliteDatabase]):
 
 
 _STALE = """
-SELECT listed.key FROM json_each(?) AS listed
+SELECT listed.key, stored.updated_at FROM json_each(?) AS listed
 LEFT JOIN conversations AS stored INDEXED BY conversations_stamp ON stored.session_id = listed.key
 WHERE stored.updated_at IS NULL OR stored.updated_at < listed.value
 """
-"""`SQLiteStore.stale_of`: a listed stamp is an integer within 64 bits, which ``json_each``
-gives as an INTEGER, so the comparison is exact. The covering index is named: SQLite's
-planner takes the primary key's, which reads each conversation's row (a table page per
-conversation in a fresh process)."""
+"""`SQLiteStore._stale_keyed`'s statement: a listed stamp is an integer within 64 bits,
+which ``json_each`` gives as an INTEGER, so the comparison is exact. The covering index is
+named: SQLite's planner takes the primary key's, which reads each conversation's row (a
+table page per conversation in a fresh process)."""
 
 _KEYS_PER_QUERY = 300
 """Keys looked up per query (SQLite allows 999 parameters in older builds)."""

@@ -173,14 +173,16 @@ class BatchStates(Protocol):
     """A `SyncStore` that reads what it holds of many conversations in one go (`SQLiteStore`):
     the sync then asks once per listing page, not once per conversation, so an unchanged
     conversation costs little more than its listing entry. `stale_of` tells which of a page's
-    conversations changed; for those alone, `updated_at_of` and `newest_messages` together
-    answer what `SyncStore.conversation_state` would."""
+    conversations changed, and what the store holds of each; `updated_at_of` answers for rows
+    it cannot be asked about (an ``updated_at`` that is no 64-bit integer), and
+    `newest_messages` completes `SyncStore.conversation_state`'s answer for the changed."""
 
-    def stale_of(self, website_id: str, listed: Mapping[str, int]) -> set[str]:
+    def stale_of(self, website_id: str, listed: Mapping[str, int]) -> dict[str, int | None]:
         """Of the ``listed`` conversations (session id: the ``updated_at`` the listing gives,
         a 64-bit integer), those not stored with that ``updated_at`` or a later one: not
-        stored, stored without one, older, or under an id no store can key. The answer names
-        only what changed, so a page found unchanged costs one query that returns nothing."""
+        stored, stored without one, older, or under an id no store can key; each with
+        `ConversationState.updated_at`. The answer names only what changed, so a page found
+        unchanged costs one query that returns nothing."""
         ...
 
     def updated_at_of(self, website_id: str, session_ids: Sequence[str]) -> dict[str, int]:

@@ -294,7 +294,7 @@ class BatchReadFails(SQLiteStore):
 
     failures = 0
 
-    def stale_of(self, website_id: str, listed: Any) -> set[str]:
+    def stale_of(self, website_id: str, listed: Any) -> dict[str, int | None]:
         self.failures += 1
         raise StoreError("the page's read failed", permanent=False)
 

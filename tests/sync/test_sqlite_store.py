@@ -216,7 +216,7 @@ def test_a_pages_stored_updated_at_is_read_from_an_index_alone(tmp_path: Path) -
     with store:
         store.statements.clear()
         assert store.updated_at_of("website", ["session_a", "session_b"]) == {}
-        assert store.stale_of("website", {"session_a": 1}) == {"session_a"}
+        assert store.stale_of("website", {"session_a": 1}) == {"session_a": None}
         lookups = [sql for sql in store.statements if "updated_at" in sql]
     assert len(lookups) == 2
     for lookup in lookups:

@@ -136,11 +136,11 @@ def test_stale_of_names_what_changed_and_nothing_else(store: Store) -> None:
     store.save_conversation(WEBSITE, {"session_id": "s2"}, MessageSpan([], None))
     store.save_message(WEBSITE, "s3", message("s3", 1, 700))  # a message alone: no row
     listed = {"s1": 1_000, "s2": 5, "s3": 1, "s4": 1, "": 1, "s\ud800": 1}
-    assert store.stale_of(WEBSITE, listed) == {"s2", "s3", "s4", "", "s\ud800"}
-    assert store.stale_of(WEBSITE, {"s1": 999}) == set()
-    assert store.stale_of(WEBSITE, {"s1": 1_001}) == {"s1"}
-    assert store.stale_of(WEBSITE, {"s1": -(2**63), "s4": 2**63 - 1}) == {"s4"}
-    assert store.stale_of(WEBSITE, {}) == set()
+    assert store.stale_of(WEBSITE, listed) == dict.fromkeys(["s2", "s3", "s4", "", "s\ud800"])
+    assert store.stale_of(WEBSITE, {"s1": 999}) == {}
+    assert store.stale_of(WEBSITE, {"s1": 1_001}) == {"s1": 1_000}
+    assert store.stale_of(WEBSITE, {"s1": -(2**63), "s4": 2**63 - 1}) == {"s4": None}
+    assert store.stale_of(WEBSITE, {}) == {}
 
 
 def test_stale_of_reads_any_id_a_store_can_key(store: Store) -> None:
@@ -150,8 +150,8 @@ def test_stale_of_reads_any_id_a_store_can_key(store: Store) -> None:
     odd = ['s"q', "s\\b", "s\U0001F600", "s\x01", "s'q", "s\u00e9"]
     for session_id in odd:
         store.save_conversation(WEBSITE, conversation(session_id, 500), MessageSpan([], None))
-    assert store.stale_of(WEBSITE, dict.fromkeys(odd, 500)) == set()
-    assert store.stale_of(WEBSITE, dict.fromkeys(odd, 501)) == set(odd)
+    assert store.stale_of(WEBSITE, dict.fromkeys(odd, 500)) == {}
+    assert store.stale_of(WEBSITE, dict.fromkeys(odd, 501)) == dict.fromkeys(odd, 500)
 
 
 def test_a_pages_states_judge_each_row_as_conversation_state_does(store: Store) -> None:
@@ -164,6 +164,7 @@ def test_a_pages_states_judge_each_row_as_conversation_state_does(store: Store) 
     store.save_conversation(WEBSITE, conversation("s3", 2**63 - 1), MessageSpan([], None))
     page: list[dict[str, Any]] = [
         conversation("s1", 1_000), conversation("s1", 1_001), conversation("s1", 999),
+        {"session_id": "s1", "updated_at": "1000"}, conversation("s3", -(2**64)),
         conversation("s2", -(2**64)), conversation("s2", 2**64), conversation("s3", 2**63 - 1),
         conversation("s4", 1), {"session_id": "s2", "updated_at": True},
         {"session_id": "s2"}, {"updated_at": 1}, {"session_id": ["s1"], "updated_at": 1},

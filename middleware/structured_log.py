@@ -18,15 +18,21 @@ silent until the application configures logging. Pass any structlog logger, or a
 library ``logging.Logger``, to route them elsewhere (`structured`). Logging never fails a call:
 an exception raised while logging is counted (``failures``) and dropped, since the request has
 been sent by then and a failed-looking delivery invites a resend.
+
+structlog is imported when it is first needed (a standard library logger to wrap, an event to
+write), not with the client: it costs more than a third of ``import crisp_api`` (structlog
+loads rich, when installed, for its console tracebacks), and most calls of a client nobody
+logs need none of it. An application that configured structlog has imported it, so until
+it is imported it cannot be configured.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from functools import cached_property
 from typing import Any
-
-import structlog
 
 from middleware.attempts import ATTEMPT_ERRORS, Outcome, listen
 from middleware.contract import Handler
@@ -55,6 +61,8 @@ def structured(logger: Any, logger_name: str) -> Any:
 
 def _key_value(stdlib_logger: logging.Logger | logging.LoggerAdapter[Any]) -> Any:
     """A structlog logger over a standard library one, rendering ``event key=value ...``."""
+    import structlog  # noqa: PLC0415 - imported when first needed (see the module docstring)
+
     return structlog.wrap_logger(
         stdlib_logger,
         wrapper_class=structlog.stdlib.BoundLogger,
@@ -73,18 +81,27 @@ class DefaultLogger:
         if not any(isinstance(h, logging.NullHandler) for h in stdlib_logger.handlers):
             stdlib_logger.addHandler(logging.NullHandler())
         self._stdlib = stdlib_logger
-        self._fallback = _key_value(stdlib_logger)
+
+    @cached_property
+    def _fallback(self) -> Any:
+        """The standard library logger, wrapped once an event is written to it."""
+        return _key_value(self._stdlib)
 
     def _target(self) -> Any:
-        return structlog.get_logger(self.name) if structlog.is_configured() else self._fallback
+        configured = _configured_structlog()
+        return configured.get_logger(self.name) if configured is not None else self._fallback
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event of ``level`` would go anywhere (cheap: checked before building
         the event)."""
-        if structlog.is_configured():
+        if _configured_structlog() is not None:
             check = getattr(self._target(), "is_enabled_for", None)
             return True if check is None else bool(check(level))
         return self._stdlib.isEnabledFor(level)
+
+    def log(self, level: int, event: str, **fields: Any) -> Any:
+        """Write one event where events go now (`where`)."""
+        return self._target().log(level, event, **fields)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target(), name)
@@ -94,7 +111,14 @@ class DefaultLogger:
 
     def where(self) -> str:
         """Where events go now, in words."""
-        return "structlog" if structlog.is_configured() else f"logging {self.name!r}"
+        return "structlog" if _configured_structlog() is not None else f"logging {self.name!r}"
+
+
+def _configured_structlog() -> Any:
+    """structlog's module once the application has configured it, else None (without
+    importing it: see the module docstring)."""
+    module = sys.modules.get("structlog")
+    return module if module is not None and module.is_configured() else None
 
 
 class StructuredLogging:

@@ -13,6 +13,11 @@ ends incomplete (130), a service as asked (0).
 
 from __future__ import annotations
 
+# First: structlog without the console extras crisp-sync never uses (see the module).
+from crisp_api.sync import plain_structlog  # noqa: F401
+
+# isort: split
+
 import argparse
 import gc
 import os

@@ -59,7 +59,8 @@ def configure(level: str, form: str, stream: TextIO | None = None) -> Any:
     if form not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {form!r}")
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False)
+        structlog.dev.ConsoleRenderer(colors=False,
+                                      exception_formatter=structlog.dev.plain_traceback)
         if form == "console"
         else structlog.processors.JSONRenderer(sort_keys=True)
     )

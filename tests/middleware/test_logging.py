@@ -80,13 +80,21 @@ def test_debug_logs_hold_no_credentials_and_no_bodies(
         assert secret not in text
 
 
-def test_the_library_is_silent_unless_logging_is_configured(server: ScriptedServer) -> None:
-    script = textwrap.dedent(
+def _client_script(server: ScriptedServer) -> str:
+    """The start of a program that calls ``server`` with the default stack, no retry."""
+    return textwrap.dedent(
         f"""
         from crisp_api import Crisp
         client = Crisp(max_retries=0)
         client.set_rest_host({server.url!r})
         client.authenticate("a", "b")
+        """
+    )
+
+
+def test_the_library_is_silent_unless_logging_is_configured(server: ScriptedServer) -> None:
+    script = _client_script(server) + textwrap.dedent(
+        """
         client.website.get_website("w1")
         try:
             client.website.get_website("w2")
@@ -100,6 +108,40 @@ def test_the_library_is_silent_unless_logging_is_configured(server: ScriptedServ
     )
     assert (done.stdout, done.stderr) == ("", "")
     assert server.count() == 2
+
+
+def test_structlog_is_imported_when_an_event_is_first_written(server: ScriptedServer) -> None:
+    """``import crisp_api`` and silent calls leave structlog unimported (a third of the
+    client's import time); the first event logged imports it, through the standard library
+    logger until the application configures structlog, then through structlog."""
+    script = _client_script(server) + textwrap.dedent(
+        """
+        import logging, sys
+        client.website.get_website("w1")
+        print("silent", "structlog" in sys.modules, flush=True)
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(message)s")
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+        client.website.get_website("w2")
+        print("logged", "structlog" in sys.modules, flush=True)
+        import structlog
+        structlog.configure(processors=[structlog.processors.KeyValueRenderer(
+            key_order=["event"])], logger_factory=structlog.PrintLoggerFactory(sys.stdout))
+        client.website.get_website("w3")
+        """
+    )
+    server.push(Reply(200), Reply(200), Reply(200))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "silent False", done.stderr
+    assert lines[1].startswith("event='http.attempt'")
+    assert "route='/website/{website_id}'" in lines[1]
+    assert lines[2] == "logged True"
+    assert lines[3].startswith("event='http.attempt'")
+    assert "route='/website/{website_id}'" in lines[3]
+    assert len(lines) == 4, lines
+    assert server.count() == 3
 
 
 def test_each_attempt_is_logged_as_it_ends_not_when_the_call_is_over(

@@ -115,10 +115,15 @@ class DefaultLogger:
 
 
 def _configured_structlog() -> Any:
-    """structlog's module once the application has configured it, else None (without
-    importing it: see the module docstring)."""
-    module = sys.modules.get("structlog")
-    return module if module is not None and module.is_configured() else None
+    """structlog's module once the application has configured it, else None, without
+    importing it (see the module docstring). Once another thread has begun importing it,
+    the import statement waits for that import to end: the module in ``sys.modules`` is
+    not whole before (``is_configured`` not yet defined)."""
+    if "structlog" not in sys.modules:
+        return None
+    import structlog  # noqa: PLC0415 - imported already, or being imported by another thread
+
+    return structlog if structlog.is_configured() else None
 
 
 class StructuredLogging:

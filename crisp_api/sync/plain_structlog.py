@@ -2,9 +2,9 @@
 
 Importing structlog imports rich, colorama and better_exceptions whenever they are installed
 (they arrive with other tools, dlt among them), for pretty console tracebacks. crisp-sync
-renders its console tracebacks plainly (`crisp_api.sync.logs`), so that its output is the
-same on every machine, and its JSON ones as text: rich alone is 55 ms of CPU, a fifth of a
-worker's start-up, paid by every process of a fleet at once on a shared machine.
+prints tracebacks as Python does, under both log formats (`crisp_api.sync.logs`), so that its
+output is the same on every machine; and rich alone is 55 ms of CPU, a fifth of a worker's
+start-up, paid by every process of a fleet at once on a shared machine.
 
 Importing this module imports structlog with those three hidden, once, before anything
 else of the process imports it; they stay importable afterwards (dlt, in the same process,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from tests.conftest import IDENTIFIER, KEY, SleepRecorder
 from tests.scripted_server import Reply, ScriptedServer
 
 SECRET_CONTENT = "my card number is 4242"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_one_event_per_attempt_with_its_fields(server: ScriptedServer) -> None:
@@ -180,3 +183,38 @@ def test_each_attempt_is_logged_as_it_ends_not_when_the_call_is_over(
         "sleep 1",
         "log attempt 3 200",
     ]
+
+
+def test_a_logger_asked_while_another_thread_imports_structlog_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """The first event imports structlog in its thread; another thread asking meanwhile
+    whether events are wanted sees the module in ``sys.modules`` before it is whole, and must
+    wait for the import instead of reading it half-made (the live-events example's thread and
+    its socket's thread did). A stand-in colorama, which structlog imports early, holds the
+    import open for that moment."""
+    (tmp_path / "colorama").mkdir()
+    (tmp_path / "colorama" / "__init__.py").write_text(
+        "import time\ntime.sleep(1.0)\n" "raise ImportError('a stand-in')\n"
+    )
+    script = textwrap.dedent(
+        """
+        import logging, sys, threading, time
+        from middleware.structured_log import DefaultLogger
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+        logger = DefaultLogger("crisp_api")
+        writer = threading.Thread(target=logger.log, args=(logging.INFO, "first"))
+        writer.start()
+        while "structlog" not in sys.modules:
+            time.sleep(0.001)
+        print("asked", logger.is_enabled_for(logging.INFO), logger.where(), flush=True)
+        writer.join()
+        """
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False, env=environment, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [
+        "asked True logging 'crisp_api'", "event='first'"
+    ], done.stderr

@@ -94,10 +94,11 @@ class DefaultLogger:
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event of ``level`` would go anywhere (cheap: checked before building
         the event)."""
-        if _configured_structlog() is not None:
-            check = getattr(self._target(), "is_enabled_for", None)
-            return True if check is None else bool(check(level))
-        return self._stdlib.isEnabledFor(level)
+        configured = _configured_structlog()
+        if configured is None:
+            return self._stdlib.isEnabledFor(level)
+        check = getattr(configured.get_logger(self.name), "is_enabled_for", None)
+        return True if check is None else bool(check(level))
 
     def log(self, level: int, event: str, **fields: Any) -> Any:
         """Write one event where events go now (`where`)."""

@@ -100,6 +100,7 @@ def sync_once(
         began = leases.now()
     listed = websites if isinstance(websites, WebsiteList) else WebsiteList.fixed(websites)
     added = 0
+    listening = False
     while stop is None or not stop.is_set():
         known, whole = listed.snapshot()
         if len(known) > added:
@@ -110,7 +111,13 @@ def sync_once(
             if not whole:  # the next page of the list is on its way
                 listed.wait_for_more(len(known), poll)
                 continue
-            leases.watch_releases()  # before the look at what is pending: no release missed
+            if not listening:
+                # Nothing held by others: the run ends here, without opening a connection to
+                # listen on (a process alone, or the fleet's last to end).
+                if not leases.pending(known, due_before=began, exclude=run.failed):
+                    break
+                leases.watch_releases()  # then look again: no release after this is missed
+                listening = True
             if not leases.pending(known, due_before=began, exclude=run.failed):
                 break
             leases.wait_for_release(min(poll, leases.ttl / 3))  # held by others: done, or

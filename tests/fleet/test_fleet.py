@@ -322,6 +322,31 @@ def test_a_worker_waiting_on_another_workers_website_ends_when_it_is_given_back(
     assert outcome[0].failed == []
 
 
+def _listening(url: str) -> int:
+    """How many connections to ``url``'s database have LISTEN as their last statement."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+                            " AND datname = current_database()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_worker_with_nothing_held_by_others_ends_without_listening(
+        postgres_url: str) -> None:
+    # A process alone, or the fleet's last to end, finds nothing held by others once its own
+    # websites are done: it ends at once, without first opening a connection to listen for
+    # leases given back (a backend PostgreSQL starts and stops for nothing, on the path to
+    # the run's end).
+    websites = ["website-a", "website-b"]
+    before = _listening(postgres_url)
+    with PostgresStore(postgres_url, lease_ttl=600) as store:
+        run = fleet.sync_once(store.leases, websites,
+                              lambda website_id, _: SyncReport(website_id, None), poll=60.0)
+        assert _listening(postgres_url) == before
+    assert [report.website_id for report in run.reports] == websites
+    assert run.failed == []
+
+
 def test_a_worker_whose_listening_connection_fails_still_waits_by_polling(
         postgres_url: str) -> None:
     # The listening connection dies (a server restart, a proxy): the wait falls back to

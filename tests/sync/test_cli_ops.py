@@ -73,8 +73,20 @@ def stop_midway(child: subprocess.Popen[str], committed: Callable[[], int], sign
 
 
 def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    """``command`` as a child that the stop signals stop as they do by default, however this
+    test run was started: ``nohup`` leaves SIGHUP ignored, a shell without job control leaves
+    SIGINT ignored in its background jobs, a child inherits both, and a signal ignored when
+    crisp-sync starts stays ignored (its own test below)."""
+    ignored = [sig for sig in (signal.SIGHUP, signal.SIGINT)
+               if signal.getsignal(sig) is signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def json_lines(errors: str) -> list[dict[str, Any]]:

@@ -19,6 +19,9 @@ work (the issue's three measurements).
   gives when the CPU is not the limit. The workers' bytecode is compiled once beforehand into
   a cache of the section's own, as an installed package has it (this environment may set
   ``PYTHONDONTWRITEBYTECODE``, which would have every worker compile the package at start).
+  Beside each ratio, what the schedule model (`benchmarks.fleet_model`) gives the same
+  configuration with the runs' own start-ups and tails: the bound under perfect balance, and
+  whole websites over many claim orders, with and without helpers.
 * **Takeover.** Two processes with ``--lease-ttl``, logging JSON; once worker A has started a
   website it has not finished, it gets SIGKILL, and the time is taken from the kill to worker
   B's ``website.sync.started`` of that website (both clocks are this machine's).
@@ -51,8 +54,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmarks import pg_methods
+from benchmarks import fleet_model, pg_methods
 from benchmarks.config import Config
+from benchmarks.fleet_model import Bound
 from benchmarks.pg_methods import MethodRun
 from benchmarks.stats import median, paired_ratios
 from crisp_api.sync import Changes, MessageSpan, SQLiteStore, Store
@@ -174,6 +178,9 @@ class SpeedUp:
     cpu_ceiling: float
     """The highest speed-up this machine's cores allow: one process's wall time over the
     fleet's CPU seconds spread evenly on every core (a fleet cannot be faster than that)."""
+    model: Bound | None
+    """What the schedule model (`benchmarks.fleet_model`) gives this configuration with these
+    runs' start-ups and tails, CPU left out; None when a run did not time its phases."""
 
 
 @dataclass(frozen=True)
@@ -374,6 +381,8 @@ def speed_up(
     allowance each of those runs left (`KNOWN`)."""
     runs: dict[tuple[str, int], FleetRun] = {}
     kept: dict[int, list[dict[str, Any]]] = {}
+    shapes = fleet_model.measure_shapes(config.fleet_websites, conversations, messages,
+                                        FLEET_SEED)
     for start in STARTS:
         for processes in (1, config.fleet_processes):
             print(f"benchmarks: fleet, {label}, {latency:g} ms, {start}, {processes} "
@@ -389,14 +398,19 @@ def speed_up(
                     allowance=kept.get(processes, []) if start == KNOWN else [])
     return [
         _speed_up(label, start, latency, config, conversations, messages,
-                  runs[start, 1], runs[start, config.fleet_processes])
+                  runs[start, 1], runs[start, config.fleet_processes], shapes)
         for start in STARTS
     ]
 
 
 def _speed_up(label: str, start: str, latency: float, config: Config, conversations: int,
-              messages: int, single: FleetRun, fleet: FleetRun) -> SpeedUp:
+              messages: int, single: FleetRun, fleet: FleetRun,
+              shapes: Sequence[fleet_model.Shape]) -> SpeedUp:
     floor = fleet.cpu_s / max(1, _cores())
+    timed = (single.startup_s, fleet.startup_s, single.tail_s, fleet.tail_s)
+    model = None if not all(map(math.isfinite, timed)) else fleet_model.bound(
+        shapes, fleet_model.Timing(config.fleet_processes, CLI_WORKERS, latency / 1000.0,
+                                   *timed))
     return SpeedUp(
         label=label, start=start, latency_ms=latency, websites=config.fleet_websites,
         conversations=conversations, messages=messages, workers=CLI_WORKERS,
@@ -406,6 +420,7 @@ def _speed_up(label: str, start: str, latency: float, config: Config, conversati
         else float("nan"),
         request_ratio=fleet.requests / single.requests if single.requests else float("nan"),
         cpu_ceiling=single.seconds / floor if floor else float("nan"),
+        model=model,
     )
 
 

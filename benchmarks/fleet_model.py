@@ -45,7 +45,6 @@ from enum import Enum
 from pathlib import Path
 
 from benchmarks.config import FULL
-from benchmarks.fleet import CLI_WORKERS, FLEET_SEED
 from crisp_api.testing import FakeCrispProcess
 
 Shape = list[int]
@@ -185,6 +184,28 @@ def simulate(shapes: Sequence[Shape], order: Iterable[int], *, processes: int, w
 
 
 @dataclass(frozen=True)
+class Timing:
+    """A fleet to model: its size, and the latency, start-ups and tail it runs with (seconds;
+    the start-ups and tail as section 6 measures them)."""
+
+    processes: int
+    workers: int
+    latency: float
+    single_startup: float
+    fleet_startup: float
+    single_tail: float
+    fleet_tail: float
+
+    def run(self, shapes: Sequence[Shape], order: Iterable[int], *, fleet: bool,
+            way: Way = Way.WHOLE) -> float:
+        """`simulate` one process (``fleet`` False) or the fleet, with these timings."""
+        return simulate(shapes, order, processes=self.processes if fleet else 1,
+                        workers=self.workers, latency=self.latency,
+                        startup=self.fleet_startup if fleet else self.single_startup,
+                        tail=self.fleet_tail if fleet else self.single_tail, way=way)
+
+
+@dataclass(frozen=True)
 class Modelled:
     """A way's fleet time over the claim orders drawn, and its speed-up over one process."""
 
@@ -206,38 +227,49 @@ class Modelled:
         return self.single_s / min(self.fleet_s)
 
 
-def model(shapes: Sequence[Shape], *, processes: int, workers: int, latency: float,
-          single_startup: float, fleet_startup: float, tail: float, orders: int = 200,
-          seed: int = 62, ways: Sequence[Way] = tuple(Way)) -> list[Modelled]:
-    """Each way's speed-up: one process claiming in listing order, against ``processes``
-    over ``orders`` claim orders drawn with ``seed`` (the same orders for every way)."""
+def model(shapes: Sequence[Shape], timing: Timing, *, orders: int = 200, seed: int = 62,
+          ways: Sequence[Way] = tuple(Way)) -> list[Modelled]:
+    """Each way's speed-up: one process claiming in listing order, against the fleet over
+    ``orders`` claim orders drawn with ``seed`` (the same orders for every way)."""
     draw = random.Random(seed)
     listed = list(range(len(shapes)))
     drawn = [draw.sample(listed, len(listed)) for _ in range(orders)]
-    results = []
-    for way in ways:
-        single = simulate(shapes, listed, processes=1, workers=workers, latency=latency,
-                          startup=single_startup, tail=tail, way=way)
-        times = [simulate(shapes, order, processes=processes, workers=workers,
-                          latency=latency, startup=fleet_startup, tail=tail, way=way)
-                 for order in drawn]
-        results.append(Modelled(way, single, times))
-    return results
+    return [Modelled(way, timing.run(shapes, listed, fleet=False, way=way),
+                     [timing.run(shapes, order, fleet=True, way=way) for order in drawn])
+            for way in ways]
 
 
-def balanced(shapes: Sequence[Shape], *, processes: int, workers: int, latency: float,
-             single_startup: float, fleet_startup: float, tail: float) -> float:
+def balanced(shapes: Sequence[Shape], timing: Timing) -> float:
     """The speed-up of a fleet sharing one process's busy time perfectly: its bound."""
-    single = simulate(shapes, range(len(shapes)), processes=1, workers=workers,
-                      latency=latency, startup=single_startup, tail=tail)
-    busy = single - single_startup - tail
-    return single / (fleet_startup + busy / processes + tail)
+    single = timing.run(shapes, range(len(shapes)), fleet=False)
+    busy = single - timing.single_startup - timing.single_tail
+    return single / (timing.fleet_startup + busy / timing.processes + timing.fleet_tail)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What the model gives one of section 6's configurations, with that run's start-ups and
+    tail: perfect balance, whole websites over the claim orders drawn, and helpers."""
+
+    balanced: float
+    whole: float
+    whole_worst: float
+    whole_best: float
+    helpers: float
+    orders: int
+
+
+def bound(shapes: Sequence[Shape], timing: Timing, *, orders: int = 200) -> Bound:
+    """`balanced`, and the `Way.WHOLE` and `Way.HELPERS` rows of `model`, as one `Bound`."""
+    whole, helpers = model(shapes, timing, orders=orders, ways=(Way.WHOLE, Way.HELPERS))
+    return Bound(balanced(shapes, timing), whole.speedup, whole.worst, whole.best,
+                 helpers.speedup, orders)
 
 
 def measure_shapes(websites: int, conversations: int, messages: int, seed: int) -> list[Shape]:
     """The shapes of the fake the section uses: crisp-sync copies it with one worker and no
     latency into a throwaway SQLite file, and the fake's request log gives them."""
-    requests = websites * (conversations * 4 + 8)
+    requests = websites * (conversations * (messages + 2) + 8)  # a page per message at most
     with FakeCrispProcess(websites=websites, conversations=conversations, messages=messages,
                           seed=seed, rtm=False, log_size=requests) as fake, \
             tempfile.TemporaryDirectory() as folder:
@@ -249,13 +281,18 @@ def measure_shapes(websites: int, conversations: int, messages: int, seed: int) 
                     if key not in ("CRISP_REDIS_URL", "CRISP_SYNC_DB", "CRISP_TIER")},
                  "CRISP_IDENTIFIER": fake.identifier, "CRISP_KEY": fake.key},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, timeout=600)
-        return shapes_from_log(entry.target for entry in fake.stats.log)
+        stats = fake.stats
+        if len(stats.log) < stats.requests:
+            raise RuntimeError(f"the fake logged {len(stats.log)} of {stats.requests} requests")
+        return shapes_from_log(entry.target for entry in stats.log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print each way's modelled speed-up for one configuration of section 6."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet_model",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
+    from benchmarks.fleet import CLI_WORKERS, FLEET_SEED  # noqa: PLC0415 - fleet imports this
+
     section = FULL  # section 6's latency-bound configuration unless told otherwise
     for flag, default in (("--websites", section.fleet_websites),
                           ("--conversations", section.fleet_slow_conversations),
@@ -272,20 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=200)
     args = parser.parse_args(argv)
     shapes = measure_shapes(args.websites, args.conversations, args.messages, args.seed)
-    common = {"processes": args.processes, "workers": args.workers,
-              "latency": args.latency_ms / 1000.0, "single_startup": args.single_startup,
-              "fleet_startup": args.fleet_startup, "tail": args.tail}
+    timing = Timing(args.processes, args.workers, args.latency_ms / 1000.0,
+                    args.single_startup, args.fleet_startup, args.tail, args.tail)
     print(f"{len(shapes)} websites, {sum(len(s) - SIDE_TASKS for s in shapes)} conversations; "
           f"chains of pages: {_histogram(shapes)}")
-    print(f"perfect balance (the bound): {balanced(shapes, **common):.2f}x")
+    print(f"perfect balance (the bound): {balanced(shapes, timing):.2f}x")
     listed = range(len(shapes))  # crisp-sync claims by website id, the order listed here
-    latency, tail = args.latency_ms / 1000.0, args.tail
-    single = simulate(shapes, listed, processes=1, workers=args.workers, latency=latency,
-                      startup=args.single_startup, tail=tail)
-    fleet = simulate(shapes, listed, processes=args.processes, workers=args.workers,
-                     latency=latency, startup=args.fleet_startup, tail=tail)
-    print(f"whole websites in crisp-sync's claim order: {single / fleet:.2f}x")
-    for found in model(shapes, orders=args.orders, seed=args.seed, **common):
+    ordered = timing.run(shapes, listed, fleet=False) / timing.run(shapes, listed, fleet=True)
+    print(f"whole websites in crisp-sync's claim order: {ordered:.2f}x")
+    for found in model(shapes, timing, orders=args.orders, seed=args.seed):
         print(f"{found.way.value}: one process {found.single_s:.1f} s, "
               f"{args.processes} {statistics.fmean(found.fleet_s):.1f} s on average: "
               f"{found.speedup:.2f}x ({found.worst:.2f}x to {found.best:.2f}x over "

@@ -530,8 +530,23 @@ def _speedups(speedups: Sequence[SpeedUp], cores: int) -> list[str]:
             + (" (CPU-bound: the cores, not the design, cap the speed-up)"
                if speedup.cpu_ceiling < goal * 1.25 else "")
             + f"; other programs kept {_others(speedup.fleet)} cores busy meanwhile."
+            + _modelled(speedup)
         )
     return text
+
+
+def _modelled(speedup: SpeedUp) -> str:
+    """What the schedule model gives the configuration, as a sentence (nothing without it)."""
+    found = speedup.model
+    if found is None:
+        return ""
+    return (
+        f" The schedule model (`benchmarks.fleet_model`: these runs' start-ups and tails, each "
+        f"answer {speedup.latency_ms:g} ms, no CPU) gives {found.balanced:.2f}x with perfect "
+        f"balance, {found.whole:.2f}x for whole websites on average over {found.orders} claim "
+        f"orders ({found.whole_worst:.2f}x to {found.whole_best:.2f}x) and {found.helpers:.2f}x "
+        "with workers that run out of websites helping with another's conversations."
+    )
 
 
 def _others(run: FleetRun) -> str:

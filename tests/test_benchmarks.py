@@ -100,6 +100,11 @@ def test_the_harness_writes_its_table_json_and_plot(tmp_path: Path) -> None:
         assert "fleet: 2 processes >= 3.5x one at 50 ms per answer (credential known" in report
         assert all(run["single"]["complete"] and run["fleet"]["complete"]
                    for run in fleet["speedups"])
+        for run in fleet["speedups"]:  # the schedule model's bound, with the runs' own phases
+            modelled = run["model"]
+            assert modelled["whole_worst"] <= modelled["whole"]
+            assert modelled["whole"] <= modelled["balanced"] * (1 + 1e-9)  # equal: two sums
+        assert report.count("The schedule model (`benchmarks.fleet_model`") == 4
         assert fleet["takeover"]["ttl_s"] == 3
         assert {pg_methods.STORE, pg_methods.TRANSACTION, pg_methods.PIPELINE,
                 pg_methods.EXECUTEMANY, pg_methods.COPY} <= rows

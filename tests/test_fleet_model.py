@@ -10,8 +10,10 @@ import pytest
 
 from benchmarks.fleet_model import (
     SIDE_TASKS,
+    Timing,
     Way,
     balanced,
+    bound,
     measure_shapes,
     model,
     shapes_from_log,
@@ -82,15 +84,19 @@ def test_overlap_begins_the_next_website_while_the_last_chain_of_one_is_read() -
 
 def test_the_model_draws_the_same_orders_for_every_way_and_stays_under_its_bound() -> None:
     shapes = [website(long_at=k % 20) for k in range(12)]
-    timing = {"processes": 3, "workers": 8, "latency": HALF, "single_startup": 0.5,
-              "fleet_startup": 0.6, "tail": 0.1}
-    found = model(shapes, orders=20, seed=7, **timing)
+    timing = Timing(processes=3, workers=8, latency=HALF, single_startup=0.5,
+                    fleet_startup=0.6, single_tail=0.05, fleet_tail=0.1)
+    found = model(shapes, timing, orders=20, seed=7)
     assert [result.way for result in found] == list(Way)
     assert all(len(result.fleet_s) == 20 for result in found)
-    bound = balanced(shapes, **timing)
+    limit = balanced(shapes, timing)
     whole = found[0]
-    assert whole.worst <= whole.speedup <= whole.best <= bound
-    assert model(shapes, orders=20, seed=7, **timing) == found  # seeded: the same figures
+    assert whole.worst <= whole.speedup <= whole.best <= limit * (1 + 1e-9)  # float sums
+    assert model(shapes, timing, orders=20, seed=7) == found  # seeded: the same figures
+    summary = bound(shapes, timing, orders=20)  # the model's own seed
+    whole, helpers, _ = model(shapes, timing, orders=20)
+    assert (summary.balanced, summary.whole, summary.helpers) == (
+        limit, whole.speedup, helpers.speedup)
 
 
 def test_bad_sizes_are_refused() -> None:

@@ -542,7 +542,8 @@ def _modelled(speedup: SpeedUp) -> str:
         return ""
     return (
         f" The schedule model (`benchmarks.fleet_model`: these runs' start-ups and tails, each "
-        f"answer {speedup.latency_ms:g} ms, no CPU) gives {found.balanced:.2f}x with perfect "
+        f"answer {speedup.latency_ms:g} ms; no CPU and no slow start) gives "
+        f"{found.balanced:.2f}x with perfect "
         f"balance, {found.whole:.2f}x for whole websites on average over {found.orders} claim "
         f"orders ({found.whole_worst:.2f}x to {found.whole_best:.2f}x) and {found.helpers:.2f}x "
         "with workers that run out of websites helping with another's conversations."

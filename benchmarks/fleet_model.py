@@ -215,8 +215,10 @@ class Modelled:
 
     @property
     def speedup(self) -> float:
-        """One process's time over the fleet's mean time."""
-        return self.single_s / statistics.fmean(self.fleet_s)
+        """One process's time over the fleet's mean time (the mean kept within the times:
+        a float sum of equal times may round just outside them)."""
+        times = self.fleet_s
+        return self.single_s / min(max(statistics.fmean(times), min(times)), max(times))
 
     @property
     def worst(self) -> float:

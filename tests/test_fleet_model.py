@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.fleet_model import (
     SIDE_TASKS,
+    Modelled,
     Timing,
     Way,
     balanced,
@@ -97,6 +98,12 @@ def test_the_model_draws_the_same_orders_for_every_way_and_stays_under_its_bound
     whole, helpers, _ = model(shapes, timing, orders=20)
     assert (summary.balanced, summary.whole, summary.helpers) == (
         limit, whole.speedup, helpers.speedup)
+
+
+def test_a_fleet_as_fast_in_every_order_has_one_speed_up() -> None:
+    # Equal times: a float sum of them may round just past each, and the mean must not.
+    found = Modelled(Way.WHOLE, 60.0, [15.367617525666288] * 200)  # sums to just below
+    assert found.worst == found.speedup == found.best
 
 
 def test_bad_sizes_are_refused() -> None:

@@ -382,7 +382,7 @@ def speed_up(
     runs: dict[tuple[str, int], FleetRun] = {}
     kept: dict[int, list[dict[str, Any]]] = {}
     shapes = fleet_model.measure_shapes(config.fleet_websites, conversations, messages,
-                                        FLEET_SEED)
+                                        FLEET_SEED, environment=cli_environment(work))
     for start in STARTS:
         for processes in (1, config.fleet_processes):
             print(f"benchmarks: fleet, {label}, {latency:g} ms, {start}, {processes} "

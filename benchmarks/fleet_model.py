@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import os
 import random
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -141,22 +140,21 @@ def simulate(shapes: Sequence[Shape], order: Iterable[int], *, processes: int, w
         process.sites[website] = _Website(list(shapes[website]))
         begin(now, number, website, number, 1, listed=True)
 
+    def give(now: float, worker: int, owner: int) -> None:
+        """Hand the tasks waiting in ``owner``'s websites to ``worker``'s idle workers."""
+        idle, held = fleet[worker], fleet[owner]
+        for website, site in held.sites.items():
+            while idle.idle and site.tasks and not site.listing:
+                site.running += 1
+                begin(now, owner, website, worker, site.tasks.pop(0))
+
     def hand_out(now: float) -> None:
-        for number, process in enumerate(fleet):
-            for website, site in process.sites.items():
-                while process.idle and site.tasks and not site.listing:
-                    site.running += 1
-                    begin(now, number, website, number, site.tasks.pop(0))
-        if way is not Way.HELPERS or queue:
-            return
-        for helper, process in enumerate(fleet):
-            if process.sites:
-                continue
-            for owner, held in enumerate(fleet):
-                for website, site in held.sites.items():
-                    while process.idle and site.tasks and not site.listing:
-                        site.running += 1
-                        begin(now, owner, website, helper, site.tasks.pop(0))
+        for number in range(processes):
+            give(now, number, number)
+        if way is Way.HELPERS and not queue:  # then processes with nothing left to claim
+            for helper in [number for number in range(processes) if not fleet[number].sites]:
+                for owner in range(processes):
+                    give(now, helper, owner)
 
     now = startup
     for number in range(processes):
@@ -268,9 +266,12 @@ def bound(shapes: Sequence[Shape], timing: Timing, *, orders: int = 200) -> Boun
                  helpers.speedup, orders)
 
 
-def measure_shapes(websites: int, conversations: int, messages: int, seed: int) -> list[Shape]:
+def measure_shapes(websites: int, conversations: int, messages: int, seed: int, *,
+                   environment: Mapping[str, str]) -> list[Shape]:
     """The shapes of the fake the section uses: crisp-sync copies it with one worker and no
-    latency into a throwaway SQLite file, and the fake's request log gives them."""
+    latency into a throwaway SQLite file, and the fake's request log gives them. The copy
+    runs in ``environment`` (section 6's `benchmarks.fleet.cli_environment`), with the fake's
+    credentials added."""
     requests = websites * (conversations * (messages + 2) + 8)  # a page per message at most
     with FakeCrispProcess(websites=websites, conversations=conversations, messages=messages,
                           seed=seed, rtm=False, log_size=requests) as fake, \
@@ -279,9 +280,7 @@ def measure_shapes(websites: int, conversations: int, messages: int, seed: int) 
             [sys.executable, "-m", "crisp_api.sync.cli", "--all-websites", "--workers", "1",
              "--no-progress", "--rate-limit", "100000", "--db", str(Path(folder) / "shape.db"),
              "--rest-host", fake.url],
-            env={**{key: value for key, value in os.environ.items()
-                    if key not in ("CRISP_REDIS_URL", "CRISP_SYNC_DB", "CRISP_TIER")},
-                 "CRISP_IDENTIFIER": fake.identifier, "CRISP_KEY": fake.key},
+            env={**environment, "CRISP_IDENTIFIER": fake.identifier, "CRISP_KEY": fake.key},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, timeout=600)
         stats = fake.stats
         if len(stats.log) < stats.requests:
@@ -293,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print each way's modelled speed-up for one configuration of section 6."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet_model",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
-    from benchmarks.fleet import CLI_WORKERS, FLEET_SEED  # noqa: PLC0415 - fleet imports this
+    # Section 6's constants; that module imports this one.
+    from benchmarks.fleet import CLI_WORKERS, FLEET_SEED, cli_environment  # noqa: PLC0415
 
     section = FULL  # section 6's latency-bound configuration unless told otherwise
     for flag, default in (("--websites", section.fleet_websites),
@@ -310,7 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tail", type=float, default=0.1)
     parser.add_argument("--orders", type=int, default=200)
     args = parser.parse_args(argv)
-    shapes = measure_shapes(args.websites, args.conversations, args.messages, args.seed)
+    with tempfile.TemporaryDirectory() as work:
+        shapes = measure_shapes(args.websites, args.conversations, args.messages, args.seed,
+                                environment=cli_environment(Path(work)))
     timing = Timing(args.processes, args.workers, args.latency_ms / 1000.0,
                     args.single_startup, args.fleet_startup, args.tail, args.tail)
     print(f"{len(shapes)} websites, {sum(len(s) - SIDE_TASKS for s in shapes)} conversations; "

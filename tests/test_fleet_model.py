@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from benchmarks.fleet import cli_environment
 from benchmarks.fleet_model import (
     SIDE_TASKS,
     Modelled,
@@ -125,8 +127,9 @@ def test_shapes_are_read_from_the_request_log_in_hand_out_order() -> None:
     assert shapes_from_log(targets) == [[1, 1, 2, 1], [1, 1, 1]]
 
 
-def test_the_shapes_of_a_real_copy_of_the_fake_hold_every_conversation() -> None:
-    shapes = measure_shapes(websites=2, conversations=3, messages=2, seed=62)
+def test_the_shapes_of_a_real_copy_of_the_fake_hold_every_conversation(tmp_path: Path) -> None:
+    shapes = measure_shapes(websites=2, conversations=3, messages=2, seed=62,
+                            environment=cli_environment(tmp_path))
     assert len(shapes) == 2
     assert all(len(shape) == SIDE_TASKS + 3 and min(shape) >= 1 for shape in shapes)
 

@@ -73,7 +73,12 @@ def _key_value(stdlib_logger: logging.Logger | logging.LoggerAdapter[Any]) -> An
 class DefaultLogger:
     """Where events go when no logger is given: structlog's own loggers once the application
     has configured structlog (``structlog.configure``), else the standard library logger
-    ``name``, which has a ``NullHandler`` and so stays silent until logging is configured."""
+    ``name``, which has a ``NullHandler`` and so stays silent until logging is configured.
+
+    Its structlog logger is one lazy proxy (``structlog.get_logger``), kept: the proxy
+    follows the configuration as structlog documents, binding on every use, or once when the
+    application sets ``cache_logger_on_first_use``. A proxy asked for on every attempt would
+    bind every time whatever the application chose (3.6 µs an attempt against 1.2 µs)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -81,15 +86,26 @@ class DefaultLogger:
         if not any(isinstance(h, logging.NullHandler) for h in stdlib_logger.handlers):
             stdlib_logger.addHandler(logging.NullHandler())
         self._stdlib = stdlib_logger
+        self._proxy: Any = None
 
     @cached_property
     def _fallback(self) -> Any:
         """The standard library logger, wrapped once an event is written to it."""
         return _key_value(self._stdlib)
 
+    def _structlog_logger(self, configured: Any) -> Any:
+        """This logger's structlog proxy, made on first use (two threads making one each at
+        once is harmless: both follow the same configuration)."""
+        proxy = self._proxy
+        if proxy is None:
+            proxy = self._proxy = configured.get_logger(self.name)
+        return proxy
+
     def _target(self) -> Any:
         configured = _configured_structlog()
-        return configured.get_logger(self.name) if configured is not None else self._fallback
+        if configured is None:
+            return self._fallback
+        return self._structlog_logger(configured)
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event of ``level`` would go anywhere (cheap: checked before building
@@ -97,7 +113,7 @@ class DefaultLogger:
         configured = _configured_structlog()
         if configured is None:
             return self._stdlib.isEnabledFor(level)
-        check = getattr(configured.get_logger(self.name), "is_enabled_for", None)
+        check = getattr(self._structlog_logger(configured), "is_enabled_for", None)
         return True if check is None else bool(check(level))
 
     def log(self, level: int, event: str, **fields: Any) -> Any:

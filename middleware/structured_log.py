@@ -86,34 +86,28 @@ class DefaultLogger:
         if not any(isinstance(h, logging.NullHandler) for h in stdlib_logger.handlers):
             stdlib_logger.addHandler(logging.NullHandler())
         self._stdlib = stdlib_logger
-        self._proxy: Any = None
 
     @cached_property
     def _fallback(self) -> Any:
         """The standard library logger, wrapped once an event is written to it."""
         return _key_value(self._stdlib)
 
-    def _structlog_logger(self, configured: Any) -> Any:
-        """This logger's structlog proxy, made on first use (two threads making one each at
-        once is harmless: both follow the same configuration)."""
-        proxy = self._proxy
-        if proxy is None:
-            proxy = self._proxy = configured.get_logger(self.name)
-        return proxy
+    @cached_property
+    def _structlog(self) -> Any:
+        """structlog's lazy proxy for ``name``, made once structlog is configured."""
+        import structlog  # noqa: PLC0415 - imported already: the application configured it
+
+        return structlog.get_logger(self.name)
 
     def _target(self) -> Any:
-        configured = _configured_structlog()
-        if configured is None:
-            return self._fallback
-        return self._structlog_logger(configured)
+        return self._structlog if _configured_structlog() is not None else self._fallback
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event of ``level`` would go anywhere (cheap: checked before building
         the event)."""
-        configured = _configured_structlog()
-        if configured is None:
+        if _configured_structlog() is None:
             return self._stdlib.isEnabledFor(level)
-        check = getattr(self._structlog_logger(configured), "is_enabled_for", None)
+        check = getattr(self._structlog, "is_enabled_for", None)
         return True if check is None else bool(check(level))
 
     def log(self, level: int, event: str, **fields: Any) -> Any:

@@ -152,8 +152,8 @@ def test_structlog_loggers_are_bound_as_the_application_configured(
     server: ScriptedServer, cached: bool
 ) -> None:
     """With ``cache_logger_on_first_use`` the default logger binds structlog's logger once,
-    not on every attempt (about 4 µs each); without it, every event follows the configuration
-    of the moment, a later ``structlog.configure`` included."""
+    not on every attempt (3.6 µs each against 1.2 µs); without it, every event follows the
+    configuration of the moment, a later ``structlog.configure`` included."""
     script = _client_script(server) + textwrap.dedent(
         f"""
         import structlog
